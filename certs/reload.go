@@ -1,0 +1,39 @@
+package certs
+
+import (
+	"crypto/tls"
+	"fmt"
+	"sync/atomic"
+)
+
+// CertReloader serves the listener certificate and swaps it on Reload,
+// so a renewed certificate takes effect on SIGHUP for new handshakes
+// while existing connections continue.
+type CertReloader struct {
+	certFile, keyFile string
+	cert              atomic.Pointer[tls.Certificate]
+}
+
+// NewCertReloader loads the key pair now.
+func NewCertReloader(certFile, keyFile string) (*CertReloader, error) {
+	r := &CertReloader{certFile: certFile, keyFile: keyFile}
+	if err := r.Reload(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Reload reads the files again; on failure the current certificate stays.
+func (r *CertReloader) Reload() error {
+	c, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	if err != nil {
+		return fmt.Errorf("certificate %s with key %s: %w", r.certFile, r.keyFile, err)
+	}
+	r.cert.Store(&c)
+	return nil
+}
+
+// GetCertificate is a tls.Config.GetCertificate callback.
+func (r *CertReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return r.cert.Load(), nil
+}

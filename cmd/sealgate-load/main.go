@@ -1,0 +1,224 @@
+// Command sealgate-load is the load generator behind BENCHMARKS.md. It
+// sends N messages of S bytes over C concurrent SMTP connections to a
+// gateway and reports accepted messages per second and the accept latency
+// (end of DATA to the 250 reply). With -sink it also runs a counting SMTP
+// sink, so a gateway configured to relay to it (outbound.smarthost) can be
+// measured end to end: delivered messages per second.
+//
+// It is a measuring tool, not a test: run it against a gateway on
+// loopback, on a quiet machine, and record the figures with the command
+// and the machine.
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:2525", "gateway SMTP address")
+	n := flag.Int("n", 1000, "messages to send")
+	c := flag.Int("c", 10, "concurrent connections")
+	size := flag.Int("size", 10*1024, "message size in bytes")
+	perConn := flag.Int("per-conn", 100, "messages per connection before reconnecting")
+	sinkAddr := flag.String("sink", "", "also run a counting SMTP sink on this address and wait for delivery")
+	wait := flag.Duration("wait", 2*time.Minute, "how long to wait for deliveries at the sink")
+	pid := flag.Int("pid", 0, "gateway process ID, to report its peak RSS (VmHWM)")
+	flag.Parse()
+	if err := run(*addr, *n, *c, *size, *perConn, *sinkAddr, *wait, *pid); err != nil {
+		fmt.Fprintln(os.Stderr, "sealgate-load:", err)
+		os.Exit(1)
+	}
+}
+
+func run(addr string, n, c, size, perConn int, sinkAddr string, wait time.Duration, pid int) error {
+	var sink *countingSink
+	if sinkAddr != "" {
+		var err error
+		if sink, err = startSink(sinkAddr); err != nil {
+			return err
+		}
+		defer sink.close()
+	}
+	body := makeMessage(size)
+
+	var next atomic.Int64
+	latencies := make([][]time.Duration, c)
+	errs := make([]error, c)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			latencies[w], errs[w] = sendLoop(addr, body, perConn, func() bool { return next.Add(1) <= int64(n) })
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	all := slices.Concat(latencies...)
+	slices.Sort(all)
+	fmt.Printf("sent %d messages of %d bytes over %d connections in %s\n", len(all), size, c, elapsed.Round(time.Millisecond))
+	fmt.Printf("accepted/s: %.0f\n", float64(len(all))/elapsed.Seconds())
+	fmt.Printf("accept latency p50: %s  p99: %s\n", pct(all, 50), pct(all, 99))
+
+	if sink != nil {
+		deadline := time.Now().Add(wait)
+		for sink.count.Load() < int64(len(all)) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		got := sink.count.Load()
+		last := time.Unix(0, sink.last.Load())
+		d := last.Sub(start)
+		fmt.Printf("delivered %d/%d; delivered/s: %.0f (first send to last delivery %s)\n",
+			got, len(all), float64(got)/d.Seconds(), d.Round(time.Millisecond))
+	}
+	if pid != 0 {
+		if hwm, err := peakRSS(pid); err == nil {
+			fmt.Printf("gateway peak RSS: %s\n", hwm)
+		} else {
+			fmt.Printf("gateway peak RSS: unknown (%v)\n", err)
+		}
+	}
+	return nil
+}
+
+// sendLoop sends messages over one connection at a time while more()
+// says so, reconnecting every perConn messages.
+func sendLoop(addr string, body []byte, perConn int, more func() bool) ([]time.Duration, error) {
+	var lat []time.Duration
+	for {
+		cl, err := smtp.Dial(addr)
+		if err != nil {
+			return lat, err
+		}
+		if err := cl.Hello("load.test"); err != nil {
+			cl.Close()
+			return lat, err
+		}
+		for range perConn {
+			if !more() {
+				cl.Quit()
+				return lat, nil
+			}
+			if err := cl.Mail("load@sender.test", nil); err != nil {
+				cl.Close()
+				return lat, err
+			}
+			if err := cl.Rcpt("sink@dest.test", nil); err != nil {
+				cl.Close()
+				return lat, err
+			}
+			w, err := cl.Data()
+			if err != nil {
+				cl.Close()
+				return lat, err
+			}
+			if _, err := w.Write(body); err != nil {
+				cl.Close()
+				return lat, err
+			}
+			t0 := time.Now()
+			if err := w.Close(); err != nil {
+				cl.Close()
+				return lat, err
+			}
+			lat = append(lat, time.Since(t0))
+		}
+		cl.Quit()
+	}
+}
+
+// makeMessage builds a plain message of about size bytes with CRLF lines.
+func makeMessage(size int) []byte {
+	var b bytes.Buffer
+	b.WriteString("From: load@sender.test\r\nTo: sink@dest.test\r\nSubject: load\r\n" +
+		"Message-ID: <load@sender.test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n")
+	line := strings.Repeat("0123456789abcdef", 4) + "\r\n"
+	for b.Len() < size {
+		b.WriteString(line)
+	}
+	return b.Bytes()
+}
+
+func pct(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := min(len(sorted)*p/100, len(sorted)-1)
+	return sorted[i].Round(10 * time.Microsecond)
+}
+
+func peakRSS(pid int) (string, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return "", err
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", errors.New("no VmHWM")
+}
+
+// countingSink accepts every message and counts it.
+type countingSink struct {
+	srv   *smtp.Server
+	ln    net.Listener
+	count atomic.Int64
+	last  atomic.Int64 // unix nanos of the last delivery
+}
+
+func startSink(addr string) (*countingSink, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	s := &countingSink{ln: ln}
+	s.srv = smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
+		return &sinkSession{sink: s}, nil
+	}))
+	s.srv.Domain = "sink.test"
+	s.srv.ErrorLog = discardLog{}
+	go s.srv.Serve(ln)
+	return s, nil
+}
+
+func (s *countingSink) close() { s.srv.Close() }
+
+type sinkSession struct{ sink *countingSink }
+
+func (*sinkSession) Reset()                               {}
+func (*sinkSession) Logout() error                        { return nil }
+func (*sinkSession) Mail(string, *smtp.MailOptions) error { return nil }
+func (*sinkSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
+func (s *sinkSession) Data(r io.Reader) error {
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return err
+	}
+	s.sink.count.Add(1)
+	s.sink.last.Store(time.Now().UnixNano())
+	return nil
+}
+
+type discardLog struct{}
+
+func (discardLog) Printf(string, ...any) {}
+func (discardLog) Println(...any)        {}

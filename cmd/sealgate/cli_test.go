@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sealgate/sealgate/queue"
+)
+
+// sealgate runs one command line in process and returns its exit code,
+// stdout and stderr.
+func sealgate(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	writeFile(t, good, "inbound:\n  listen: 127.0.0.1:2626\n")
+	bad := filepath.Join(dir, "bad.yaml")
+	writeFile(t, bad, "inbound:\n  lisen: 127.0.0.1:2626\n")
+
+	for _, tc := range []struct {
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{[]string{"version"}, 0, "sealgate ", ""},
+		{[]string{"config", "check", good}, 0, "good.yaml: ok", ""},
+		{[]string{"config", "check", bad}, 2, "", `bad.yaml:2: inbound.lisen: unknown key`},
+		{[]string{"config", "check", filepath.Join(dir, "missing.yaml")}, 2, "", "missing.yaml"},
+		{[]string{"config", "check"}, 2, "", "accepts 1 arg"},
+		{[]string{"no-such-command"}, 2, "", "unknown command"},
+		{[]string{"serve", "--no-such-flag"}, 2, "", "unknown flag"},
+		{[]string{"queue", "retry"}, 2, "", "either one message ID or --all"},
+	} {
+		code, stdout, stderr := sealgate(t, tc.args...)
+		if code != tc.code || !strings.Contains(stdout, tc.stdout) || !strings.Contains(stderr, tc.stderr) {
+			t.Errorf("sealgate %s = %d\nstdout: %s\nstderr: %s\nwant %d, stdout ~ %q, stderr ~ %q",
+				strings.Join(tc.args, " "), code, stdout, stderr, tc.code, tc.stdout, tc.stderr)
+		}
+	}
+}
+
+func TestHelpOnEveryCommand(t *testing.T) {
+	for _, args := range [][]string{
+		{"--help"}, {"serve", "--help"}, {"config", "--help"}, {"config", "check", "--help"},
+		{"queue", "--help"}, {"queue", "list", "--help"}, {"queue", "show", "--help"},
+		{"queue", "retry", "--help"}, {"queue", "delete", "--help"}, {"queue", "hold", "--help"},
+		{"queue", "release", "--help"}, {"version", "--help"},
+	} {
+		code, stdout, _ := sealgate(t, args...)
+		if code != 0 || !strings.Contains(stdout, "Usage:") {
+			t.Errorf("sealgate %s: exit %d, output:\n%s", strings.Join(args, " "), code, stdout)
+		}
+	}
+}
+
+func TestQueueCommandsOnStoppedServer(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "sealgate.yaml")
+	writeFile(t, cfg, "data_dir: "+filepath.Join(dir, "data")+"\n")
+
+	code, _, stderr := sealgate(t, "queue", "list", "--config", cfg)
+	if code != 1 || !strings.Contains(stderr, "no spool at") {
+		t.Fatalf("queue list without a spool: exit %d, %s", code, stderr)
+	}
+	seedSpool(t, filepath.Join(dir, "data"))
+
+	code, stdout, stderr := sealgate(t, "queue", "list", "--json", "--config", cfg)
+	if code != 0 {
+		t.Fatalf("queue list --json: exit %d: %s", code, stderr)
+	}
+	var msgs []struct{ ID string }
+	if err := json.Unmarshal([]byte(stdout), &msgs); err != nil || len(msgs) != 1 {
+		t.Fatalf("queue list --json output %q: %v", stdout, err)
+	}
+	id := msgs[0].ID
+
+	code, stdout, _ = sealgate(t, "queue", "show", id, "--config", cfg)
+	if code != 0 || !strings.Contains(stdout, "seeded@org.test") || !strings.Contains(stdout, "received") {
+		t.Errorf("queue show: exit %d\n%s", code, stdout)
+	}
+	if strings.Contains(stdout, "seeded body") {
+		t.Error("queue show prints the body")
+	}
+	for _, step := range [][]string{{"hold", id}, {"release", id}, {"retry", id}, {"retry", "--all"}} {
+		if code, _, stderr := sealgate(t, append(append([]string{"queue"}, step...), "--config", cfg)...); code != 0 {
+			t.Errorf("queue %v: exit %d: %s", step, code, stderr)
+		}
+	}
+	code, stdout, _ = sealgate(t, "queue", "list", "--config", cfg)
+	if code != 0 || !strings.Contains(stdout, id) || !strings.Contains(stdout, "1 messages") {
+		t.Errorf("queue list:\n%s", stdout)
+	}
+	if code, _, _ := sealgate(t, "queue", "delete", id, "--config", cfg); code != 0 {
+		t.Errorf("queue delete: exit %d", code)
+	}
+	if code, _, stderr := sealgate(t, "queue", "show", id, "--config", cfg); code != 1 || !strings.Contains(stderr, "no such message") {
+		t.Errorf("queue show after delete: exit %d: %s", code, stderr)
+	}
+}
+
+// seedSpool puts one message into a stopped server's spool, as an
+// earlier run would have left it.
+func seedSpool(t *testing.T, dataDir string) {
+	t.Helper()
+	store, err := queue.Open(queue.Options{
+		Path:    filepath.Join(dataDir, "spool.db"),
+		KeyFile: filepath.Join(dataDir, "spool.key"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	_, err = store.Enqueue(context.Background(), queue.Envelope{
+		From:       "seeded@org.test",
+		Recipients: []string{"bob@dest.test"},
+		ClientAddr: "127.0.0.1:40000",
+	}, []byte("Subject: seeded\r\n\r\nseeded body\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+}

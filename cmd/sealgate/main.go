@@ -1,0 +1,88 @@
+// Command sealgate is the secure SMTP relay gateway. It only wires: it
+// parses flags, loads the config, builds the objects of package gateway,
+// runs them and maps errors to exit codes (0 ok, 1 runtime failure, 2 bad
+// usage or invalid config).
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// exitError carries the exit code an error should end the process with.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// usageErr marks err as bad usage or invalid config (exit 2).
+func usageErr(err error) error { return &exitError{code: 2, err: err} }
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes one command line and returns the process exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	root := newRootCmd()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	reached := false
+	root.PersistentPreRun = func(*cobra.Command, []string) { reached = true }
+	err := root.Execute()
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(stderr, "sealgate:", err)
+	var ee *exitError
+	switch {
+	case errors.As(err, &ee):
+		return ee.code
+	case !reached:
+		// Flag parsing, argument checks and unknown commands fail
+		// before any command runs.
+		return 2
+	default:
+		return 1
+	}
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "sealgate",
+		Short: "Secure SMTP relay gateway: encryption policy, durable spool, verified delivery",
+		Long: `sealgate is the outbound smart host for Microsoft 365 and Google Workspace
+tenants. It accepts mail over SMTP, spools it durably and encrypted, and
+delivers it to the recipients' mail servers with retries and bounces.
+
+Run "sealgate serve" to start on the embedded defaults (SMTP on
+127.0.0.1:2525, admin HTTP on 127.0.0.1:8025, data in ./sealgate-data).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newServeCmd(), newConfigCmd(), newQueueCmd(), newVersionCmd())
+	return root
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the sealgate version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintln(cmd.OutOrStdout(), "sealgate", version)
+			return nil
+		},
+	}
+}

@@ -1,0 +1,259 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sealgate/sealgate/gateway"
+	"github.com/sealgate/sealgate/queue"
+)
+
+func newQueueCmd() *cobra.Command {
+	var configPath string
+	cmd := &cobra.Command{
+		Use:   "queue",
+		Short: "Inspect and manage the spool",
+		Long: `Inspect and manage the spool. When a server is running with the same config,
+the commands go through its admin HTTP listener; when it is stopped, they
+open the data dir directly. Message bodies are never shown.`,
+	}
+	cmd.PersistentFlags().StringVarP(&configPath, "config", "c", "", "config file (default: embedded defaults)")
+
+	// withOps opens the spool or the running server's API for one command.
+	withOps := func(fn func(ops gateway.QueueOps, out io.Writer) error) func(*cobra.Command, []string) error {
+		return func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(configPath)
+			if err != nil {
+				return err
+			}
+			ops, _, closeOps, err := gateway.OpenQueueOps(cfg)
+			if err != nil {
+				return err
+			}
+			defer closeOps()
+			err = fn(ops, cmd.OutOrStdout())
+			if errors.Is(err, queue.ErrNotFound) {
+				return &exitError{code: 1, err: fmt.Errorf("no such message")}
+			}
+			return err
+		}
+	}
+
+	var listJSON bool
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List spooled messages (--json for machine-readable output)",
+		Args:  cobra.NoArgs,
+		RunE: withOps(func(ops gateway.QueueOps, out io.Writer) error {
+			msgs, err := ops.List()
+			if err != nil {
+				return err
+			}
+			if listJSON {
+				return printJSON(out, msgs)
+			}
+			printQueueTable(out, msgs)
+			return nil
+		}),
+	}
+	list.Flags().BoolVar(&listJSON, "json", false, "print JSON")
+
+	var showJSON bool
+	show := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show a message's envelope, recipients and history (never its body)",
+		Args:  cobra.ExactArgs(1),
+	}
+	show.RunE = func(cmd *cobra.Command, args []string) error {
+		return withOps(func(ops gateway.QueueOps, out io.Writer) error {
+			m, err := ops.Get(args[0])
+			if err != nil {
+				return err
+			}
+			if showJSON {
+				return printJSON(out, m)
+			}
+			printMessage(out, m)
+			return nil
+		})(cmd, args)
+	}
+	show.Flags().BoolVar(&showJSON, "json", false, "print JSON")
+
+	var retryAll bool
+	retry := &cobra.Command{
+		Use:   "retry ID | --all",
+		Short: "Attempt delivery of a message (or of all) now",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if retryAll != (len(args) == 0) || len(args) > 1 {
+				return fmt.Errorf("give either one message ID or --all")
+			}
+			return nil
+		},
+	}
+	retry.RunE = func(cmd *cobra.Command, args []string) error {
+		return withOps(func(ops gateway.QueueOps, out io.Writer) error {
+			if retryAll {
+				n, err := ops.RetryAll()
+				if err == nil {
+					fmt.Fprintf(out, "%d messages scheduled for immediate retry\n", n)
+				}
+				return err
+			}
+			if err := ops.Retry(args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "%s scheduled for immediate retry\n", args[0])
+			return nil
+		})(cmd, args)
+	}
+	retry.Flags().BoolVar(&retryAll, "all", false, "retry every pending message")
+
+	simple := func(use, short, done string, op func(gateway.QueueOps, string) error) *cobra.Command {
+		c := &cobra.Command{Use: use + " ID", Short: short, Args: cobra.ExactArgs(1)}
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			return withOps(func(ops gateway.QueueOps, out io.Writer) error {
+				if err := op(ops, args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "%s %s\n", args[0], done)
+				return nil
+			})(cmd, args)
+		}
+		return c
+	}
+	cmd.AddCommand(list, show, retry,
+		simple("delete", "Remove a message from the spool without delivering it", "deleted",
+			func(o gateway.QueueOps, id string) error { return o.Delete(id) }),
+		simple("hold", "Stop delivery attempts for a message until released", "held",
+			func(o gateway.QueueOps, id string) error { return o.Hold(id) }),
+		simple("release", "Let a held message be delivered again", "released",
+			func(o gateway.QueueOps, id string) error { return o.Release(id) }),
+	)
+	return cmd
+}
+
+func printJSON(out io.Writer, v any) error {
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func printQueueTable(out io.Writer, msgs []queue.Message) {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tRECEIVED\tSIZE\tFROM\tRECIPIENTS\tSTATE\tNEXT ATTEMPT")
+	for _, m := range msgs {
+		from := m.Envelope.From
+		if from == "" {
+			from = "<>"
+		}
+		state, next := summarise(m)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\n", m.ID, m.Received.Local().Format(time.DateTime),
+			m.Size, from, len(m.Recipients), state, next)
+	}
+	tw.Flush()
+	fmt.Fprintf(out, "%d messages\n", len(msgs))
+}
+
+// summarise gives a one-word state of a message and its next attempt.
+func summarise(m queue.Message) (string, string) {
+	counts := map[queue.State]int{}
+	var next time.Time
+	for _, r := range m.Recipients {
+		counts[r.State]++
+		if !r.State.Final() && (next.IsZero() || r.NextAttempt.Before(next)) {
+			next = r.NextAttempt
+		}
+	}
+	var parts []string
+	for _, s := range []queue.State{queue.StateQueued, queue.StateDeferred, queue.StateDelivered, queue.StateBounced} {
+		if counts[s] > 0 {
+			parts = append(parts, fmt.Sprintf("%s:%d", s, counts[s]))
+		}
+	}
+	state := strings.Join(parts, ",")
+	if m.Held {
+		state = "HELD " + state
+	}
+	nextS := "-"
+	if !next.IsZero() && !m.Held {
+		nextS = next.Local().Format(time.DateTime)
+	}
+	return state, nextS
+}
+
+func printMessage(out io.Writer, m *queue.Message) {
+	from := m.Envelope.From
+	if from == "" {
+		from = "<>"
+	}
+	fmt.Fprintf(out, "ID:        %s\n", m.ID)
+	fmt.Fprintf(out, "From:      %s\n", from)
+	fmt.Fprintf(out, "Size:      %d bytes\n", m.Size)
+	fmt.Fprintf(out, "Received:  %s from %s (helo %s)", m.Received.Format(time.RFC3339), m.Envelope.ClientAddr, m.Envelope.ClientHelo)
+	if m.Envelope.TLS != "" {
+		fmt.Fprintf(out, " over %s", m.Envelope.TLS)
+	}
+	if m.Envelope.AuthUser != "" {
+		fmt.Fprintf(out, " as %s", m.Envelope.AuthUser)
+	}
+	fmt.Fprintln(out)
+	fmt.Fprintf(out, "Expires:   %s\n", m.Expires.Format(time.RFC3339))
+	if m.Held {
+		fmt.Fprintln(out, "Held:      yes")
+	}
+	if m.Envelope.RequireTLS {
+		fmt.Fprintln(out, "REQUIRETLS: yes")
+	}
+	fmt.Fprintln(out, "\nRecipients:")
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  ADDRESS\tSTATE\tATTEMPTS\tSTATUS\tNEXT/DONE\tLAST RESULT")
+	for _, r := range m.Recipients {
+		when := r.NextAttempt
+		if r.State.Final() {
+			when = r.DoneAt
+		}
+		whenS := "-"
+		if !when.IsZero() {
+			whenS = when.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\t%s\t%s\n", r.Address, r.State, r.Attempts, dash(r.Status), whenS, dash(r.LastError))
+	}
+	tw.Flush()
+	fmt.Fprintln(out, "\nHistory:")
+	for _, e := range m.Events {
+		fmt.Fprintf(out, "  %s  %-9s %s\n", e.Time.Format(time.RFC3339), e.Kind, e.Detail)
+		if a := e.Attempt; a != nil {
+			tls := "plaintext"
+			if a.TLSVersion != "" {
+				tls = a.TLSVersion + " " + a.Cipher
+				if a.CertVerified {
+					tls += ", certificate verified"
+				} else {
+					tls += ", certificate not verified"
+					if a.CertError != "" {
+						tls += " (" + a.CertError + ")"
+					}
+				}
+			}
+			fmt.Fprintf(out, "      to %s via %s [%s], %s\n", a.Destination, dash(a.MXHost), dash(a.IP), tls)
+			fmt.Fprintf(out, "      recipients: %s\n", strings.Join(a.Recipients, ", "))
+			if a.Reply != "" {
+				fmt.Fprintf(out, "      reply: %s\n", a.Reply)
+			}
+		}
+	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,127 @@
+package config
+
+import "time"
+
+// Config is the whole sealgate configuration. Every field has an embedded
+// default (defaults.yaml); a config file only lists the keys it changes.
+type Config struct {
+	// Hostname is the name sealgate uses in its greeting, in EHLO to
+	// destinations, in Received headers and as the DSN reporting MTA.
+	// Empty means the machine's host name.
+	Hostname string `yaml:"hostname"`
+	// DataDir holds the spool database, the spool key and the
+	// self-signed certificate.
+	DataDir  string   `yaml:"data_dir"`
+	Log      Log      `yaml:"log"`
+	Inbound  Inbound  `yaml:"inbound"`
+	Admin    Admin    `yaml:"admin"`
+	Queue    Queue    `yaml:"queue"`
+	Outbound Outbound `yaml:"outbound"`
+
+	// Source is the file the config was loaded from ("" for the embedded
+	// defaults). Not a YAML key.
+	Source string `yaml:"-"`
+}
+
+// Log configures the operational log (not the audit trail).
+type Log struct {
+	Format string `yaml:"format"` // "text" or "json"
+	Level  string `yaml:"level"`  // "debug", "info", "warn", "error"
+}
+
+// Inbound configures the SMTP listeners that accept mail from the tenant.
+type Inbound struct {
+	Listen            string `yaml:"listen"`              // host:port, STARTTLS listener
+	ImplicitTLSListen string `yaml:"implicit_tls_listen"` // host:port, optional port-465-style listener ("" = off)
+	TLS               TLS    `yaml:"tls"`
+	// TrustedNetworks are the CIDRs allowed to relay without AUTH.
+	TrustedNetworks []string `yaml:"trusted_networks"`
+	// RequireTLS refuses MAIL before STARTTLS for non-loopback clients.
+	RequireTLS          bool     `yaml:"require_tls"`
+	MaxMessageBytes     int64    `yaml:"max_message_bytes"`
+	MaxRecipients       int      `yaml:"max_recipients"`
+	MaxLineLength       int      `yaml:"max_line_length"`
+	MaxConnections      int      `yaml:"max_connections"`
+	MaxConnectionsPerIP int      `yaml:"max_connections_per_ip"`
+	IdleTimeout         Duration `yaml:"idle_timeout"`
+	SessionTimeout      Duration `yaml:"session_timeout"`
+	// BareLineEndings is "reject" (default) or "normalize": what to do
+	// with a bare CR or LF in DATA (SMTP smuggling, CVE-2023-51764).
+	BareLineEndings string `yaml:"bare_line_endings"`
+	Auth            Auth   `yaml:"auth"`
+}
+
+// TLS names the listener certificate. Empty files mean a self-signed
+// certificate generated in the data dir on first start.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Auth lists the SMTP AUTH users. AUTH is only offered after TLS.
+type Auth struct {
+	Users []User `yaml:"users"`
+}
+
+// User is one SMTP AUTH account. PasswordHash is a bcrypt hash
+// ("$2a$…", "$2b$…") or an argon2id PHC string ("$argon2id$v=19$…").
+type User struct {
+	Username     string `yaml:"username"`
+	PasswordHash string `yaml:"password_hash"`
+}
+
+// Admin configures the loopback HTTP listener for health, metrics and the
+// queue API.
+type Admin struct {
+	Listen string `yaml:"listen"` // host:port; "" disables it
+	Pprof  bool   `yaml:"pprof"`  // expose /debug/pprof/
+}
+
+// Queue configures the spool and the retry schedule.
+type Queue struct {
+	// KeyFile holds the 32-byte spool key (AES-256-GCM), created with
+	// mode 0600 on first start. Empty means <data_dir>/spool.key.
+	KeyFile      string   `yaml:"key_file"`
+	RetryInitial Duration `yaml:"retry_initial"` // first retry delay, doubled per attempt
+	RetryMax     Duration `yaml:"retry_max"`     // cap of the retry delay
+	Expiry       Duration `yaml:"expiry"`        // bounce what is still undelivered after this
+	// Retention is how long finished (delivered/bounced) messages stay
+	// visible in the queue (envelope and history only; bodies go at once).
+	Retention Duration `yaml:"retention"`
+}
+
+// Outbound configures delivery to destinations.
+type Outbound struct {
+	// DNSResolver is host:port of the DNS server to query; "" means the
+	// system's resolvers from /etc/resolv.conf.
+	DNSResolver string `yaml:"dns_resolver"`
+	// SMTPPort is the destination SMTP port (25; tests use another).
+	SMTPPort int `yaml:"smtp_port"`
+	// ExtraRootCAs are PEM files trusted in addition to the system roots.
+	ExtraRootCAs []string `yaml:"extra_root_cas"`
+	// Smarthost, when Address is set, sends everything through one relay.
+	Smarthost         Smarthost `yaml:"smarthost"`
+	MaxConcurrency    int       `yaml:"max_concurrency"`     // deliveries in flight, all destinations
+	MaxPerDestination int       `yaml:"max_per_destination"` // connections per destination domain
+	ConnectTimeout    Duration  `yaml:"connect_timeout"`
+	CommandTimeout    Duration  `yaml:"command_timeout"`
+	// IdleConnTimeout is how long an open connection to a destination is
+	// kept for reuse by the next message to it.
+	IdleConnTimeout Duration `yaml:"idle_conn_timeout"`
+}
+
+// Smarthost is an optional upstream relay.
+type Smarthost struct {
+	Address      string `yaml:"address"` // host:port; "" = deliver to MX
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"password_file"` // file holding the AUTH password
+	// TLS is "starttls" (required), "implicit" (TLS from the first byte)
+	// or "none" (only for a relay on loopback).
+	TLS string `yaml:"tls"`
+}
+
+// Duration is a time.Duration written in YAML as "90s", "5m", "120h".
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }

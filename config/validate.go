@@ -1,0 +1,251 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// validator checks a decoded Config. Each error points at the line where
+// the offending value was set (in the user's file, or in the defaults).
+type validator struct {
+	pos  map[string]position
+	errs Errors
+}
+
+func (v *validator) fail(path, format string, args ...any) {
+	p, ok := v.pos[path]
+	for !ok && path != "" {
+		// A list element that was never written: point at the list.
+		if i := strings.LastIndexAny(path, ".["); i > 0 {
+			path = path[:i]
+		} else {
+			path = ""
+		}
+		p, ok = v.pos[path]
+	}
+	v.errs = append(v.errs, &FieldError{File: p.file, Line: p.line, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) validate(c *Config) {
+	if c.Hostname != "" && !validHostname(c.Hostname) {
+		v.fail("hostname", "%q is not a valid host name", c.Hostname)
+	}
+	if c.DataDir == "" {
+		v.fail("data_dir", "must not be empty")
+	}
+	v.oneOf("log.format", c.Log.Format, "text", "json")
+	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+
+	in := &c.Inbound
+	v.hostPort("inbound.listen", in.Listen, false)
+	v.hostPort("inbound.implicit_tls_listen", in.ImplicitTLSListen, true)
+	v.keyPair("inbound.tls", in.TLS.CertFile, in.TLS.KeyFile)
+	for i, cidr := range in.TrustedNetworks {
+		if _, err := netip.ParsePrefix(cidr); err != nil {
+			v.fail(fmt.Sprintf("inbound.trusted_networks[%d]", i), "invalid CIDR %q (write 10.0.0.0/8, 192.0.2.7/32 or 2001:db8::/32)", cidr)
+		}
+	}
+	v.positive("inbound.max_message_bytes", in.MaxMessageBytes)
+	v.positive("inbound.max_recipients", int64(in.MaxRecipients))
+	if in.MaxLineLength < 512 {
+		v.fail("inbound.max_line_length", "must be at least 512 (RFC 5321 §4.5.3.1.4), got %d", in.MaxLineLength)
+	}
+	v.positive("inbound.max_connections", int64(in.MaxConnections))
+	v.positive("inbound.max_connections_per_ip", int64(in.MaxConnectionsPerIP))
+	v.positive("inbound.idle_timeout", int64(in.IdleTimeout))
+	v.positive("inbound.session_timeout", int64(in.SessionTimeout))
+	v.oneOf("inbound.bare_line_endings", in.BareLineEndings, "reject", "normalize")
+	seen := map[string]bool{}
+	for i, u := range in.Auth.Users {
+		p := fmt.Sprintf("inbound.auth.users[%d]", i)
+		switch {
+		case u.Username == "":
+			v.fail(p+".username", "must not be empty")
+		case seen[u.Username]:
+			v.fail(p+".username", "duplicate user %q", u.Username)
+		}
+		seen[u.Username] = true
+		if err := checkHashFormat(u.PasswordHash); err != nil {
+			v.fail(p+".password_hash", "%v", err)
+		}
+	}
+
+	v.hostPort("admin.listen", c.Admin.Listen, true)
+	if a := c.Admin.Listen; a != "" {
+		if host, _, err := net.SplitHostPort(a); err == nil && !isLoopbackHost(host) {
+			v.fail("admin.listen", "must be a loopback address (the admin API has no authentication), got %q", a)
+		}
+	}
+
+	q := &c.Queue
+	v.positive("queue.retry_initial", int64(q.RetryInitial))
+	v.positive("queue.retry_max", int64(q.RetryMax))
+	if q.RetryInitial > q.RetryMax {
+		v.fail("queue.retry_initial", "%s is longer than queue.retry_max %s", q.RetryInitial, q.RetryMax)
+	}
+	v.positive("queue.expiry", int64(q.Expiry))
+	v.positive("queue.retention", int64(q.Retention))
+
+	out := &c.Outbound
+	v.hostPort("outbound.dns_resolver", out.DNSResolver, true)
+	v.port("outbound.smtp_port", out.SMTPPort)
+	for i, f := range out.ExtraRootCAs {
+		v.pemCerts(fmt.Sprintf("outbound.extra_root_cas[%d]", i), f)
+	}
+	sh := &out.Smarthost
+	v.hostPort("outbound.smarthost.address", sh.Address, true)
+	v.oneOf("outbound.smarthost.tls", sh.TLS, "starttls", "implicit", "none")
+	if sh.PasswordFile != "" {
+		v.readable("outbound.smarthost.password_file", sh.PasswordFile)
+		if sh.Username == "" {
+			v.fail("outbound.smarthost.username", "a password_file needs a username")
+		}
+	}
+	if sh.Address != "" && sh.TLS == "none" {
+		if host, _, err := net.SplitHostPort(sh.Address); err == nil && !isLoopbackHost(host) {
+			v.fail("outbound.smarthost.tls", "\"none\" is only allowed for a smarthost on loopback, not %q", sh.Address)
+		}
+	}
+	v.positive("outbound.max_concurrency", int64(out.MaxConcurrency))
+	v.positive("outbound.max_per_destination", int64(out.MaxPerDestination))
+	v.positive("outbound.connect_timeout", int64(out.ConnectTimeout))
+	v.positive("outbound.command_timeout", int64(out.CommandTimeout))
+	v.positive("outbound.idle_conn_timeout", int64(out.IdleConnTimeout))
+}
+
+func (v *validator) oneOf(path, got string, allowed ...string) {
+	for _, a := range allowed {
+		if got == a {
+			return
+		}
+	}
+	v.fail(path, "must be one of %s, got %q", strings.Join(allowed, ", "), got)
+}
+
+func (v *validator) positive(path string, n int64) {
+	if n <= 0 {
+		v.fail(path, "must be greater than zero")
+	}
+}
+
+func (v *validator) port(path string, p int) {
+	if p < 1 || p > 65535 {
+		v.fail(path, "port %d out of range 1-65535", p)
+	}
+}
+
+// hostPort checks a host:port address; empty is allowed when optional.
+func (v *validator) hostPort(path, addr string, optional bool) {
+	if addr == "" {
+		if !optional {
+			v.fail(path, "must not be empty")
+		}
+		return
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		v.fail(path, "expected host:port, got %q", addr)
+		return
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		v.fail(path, "port %q out of range 0-65535", port)
+	}
+}
+
+func (v *validator) readable(path, file string) bool {
+	f, err := os.Open(file)
+	if err != nil {
+		v.fail(path, "cannot read %s: %v", file, unwrapPathError(err))
+		return false
+	}
+	f.Close()
+	return true
+}
+
+func (v *validator) keyPair(path, certFile, keyFile string) {
+	switch {
+	case certFile == "" && keyFile == "":
+		return
+	case certFile == "":
+		v.fail(path+".cert_file", "key_file is set but cert_file is not")
+		return
+	case keyFile == "":
+		v.fail(path+".key_file", "cert_file is set but key_file is not")
+		return
+	}
+	if !v.readable(path+".cert_file", certFile) || !v.readable(path+".key_file", keyFile) {
+		return
+	}
+	if _, err := tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+		v.fail(path+".cert_file", "%s with %s: %v", certFile, keyFile, err)
+	}
+}
+
+func (v *validator) pemCerts(path, file string) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		v.fail(path, "cannot read %s: %v", file, unwrapPathError(err))
+		return
+	}
+	n := 0
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		if _, err := x509.ParseCertificate(b.Bytes); err != nil {
+			v.fail(path, "%s: bad certificate: %v", file, err)
+			return
+		}
+		n++
+	}
+	if n == 0 {
+		v.fail(path, "%s holds no PEM certificate", file)
+	}
+}
+
+func unwrapPathError(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// validHostname accepts a DNS name of letters, digits, hyphens and dots.
+func validHostname(h string) bool {
+	h = strings.TrimSuffix(h, ".")
+	if len(h) == 0 || len(h) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(h, ".") {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,424 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/sealgate/sealgate/queue"
+)
+
+// smarthostConfig sends every message through one relay.
+type smarthostConfig struct {
+	Addr     string // host:port
+	Username string
+	Password string
+	TLS      string // "starttls" (required), "implicit" or "none"
+}
+
+type delivererOptions struct {
+	Hostname          string // EHLO name
+	Resolver          *mxResolver
+	Port              int // destination SMTP port
+	RootCAs           *x509.CertPool
+	ConnectTimeout    time.Duration
+	CommandTimeout    time.Duration
+	IdleConnTimeout   time.Duration
+	MaxPerDestination int
+	Smarthost         *smarthostConfig
+	Logger            *slog.Logger
+	Dial              func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// deliveryRequest is one message for the recipients of one destination.
+type deliveryRequest struct {
+	ID         string
+	From       string
+	Domain     string // all recipients are in it ("" via smarthost)
+	Recipients []string
+	Body       []byte // the message as it leaves, CRLF line endings
+	RequireTLS bool
+	SMTPUTF8   bool
+}
+
+// deliverer is the SMTP client side: it finds the destination's hosts,
+// opens (or reuses) a connection, upgrades it with STARTTLS whenever
+// offered, and runs one transaction for a group of recipients.
+type deliverer struct {
+	opts  delivererOptions
+	pool  *connPool
+	slots *destinationSlots
+}
+
+func newDeliverer(opts delivererOptions) *deliverer {
+	if opts.Dial == nil {
+		d := &net.Dialer{Timeout: opts.ConnectTimeout}
+		opts.Dial = d.DialContext
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &deliverer{
+		opts:  opts,
+		pool:  newConnPool(opts.IdleConnTimeout),
+		slots: newDestinationSlots(max(opts.MaxPerDestination, 1)),
+	}
+}
+
+// Close closes the idle pooled connections.
+func (d *deliverer) Close() { d.pool.closeAll() }
+
+// outboundConn is an open, greeted connection to one destination host.
+type outboundConn struct {
+	client   *smtp.Client
+	host     string
+	ip       string
+	tls      *tls.ConnectionState
+	verified bool
+	certErr  string
+}
+
+func (d *deliverer) deliver(ctx context.Context, req deliveryRequest) (queue.Attempt, []queue.RcptOutcome) {
+	dest := req.Domain
+	if d.opts.Smarthost != nil {
+		dest = d.opts.Smarthost.Addr
+	}
+	att := queue.Attempt{Destination: dest, Recipients: req.Recipients}
+	if err := d.slots.acquire(ctx, dest); err != nil {
+		return d.failAll(req, att, tempErr("4.4.5", "delivery cancelled: %v", err))
+	}
+	defer d.slots.release(dest)
+
+	conn, err := d.connect(ctx, req)
+	if err != nil {
+		return d.failAll(req, att, err)
+	}
+	att.MXHost, att.IP = conn.host, conn.ip
+	if conn.tls != nil {
+		att.TLSVersion = tlsVersionName(conn.tls.Version)
+		att.Cipher = tls.CipherSuiteName(conn.tls.CipherSuite)
+		att.CertVerified, att.CertError = conn.verified, conn.certErr
+	}
+	outcomes, reply, reusable := d.transaction(conn, req)
+	att.Reply = reply
+	if reusable {
+		d.pool.put(dest, conn)
+	} else {
+		conn.client.Close()
+	}
+	d.logAttempt(req, att, outcomes)
+	return att, outcomes
+}
+
+// connect returns a pooled connection to the destination or dials its
+// hosts in order until one greets us.
+func (d *deliverer) connect(ctx context.Context, req deliveryRequest) (*outboundConn, error) {
+	dest := req.Domain
+	if d.opts.Smarthost != nil {
+		dest = d.opts.Smarthost.Addr
+	}
+	for {
+		c := d.pool.get(dest)
+		if c == nil {
+			break
+		}
+		c.client.CommandTimeout = d.opts.CommandTimeout
+		if err := c.client.Reset(); err == nil {
+			return c, nil
+		}
+		c.client.Close()
+	}
+	if sh := d.opts.Smarthost; sh != nil {
+		host, port, err := net.SplitHostPort(sh.Addr)
+		if err != nil {
+			return nil, permErr("5.3.5", "bad smarthost address %q", sh.Addr)
+		}
+		return d.dialHost(ctx, host, net.JoinHostPort(host, port), sh)
+	}
+
+	hosts, err := d.opts.Resolver.lookupMX(ctx, req.Domain)
+	if err != nil {
+		return nil, err
+	}
+	var errs []string
+	for _, h := range hosts {
+		for _, ip := range h.Addrs {
+			c, err := d.dialHost(ctx, h.Name, netip.AddrPortFrom(ip, uint16(d.opts.Port)).String(), nil)
+			if err == nil {
+				return c, nil
+			}
+			errs = append(errs, fmt.Sprintf("%s[%s]: %v", h.Name, ip, err))
+			if ctx.Err() != nil {
+				return nil, tempErr("4.4.5", "delivery cancelled")
+			}
+		}
+	}
+	return nil, tempErr("4.4.1", "no mail host of %s accepted a connection: %s", req.Domain, strings.Join(errs, "; "))
+}
+
+// dialHost connects to one address, reads the greeting, says EHLO and
+// upgrades to TLS when the server offers it (or the smarthost demands).
+// A failed TLS handshake is an error: we never fall back to plaintext on
+// the same host after trying TLS.
+func (d *deliverer) dialHost(ctx context.Context, host, addr string, sh *smarthostConfig) (*outboundConn, error) {
+	dctx, cancel := context.WithTimeout(ctx, d.opts.ConnectTimeout)
+	defer cancel()
+	raw, err := d.opts.Dial(dctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	ip, _, _ := net.SplitHostPort(raw.RemoteAddr().String())
+	oc := &outboundConn{host: host, ip: ip}
+	tlsConf := d.tlsConfig(host, oc)
+
+	wantTLS := sh == nil || sh.TLS != "none"
+	var conn net.Conn = raw
+	if sh != nil && sh.TLS == "implicit" {
+		tc := tls.Client(raw, tlsConf)
+		if err := tc.HandshakeContext(dctx); err != nil {
+			raw.Close()
+			return nil, fmt.Errorf("TLS handshake: %w", err)
+		}
+		st := tc.ConnectionState()
+		oc.tls, conn = &st, tc
+	} else {
+		raw.SetDeadline(time.Now().Add(d.opts.CommandTimeout))
+		offered, err := startTLSIfOffered(raw, d.opts.Hostname, wantTLS)
+		if err != nil {
+			raw.Close()
+			return nil, err
+		}
+		if offered {
+			tc := tls.Client(raw, tlsConf)
+			if err := tc.HandshakeContext(dctx); err != nil {
+				raw.Close()
+				return nil, fmt.Errorf("STARTTLS handshake: %w", err)
+			}
+			st := tc.ConnectionState()
+			oc.tls, conn = &st, tc
+		} else if sh != nil && sh.TLS == "starttls" {
+			raw.Close()
+			return nil, errors.New("smarthost does not offer STARTTLS")
+		}
+		raw.SetDeadline(time.Time{})
+		// The greeting is behind us; go-smtp's client expects one, so it
+		// reads a stand-in and then says EHLO (again, over TLS if any).
+		conn = &greetedConn{Conn: conn, greeting: strings.NewReader("220 " + host + " ESMTP\r\n")}
+	}
+	c := smtp.NewClient(conn)
+	c.CommandTimeout = d.opts.CommandTimeout
+	c.SubmissionTimeout = d.opts.CommandTimeout
+	if err := c.Hello(d.opts.Hostname); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if sh != nil && sh.Username != "" {
+		if oc.tls == nil {
+			c.Close()
+			return nil, errors.New("refusing to send smarthost credentials without TLS")
+		}
+		if err := c.Auth(sasl.NewPlainClient("", sh.Username, sh.Password)); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("smarthost AUTH: %w", err)
+		}
+	}
+	oc.client = c
+	return oc, nil
+}
+
+// tlsConfig verifies the peer certificate itself, so that opportunistic
+// TLS still encrypts when verification fails while the result is
+// recorded (in oc) for the attempt record.
+func (d *deliverer) tlsConfig(host string, oc *outboundConn) *tls.Config {
+	return &tls.Config{
+		ServerName:         host,
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: true, // verified below, recorded, not enforced (opportunistic)
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			oc.verified, oc.certErr = verifyPeer(cs, host, d.opts.RootCAs)
+			return nil
+		},
+	}
+}
+
+func verifyPeer(cs tls.ConnectionState, host string, roots *x509.CertPool) (bool, string) {
+	if len(cs.PeerCertificates) == 0 {
+		return false, "no certificate"
+	}
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: host, Roots: roots, Intermediates: inter})
+	if err != nil {
+		return false, err.Error()
+	}
+	return true, ""
+}
+
+// transaction runs MAIL, RCPT per recipient and DATA. It returns an
+// outcome per recipient, the last reply, and whether the connection is
+// clean enough to reuse.
+func (d *deliverer) transaction(conn *outboundConn, req deliveryRequest) ([]queue.RcptOutcome, string, bool) {
+	c := conn.client
+	opts := &smtp.MailOptions{Size: int64(len(req.Body)), UTF8: req.SMTPUTF8}
+	if req.SMTPUTF8 {
+		if ok, _ := c.Extension("SMTPUTF8"); !ok {
+			e := permErr("5.6.7", "%s does not support SMTPUTF8, needed for non-ASCII addresses", conn.host)
+			return allOutcomes(req.Recipients, e, conn.host), e.Msg, true
+		}
+	}
+	if err := c.Mail(req.From, opts); err != nil {
+		return allOutcomes(req.Recipients, asDeliveryError(err), conn.host), replyText(err), isSMTPReply(err)
+	}
+	outcomes := make([]queue.RcptOutcome, len(req.Recipients))
+	var accepted []int
+	last := ""
+	for i, r := range req.Recipients {
+		if err := c.Rcpt(r, nil); err != nil {
+			outcomes[i] = outcomeFor(r, asDeliveryError(err), conn.host)
+			last = replyText(err)
+			if !isSMTPReply(err) {
+				return fillRest(outcomes, req.Recipients, asDeliveryError(err), conn.host), last, false
+			}
+			continue
+		}
+		accepted = append(accepted, i)
+	}
+	if len(accepted) == 0 {
+		return outcomes, last, c.Reset() == nil
+	}
+	err := d.sendData(c, req.Body)
+	if err != nil {
+		e := asDeliveryError(err)
+		for _, i := range accepted {
+			outcomes[i] = outcomeFor(req.Recipients[i], e, conn.host)
+		}
+		return outcomes, replyText(err), isSMTPReply(err) && c.Reset() == nil
+	}
+	for _, i := range accepted {
+		outcomes[i] = queue.RcptOutcome{Address: req.Recipients[i], Delivered: true, Code: 250, Status: "2.0.0",
+			Message: "250 accepted", RemoteMTA: conn.host}
+	}
+	return outcomes, "250 message accepted", true
+}
+
+func (d *deliverer) sendData(c *smtp.Client, body []byte) error {
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(body); err != nil {
+		w.Close()
+		return err
+	}
+	if !bytes.HasSuffix(body, []byte("\r\n")) {
+		w.Write([]byte("\r\n"))
+	}
+	return w.Close()
+}
+
+// asDeliveryError turns an SMTP reply or a transport error into a delivery
+// error: 5xx is permanent, everything else temporary.
+func asDeliveryError(err error) *deliveryError {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		status := fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
+		if se.EnhancedCode == smtp.NoEnhancedCode || se.EnhancedCode == smtp.EnhancedCodeNotSet {
+			status = fmt.Sprintf("%d.0.0", se.Code/100)
+		}
+		return &deliveryError{Temporary: se.Code/100 != 5, Code: se.Code, Status: status, Msg: replyText(err)}
+	}
+	var de *deliveryError
+	if errors.As(err, &de) {
+		return de
+	}
+	return tempErr("4.4.2", "connection failed: %v", err)
+}
+
+func replyText(err error) string {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return strconv.Itoa(se.Code) + " " + strings.Join(strings.Fields(se.Message), " ")
+	}
+	return err.Error()
+}
+
+func isSMTPReply(err error) bool {
+	var se *smtp.SMTPError
+	return errors.As(err, &se)
+}
+
+func outcomeFor(rcpt string, e *deliveryError, host string) queue.RcptOutcome {
+	return queue.RcptOutcome{Address: rcpt, Permanent: !e.Temporary, Code: e.Code, Status: e.Status, Message: e.Msg, RemoteMTA: host}
+}
+
+func allOutcomes(rcpts []string, e *deliveryError, host string) []queue.RcptOutcome {
+	out := make([]queue.RcptOutcome, len(rcpts))
+	for i, r := range rcpts {
+		out[i] = outcomeFor(r, e, host)
+	}
+	return out
+}
+
+func fillRest(out []queue.RcptOutcome, rcpts []string, e *deliveryError, host string) []queue.RcptOutcome {
+	for i := range out {
+		if out[i].Address == "" {
+			out[i] = outcomeFor(rcpts[i], e, host)
+		}
+	}
+	return out
+}
+
+// failAll reports the same failure for every recipient (DNS, connection).
+func (d *deliverer) failAll(req deliveryRequest, att queue.Attempt, err error) (queue.Attempt, []queue.RcptOutcome) {
+	e := asDeliveryError(err)
+	att.Reply = e.Msg
+	outcomes := allOutcomes(req.Recipients, e, "")
+	d.logAttempt(req, att, outcomes)
+	return att, outcomes
+}
+
+func (d *deliverer) logAttempt(req deliveryRequest, att queue.Attempt, outcomes []queue.RcptOutcome) {
+	var delivered, deferred, bounced int
+	for _, o := range outcomes {
+		switch {
+		case o.Delivered:
+			delivered++
+		case o.Permanent:
+			bounced++
+		default:
+			deferred++
+		}
+	}
+	d.opts.Logger.Info("delivery attempt",
+		"queue_id", req.ID, "destination", att.Destination, "mx", att.MXHost, "ip", att.IP,
+		"tls", att.TLSVersion, "cipher", att.Cipher, "verified", att.CertVerified,
+		"delivered", delivered, "deferred", deferred, "bounced", bounced, "reply", att.Reply)
+}
+
+func tlsVersionName(v uint16) string {
+	switch v {
+	case tls.VersionTLS13:
+		return "TLS1.3"
+	case tls.VersionTLS12:
+		return "TLS1.2"
+	case tls.VersionTLS11:
+		return "TLS1.1"
+	case tls.VersionTLS10:
+		return "TLS1.0"
+	}
+	return fmt.Sprintf("TLS-0x%04x", v)
+}

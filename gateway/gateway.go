@@ -1,0 +1,281 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sealgate/sealgate/certs"
+	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/queue"
+)
+
+// Gateway is one running sealgate node: the inbound listeners, the spool,
+// the delivery scheduler and the admin API, wired from one Config.
+//
+// The order of life is New (opens the spool, loads certificates; nothing
+// listens yet), Start (binds every listener, so address errors surface
+// before anything runs, then serves), and Shutdown (stops accepting,
+// lets SMTP transactions in flight finish within the deadline, stops
+// delivery, closes the spool).
+type Gateway struct {
+	cfg    *config.Config
+	logger *slog.Logger
+
+	store     *queue.Store
+	certs     *certs.CertReloader
+	tlsConfig *tls.Config
+	inbound   *inboundServer
+	deliverer *deliverer
+	sched     *scheduler
+	admin     *http.Server
+	ready     atomic.Bool
+
+	smtpLn, implicitLn, adminLn net.Listener
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	done   bool
+}
+
+// New builds a gateway from cfg. It creates the data directory, the spool
+// key and the self-signed certificate when they do not exist yet.
+func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	hostname := cfg.ServerHostname()
+
+	certFile, keyFile := cfg.Inbound.TLS.CertFile, cfg.Inbound.TLS.KeyFile
+	if certFile == "" {
+		certFile, keyFile = cfg.SelfSignedCertFiles()
+		if err := certs.EnsureSelfSigned(certFile, keyFile, []string{hostname, "localhost"}); err != nil {
+			return nil, fmt.Errorf("self-signed certificate: %w", err)
+		}
+	}
+	reloader, err := certs.NewCertReloader(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	roots, err := certs.RootPool(cfg.Outbound.ExtraRootCAs)
+	if err != nil {
+		return nil, err
+	}
+	resolver, err := newMXResolver(cfg.Outbound.DNSResolver, 10*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("outbound.dns_resolver: %w", err)
+	}
+	var smarthost *smarthostConfig
+	if sh := cfg.Outbound.Smarthost; sh.Address != "" {
+		smarthost = &smarthostConfig{Addr: sh.Address, Username: sh.Username, TLS: sh.TLS}
+		if sh.PasswordFile != "" {
+			pw, err := os.ReadFile(sh.PasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("outbound.smarthost.password_file: %w", err)
+			}
+			smarthost.Password = strings.TrimRight(string(pw), "\r\n")
+		}
+	}
+
+	store, err := queue.Open(queue.Options{
+		Path:         cfg.SpoolDBFile(),
+		KeyFile:      cfg.SpoolKeyFile(),
+		RetryInitial: cfg.Queue.RetryInitial.D(),
+		RetryMax:     cfg.Queue.RetryMax.D(),
+		Expiry:       cfg.Queue.Expiry.D(),
+		Retention:    cfg.Queue.Retention.D(),
+		Logger:       logger.With("component", "queue"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+
+	g := &Gateway{cfg: cfg, logger: logger, store: store, certs: reloader}
+	g.tlsConfig = certs.ServerTLSConfig(reloader)
+	g.deliverer = newDeliverer(delivererOptions{
+		Hostname:          hostname,
+		Resolver:          resolver,
+		Port:              cfg.Outbound.SMTPPort,
+		RootCAs:           roots,
+		ConnectTimeout:    cfg.Outbound.ConnectTimeout.D(),
+		CommandTimeout:    cfg.Outbound.CommandTimeout.D(),
+		IdleConnTimeout:   cfg.Outbound.IdleConnTimeout.D(),
+		MaxPerDestination: cfg.Outbound.MaxPerDestination,
+		Smarthost:         smarthost,
+		Logger:            logger.With("component", "delivery"),
+	})
+	g.sched = newScheduler(store, g.deliverer, logger.With("component", "scheduler"), cfg.Outbound.MaxConcurrency)
+	g.sched.smarthost = smarthost != nil
+	dsn := dsnBuilder{hostname: hostname, now: time.Now}
+	g.sched.dsn = dsn.build
+
+	g.inbound, err = newInboundServer(inboundOptions{
+		Config:    cfg.Inbound,
+		Hostname:  hostname,
+		TLSConfig: g.tlsConfig,
+		Spool:     store,
+		Logger:    logger.With("component", "smtp"),
+		OnQueued:  g.sched.Wake,
+	})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	return g, nil
+}
+
+// Start binds the listeners and starts serving. It returns once
+// everything listens; errors while serving are logged.
+func (g *Gateway) Start() error {
+	var err error
+	if g.smtpLn, err = net.Listen("tcp", g.cfg.Inbound.Listen); err != nil {
+		return fmt.Errorf("inbound.listen: %w", err)
+	}
+	if a := g.cfg.Inbound.ImplicitTLSListen; a != "" {
+		if g.implicitLn, err = net.Listen("tcp", a); err != nil {
+			g.smtpLn.Close()
+			return fmt.Errorf("inbound.implicit_tls_listen: %w", err)
+		}
+	}
+	if a := g.cfg.Admin.Listen; a != "" {
+		if g.adminLn, err = net.Listen("tcp", a); err != nil {
+			g.smtpLn.Close()
+			if g.implicitLn != nil {
+				g.implicitLn.Close()
+			}
+			return fmt.Errorf("admin.listen: %w", err)
+		}
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	g.cancel = cancel
+	g.goServe("scheduler", func() error { return g.sched.Run(ctx) })
+	g.goServe("spool gc", func() error { g.gcLoop(ctx); return nil })
+	g.goServe("smtp", func() error { return g.inbound.Serve(g.smtpLn) })
+	if g.implicitLn != nil {
+		g.goServe("smtps", func() error { return g.inbound.ServeImplicitTLS(g.implicitLn) })
+	}
+	if g.adminLn != nil {
+		api := &adminAPI{store: g.store, wake: g.sched.Wake, ready: &g.ready, logger: g.logger.With("component", "admin")}
+		g.admin = &http.Server{
+			Handler:           api.handler(g.cfg.Admin.Pprof),
+			ReadHeaderTimeout: 10 * time.Second,
+		}
+		g.goServe("admin", func() error { return g.admin.Serve(g.adminLn) })
+	}
+	g.ready.Store(true)
+	g.logger.Info("sealgate started",
+		"smtp", g.smtpLn.Addr().String(),
+		"smtps", addrString(g.implicitLn),
+		"admin", addrString(g.adminLn),
+		"data_dir", g.cfg.DataDir)
+	return nil
+}
+
+func (g *Gateway) goServe(name string, run func() error) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if err := run(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			g.logger.Error("component stopped", "component", name, "err", err)
+		}
+	}()
+}
+
+// gcLoop removes finished messages past their retention period.
+func (g *Gateway) gcLoop(ctx context.Context) {
+	interval := min(max(g.cfg.Queue.Retention.D()/10, time.Second), 10*time.Minute)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := g.store.GC()
+			if err != nil {
+				g.logger.Error("spool gc", "err", err)
+			} else if n > 0 {
+				g.logger.Debug("spool gc", "removed", n)
+			}
+		}
+	}
+}
+
+// SMTPAddr is the address of the STARTTLS listener (after Start).
+func (g *Gateway) SMTPAddr() string { return addrString(g.smtpLn) }
+
+// ImplicitTLSAddr is the address of the implicit-TLS listener, "" if off.
+func (g *Gateway) ImplicitTLSAddr() string { return addrString(g.implicitLn) }
+
+// AdminAddr is the address of the admin listener, "" if off.
+func (g *Gateway) AdminAddr() string { return addrString(g.adminLn) }
+
+// Store gives tests and the CLI's in-process commands the spool.
+func (g *Gateway) Store() *queue.Store { return g.store }
+
+func addrString(l net.Listener) string {
+	if l == nil {
+		return ""
+	}
+	return l.Addr().String()
+}
+
+// Reload re-reads the listener certificate and applies what can change
+// safely while running. It keeps the old certificate when the new one
+// does not load.
+func (g *Gateway) Reload() error {
+	if err := g.certs.Reload(); err != nil {
+		return fmt.Errorf("certificate reload: %w", err)
+	}
+	g.logger.Info("certificates reloaded")
+	return nil
+}
+
+// Shutdown stops accepting mail, waits for SMTP transactions in flight
+// until ctx ends, stops delivery (attempts in flight are abandoned and
+// retried after restart: the spool still has them) and closes the spool.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	if g.done {
+		g.mu.Unlock()
+		return nil
+	}
+	g.done = true
+	g.mu.Unlock()
+
+	g.ready.Store(false)
+	g.logger.Info("shutting down")
+	var errs []error
+	if err := g.inbound.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("smtp: %w", err))
+	}
+	if g.cancel != nil {
+		g.cancel()
+	}
+	if g.admin != nil {
+		if err := g.admin.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("admin: %w", err))
+		}
+	}
+	g.wg.Wait()
+	g.deliverer.Close()
+	if err := g.store.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("spool: %w", err))
+	}
+	g.logger.Info("stopped")
+	return errors.Join(errs...)
+}

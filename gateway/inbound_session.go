@@ -1,0 +1,250 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/policy"
+	"github.com/sealgate/sealgate/queue"
+)
+
+// maxAuthFailures is how many failed AUTH attempts a session gets before
+// it is closed: enough for a typo, not for guessing.
+const maxAuthFailures = 3
+
+// inboundSession is one SMTP connection from the tenant. go-smtp calls
+// its methods in protocol order; Logout ends it.
+type inboundSession struct {
+	srv      *inboundServer
+	conn     *smtp.Conn
+	ctx      context.Context
+	cancel   context.CancelFunc
+	timer    *time.Timer
+	clientIP netip.Addr
+	authUser string
+	authFail int
+
+	// the transaction in progress
+	inTx       bool
+	from       string
+	rcpts      []string
+	utf8       bool
+	requireTLS bool
+}
+
+// Reset implements smtp.Session: the transaction is abandoned.
+func (s *inboundSession) Reset() { s.endTransaction() }
+
+// Logout implements smtp.Session.
+func (s *inboundSession) Logout() error {
+	s.endTransaction()
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.cancel()
+	return nil
+}
+
+func (s *inboundSession) endTransaction() {
+	if s.inTx {
+		s.srv.active.Done()
+	}
+	s.inTx, s.from, s.rcpts, s.utf8, s.requireTLS = false, "", nil, false, false
+}
+
+func (s *inboundSession) tlsState() (tls.ConnectionState, bool) {
+	return s.conn.TLSConnectionState()
+}
+
+// Mail implements smtp.Session.
+func (s *inboundSession) Mail(from string, opts *smtp.MailOptions) error {
+	s.endTransaction()
+	if _, isTLS := s.tlsState(); !isTLS && s.srv.opts.Config.RequireTLS &&
+		(!s.clientIP.IsLoopback() || s.srv.opts.loopbackIsRemote) {
+		return toSMTPError(errMustStartTLS, "")
+	}
+	if opts != nil && opts.UTF8 {
+		s.utf8 = true
+	}
+	if !s.utf8 && !isASCII(from) {
+		return toSMTPError(errNeedSMTPUTF8, "")
+	}
+	if !s.srv.beginTransaction() {
+		return toSMTPError(errShuttingDown, "")
+	}
+	s.inTx = true
+	s.from = from
+	s.requireTLS = opts != nil && opts.RequireTLS
+	return nil
+}
+
+// Rcpt implements smtp.Session. Relay authorisation happens here, per
+// RFC 5321 §3.6.1.
+func (s *inboundSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if d := policy.MayRelay(s.clientIP, s.authUser, s.srv.trusted); !d.Allowed {
+		s.srv.opts.Logger.Warn("relay denied", "client", s.clientIP.String(), "helo", s.conn.Hostname(), "rcpt", to, "reason", d.Reason)
+		return toSMTPError(errRelayDenied, "")
+	}
+	at := strings.LastIndexByte(to, '@')
+	if at <= 0 || at == len(to)-1 {
+		return toSMTPError(errNoDomain, "")
+	}
+	if !s.utf8 && !isASCII(to) {
+		return toSMTPError(errNeedSMTPUTF8, "")
+	}
+	s.rcpts = append(s.rcpts, to)
+	return nil
+}
+
+// Data implements smtp.Session: it reads the whole message (bounded by
+// the size limit), refuses smuggling and loops, adds the Received header
+// and commits the message to the spool before answering 250.
+func (s *inboundSession) Data(r io.Reader) error {
+	start := s.srv.opts.Now()
+	log := s.srv.opts.Logger.With("client", s.clientIP.String(), "helo", s.conn.Hostname(), "from", s.from,
+		"rcpts", len(s.rcpts), "auth", s.authUser)
+	body, err := io.ReadAll(r)
+	if err != nil {
+		// Over the size limit (552 from go-smtp) or the client went away.
+		log.Info("message refused", "err", err.Error())
+		return toSMTPError(err, "")
+	}
+	if hasBareLineEnding(body) {
+		if s.srv.opts.Config.BareLineEndings != "normalize" {
+			log.Warn("message refused: bare CR or LF (SMTP smuggling defence)", "size", len(body))
+			return toSMTPError(errBareLineEnding, "")
+		}
+		body = normalizeLineEndings(body)
+	}
+	if countHops(body) > maxHops {
+		log.Warn("message refused: too many hops", "size", len(body))
+		return toSMTPError(errTooManyHops, "")
+	}
+
+	facts := receivedFacts{Helo: s.conn.Hostname(), ClientIP: s.clientIP.String(), Hostname: s.srv.opts.Hostname,
+		AuthUser: s.authUser, Recipients: s.rcpts, Time: start}
+	tlsDesc := ""
+	if st, ok := s.tlsState(); ok {
+		facts.TLSVersion, facts.Cipher = tlsVersionName(st.Version), tls.CipherSuiteName(st.CipherSuite)
+		tlsDesc = facts.TLSVersion + " " + facts.Cipher
+	}
+	msg := make([]byte, 0, len(body)+512)
+	msg = append(msg, receivedHeader(facts)...)
+	msg = append(msg, body...)
+
+	env := queue.Envelope{
+		From:       s.from,
+		Recipients: append([]string(nil), s.rcpts...),
+		ClientAddr: s.conn.Conn().RemoteAddr().String(),
+		ClientHelo: s.conn.Hostname(),
+		AuthUser:   s.authUser,
+		TLS:        tlsDesc,
+		RequireTLS: s.requireTLS,
+	}
+	id, err := s.srv.opts.Spool.Enqueue(s.ctx, env, msg)
+	if err != nil {
+		log.Error("message not spooled", "err", err, "size", len(msg))
+		return toSMTPError(err, "")
+	}
+	log.Info("message queued", "queue_id", id, "size", len(msg), "tls", tlsDesc,
+		"took", s.srv.opts.Now().Sub(start).Round(time.Microsecond).String())
+	s.srv.opts.OnQueued(id)
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + id}
+}
+
+// AuthMechanisms implements smtp.AuthSession. go-smtp offers them only
+// once the connection is under TLS (AllowInsecureAuth is off), and only
+// when users are configured.
+func (s *inboundSession) AuthMechanisms() []string {
+	if len(s.srv.opts.Config.Auth.Users) == 0 {
+		return nil
+	}
+	return []string{"PLAIN", "LOGIN"}
+}
+
+// Auth implements smtp.AuthSession.
+func (s *inboundSession) Auth(mech string) (sasl.Server, error) {
+	if _, isTLS := s.tlsState(); !isTLS || len(s.srv.opts.Config.Auth.Users) == 0 {
+		return nil, smtp.ErrAuthUnsupported
+	}
+	check := func(username, password string) error {
+		if s.checkUser(username, password) {
+			s.authUser = username
+			s.srv.opts.Logger.Info("authenticated", "client", s.clientIP.String(), "user", username)
+			return nil
+		}
+		s.authFail++
+		s.srv.opts.Logger.Warn("authentication failed", "client", s.clientIP.String(), "user", username, "failures", s.authFail)
+		if s.authFail >= maxAuthFailures {
+			// Answer, then hang up: the reply must reach the client first.
+			time.AfterFunc(100*time.Millisecond, func() { s.conn.Conn().Close() })
+			return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many authentication failures"}
+		}
+		return toSMTPError(errAuthFailed, "")
+	}
+	switch mech {
+	case "PLAIN":
+		return sasl.NewPlainServer(func(identity, username, password string) error {
+			if identity != "" && identity != username {
+				return toSMTPError(errAuthFailed, "")
+			}
+			return check(username, password)
+		}), nil
+	case "LOGIN":
+		return &loginServer{check: check}, nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+func (s *inboundSession) checkUser(username, password string) bool {
+	for _, u := range s.srv.opts.Config.Auth.Users {
+		if u.Username == username {
+			return config.CheckPassword(u.PasswordHash, password)
+		}
+	}
+	// Spend the same time on an unknown user as on a wrong password, so
+	// that timing does not tell which users exist.
+	if users := s.srv.opts.Config.Auth.Users; len(users) > 0 {
+		config.CheckPassword(users[0].PasswordHash, password)
+	}
+	return false
+}
+
+// loginServer is the server side of the LOGIN mechanism (an obsolete
+// but widespread SASL mechanism; Outlook and many devices use it).
+type loginServer struct {
+	check    func(username, password string) error
+	username string
+	step     int
+}
+
+func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
+	switch l.step {
+	case 0:
+		l.step = 1
+		if len(response) == 0 {
+			return []byte("Username:"), false, nil
+		}
+		fallthrough // initial response carried the username
+	case 1:
+		l.username = string(response)
+		l.step = 2
+		return []byte("Password:"), false, nil
+	case 2:
+		l.step = 3
+		if err := l.check(l.username, string(response)); err != nil {
+			return nil, true, err
+		}
+		return nil, true, nil
+	}
+	return nil, true, errors.New("unexpected LOGIN response")
+}

@@ -1,0 +1,217 @@
+package testutil
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// SinkOptions configures an SMTPSink.
+type SinkOptions struct {
+	// ListenAddr is where to listen; "" means 127.0.0.1:0.
+	ListenAddr string
+	// Hostname is the greeting name and, with TLS, the certificate's name.
+	Hostname string
+	// TLS offers STARTTLS with a certificate for Hostname issued by CA
+	// (a fresh CA when nil, i.e. one the gateway does not trust).
+	TLS bool
+	CA  *CA
+	// RcptReply, when set, decides each RCPT: nil accepts.
+	RcptReply func(rcpt string) *smtp.SMTPError
+	// DataReply, when set, decides the reply to DATA: nil accepts.
+	DataReply func() *smtp.SMTPError
+}
+
+// SinkMessage is one message as the sink received it.
+type SinkMessage struct {
+	From string
+	To   []string
+	Data []byte // exactly the bytes after DATA, CRLF line endings
+	Helo string
+	TLS  string // "TLS1.3 TLS_AES_128_GCM_SHA256"; "" for plaintext
+}
+
+// SMTPSink is an in-process destination MX that records what it gets.
+type SMTPSink struct {
+	t       testing.TB
+	opts    SinkOptions
+	srv     *smtp.Server
+	ln      net.Listener
+	mu      sync.Mutex
+	msgs    []SinkMessage
+	failN   int
+	failErr *smtp.SMTPError
+	conns   atomic.Int64
+}
+
+// NewSMTPSink starts a sink; it stops when the test ends.
+func NewSMTPSink(t testing.TB, opts SinkOptions) *SMTPSink {
+	t.Helper()
+	if opts.ListenAddr == "" {
+		opts.ListenAddr = "127.0.0.1:0"
+	}
+	if opts.Hostname == "" {
+		opts.Hostname = "sink.test"
+	}
+	ln, err := net.Listen("tcp", opts.ListenAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &SMTPSink{t: t, opts: opts, ln: ln}
+	s.srv = smtp.NewServer(smtp.BackendFunc(s.newSession))
+	s.srv.Domain = opts.Hostname
+	s.srv.EnableSMTPUTF8 = true
+	s.srv.ReadTimeout = 10 * time.Second
+	s.srv.WriteTimeout = 10 * time.Second
+	s.srv.ErrorLog = quietLog{}
+	if opts.TLS {
+		ca := opts.CA
+		if ca == nil {
+			ca = NewCA(t)
+		}
+		cert := ca.Issue(t, opts.Hostname)
+		s.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.srv.Serve(countingListener{ln, &s.conns})
+	}()
+	t.Cleanup(func() {
+		s.srv.Close()
+		<-done
+	})
+	return s
+}
+
+// Addr is the sink's host:port.
+func (s *SMTPSink) Addr() string { return s.ln.Addr().String() }
+
+// Port is the sink's TCP port.
+func (s *SMTPSink) Port() int { return s.ln.Addr().(*net.TCPAddr).Port }
+
+// Connections is how many connections the sink has accepted.
+func (s *SMTPSink) Connections() int { return int(s.conns.Load()) }
+
+// FailRcptTimes makes the next n RCPT commands fail with err.
+func (s *SMTPSink) FailRcptTimes(n int, err *smtp.SMTPError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failN, s.failErr = n, err
+}
+
+// Messages returns a copy of what the sink has received so far.
+func (s *SMTPSink) Messages() []SinkMessage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]SinkMessage(nil), s.msgs...)
+}
+
+// WaitMessages waits until the sink holds at least n messages and
+// returns them; it fails the test after timeout.
+func (s *SMTPSink) WaitMessages(t testing.TB, n int, timeout time.Duration) []SinkMessage {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if msgs := s.Messages(); len(msgs) >= n {
+			return msgs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sink %s got %d messages, want %d", s.Addr(), len(s.Messages()), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (s *SMTPSink) newSession(c *smtp.Conn) (smtp.Session, error) {
+	return &sinkSession{sink: s, conn: c}, nil
+}
+
+type sinkSession struct {
+	sink *SMTPSink
+	conn *smtp.Conn
+	from string
+	to   []string
+}
+
+func (ss *sinkSession) Reset()        { ss.from, ss.to = "", nil }
+func (ss *sinkSession) Logout() error { return nil }
+
+func (ss *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
+	ss.from, ss.to = from, nil
+	return nil
+}
+
+func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s := ss.sink
+	s.mu.Lock()
+	if s.failN > 0 {
+		s.failN--
+		err := s.failErr
+		s.mu.Unlock()
+		return err
+	}
+	s.mu.Unlock()
+	if s.opts.RcptReply != nil {
+		if err := s.opts.RcptReply(to); err != nil {
+			return err
+		}
+	}
+	ss.to = append(ss.to, to)
+	return nil
+}
+
+func (ss *sinkSession) Data(r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	if ss.sink.opts.DataReply != nil {
+		if err := ss.sink.opts.DataReply(); err != nil {
+			return err
+		}
+	}
+	msg := SinkMessage{From: ss.from, To: append([]string(nil), ss.to...), Data: data, Helo: ss.conn.Hostname()}
+	if st, ok := ss.conn.TLSConnectionState(); ok {
+		msg.TLS = fmt.Sprintf("%s %s", tlsVersionName(st.Version), tls.CipherSuiteName(st.CipherSuite))
+	}
+	ss.sink.mu.Lock()
+	ss.sink.msgs = append(ss.sink.msgs, msg)
+	ss.sink.mu.Unlock()
+	return nil
+}
+
+func tlsVersionName(v uint16) string {
+	switch v {
+	case tls.VersionTLS13:
+		return "TLS1.3"
+	case tls.VersionTLS12:
+		return "TLS1.2"
+	}
+	return fmt.Sprintf("TLS-0x%04x", v)
+}
+
+type countingListener struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
+}
+
+type quietLog struct{}
+
+func (quietLog) Printf(string, ...any) {}
+func (quietLog) Println(...any)        {}

@@ -1,0 +1,125 @@
+package queue
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// keySize is the spool key length: AES-256.
+const keySize = 32
+
+// sealer encrypts spool records with AES-256-GCM. Each record gets a fresh
+// random nonce; the additional data binds the ciphertext to its bucket and
+// key, so a record copied under another ID or into another bucket fails
+// to open instead of being taken for something it is not.
+type sealer struct {
+	aead cipher.AEAD
+}
+
+func newSealer(key []byte) (*sealer, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	return &sealer{aead: aead}, nil
+}
+
+func (s *sealer) seal(kind, id string, plain []byte) []byte {
+	out := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(plain)+s.aead.Overhead())
+	if _, err := rand.Read(out); err != nil {
+		panic("crypto/rand failed: " + err.Error()) // cannot happen on supported platforms
+	}
+	return s.aead.Seal(out, out, plain, additionalData(kind, id))
+}
+
+func (s *sealer) open(kind, id string, sealed []byte) ([]byte, error) {
+	n := s.aead.NonceSize()
+	if len(sealed) < n+s.aead.Overhead() {
+		return nil, errors.New("record too short")
+	}
+	return s.aead.Open(nil, sealed[:n], sealed[n:], additionalData(kind, id))
+}
+
+func additionalData(kind, id string) []byte {
+	return []byte(kind + "\x00" + id)
+}
+
+// loadOrCreateKey reads the spool key, creating it (0600, written to a
+// temporary file, synced and renamed into place) when it does not exist.
+// A key that others can read, or of the wrong size, is refused.
+func loadOrCreateKey(path string) ([]byte, error) {
+	key, err := os.ReadFile(path)
+	if err == nil {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return nil, err
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			return nil, fmt.Errorf("spool key %s is readable by others (mode %o); chmod 600 it", path, fi.Mode().Perm())
+		}
+		if len(key) != keySize {
+			return nil, fmt.Errorf("spool key %s has %d bytes, want %d", path, len(key), keySize)
+		}
+		return key, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("spool key: %w", err)
+	}
+	key = make([]byte, keySize)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(path, key, 0o600); err != nil {
+		return nil, fmt.Errorf("spool key %s: %w", path, err)
+	}
+	return key, nil
+}
+
+// writeFileAtomic writes data to path via a synced temporary file and a
+// rename, then syncs the directory, so a crash leaves either the old file
+// or the whole new one.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // after a successful rename this fails harmlessly
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

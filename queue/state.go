@@ -1,0 +1,344 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// DSNFunc builds a delivery status notification about the recipients of
+// m that just bounced. RecordAttempt calls it inside its transaction, so
+// the DSN is spooled atomically with the bounce: a crash can neither lose
+// it nor send it twice. It must be a pure function of its arguments.
+type DSNFunc func(m *Message, bounced []Recipient) (Envelope, []byte, error)
+
+// update runs fn on one message inside a write transaction and stores
+// the result.
+func (s *Store) update(id string, fn func(tx *bolt.Tx, m *Message) error) (*Message, error) {
+	var out *Message
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		m, err := s.getMessage(tx, id)
+		if err != nil {
+			return err
+		}
+		if err := fn(tx, m); err != nil {
+			return err
+		}
+		out = m
+		return s.putMessage(tx, m)
+	})
+	if errors.Is(err, errCorrupt) {
+		s.quarantine(id, err)
+		return nil, ErrNotFound
+	}
+	return out, err
+}
+
+// RecordAttempt applies the outcome of one delivery attempt: delivered
+// recipients are done, permanent failures bounce, the rest are deferred
+// with exponential backoff, and deferred recipients past the message's
+// expiry bounce with 4.4.7. Bounces produce one DSN (unless the sender is
+// null or the message is itself a DSN), spooled in the same transaction;
+// its ID is the second result. When every recipient is final the body is
+// removed at once.
+func (s *Store) RecordAttempt(id string, att Attempt, outcomes []RcptOutcome, dsn DSNFunc) (*Message, string, error) {
+	var dsnID string
+	m, err := s.update(id, func(tx *bolt.Tx, m *Message) error {
+		dsnID = ""
+		now := s.now()
+		m.Events = append(m.Events, Event{Time: now, Kind: "attempt", Detail: attemptSummary(outcomes), Attempt: &att})
+		var bounced []Recipient
+		for _, o := range outcomes {
+			r := findPending(m, o.Address)
+			if r == nil {
+				continue
+			}
+			r.Attempts++
+			r.LastCode, r.Status, r.LastError = o.Code, o.Status, o.Message
+			if o.RemoteMTA != "" {
+				r.RemoteMTA = o.RemoteMTA
+			}
+			switch {
+			case o.Delivered:
+				r.State, r.DoneAt, r.NextAttempt = StateDelivered, now, time.Time{}
+			case o.Permanent:
+				r.State, r.DoneAt, r.NextAttempt = StateBounced, now, time.Time{}
+				bounced = append(bounced, *r)
+				m.Events = append(m.Events, Event{Time: now, Kind: "bounced", Detail: r.Address + ": " + o.Message})
+			default:
+				r.State = StateDeferred
+				r.NextAttempt = now.Add(s.backoff(r.Attempts))
+			}
+		}
+		for i := range m.Recipients {
+			r := &m.Recipients[i]
+			if r.State == StateDeferred && !now.Before(m.Expires) {
+				r.LastError = fmt.Sprintf("message expired after %d attempts: %s", r.Attempts, r.LastError)
+				r.State, r.Status, r.DoneAt, r.NextAttempt = StateBounced, "4.4.7", now, time.Time{}
+				bounced = append(bounced, *r)
+				m.Events = append(m.Events, Event{Time: now, Kind: "expired", Detail: r.Address + ": " + r.LastError})
+			}
+		}
+		if len(bounced) > 0 && dsn != nil && m.Envelope.From != "" && !m.Envelope.IsDSN {
+			env, body, err := dsn(m, bounced)
+			if err != nil {
+				// The bounce stands; the missing DSN is on record.
+				m.Events = append(m.Events, Event{Time: now, Kind: "dsn", Detail: "could not build DSN: " + err.Error()})
+			} else {
+				env.IsDSN = true
+				if dsnID, err = s.putNew(tx, env, body, "delivery status notification for "+m.ID); err != nil {
+					return err
+				}
+				m.Events = append(m.Events, Event{Time: now, Kind: "dsn", Detail: "DSN " + dsnID + " queued to " + m.Envelope.From})
+			}
+		}
+		return s.finishIfDone(tx, m, now)
+	})
+	return m, dsnID, err
+}
+
+// finishIfDone marks a message whose recipients are all final and drops
+// its body: nothing will be sent again, and the body is the part worth
+// protecting.
+func (s *Store) finishIfDone(tx *bolt.Tx, m *Message, now time.Time) error {
+	for _, r := range m.Recipients {
+		if !r.State.Final() {
+			return nil
+		}
+	}
+	if m.DoneAt.IsZero() {
+		m.DoneAt = now
+	}
+	return tx.Bucket(bucketBodies).Delete([]byte(m.ID))
+}
+
+func findPending(m *Message, addr string) *Recipient {
+	for i := range m.Recipients {
+		if r := &m.Recipients[i]; r.Address == addr && !r.State.Final() {
+			return r
+		}
+	}
+	return nil
+}
+
+func attemptSummary(outcomes []RcptOutcome) string {
+	var d, t, p int
+	for _, o := range outcomes {
+		switch {
+		case o.Delivered:
+			d++
+		case o.Permanent:
+			p++
+		default:
+			t++
+		}
+	}
+	return fmt.Sprintf("delivered %d, deferred %d, bounced %d", d, t, p)
+}
+
+// backoff is RetryInitial doubled per earlier attempt, capped at
+// RetryMax, with ±10% jitter so that a destination's backlog does not
+// return all at once.
+func (s *Store) backoff(attempts int) time.Duration {
+	d := s.opts.RetryInitial
+	for i := 1; i < attempts && d < s.opts.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, s.opts.RetryMax)
+	jitter := time.Duration(rand.Int64N(int64(d)/5+1)) - d/10
+	return d + jitter
+}
+
+// Hold stops delivery attempts for id until Release.
+func (s *Store) Hold(id string) error {
+	_, err := s.update(id, func(_ *bolt.Tx, m *Message) error {
+		m.Held = true
+		m.Events = append(m.Events, Event{Time: s.now(), Kind: "held"})
+		return nil
+	})
+	return err
+}
+
+// Release lets a held message be attempted again, at once.
+func (s *Store) Release(id string) error {
+	_, err := s.update(id, func(_ *bolt.Tx, m *Message) error {
+		now := s.now()
+		m.Held = false
+		makeDue(m, now)
+		m.Events = append(m.Events, Event{Time: now, Kind: "released"})
+		return nil
+	})
+	return err
+}
+
+// Retry makes every pending recipient of id due now.
+func (s *Store) Retry(id string) error {
+	_, err := s.update(id, func(_ *bolt.Tx, m *Message) error {
+		now := s.now()
+		makeDue(m, now)
+		m.Events = append(m.Events, Event{Time: now, Kind: "retry", Detail: "retry requested by admin"})
+		return nil
+	})
+	return err
+}
+
+// RetryAll makes every pending recipient of every unfinished message due
+// now and returns how many messages that touched.
+func (s *Store) RetryAll() (int, error) {
+	msgs, err := s.List()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, m := range msgs {
+		if !m.DoneAt.IsZero() {
+			continue
+		}
+		if err := s.Retry(m.ID); err != nil && !errors.Is(err, ErrNotFound) {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+func makeDue(m *Message, now time.Time) {
+	for i := range m.Recipients {
+		if !m.Recipients[i].State.Final() {
+			m.Recipients[i].NextAttempt = now
+		}
+	}
+}
+
+// Delete removes a message and its body without delivering it.
+func (s *Store) Delete(id string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		msgs := tx.Bucket(bucketMessages)
+		if msgs.Get([]byte(id)) == nil {
+			return ErrNotFound
+		}
+		if err := msgs.Delete([]byte(id)); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketBodies).Delete([]byte(id))
+	})
+}
+
+// GC removes finished messages whose retention period has passed and
+// returns how many it removed.
+func (s *Store) GC() (int, error) {
+	cutoff := s.now().Add(-s.opts.Retention)
+	msgs, err := s.List()
+	if err != nil {
+		return 0, err
+	}
+	var old []string
+	for _, m := range msgs {
+		if !m.DoneAt.IsZero() && m.DoneAt.Before(cutoff) {
+			old = append(old, m.ID)
+		}
+	}
+	if len(old) == 0 {
+		return 0, nil
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		for _, id := range old {
+			if err := tx.Bucket(bucketMessages).Delete([]byte(id)); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketBodies).Delete([]byte(id)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return len(old), nil
+}
+
+// Stats counts what the spool holds.
+type Stats struct {
+	Messages    int           `json:"messages"`
+	Held        int           `json:"held"`
+	Recipients  map[State]int `json:"recipients"`
+	Quarantined int           `json:"quarantined"`
+	Commits     int64         `json:"commits"` // group-commit transactions since open
+}
+
+// Stats reports counts of messages, recipients per state, held messages
+// and quarantined records.
+func (s *Store) Stats() (Stats, error) {
+	msgs, err := s.List()
+	if err != nil {
+		return Stats{}, err
+	}
+	st := Stats{Messages: len(msgs), Recipients: map[State]int{}, Commits: s.batches.Load()}
+	for _, m := range msgs {
+		if m.Held {
+			st.Held++
+		}
+		for _, r := range m.Recipients {
+			st.Recipients[r.State]++
+		}
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		st.Quarantined = tx.Bucket(bucketQuarantine).Stats().KeyN
+		return nil
+	})
+	return st, err
+}
+
+// Check verifies the spool's consistency: every record decrypts and
+// decodes, every unfinished message has a body, every body belongs to a
+// message. It changes nothing and returns every problem found.
+func (s *Store) Check() error {
+	var problems []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		msgs, bodies := tx.Bucket(bucketMessages), tx.Bucket(bucketBodies)
+		err := msgs.ForEach(func(k, v []byte) error {
+			id := string(k)
+			m, err := s.decodeMessage(id, v)
+			if err != nil {
+				problems = append(problems, err.Error())
+				return nil
+			}
+			if m.ID != id {
+				problems = append(problems, fmt.Sprintf("%s: record says it is %s", id, m.ID))
+			}
+			body := bodies.Get(k)
+			switch {
+			case m.DoneAt.IsZero() && body == nil:
+				problems = append(problems, id+": unfinished message without body")
+			case !m.DoneAt.IsZero() && body != nil:
+				problems = append(problems, id+": finished message still has its body")
+			case body != nil:
+				if _, err := s.seal.open(kindBody, id, body); err != nil {
+					problems = append(problems, id+": body does not decrypt")
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return bodies.ForEach(func(k, _ []byte) error {
+			if msgs.Get(k) == nil {
+				problems = append(problems, string(k)+": body without message")
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("spool inconsistent:\n%s", strings.Join(problems, "\n"))
+	}
+	return nil
+}
