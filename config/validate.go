@@ -175,10 +175,10 @@ func (v *validator) keyPair(path, certFile, keyFile string) {
 	case certFile == "" && keyFile == "":
 		return
 	case certFile == "":
-		v.fail(path+".cert_file", "key_file is set but cert_file is not")
+		v.fail(path+".key_file", "is set but %s.cert_file is not: give both or neither", path)
 		return
 	case keyFile == "":
-		v.fail(path+".key_file", "cert_file is set but key_file is not")
+		v.fail(path+".cert_file", "is set but %s.key_file is not: give both or neither", path)
 		return
 	}
 	if !v.readable(path+".cert_file", certFile) || !v.readable(path+".key_file", keyFile) {
