@@ -145,7 +145,14 @@ func (d *deliverer) connect(ctx context.Context, req deliveryRequest) (*outbound
 		if err != nil {
 			return nil, permErr("5.3.5", "bad smarthost address %q", sh.Addr)
 		}
-		return d.dialHost(ctx, host, net.JoinHostPort(host, port), sh)
+		c, err := d.dialHost(ctx, host, net.JoinHostPort(host, port), sh)
+		if err != nil {
+			// Whatever the smarthost says before a transaction (a refused
+			// AUTH, no STARTTLS) is a configuration problem to fix, not a
+			// reason to bounce the tenant's mail: retry later.
+			return nil, tempErr("4.4.1", "smarthost %s: %s", sh.Addr, oneLine(replyText(err)))
+		}
+		return c, nil
 	}
 
 	hosts, err := d.opts.Resolver.lookupMX(ctx, req.Domain)

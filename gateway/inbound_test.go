@@ -53,7 +53,7 @@ type inboundFixture struct {
 	spool         *fakeSpool
 }
 
-func testInboundConfig(t *testing.T) config.Inbound {
+func testInboundConfig(t testing.TB) config.Inbound {
 	t.Helper()
 	c, err := config.Default()
 	if err != nil {
@@ -62,7 +62,7 @@ func testInboundConfig(t *testing.T) config.Inbound {
 	return c.Inbound
 }
 
-func startInbound(t *testing.T, cfg config.Inbound, loopbackIsRemote bool) *inboundFixture {
+func startInbound(t testing.TB, cfg config.Inbound, loopbackIsRemote bool) *inboundFixture {
 	t.Helper()
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
@@ -27,6 +28,8 @@ type SinkOptions struct {
 	RcptReply func(rcpt string) *smtp.SMTPError
 	// DataReply, when set, decides the reply to DATA: nil accepts.
 	DataReply func() *smtp.SMTPError
+	// AuthUser and AuthPassword, when set, offer AUTH PLAIN (after TLS).
+	AuthUser, AuthPassword string
 }
 
 // SinkMessage is one message as the sink received it.
@@ -36,6 +39,8 @@ type SinkMessage struct {
 	Data []byte // exactly the bytes after DATA, CRLF line endings
 	Helo string
 	TLS  string // "TLS1.3 TLS_AES_128_GCM_SHA256"; "" for plaintext
+	// AuthUser is who authenticated, "" if nobody.
+	AuthUser string
 }
 
 // SMTPSink is an in-process destination MX that records what it gets.
@@ -139,6 +144,27 @@ type sinkSession struct {
 	conn *smtp.Conn
 	from string
 	to   []string
+	user string
+}
+
+func (ss *sinkSession) AuthMechanisms() []string {
+	if ss.sink.opts.AuthUser == "" {
+		return nil
+	}
+	return []string{sasl.Plain}
+}
+
+func (ss *sinkSession) Auth(mech string) (sasl.Server, error) {
+	if mech != sasl.Plain || ss.sink.opts.AuthUser == "" {
+		return nil, smtp.ErrAuthUnknownMechanism
+	}
+	return sasl.NewPlainServer(func(_, user, pass string) error {
+		if user != ss.sink.opts.AuthUser || pass != ss.sink.opts.AuthPassword {
+			return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "bad credentials"}
+		}
+		ss.user = user
+		return nil
+	}), nil
 }
 
 func (ss *sinkSession) Reset()        { ss.from, ss.to = "", nil }
@@ -178,7 +204,7 @@ func (ss *sinkSession) Data(r io.Reader) error {
 			return err
 		}
 	}
-	msg := SinkMessage{From: ss.from, To: append([]string(nil), ss.to...), Data: data, Helo: ss.conn.Hostname()}
+	msg := SinkMessage{From: ss.from, To: append([]string(nil), ss.to...), Data: data, Helo: ss.conn.Hostname(), AuthUser: ss.user}
 	if st, ok := ss.conn.TLSConnectionState(); ok {
 		msg.TLS = fmt.Sprintf("%s %s", tlsVersionName(st.Version), tls.CipherSuiteName(st.CipherSuite))
 	}

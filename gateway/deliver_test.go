@@ -1,0 +1,226 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/sealgate/sealgate/internal/testutil"
+	"github.com/sealgate/sealgate/queue"
+)
+
+func TestLookupMX(t *testing.T) {
+	dns := testutil.NewDNSServer(t)
+	r, err := newMXResolver(dns.Addr(), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	dns.AddMX("multi.test", "b.multi.test", 20)
+	dns.AddMX("multi.test", "a1.multi.test", 10)
+	dns.AddMX("multi.test", "a2.multi.test", 10)
+	for i, h := range []string{"a1", "a2", "b"} {
+		dns.AddA(h+".multi.test", fmt.Sprintf("127.0.0.%d", i+2))
+	}
+	dns.AddAAAA("b.multi.test", "::1")
+	firsts := map[string]bool{}
+	for range 40 {
+		hosts, err := r.lookupMX(ctx, "multi.test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(hosts) != 3 || hosts[2].Name != "b.multi.test" || len(hosts[2].Addrs) != 2 {
+			t.Fatalf("hosts %+v", hosts)
+		}
+		firsts[hosts[0].Name] = true
+	}
+	if !firsts["a1.multi.test"] || !firsts["a2.multi.test"] {
+		t.Errorf("equal preferences not randomised: first hosts seen %v", firsts)
+	}
+
+	dns.AddA("implicit.test", "127.0.0.9")
+	if hosts, err := r.lookupMX(ctx, "implicit.test"); err != nil || hosts[0].Name != "implicit.test" {
+		t.Errorf("implicit MX: %+v, %v", hosts, err)
+	}
+
+	dns.AddNullMX("null.test")
+	dns.SetServfail("servfail.test")
+	dns.SetDrop("silent.test")
+	slow, _ := newMXResolver(dns.Addr(), 200*time.Millisecond)
+	for _, tc := range []struct {
+		domain    string
+		temporary bool
+		status    string
+	}{
+		{"null.test", false, "5.1.10"},
+		{"nonexistent.test", false, "5.1.2"},
+		{"servfail.test", true, "4.4.3"},
+		{"silent.test", true, "4.4.3"},
+	} {
+		_, err := slow.lookupMX(ctx, tc.domain)
+		var de *deliveryError
+		if !errors.As(err, &de) || de.Temporary != tc.temporary || de.Status != tc.status {
+			t.Errorf("lookupMX(%s) = %v, want temporary=%v status %s", tc.domain, err, tc.temporary, tc.status)
+		}
+	}
+}
+
+// deliveryFixture is a deliverer whose destinations are sinks on
+// 127.0.0.x at one port.
+type deliveryFixture struct {
+	t    *testing.T
+	dns  *testutil.DNSServer
+	ca   *testutil.CA
+	port int
+	d    *deliverer
+}
+
+func newDeliveryFixture(t *testing.T, sh *smarthostConfig) *deliveryFixture {
+	f := &deliveryFixture{t: t, dns: testutil.NewDNSServer(t), ca: testutil.NewCA(t), port: testutil.FreePort(t)}
+	r, err := newMXResolver(f.dns.Addr(), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.d = newDeliverer(delivererOptions{
+		Hostname: "gw.test", Resolver: r, Port: f.port, RootCAs: f.ca.Pool(),
+		ConnectTimeout: 2 * time.Second, CommandTimeout: 5 * time.Second, IdleConnTimeout: 5 * time.Second,
+		MaxPerDestination: 2, Smarthost: sh,
+	})
+	t.Cleanup(f.d.Close)
+	return f
+}
+
+func (f *deliveryFixture) mx(domain, host, ip string, pref uint16, opts testutil.SinkOptions) *testutil.SMTPSink {
+	f.dns.AddMX(domain, host, pref)
+	f.dns.AddA(host, ip)
+	opts.ListenAddr = fmt.Sprintf("%s:%d", ip, f.port)
+	opts.Hostname = host
+	return testutil.NewSMTPSink(f.t, opts)
+}
+
+func (f *deliveryFixture) deliver(domain string, rcpts ...string) (queue.Attempt, []queue.RcptOutcome) {
+	return f.d.deliver(context.Background(), deliveryRequest{
+		ID: "T1", From: "alice@org.test", Domain: domain, Recipients: rcpts,
+		Body: []byte("Subject: t\r\n\r\nhello\r\n"),
+	})
+}
+
+func TestDeliverTLSVerifiedAndUnverified(t *testing.T) {
+	f := newDeliveryFixture(t, nil)
+	good := f.mx("good.test", "mx.good.test", "127.0.0.2", 10, testutil.SinkOptions{TLS: true, CA: f.ca})
+	f.mx("selfsigned.test", "mx.selfsigned.test", "127.0.0.3", 10, testutil.SinkOptions{TLS: true}) // unknown CA
+	plain := f.mx("plain.test", "mx.plain.test", "127.0.0.4", 10, testutil.SinkOptions{})
+
+	att, out := f.deliver("good.test", "bob@good.test")
+	if !out[0].Delivered || att.TLSVersion != "TLS1.3" || !att.CertVerified || att.Cipher == "" || att.MXHost != "mx.good.test" || att.IP != "127.0.0.2" {
+		t.Errorf("verified TLS: %+v %+v", att, out)
+	}
+	if m := good.Messages()[0]; string(m.Data) != "Subject: t\r\n\r\nhello\r\n" || m.TLS == "" || m.Helo != "gw.test" {
+		t.Errorf("received %+v", m)
+	}
+
+	att, out = f.deliver("selfsigned.test", "bob@selfsigned.test")
+	if !out[0].Delivered || att.TLSVersion == "" || att.CertVerified || att.CertError == "" {
+		t.Errorf("unverified TLS must still encrypt and deliver, recording the failure: %+v", att)
+	}
+
+	att, out = f.deliver("plain.test", "bob@plain.test")
+	if !out[0].Delivered || att.TLSVersion != "" || len(plain.Messages()) != 1 {
+		t.Errorf("plaintext: %+v", att)
+	}
+}
+
+func TestDeliverPerRecipientReplies(t *testing.T) {
+	f := newDeliveryFixture(t, nil)
+	sink := f.mx("d.test", "mx.d.test", "127.0.0.2", 10, testutil.SinkOptions{
+		RcptReply: func(rcpt string) *smtp.SMTPError {
+			switch {
+			case strings.HasPrefix(rcpt, "busy@"):
+				return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "mailbox full"}
+			case strings.HasPrefix(rcpt, "gone@"):
+				return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+			}
+			return nil
+		},
+	})
+	_, out := f.deliver("d.test", "ok@d.test", "busy@d.test", "gone@d.test")
+	want := []struct {
+		delivered, permanent bool
+		code                 int
+		status               string
+	}{{true, false, 250, "2.0.0"}, {false, false, 452, "4.2.2"}, {false, true, 550, "5.1.1"}}
+	for i, w := range want {
+		o := out[i]
+		if o.Delivered != w.delivered || o.Permanent != w.permanent || o.Code != w.code || o.Status != w.status || o.RemoteMTA != "mx.d.test" {
+			t.Errorf("outcome %d: %+v, want %+v", i, o, w)
+		}
+	}
+	msgs := sink.Messages()
+	if len(msgs) != 1 || len(msgs[0].To) != 1 || msgs[0].To[0] != "ok@d.test" {
+		t.Errorf("DATA went to %+v, want ok@ only", msgs)
+	}
+}
+
+func TestDeliverFallsBackToNextMX(t *testing.T) {
+	f := newDeliveryFixture(t, nil)
+	f.dns.AddMX("d.test", "down.d.test", 10)
+	f.dns.AddA("down.d.test", "127.0.0.2") // nothing listens there
+	backup := f.mx("d.test", "backup.d.test", "127.0.0.3", 20, testutil.SinkOptions{})
+	att, out := f.deliver("d.test", "bob@d.test")
+	if !out[0].Delivered || att.MXHost != "backup.d.test" || len(backup.Messages()) != 1 {
+		t.Errorf("fallback: %+v %+v", att, out)
+	}
+
+	f.dns.AddMX("alldown.test", "down.d.test", 10)
+	att, out = f.deliver("alldown.test", "bob@alldown.test")
+	if out[0].Delivered || out[0].Permanent || !strings.HasPrefix(out[0].Status, "4.") {
+		t.Errorf("all hosts down must defer: %+v %+v", att, out)
+	}
+}
+
+func TestDeliverReusesConnections(t *testing.T) {
+	f := newDeliveryFixture(t, nil)
+	sink := f.mx("d.test", "mx.d.test", "127.0.0.2", 10, testutil.SinkOptions{TLS: true, CA: f.ca})
+	for i := range 3 {
+		if _, out := f.deliver("d.test", fmt.Sprintf("r%d@d.test", i)); !out[0].Delivered {
+			t.Fatalf("delivery %d: %+v", i, out)
+		}
+	}
+	if n := sink.Connections(); n != 1 {
+		t.Errorf("3 sequential messages used %d connections, want 1", n)
+	}
+	if len(sink.Messages()) != 3 {
+		t.Errorf("sink got %d messages", len(sink.Messages()))
+	}
+}
+
+func TestDeliverViaSmarthostWithAuth(t *testing.T) {
+	ca := testutil.NewCA(t)
+	relay := testutil.NewSMTPSink(t, testutil.SinkOptions{TLS: true, CA: ca, Hostname: "relay.test", AuthUser: "gw", AuthPassword: "relaypw"})
+	f := newDeliveryFixture(t, &smarthostConfig{Addr: relay.Addr(), Username: "gw", Password: "relaypw", TLS: "starttls"})
+	f.d.opts.RootCAs = ca.Pool()
+	att, out := f.deliver("", "a@one.test", "b@two.test")
+	if !out[0].Delivered || !out[1].Delivered || att.Destination != relay.Addr() || att.TLSVersion == "" {
+		t.Fatalf("smarthost: %+v %+v", att, out)
+	}
+	if m := relay.Messages()[0]; len(m.To) != 2 || m.AuthUser != "gw" {
+		t.Errorf("relay received %+v", m)
+	}
+
+	wrong := newDeliveryFixture(t, &smarthostConfig{Addr: relay.Addr(), Username: "gw", Password: "bad", TLS: "starttls"})
+	wrong.d.opts.RootCAs = ca.Pool()
+	if _, out := wrong.deliver("", "a@one.test"); out[0].Delivered || out[0].Permanent {
+		t.Errorf("bad smarthost password must defer: %+v", out)
+	}
+
+	plain := testutil.NewSMTPSink(t, testutil.SinkOptions{})
+	strict := newDeliveryFixture(t, &smarthostConfig{Addr: plain.Addr(), TLS: "starttls"})
+	if _, out := strict.deliver("", "a@one.test"); out[0].Delivered || len(plain.Messages()) != 0 {
+		t.Errorf("smarthost without STARTTLS must not get the message in plaintext: %+v", out)
+	}
+}
