@@ -30,7 +30,9 @@ func FuzzLineEndings(f *testing.F) {
 		if hasBareLineEnding(n) {
 			t.Fatalf("normalizeLineEndings(%q) = %q still has a bare line ending", b, n)
 		}
-		strip := func(x []byte) []byte { return bytes.ReplaceAll(bytes.ReplaceAll(x, []byte("\r"), nil), []byte("\n"), nil) }
+		strip := func(x []byte) []byte {
+			return bytes.ReplaceAll(bytes.ReplaceAll(x, []byte("\r"), nil), []byte("\n"), nil)
+		}
 		if !bytes.Equal(strip(n), strip(b)) {
 			t.Fatalf("normalizeLineEndings(%q) = %q changed more than line endings", b, n)
 		}

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -20,7 +21,7 @@ type DSNFunc func(m *Message, bounced []Recipient) (Envelope, []byte, error)
 // the result.
 func (s *Store) update(id string, fn func(tx *bolt.Tx, m *Message) error) (*Message, error) {
 	var out *Message
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
 		m, err := s.getMessage(tx, id)
 		if err != nil {
 			return err

@@ -69,7 +69,7 @@ type Store struct {
 	now    func() time.Time
 	logger *slog.Logger
 
-	reqs      chan *enqueueReq
+	reqs      chan *commitReq
 	stop      chan struct{}
 	committed chan struct{} // closed when the committer has exited
 	closeOnce sync.Once
@@ -137,7 +137,7 @@ func Open(opts Options) (*Store, error) {
 	}
 	s := &Store{
 		db: db, seal: sl, opts: opts, now: opts.Now, logger: opts.Logger,
-		reqs:      make(chan *enqueueReq, maxBatchRequests),
+		reqs:      make(chan *commitReq, maxBatchRequests),
 		stop:      make(chan struct{}),
 		committed: make(chan struct{}),
 	}
@@ -157,15 +157,29 @@ func (s *Store) Close() error {
 	return err
 }
 
-type enqueueReq struct {
-	env  Envelope
-	body []byte
-	done chan enqueueResult
+// commitReq is one mutation waiting for the group committer.
+type commitReq struct {
+	fn   func(tx *bolt.Tx) error
+	size int // bytes it writes, to bound a batch
+	done chan error
 }
 
-type enqueueResult struct {
-	id  string
-	err error
+// commit hands fn to the group committer and waits until the transaction
+// that ran it is committed (and fsynced) or failed. fn may run more than
+// once (a failed batch is retried one request at a time), so it must only
+// write through tx and set results it is allowed to overwrite.
+func (s *Store) commit(ctx context.Context, size int, fn func(tx *bolt.Tx) error) error {
+	req := &commitReq{fn: fn, size: size, done: make(chan error, 1)}
+	select {
+	case s.reqs <- req:
+	case <-s.stop:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once handed over, wait for the verdict even if ctx ends: the
+	// change may be committed, and the caller must know.
+	return <-req.done
 }
 
 // Enqueue spools a message and returns its ID once the record and body
@@ -176,39 +190,38 @@ func (s *Store) Enqueue(ctx context.Context, env Envelope, body []byte) (string,
 	if len(env.Recipients) == 0 {
 		return "", errors.New("queue: message without recipients")
 	}
-	req := &enqueueReq{env: env, body: body, done: make(chan enqueueResult, 1)}
-	select {
-	case s.reqs <- req:
-	case <-s.stop:
-		return "", ErrClosed
-	case <-ctx.Done():
-		return "", ctx.Err()
+	var id string
+	err := s.commit(ctx, len(body), func(tx *bolt.Tx) error {
+		var err error
+		id, err = s.putNew(tx, env, body, "")
+		return err
+	})
+	if err != nil {
+		return "", err
 	}
-	// Once handed over, wait for the verdict even if ctx ends: the
-	// message may be committed, and the caller must know.
-	res := <-req.done
-	return res.id, res.err
+	return id, nil
 }
 
 // commitLoop is the group committer: it takes every request waiting,
-// writes them in one transaction, and answers each.
+// runs them in one transaction, and answers each. New requests queue up
+// while a commit is in progress and form the next batch.
 func (s *Store) commitLoop() {
 	defer close(s.committed)
 	for {
-		var first *enqueueReq
+		var first *commitReq
 		select {
 		case first = <-s.reqs:
 		case <-s.stop:
 			s.refuseWaiting()
 			return
 		}
-		batch, size := []*enqueueReq{first}, len(first.body)
+		batch, size := []*commitReq{first}, first.size
 	gather:
 		for len(batch) < maxBatchRequests && size < maxBatchBytes {
 			select {
 			case r := <-s.reqs:
 				batch = append(batch, r)
-				size += len(r.body)
+				size += r.size
 			default:
 				break gather
 			}
@@ -221,33 +234,43 @@ func (s *Store) refuseWaiting() {
 	for {
 		select {
 		case r := <-s.reqs:
-			r.done <- enqueueResult{err: ErrClosed}
+			r.done <- ErrClosed
 		default:
 			return
 		}
 	}
 }
 
-func (s *Store) commitBatch(batch []*enqueueReq) {
-	ids := make([]string, len(batch))
+// commitBatch runs a batch in one transaction. If any request fails, the
+// transaction is rolled back and every request runs again on its own, so
+// one bad request cannot fail the others.
+func (s *Store) commitBatch(batch []*commitReq) {
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		for i, r := range batch {
-			id, err := s.putNew(tx, r.env, r.body, "")
-			if err != nil {
+		for _, r := range batch {
+			if err := r.fn(tx); err != nil {
 				return err
 			}
-			ids[i] = id
 		}
 		return nil
 	})
 	s.batches.Add(1)
-	for i, r := range batch {
-		if err != nil {
-			r.done <- enqueueResult{err: fmt.Errorf("queue: commit: %w", err)}
-		} else {
-			r.done <- enqueueResult{id: ids[i]}
+	if err == nil || len(batch) == 1 {
+		for _, r := range batch {
+			r.done <- wrapCommitErr(err)
 		}
+		return
 	}
+	for _, r := range batch {
+		r.done <- wrapCommitErr(s.db.Update(r.fn))
+		s.batches.Add(1)
+	}
+}
+
+func wrapCommitErr(err error) error {
+	if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, errCorrupt) {
+		return err
+	}
+	return fmt.Errorf("queue: commit: %w", err)
 }
 
 // putNew writes a new message and its body inside tx.
