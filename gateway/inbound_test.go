@@ -113,10 +113,7 @@ func dialSMTP(t *testing.T, addr string) *smtpClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
-	c := &smtpClient{t: t, conn: conn, r: bufio.NewReader(conn)}
-	c.expect("220 ")
-	return c
+	return newSMTPClient(t, conn)
 }
 
 func dialSMTPS(t *testing.T, addr string) *smtpClient {
@@ -125,6 +122,12 @@ func dialSMTPS(t *testing.T, addr string) *smtpClient {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newSMTPClient(t, conn)
+}
+
+// newSMTPClient reads the greeting on conn and closes conn with the test.
+func newSMTPClient(t *testing.T, conn net.Conn) *smtpClient {
+	t.Helper()
 	t.Cleanup(func() { conn.Close() })
 	c := &smtpClient{t: t, conn: conn, r: bufio.NewReader(conn)}
 	c.expect("220 ")

@@ -36,8 +36,8 @@ func TestCrashLosesNoAcceptedMessage(t *testing.T) {
 	dns := testutil.NewDNSServer(t)
 	dns.AddMX("dest.test", "mx.dest.test", 10)
 	dns.AddA("mx.dest.test", "127.0.0.1")
-	destPort := freePort(t)
-	smtpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	destPort := testutil.FreePort(t)
+	smtpAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	cfgPath := filepath.Join(dir, "sealgate.yaml")
 	writeFile(t, cfgPath, fmt.Sprintf(`
 hostname: gw.test
@@ -53,7 +53,7 @@ outbound:
   dns_resolver: %s
   smtp_port: %d
   connect_timeout: 2s
-`, filepath.Join(dir, "data"), smtpAddr, freePort(t), dns.Addr(), destPort))
+`, filepath.Join(dir, "data"), smtpAddr, testutil.FreePort(t), dns.Addr(), destPort))
 
 	srv := startServer(t, bin, cfgPath, smtpAddr)
 
@@ -241,16 +241,6 @@ func startServer(t *testing.T, bin, cfgPath, smtpAddr string) *exec.Cmd {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func writeFile(t *testing.T, path, data string) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/certs"
+	"github.com/sealgate/sealgate/internal/testutil"
 )
 
 // TestSignalsReloadAndDrain runs the binary: /healthz and /readyz answer,
@@ -28,9 +29,9 @@ func TestSignalsReloadAndDrain(t *testing.T) {
 	if err := certs.EnsureSelfSigned(certFile, keyFile, []string{"first.test"}); err != nil {
 		t.Fatal(err)
 	}
-	smtpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	adminAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	implicitAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	smtpAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	adminAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	implicitAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	cfgPath := filepath.Join(dir, "sealgate.yaml")
 	cfg := fmt.Sprintf("data_dir: %s\nlog: {format: json}\ninbound:\n  listen: %s\n  implicit_tls_listen: %s\n  tls: {cert_file: %s, key_file: %s}\nadmin:\n  listen: %s\n",
 		filepath.Join(dir, "data"), smtpAddr, implicitAddr, certFile, keyFile, adminAddr)

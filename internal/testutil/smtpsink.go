@@ -2,7 +2,6 @@ package testutil
 
 import (
 	"crypto/tls"
-	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -206,22 +205,12 @@ func (ss *sinkSession) Data(r io.Reader) error {
 	}
 	msg := SinkMessage{From: ss.from, To: append([]string(nil), ss.to...), Data: data, Helo: ss.conn.Hostname(), AuthUser: ss.user}
 	if st, ok := ss.conn.TLSConnectionState(); ok {
-		msg.TLS = fmt.Sprintf("%s %s", tlsVersionName(st.Version), tls.CipherSuiteName(st.CipherSuite))
+		msg.TLS = tls.VersionName(st.Version) + " " + tls.CipherSuiteName(st.CipherSuite)
 	}
 	ss.sink.mu.Lock()
 	ss.sink.msgs = append(ss.sink.msgs, msg)
 	ss.sink.mu.Unlock()
 	return nil
-}
-
-func tlsVersionName(v uint16) string {
-	switch v {
-	case tls.VersionTLS13:
-		return "TLS1.3"
-	case tls.VersionTLS12:
-		return "TLS1.2"
-	}
-	return fmt.Sprintf("TLS-0x%04x", v)
 }
 
 type countingListener struct {
