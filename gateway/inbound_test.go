@@ -434,9 +434,30 @@ func TestInboundConnectionLimits(t *testing.T) {
 		if strings.HasPrefix(line, "220 ") {
 			break
 		}
-		if i == 100 {
+		if i == 500 {
 			t.Fatalf("slot never freed: %q", line)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestInboundIdleTimeout(t *testing.T) {
+	cfg := testInboundConfig(t)
+	cfg.IdleTimeout = config.Duration(200 * time.Millisecond)
+	f := startInbound(t, cfg, false)
+	c := dialSMTP(t, f.addr)
+	c.cmd("EHLO client.test", "250 ")
+	c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	for {
+		if _, err := c.r.ReadString('\n'); err != nil {
+			break // the server hung up on the idle client
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("idle client never disconnected")
+		}
+	}
+	if time.Since(start) >= 10*time.Second {
+		t.Error("idle client kept until the test's own deadline")
 	}
 }
