@@ -17,6 +17,7 @@ type Config struct {
 	Admin    Admin    `yaml:"admin"`
 	Queue    Queue    `yaml:"queue"`
 	Outbound Outbound `yaml:"outbound"`
+	DKIM     DKIM     `yaml:"dkim"`
 
 	// Source is the file the config was loaded from ("" for the embedded
 	// defaults). Not a YAML key.
@@ -118,6 +119,23 @@ type Smarthost struct {
 	// TLS is "starttls" (required), "implicit" (TLS from the first byte)
 	// or "none" (only for a relay on loopback).
 	TLS string `yaml:"tls"`
+}
+
+// DKIM configures the signing of outgoing mail (RFC 6376, RFC 8463).
+type DKIM struct {
+	// Keys are the signing keys. A message is signed with every key of
+	// the domain of its From header: one RSA and one Ed25519 key for the
+	// same domain give two signatures (dual signing).
+	Keys []DKIMKey `yaml:"keys"`
+}
+
+// DKIMKey is one signing key: the domain it signs for, the selector its
+// public key is published under (<selector>._domainkey.<domain>), and the
+// PEM file holding the private key (RSA of 2048 bits or more, or Ed25519).
+type DKIMKey struct {
+	Domain   string `yaml:"domain"`
+	Selector string `yaml:"selector"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // Duration is a time.Duration written in YAML as "90s", "5m", "120h".

@@ -118,6 +118,7 @@ func (v *validator) validate(c *Config) {
 	v.positive("outbound.connect_timeout", int64(out.ConnectTimeout))
 	v.positive("outbound.command_timeout", int64(out.CommandTimeout))
 	v.positive("outbound.idle_conn_timeout", int64(out.IdleConnTimeout))
+	v.validateDKIM(&c.DKIM)
 }
 
 func (v *validator) oneOf(path, got string, allowed ...string) {

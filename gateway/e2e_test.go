@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-smtp"
 
+	"github.com/sealgate/sealgate/certs"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/internal/testutil"
@@ -365,4 +367,52 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Helper()
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+func TestDeliveredMailIsDKIMSigned(t *testing.T) {
+	dir := t.TempDir()
+	records := map[string]string{}
+	yaml := "dkim:\n  keys:\n"
+	for _, algo := range []string{"rsa", "ed25519"} {
+		key, pemKey, err := certs.GenerateDKIMKey(algo, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, algo+".pem")
+		if err := certs.WriteDKIMKey(path, pemKey); err != nil {
+			t.Fatal(err)
+		}
+		rec, _ := certs.DKIMRecord(key)
+		records[algo+"._domainkey.org.test"] = rec
+		yaml += fmt.Sprintf("    - {domain: org.test, selector: %s, key_file: %s}\n", algo, path)
+	}
+	e := newE2E(t, yaml)
+	sink := e.destination("dest.test", "127.0.0.2", testutil.SinkOptions{TLS: true})
+	e.send("alice@org.test", []string{"bob@dest.test", "carol@dest.test"}, message("signed", "Signed body."))
+	e.send("mallory@unsigned.test", []string{"bob@dest.test"},
+		"From: m@unsigned.test\r\nSubject: no key\r\n\r\nbody\r\n")
+
+	msgs := sink.WaitMessages(t, 2, 20*time.Second)
+	for _, m := range msgs {
+		verifs, err := dkim.VerifyWithOptions(bytes.NewReader(m.Data), &dkim.VerifyOptions{
+			LookupTXT: func(name string) ([]string, error) { return []string{records[name]}, nil },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(m.Data, []byte("Subject: no key")) {
+			if len(verifs) != 0 {
+				t.Errorf("mail from a domain without a key carries %d signatures", len(verifs))
+			}
+			continue
+		}
+		if len(verifs) != 2 {
+			t.Fatalf("%d DKIM signatures on delivered mail, want 2", len(verifs))
+		}
+		for _, v := range verifs {
+			if v.Err != nil || v.Domain != "org.test" {
+				t.Errorf("signature %s: %v", v.Domain, v.Err)
+			}
+		}
+	}
 }

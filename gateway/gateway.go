@@ -121,6 +121,15 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	g.sched.smarthost = smarthost != nil
 	dsn := dsnBuilder{hostname: hostname, now: time.Now}
 	g.sched.dsn = dsn.build
+	if len(cfg.DKIM.Keys) > 0 {
+		signer, err := certs.NewDKIMSigner(cfg.DKIM.Keys)
+		if err != nil {
+			store.Close()
+			return nil, err
+		}
+		signing := &dkimSigning{signer: signer, logger: logger.With("component", "dkim")}
+		g.sched.sign = signing.sign
+	}
 
 	g.inbound, err = newInboundServer(inboundOptions{
 		Config:    cfg.Inbound,

@@ -46,6 +46,10 @@ type scheduler struct {
 	smarthost bool
 	// dsn builds a delivery status notification for bounced recipients.
 	dsn func(m *queue.Message, bounced []queue.Recipient, body []byte) (queue.Envelope, []byte, error)
+	// sign, when set, returns the message as it must leave (DKIM-signed).
+	// It runs once per attempt of a message, not once per destination:
+	// every destination gets the same outgoing form.
+	sign func(id string, body []byte) []byte
 
 	wakeCh  chan string
 	doneCh  chan schedDone
@@ -247,6 +251,10 @@ func (s *scheduler) attempt(ctx context.Context, id string) time.Time {
 		log.Error("cannot read message body", "err", err)
 		return s.now().Add(time.Minute)
 	}
+	outgoing := body
+	if s.sign != nil {
+		outgoing = s.sign(id, body)
+	}
 	for _, g := range groups {
 		if ctx.Err() != nil {
 			break
@@ -256,7 +264,7 @@ func (s *scheduler) attempt(ctx context.Context, id string) time.Time {
 			From:       m.Envelope.From,
 			Domain:     g.domain,
 			Recipients: g.rcpts,
-			Body:       body,
+			Body:       outgoing,
 			RequireTLS: m.Envelope.RequireTLS,
 			SMTPUTF8:   needsSMTPUTF8(m.Envelope.From, g.rcpts),
 		}

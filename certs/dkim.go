@@ -1,0 +1,194 @@
+package certs
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/mail"
+	"os"
+	"strings"
+
+	"github.com/emersion/go-msgauth/dkim"
+
+	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/internal/safeio"
+)
+
+// dkimHeaders are the header fields we sign (RFC 6376 §5.4.1). Fields
+// listed twice are oversigned: the second instance signs their absence, so
+// nobody can add a second From, Subject, To, Date, Message-ID or
+// Content-Type after signing without breaking the signature.
+var dkimHeaders = []string{
+	"From", "From", "Reply-To", "Subject", "Subject", "Date", "Date",
+	"To", "To", "Cc", "Message-ID", "Message-ID", "In-Reply-To", "References",
+	"MIME-Version", "Content-Type", "Content-Type", "Content-Transfer-Encoding",
+	"List-Unsubscribe", "List-Unsubscribe-Post",
+}
+
+// GenerateDKIMKey makes a signing key: algo "rsa" (bits ≥ 2048) or
+// "ed25519". It returns the key and its PKCS #8 PEM encoding.
+func GenerateDKIMKey(algo string, bits int) (crypto.Signer, []byte, error) {
+	var key crypto.Signer
+	switch algo {
+	case "rsa":
+		if bits < config.MinDKIMRSABits {
+			return nil, nil, fmt.Errorf("RSA keys of %d bits are refused: use at least %d", bits, config.MinDKIMRSABits)
+		}
+		k, err := rsa.GenerateKey(rand.Reader, bits)
+		if err != nil {
+			return nil, nil, err
+		}
+		key = k
+	case "ed25519":
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, nil, err
+		}
+		key = k
+	default:
+		return nil, nil, fmt.Errorf("unknown DKIM algorithm %q (rsa or ed25519)", algo)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// WriteDKIMKey stores a PEM key with mode 0600. It never overwrites: a
+// key already published in DNS must not be lost by a mistyped command.
+func WriteDKIMKey(path string, pemKey []byte) error {
+	if _, err := os.Stat(path); err == nil {
+		return fmt.Errorf("%s already exists; remove it first or choose another file", path)
+	}
+	return safeio.WriteFile(path, pemKey, 0o600)
+}
+
+// DKIMRecord is the DNS TXT record that publishes key's public half
+// (RFC 6376 §3.6.1; k=ed25519 from RFC 8463).
+func DKIMRecord(key crypto.Signer) (string, error) {
+	switch pub := key.Public().(type) {
+	case *rsa.PublicKey:
+		der, err := x509.MarshalPKIXPublicKey(pub)
+		if err != nil {
+			return "", err
+		}
+		return "v=DKIM1; k=rsa; p=" + base64.StdEncoding.EncodeToString(der), nil
+	case ed25519.PublicKey:
+		return "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(pub), nil
+	}
+	return "", errors.New("DKIM keys must be RSA or Ed25519")
+}
+
+// SplitTXT cuts a record into the 255-byte character-strings a TXT
+// record is made of (RFC 1035 §3.3.14), quoted for a zone file.
+func SplitTXT(record string) string {
+	var parts []string
+	for len(record) > 255 {
+		parts = append(parts, record[:255])
+		record = record[255:]
+	}
+	parts = append(parts, record)
+	for i, p := range parts {
+		parts[i] = `"` + p + `"`
+	}
+	return strings.Join(parts, " ")
+}
+
+// DKIMSigner signs outgoing messages with the configured keys.
+type DKIMSigner struct {
+	keys map[string][]dkimKey // by lower-case domain, RSA before Ed25519
+}
+
+type dkimKey struct {
+	domain, selector string
+	signer           crypto.Signer
+}
+
+// NewDKIMSigner loads the keys of the dkim config section.
+func NewDKIMSigner(keys []config.DKIMKey) (*DKIMSigner, error) {
+	s := &DKIMSigner{keys: map[string][]dkimKey{}}
+	for _, k := range keys {
+		signer, err := config.LoadDKIMKey(k.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("dkim: %w", err)
+		}
+		d := strings.ToLower(k.Domain)
+		entry := dkimKey{domain: d, selector: k.Selector, signer: signer}
+		if config.DKIMAlgorithm(signer) == "rsa" {
+			s.keys[d] = append([]dkimKey{entry}, s.keys[d]...)
+		} else {
+			s.keys[d] = append(s.keys[d], entry)
+		}
+	}
+	return s, nil
+}
+
+// Domains lists the domains that have keys.
+func (s *DKIMSigner) Domains() []string {
+	var out []string
+	for d := range s.keys {
+		out = append(out, d)
+	}
+	return out
+}
+
+// Sign returns msg with a DKIM-Signature header per key of the domain of
+// its From header prepended, and that domain. When the domain has no key
+// (or the message has no usable From), msg comes back unchanged with
+// signed false.
+func (s *DKIMSigner) Sign(msg []byte) (out []byte, domain string, signed bool, err error) {
+	domain = fromDomain(msg)
+	keys := s.keys[domain]
+	if len(keys) == 0 {
+		return msg, domain, false, nil
+	}
+	var sigs bytes.Buffer
+	for _, k := range keys {
+		signer, err := dkim.NewSigner(&dkim.SignOptions{
+			Domain:                 k.domain,
+			Selector:               k.selector,
+			Signer:                 k.signer,
+			HeaderCanonicalization: dkim.CanonicalizationRelaxed,
+			BodyCanonicalization:   dkim.CanonicalizationRelaxed,
+			HeaderKeys:             dkimHeaders,
+		})
+		if err != nil {
+			return msg, domain, false, err
+		}
+		if _, err := signer.Write(msg); err != nil {
+			signer.Close()
+			return msg, domain, false, err
+		}
+		if err := signer.Close(); err != nil {
+			return msg, domain, false, err
+		}
+		sigs.WriteString(signer.Signature())
+	}
+	return append(sigs.Bytes(), msg...), domain, true, nil
+}
+
+// fromDomain is the lower-cased domain of the first address in the From
+// header, "" when there is none.
+func fromDomain(msg []byte) string {
+	r, err := mail.ReadMessage(bytes.NewReader(msg))
+	if err != nil {
+		return ""
+	}
+	addrs, err := r.Header.AddressList("From")
+	if err != nil || len(addrs) == 0 {
+		return ""
+	}
+	at := strings.LastIndexByte(addrs[0].Address, '@')
+	if at < 0 {
+		return ""
+	}
+	return strings.ToLower(addrs[0].Address[at+1:])
+}
