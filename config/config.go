@@ -109,6 +109,16 @@ type Outbound struct {
 	// IdleConnTimeout is how long an open connection to a destination is
 	// kept for reuse by the next message to it.
 	IdleConnTimeout Duration `yaml:"idle_conn_timeout"`
+	// TLSPolicy sets how strictly TLS is required per destination domain.
+	TLSPolicy TLSPolicy `yaml:"tls_policy"`
+}
+
+// TLSPolicy maps destination domains to a TLS level: "none" (never
+// STARTTLS), "may" (opportunistic), "encrypt" (TLS required, any
+// certificate) or "verify" (TLS with a certificate valid for the MX host).
+type TLSPolicy struct {
+	Default string            `yaml:"default"`
+	Domains map[string]string `yaml:"domains"`
 }
 
 // Smarthost is an optional upstream relay.

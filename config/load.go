@@ -184,6 +184,21 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			d.decode(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
 		}
 		v.Set(s)
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			d.fail(n, path, "expected a mapping, got %s", describe(n))
+			return
+		}
+		m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key, val := n.Content[i], n.Content[i+1]
+			sub := joinPath(path, key.Value)
+			d.pos[sub] = position{d.file, key.Line}
+			elem := reflect.New(v.Type().Elem()).Elem()
+			d.decode(val, elem, sub)
+			m.SetMapIndex(reflect.ValueOf(key.Value).Convert(v.Type().Key()), elem)
+		}
+		v.Set(m)
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
 			d.fail(n, path, "expected a string, got %s", describe(n))

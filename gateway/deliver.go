@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/sealgate/sealgate/policy"
 	"github.com/sealgate/sealgate/queue"
 )
 
@@ -51,6 +52,8 @@ type deliveryRequest struct {
 	Body       []byte // the message as it leaves, CRLF line endings
 	RequireTLS bool
 	SMTPUTF8   bool
+	// TLS is the transport requirement decided for this destination.
+	TLS policy.TLSRequirement
 }
 
 // deliverer is the SMTP client side: it finds the destination's hosts,
@@ -95,7 +98,8 @@ func (d *deliverer) deliver(ctx context.Context, req deliveryRequest) (queue.Att
 	if d.opts.Smarthost != nil {
 		dest = d.opts.Smarthost.Addr
 	}
-	att := queue.Attempt{Destination: dest, Recipients: req.Recipients}
+	att := queue.Attempt{Destination: dest, Recipients: req.Recipients,
+		TLSLevel: req.TLS.Level.String(), TLSRequiredBy: req.TLS.RequiredBy}
 	if err := d.slots.acquire(ctx, dest); err != nil {
 		return d.failAll(req, att, tempErr("4.4.5", "delivery cancelled: %v", err))
 	}
@@ -135,8 +139,10 @@ func (d *deliverer) connect(ctx context.Context, req deliveryRequest) (*outbound
 			break
 		}
 		c.client.CommandTimeout = d.opts.CommandTimeout
-		if err := c.client.Reset(); err == nil {
-			return c, nil
+		if meetsTLS(c, req.TLS.Level) == nil {
+			if err := c.client.Reset(); err == nil {
+				return c, nil
+			}
 		}
 		c.client.Close()
 	}
@@ -145,7 +151,7 @@ func (d *deliverer) connect(ctx context.Context, req deliveryRequest) (*outbound
 		if err != nil {
 			return nil, permErr("5.3.5", "bad smarthost address %q", sh.Addr)
 		}
-		c, err := d.dialHost(ctx, host, net.JoinHostPort(host, port), sh)
+		c, err := d.dialHost(ctx, host, net.JoinHostPort(host, port), sh, req.TLS.Level)
 		if err != nil {
 			// Whatever the smarthost says before a transaction (a refused
 			// AUTH, no STARTTLS) is a configuration problem to fix, not a
@@ -160,17 +166,27 @@ func (d *deliverer) connect(ctx context.Context, req deliveryRequest) (*outbound
 		return nil, err
 	}
 	var errs []string
+	tlsFailures := 0
 	for _, h := range hosts {
 		for _, ip := range h.Addrs {
-			c, err := d.dialHost(ctx, h.Name, netip.AddrPortFrom(ip, uint16(d.opts.Port)).String(), nil)
+			c, err := d.dialHost(ctx, h.Name, netip.AddrPortFrom(ip, uint16(d.opts.Port)).String(), nil, req.TLS.Level)
 			if err == nil {
 				return c, nil
+			}
+			var te *tlsRequirementError
+			if errors.As(err, &te) {
+				tlsFailures++
 			}
 			errs = append(errs, fmt.Sprintf("%s[%s]: %v", h.Name, ip, err))
 			if ctx.Err() != nil {
 				return nil, tempErr("4.4.5", "delivery cancelled")
 			}
 		}
+	}
+	if tlsFailures > 0 {
+		// Never a silent downgrade: the requirement stands, we retry.
+		return nil, tempErr("4.7.5", "TLS level %s required by %s not met by %s: %s",
+			req.TLS.Level, req.TLS.RequiredBy, req.Domain, strings.Join(errs, "; "))
 	}
 	return nil, tempErr("4.4.1", "no mail host of %s accepted a connection: %s", req.Domain, strings.Join(errs, "; "))
 }
@@ -179,7 +195,7 @@ func (d *deliverer) connect(ctx context.Context, req deliveryRequest) (*outbound
 // upgrades to TLS when the server offers it (or the smarthost demands).
 // A failed TLS handshake is an error: we never fall back to plaintext on
 // the same host after trying TLS.
-func (d *deliverer) dialHost(ctx context.Context, host, addr string, sh *smarthostConfig) (*outboundConn, error) {
+func (d *deliverer) dialHost(ctx context.Context, host, addr string, sh *smarthostConfig, level policy.TLSLevel) (*outboundConn, error) {
 	dctx, cancel := context.WithTimeout(ctx, d.opts.ConnectTimeout)
 	defer cancel()
 	raw, err := d.opts.Dial(dctx, "tcp", addr)
@@ -190,7 +206,7 @@ func (d *deliverer) dialHost(ctx context.Context, host, addr string, sh *smartho
 	oc := &outboundConn{host: host, ip: ip}
 	tlsConf := d.tlsConfig(host, oc)
 
-	wantTLS := sh == nil || sh.TLS != "none"
+	wantTLS := (sh == nil || sh.TLS != "none") && level != policy.TLSNone
 	var conn net.Conn = raw
 	if sh != nil && sh.TLS == "implicit" {
 		tc := tls.Client(raw, tlsConf)
@@ -218,11 +234,18 @@ func (d *deliverer) dialHost(ctx context.Context, host, addr string, sh *smartho
 		} else if sh != nil && sh.TLS == "starttls" {
 			raw.Close()
 			return nil, errors.New("smarthost does not offer STARTTLS")
+		} else if level >= policy.TLSEncrypt {
+			raw.Close()
+			return nil, &tlsRequirementError{"STARTTLS not offered"}
 		}
 		raw.SetDeadline(time.Time{})
 		// The greeting is behind us; go-smtp's client expects one, so it
 		// reads a stand-in and then says EHLO (again, over TLS if any).
 		conn = &greetedConn{Conn: conn, greeting: strings.NewReader("220 " + host + " ESMTP\r\n")}
+	}
+	if err := meetsTLS(oc, level); err != nil {
+		conn.Close()
+		return nil, err
 	}
 	c := smtp.NewClient(conn)
 	c.CommandTimeout = d.opts.CommandTimeout
@@ -243,6 +266,22 @@ func (d *deliverer) dialHost(ctx context.Context, host, addr string, sh *smartho
 	}
 	oc.client = c
 	return oc, nil
+}
+
+// tlsRequirementError: the connection cannot meet the TLS level.
+type tlsRequirementError struct{ why string }
+
+func (e *tlsRequirementError) Error() string { return e.why }
+
+// meetsTLS says why c does not satisfy level, or nil.
+func meetsTLS(c *outboundConn, level policy.TLSLevel) error {
+	switch {
+	case level >= policy.TLSEncrypt && c.tls == nil:
+		return &tlsRequirementError{"no TLS"}
+	case level >= policy.TLSVerify && !c.verified:
+		return &tlsRequirementError{"certificate not verified: " + c.certErr}
+	}
+	return nil
 }
 
 // tlsConfig verifies the peer certificate itself, so that opportunistic
@@ -280,7 +319,15 @@ func verifyPeer(cs tls.ConnectionState, host string, roots *x509.CertPool) (bool
 // clean enough to reuse.
 func (d *deliverer) transaction(conn *outboundConn, req deliveryRequest) ([]queue.RcptOutcome, string, bool) {
 	c := conn.client
-	opts := &smtp.MailOptions{Size: int64(len(req.Body)), UTF8: req.SMTPUTF8}
+	opts := &smtp.MailOptions{Size: int64(len(req.Body)), UTF8: req.SMTPUTF8, RequireTLS: req.TLS.RequireTLSExtension}
+	if req.TLS.RequireTLSExtension {
+		if ok, _ := c.Extension("REQUIRETLS"); !ok {
+			// RFC 8689 §4.2.1: a REQUIRETLS message must not be relayed to
+			// a host that does not promise to keep requiring TLS.
+			e := permErr("5.7.30", "REQUIRETLS support required: %s does not offer REQUIRETLS (RFC 8689)", conn.host)
+			return allOutcomes(req.Recipients, e, conn.host), e.Msg, true
+		}
+	}
 	if req.SMTPUTF8 {
 		if ok, _ := c.Extension("SMTPUTF8"); !ok {
 			e := permErr("5.6.7", "%s does not support SMTPUTF8, needed for non-ASCII addresses", conn.host)

@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sealgate/sealgate/internal/testutil"
+	"github.com/sealgate/sealgate/policy"
 	"github.com/sealgate/sealgate/queue"
 )
 
@@ -222,5 +223,73 @@ func TestDeliverViaSmarthostWithAuth(t *testing.T) {
 	strict := newDeliveryFixture(t, &smarthostConfig{Addr: plain.Addr(), TLS: "starttls"})
 	if _, out := strict.deliver("", "a@one.test"); out[0].Delivered || len(plain.Messages()) != 0 {
 		t.Errorf("smarthost without STARTTLS must not get the message in plaintext: %+v", out)
+	}
+}
+
+func TestDeliverTLSLevels(t *testing.T) {
+	f := newDeliveryFixture(t, nil)
+	good := f.mx("good.test", "mx.good.test", "127.0.0.2", 10, testutil.SinkOptions{TLS: true, CA: f.ca, REQUIRETLS: true})
+	self := f.mx("selfsigned.test", "mx.selfsigned.test", "127.0.0.3", 10, testutil.SinkOptions{TLS: true})
+	plain := f.mx("plain.test", "mx.plain.test", "127.0.0.4", 10, testutil.SinkOptions{})
+	send := func(domain string, req policy.TLSRequirement) (queue.Attempt, queue.RcptOutcome) {
+		att, out := f.d.deliver(context.Background(), deliveryRequest{
+			ID: "T", From: "alice@org.test", Domain: domain, Recipients: []string{"bob@" + domain},
+			Body: []byte("Subject: t\r\n\r\nhello\r\n"), TLS: req,
+		})
+		return att, out[0]
+	}
+	level := func(l policy.TLSLevel) policy.TLSRequirement {
+		return policy.TLSRequirement{Level: l, RequiredBy: "tls_policy " + l.String() + " (test)"}
+	}
+
+	for _, tc := range []struct {
+		domain    string
+		req       policy.TLSRequirement
+		delivered bool
+		status    string
+	}{
+		{"plain.test", level(policy.TLSEncrypt), false, "4.7.5"},
+		{"selfsigned.test", level(policy.TLSEncrypt), true, "2.0.0"},
+		{"selfsigned.test", level(policy.TLSVerify), false, "4.7.5"},
+		{"good.test", level(policy.TLSVerify), true, "2.0.0"},
+	} {
+		att, o := send(tc.domain, tc.req)
+		if o.Delivered != tc.delivered || o.Status != tc.status || o.Permanent {
+			t.Errorf("%s at %s: %+v, want delivered=%v status %s", tc.domain, tc.req.Level, o, tc.delivered, tc.status)
+		}
+		if att.TLSLevel != tc.req.Level.String() || att.TLSRequiredBy != tc.req.RequiredBy {
+			t.Errorf("attempt record %q %q", att.TLSLevel, att.TLSRequiredBy)
+		}
+		if !tc.delivered && !strings.Contains(o.Message, "required by tls_policy") {
+			t.Errorf("deferral does not say why: %q", o.Message)
+		}
+	}
+	if len(plain.Messages()) != 0 {
+		t.Error("a destination without STARTTLS got mail that required TLS")
+	}
+	if n := len(self.Messages()); n != 1 {
+		t.Errorf("self-signed destination got %d messages, want 1 (encrypt only)", n)
+	}
+
+	// "none" never starts TLS on a new connection, even where offered.
+	f.d.pool.closeAll()
+	if att, o := send("good.test", level(policy.TLSNone)); !o.Delivered || att.TLSVersion != "" {
+		t.Errorf("none: %+v %+v", att, o)
+	}
+
+	// REQUIRETLS: verified TLS and a next hop that offers REQUIRETLS.
+	rtls := policy.DecideTLS(policy.TLSInputs{Domain: "x", Configured: policy.TLSMay, RequireTLS: true})
+	if _, o := send("good.test", rtls); !o.Delivered {
+		t.Errorf("REQUIRETLS to a verified REQUIRETLS host: %+v", o)
+	}
+	msgs := good.Messages()
+	if last := msgs[len(msgs)-1]; !last.RequireTLS {
+		t.Error("REQUIRETLS not passed on to the next hop")
+	}
+	f.dns.AddMX("noext.test", "mx.good2.test", 10)
+	f.dns.AddA("mx.good2.test", "127.0.0.5")
+	f.mx("noext.test", "mx.good2.test", "127.0.0.5", 10, testutil.SinkOptions{TLS: true, CA: f.ca})
+	if _, o := send("noext.test", rtls); o.Delivered || !o.Permanent || o.Status != "5.7.30" {
+		t.Errorf("REQUIRETLS to a host without the extension: %+v, want a 5.7.30 bounce", o)
 	}
 }

@@ -416,3 +416,49 @@ func TestDeliveredMailIsDKIMSigned(t *testing.T) {
 		}
 	}
 }
+
+func TestForcedTLSNeverFallsBackToPlaintext(t *testing.T) {
+	e := newE2E(t, "outbound:\n  tls_policy:\n    domains: {dest.test: verify}\n")
+	sink := e.destination("dest.test", "127.0.0.2", testutil.SinkOptions{}) // no STARTTLS
+	id := e.send("alice@org.test", []string{"bob@dest.test"}, message("forced", "Confidential."))
+	m := e.waitState(id, "bob@dest.test", queue.StateDeferred)
+	if r := m.Recipients[0]; r.Status != "4.7.5" || !strings.Contains(r.LastError, "required by tls_policy verify (dest.test)") {
+		t.Errorf("deferral %+v", r)
+	}
+	if att := lastAttempt(m); att == nil || att.TLSLevel != "verify" || att.TLSRequiredBy != "tls_policy verify (dest.test)" {
+		t.Errorf("attempt record %+v", att)
+	}
+	time.Sleep(300 * time.Millisecond) // a few retries
+	if n := len(sink.Messages()); n != 0 {
+		t.Errorf("%d messages delivered in plaintext to a verify-only domain", n)
+	}
+}
+
+func TestRequireTLSBouncesWithReason(t *testing.T) {
+	e := newE2E(t, "")
+	e.destination("dest.test", "127.0.0.2", testutil.SinkOptions{TLS: true, CA: e.ca}) // verified, no REQUIRETLS
+	senderBox := e.destination("org.test", "127.0.0.3", testutil.SinkOptions{})
+
+	cl, err := smtp.DialStartTLS(e.gw.SMTPAddr(), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.Mail("alice@org.test", &smtp.MailOptions{RequireTLS: true}); err != nil {
+		t.Fatalf("MAIL FROM … REQUIRETLS: %v", err)
+	}
+	if err := cl.Rcpt("bob@dest.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	w, _ := cl.Data()
+	w.Write([]byte(message("rtls", "Only over TLS.")))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dsn := senderBox.WaitMessages(t, 1, 20*time.Second)[0]
+	for _, want := range []string{"Status: 5.7.30", "REQUIRETLS support required"} {
+		if !bytes.Contains(dsn.Data, []byte(want)) {
+			t.Errorf("DSN lacks %q:\n%s", want, dsn.Data)
+		}
+	}
+}

@@ -119,6 +119,10 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	})
 	g.sched = newScheduler(store, g.deliverer, logger.With("component", "scheduler"), cfg.Outbound.MaxConcurrency)
 	g.sched.smarthost = smarthost != nil
+	if g.sched.tls, err = newTransportPolicy(cfg.Outbound.TLSPolicy); err != nil {
+		store.Close()
+		return nil, err
+	}
 	dsn := dsnBuilder{hostname: hostname, now: time.Now}
 	g.sched.dsn = dsn.build
 	if len(cfg.DKIM.Keys) > 0 {

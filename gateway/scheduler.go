@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sealgate/sealgate/policy"
 	"github.com/sealgate/sealgate/queue"
 )
 
@@ -50,6 +51,9 @@ type scheduler struct {
 	// It runs once per attempt of a message, not once per destination:
 	// every destination gets the same outgoing form.
 	sign func(id string, body []byte) []byte
+	// tls decides the transport requirement of a destination; nil means
+	// opportunistic TLS everywhere.
+	tls *transportPolicy
 
 	wakeCh  chan string
 	doneCh  chan schedDone
@@ -267,6 +271,11 @@ func (s *scheduler) attempt(ctx context.Context, id string) time.Time {
 			Body:       outgoing,
 			RequireTLS: m.Envelope.RequireTLS,
 			SMTPUTF8:   needsSMTPUTF8(m.Envelope.From, g.rcpts),
+		}
+		if s.tls != nil {
+			req.TLS = s.tls.requirement(g.domain, m.Envelope.RequireTLS)
+		} else {
+			req.TLS = policy.DecideTLS(policy.TLSInputs{Domain: g.domain, Configured: policy.TLSMay, RequireTLS: m.Envelope.RequireTLS})
 		}
 		att, outcomes := s.deliverer.deliver(ctx, req)
 		if ctx.Err() != nil {

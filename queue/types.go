@@ -52,15 +52,19 @@ type Recipient struct {
 
 // Attempt records one delivery attempt to one destination.
 type Attempt struct {
-	Destination  string   `json:"destination"` // recipient domain, or smarthost
-	MXHost       string   `json:"mx_host,omitempty"`
-	IP           string   `json:"ip,omitempty"`
-	TLSVersion   string   `json:"tls_version,omitempty"` // "" = plaintext
-	Cipher       string   `json:"cipher,omitempty"`
-	CertVerified bool     `json:"cert_verified"`
-	CertError    string   `json:"cert_error,omitempty"`
-	Reply        string   `json:"reply,omitempty"` // last SMTP reply or error text
-	Recipients   []string `json:"recipients"`
+	Destination  string `json:"destination"` // recipient domain, or smarthost
+	MXHost       string `json:"mx_host,omitempty"`
+	IP           string `json:"ip,omitempty"`
+	TLSVersion   string `json:"tls_version,omitempty"` // "" = plaintext
+	Cipher       string `json:"cipher,omitempty"`
+	CertVerified bool   `json:"cert_verified"`
+	CertError    string `json:"cert_error,omitempty"`
+	// TLSLevel is the level the attempt had to meet ("may", "verify"…)
+	// and TLSRequiredBy what made TLS mandatory, "" when nothing did.
+	TLSLevel      string   `json:"tls_level,omitempty"`
+	TLSRequiredBy string   `json:"tls_required_by,omitempty"`
+	Reply         string   `json:"reply,omitempty"` // last SMTP reply or error text
+	Recipients    []string `json:"recipients"`
 }
 
 // Event is one entry of a message's history.

@@ -243,6 +243,13 @@ func printMessage(out io.Writer, m *queue.Message) {
 				}
 			}
 			fmt.Fprintf(out, "      to %s via %s [%s], %s\n", a.Destination, dash(a.MXHost), dash(a.IP), tls)
+			if a.TLSLevel != "" {
+				req := "TLS level " + a.TLSLevel
+				if a.TLSRequiredBy != "" {
+					req += ", required by " + a.TLSRequiredBy
+				}
+				fmt.Fprintf(out, "      %s\n", req)
+			}
 			fmt.Fprintf(out, "      recipients: %s\n", strings.Join(a.Recipients, ", "))
 			if a.Reply != "" {
 				fmt.Fprintf(out, "      reply: %s\n", a.Reply)

@@ -29,6 +29,8 @@ type SinkOptions struct {
 	DataReply func() *smtp.SMTPError
 	// AuthUser and AuthPassword, when set, offer AUTH PLAIN (after TLS).
 	AuthUser, AuthPassword string
+	// REQUIRETLS advertises RFC 8689's REQUIRETLS (after TLS).
+	REQUIRETLS bool
 }
 
 // SinkMessage is one message as the sink received it.
@@ -40,6 +42,8 @@ type SinkMessage struct {
 	TLS  string // "TLS1.3 TLS_AES_128_GCM_SHA256"; "" for plaintext
 	// AuthUser is who authenticated, "" if nobody.
 	AuthUser string
+	// RequireTLS: the client sent MAIL FROM … REQUIRETLS.
+	RequireTLS bool
 }
 
 // SMTPSink is an in-process destination MX that records what it gets.
@@ -72,6 +76,7 @@ func NewSMTPSink(t testing.TB, opts SinkOptions) *SMTPSink {
 	s.srv = smtp.NewServer(smtp.BackendFunc(s.newSession))
 	s.srv.Domain = opts.Hostname
 	s.srv.EnableSMTPUTF8 = true
+	s.srv.EnableREQUIRETLS = opts.REQUIRETLS
 	s.srv.ReadTimeout = 10 * time.Second
 	s.srv.WriteTimeout = 10 * time.Second
 	s.srv.ErrorLog = quietLog{}
@@ -144,6 +149,7 @@ type sinkSession struct {
 	from string
 	to   []string
 	user string
+	rtls bool
 }
 
 func (ss *sinkSession) AuthMechanisms() []string {
@@ -169,8 +175,9 @@ func (ss *sinkSession) Auth(mech string) (sasl.Server, error) {
 func (ss *sinkSession) Reset()        { ss.from, ss.to = "", nil }
 func (ss *sinkSession) Logout() error { return nil }
 
-func (ss *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
+func (ss *sinkSession) Mail(from string, opts *smtp.MailOptions) error {
 	ss.from, ss.to = from, nil
+	ss.rtls = opts != nil && opts.RequireTLS
 	return nil
 }
 
@@ -203,7 +210,7 @@ func (ss *sinkSession) Data(r io.Reader) error {
 			return err
 		}
 	}
-	msg := SinkMessage{From: ss.from, To: append([]string(nil), ss.to...), Data: data, Helo: ss.conn.Hostname(), AuthUser: ss.user}
+	msg := SinkMessage{From: ss.from, To: append([]string(nil), ss.to...), Data: data, Helo: ss.conn.Hostname(), AuthUser: ss.user, RequireTLS: ss.rtls}
 	if st, ok := ss.conn.TLSConnectionState(); ok {
 		msg.TLS = tls.VersionName(st.Version) + " " + tls.CipherSuiteName(st.CipherSuite)
 	}

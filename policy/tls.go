@@ -1,0 +1,87 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+)
+
+// TLSLevel is how strictly a delivery must be protected by TLS. Levels
+// are ordered: a check may raise the level, never lower it.
+type TLSLevel int
+
+// TLS levels, weakest first (the names follow Postfix's
+// smtp_tls_security_level, which mail admins know). The zero value is
+// TLSMay, so a requirement nobody set means opportunistic TLS, never none.
+const (
+	// TLSNone never uses STARTTLS: only for peers whose TLS is broken.
+	TLSNone TLSLevel = iota - 1
+	// TLSMay uses STARTTLS whenever offered; delivers in plaintext when
+	// it is not, and over TLS with an unverified certificate.
+	TLSMay
+	// TLSEncrypt requires TLS; any certificate.
+	TLSEncrypt
+	// TLSVerify requires TLS with a certificate that validates and
+	// matches the MX host name.
+	TLSVerify
+)
+
+var tlsLevelNames = []string{"none", "may", "encrypt", "verify"}
+
+func (l TLSLevel) String() string {
+	if i := int(l) + 1; i >= 0 && i < len(tlsLevelNames) {
+		return tlsLevelNames[i]
+	}
+	return fmt.Sprintf("TLSLevel(%d)", int(l))
+}
+
+// ParseTLSLevel reads a level name as written in the config.
+func ParseTLSLevel(s string) (TLSLevel, error) {
+	for i, n := range tlsLevelNames {
+		if s == n {
+			return TLSLevel(i - 1), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown TLS level %q (none, may, encrypt, verify)", s)
+}
+
+// TLSInputs is what the transport decision for one delivery depends on.
+type TLSInputs struct {
+	Domain string
+	// Configured is outbound.tls_policy's level for Domain (its own
+	// entry, else the default); ConfiguredBy says which.
+	Configured   TLSLevel
+	ConfiguredBy string
+	// RequireTLS: the message was received with MAIL FROM … REQUIRETLS
+	// (RFC 8689), which demands verified TLS on every hop.
+	RequireTLS bool
+}
+
+// TLSRequirement is the decision: the level a delivery must meet and the
+// checks that set it, in words, for logs and the attempt record.
+type TLSRequirement struct {
+	Level TLSLevel
+	// RequiredBy names what made TLS mandatory ("" when nothing did).
+	RequiredBy string
+	// RequireTLSExtension: the next hop must support REQUIRETLS too.
+	RequireTLSExtension bool
+}
+
+// DecideTLS runs the chain of transport checks for one delivery. Each
+// check may only raise the level. (MTA-STS, DANE and the domain's TLS
+// history join this chain with their issue.)
+func DecideTLS(in TLSInputs) TLSRequirement {
+	req := TLSRequirement{Level: in.Configured}
+	var by []string
+	if in.Configured >= TLSEncrypt {
+		by = append(by, fmt.Sprintf("tls_policy %s (%s)", in.Configured, in.ConfiguredBy))
+	}
+	if in.RequireTLS {
+		if req.Level < TLSVerify {
+			req.Level = TLSVerify
+		}
+		req.RequireTLSExtension = true
+		by = append(by, "REQUIRETLS")
+	}
+	req.RequiredBy = strings.Join(by, ", ")
+	return req
+}
