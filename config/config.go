@@ -111,6 +111,17 @@ type Outbound struct {
 	IdleConnTimeout Duration `yaml:"idle_conn_timeout"`
 	// TLSPolicy sets how strictly TLS is required per destination domain.
 	TLSPolicy TLSPolicy `yaml:"tls_policy"`
+	// TLSMonitor re-checks known destination domains' TLS.
+	TLSMonitor TLSMonitor `yaml:"tls_monitor"`
+}
+
+// TLSMonitor configures the periodic TLS probe of known domains.
+type TLSMonitor struct {
+	ProbeInterval Duration `yaml:"probe_interval"` // how often each known domain is probed
+	// ReportAfter: a domain whose probes have found no TLS for this long
+	// is reported (logged as a warning on every probe round).
+	ReportAfter Duration `yaml:"report_after"`
+	Concurrency int      `yaml:"concurrency"` // probes at once
 }
 
 // TLSPolicy maps destination domains to a TLS level: "none" (never

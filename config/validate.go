@@ -127,6 +127,9 @@ func (v *validator) validate(c *Config) {
 		}
 		v.oneOf(p, level, tlsLevels...)
 	}
+	v.positive("outbound.tls_monitor.probe_interval", int64(out.TLSMonitor.ProbeInterval))
+	v.positive("outbound.tls_monitor.report_after", int64(out.TLSMonitor.ReportAfter))
+	v.positive("outbound.tls_monitor.concurrency", int64(out.TLSMonitor.Concurrency))
 	v.validateDKIM(&c.DKIM)
 }
 

@@ -24,6 +24,9 @@ type QueueOps interface {
 	Delete(id string) error
 	Hold(id string) error
 	Release(id string) error
+	// Domains and ResetDomain are the TLS history of destinations.
+	Domains() ([]queue.DomainInfo, error)
+	ResetDomain(domain string) error
 }
 
 // adminStore is what the admin API needs beyond QueueOps.
@@ -43,6 +46,8 @@ type adminStore interface {
 //	GET  /api/v1/queue/{id}             one message: envelope, recipients, history
 //	DELETE /api/v1/queue/{id}           remove it
 //	POST /api/v1/queue/{id}/{action}    retry | hold | release
+//	GET  /api/v1/domains                TLS history of destination domains
+//	POST /api/v1/domains/{domain}/reset forget a domain's TLS history
 type adminAPI struct {
 	store  adminStore
 	wake   func(id string)
@@ -61,6 +66,8 @@ func (a *adminAPI) handler(withPprof bool) http.Handler {
 	mux.HandleFunc("GET /api/v1/queue/{id}", a.show)
 	mux.HandleFunc("DELETE /api/v1/queue/{id}", a.delete)
 	mux.HandleFunc("POST /api/v1/queue/{id}/{action}", a.action)
+	mux.HandleFunc("GET /api/v1/domains", a.domains)
+	mux.HandleFunc("POST /api/v1/domains/{domain}/reset", a.resetDomain)
 	if withPprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
@@ -157,6 +164,28 @@ func (a *adminAPI) action(w http.ResponseWriter, r *http.Request) {
 	}
 	a.logger.Info("queue action by admin", "queue_id", id, "action", r.PathValue("action"))
 	writeJSON(w, http.StatusOK, map[string]string{r.PathValue("action"): id})
+}
+
+func (a *adminAPI) domains(w http.ResponseWriter, r *http.Request) {
+	ds, err := a.store.Domains()
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	if ds == nil {
+		ds = []queue.DomainInfo{}
+	}
+	writeJSON(w, http.StatusOK, ds)
+}
+
+func (a *adminAPI) resetDomain(w http.ResponseWriter, r *http.Request) {
+	d := r.PathValue("domain")
+	if err := a.store.ResetDomain(d); err != nil {
+		a.fail(w, err)
+		return
+	}
+	a.logger.Warn("domain TLS history reset by admin", "domain", d)
+	writeJSON(w, http.StatusOK, map[string]string{"reset": d})
 }
 
 func (a *adminAPI) fail(w http.ResponseWriter, err error) {

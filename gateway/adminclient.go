@@ -70,6 +70,18 @@ func (c *AdminClient) Release(id string) error {
 	return c.do(http.MethodPost, "/api/v1/queue/"+url.PathEscape(id)+"/release", nil)
 }
 
+// Domains lists the TLS history of destination domains.
+func (c *AdminClient) Domains() ([]queue.DomainInfo, error) {
+	var ds []queue.DomainInfo
+	err := c.do(http.MethodGet, "/api/v1/domains", &ds)
+	return ds, err
+}
+
+// ResetDomain forgets what was learned about a domain's TLS.
+func (c *AdminClient) ResetDomain(domain string) error {
+	return c.do(http.MethodPost, "/api/v1/domains/"+url.PathEscape(domain)+"/reset", nil)
+}
+
 func (c *AdminClient) do(method, path string, out any) error {
 	req, err := http.NewRequest(method, c.base+path, nil)
 	if err != nil {

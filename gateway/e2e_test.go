@@ -462,3 +462,35 @@ func TestRequireTLSBouncesWithReason(t *testing.T) {
 		}
 	}
 }
+
+// TestStrippedSTARTTLSDefers: after a domain has taken mail over
+// verified TLS, a host that shows up without STARTTLS (an attacker in the
+// path, a stripped EHLO) never gets mail: the TLS history raises the
+// level, and the next message goes to the genuine host over TLS.
+func TestStrippedSTARTTLSDefers(t *testing.T) {
+	e := newE2E(t, "")
+	genuine := e.destination("dest.test", "127.0.0.2", testutil.SinkOptions{TLS: true, CA: e.ca})
+	id := e.send("alice@org.test", []string{"bob@dest.test"}, message("first", "over TLS"))
+	e.waitState(id, "bob@dest.test", queue.StateDelivered)
+	if d, _ := e.gw.Store().DomainInfo("dest.test"); d == nil || !d.TLSSeen || !d.Verified {
+		t.Fatalf("history after a verified delivery: %+v", d)
+	}
+
+	// A better-preference MX without STARTTLS appears.
+	e.dns.AddMX("dest.test", "evil.dest.test", 1)
+	e.dns.AddA("evil.dest.test", "127.0.0.6")
+	evil := testutil.NewSMTPSink(t, testutil.SinkOptions{ListenAddr: fmt.Sprintf("127.0.0.6:%d", e.port), Hostname: "evil.dest.test"})
+
+	id = e.send("alice@org.test", []string{"bob@dest.test"}, message("second", "still secret"))
+	m := e.waitState(id, "bob@dest.test", queue.StateDelivered)
+	if n := len(evil.Messages()); n != 0 {
+		t.Fatalf("the stripping host got %d messages", n)
+	}
+	if n := len(genuine.Messages()); n != 2 {
+		t.Errorf("genuine host got %d messages, want 2", n)
+	}
+	att := lastAttempt(m)
+	if att == nil || att.TLSLevel != "verify" || !strings.Contains(att.TLSRequiredBy, "domain history (verified TLS seen since") {
+		t.Errorf("attempt record %+v", att)
+	}
+}

@@ -37,6 +37,7 @@ type Gateway struct {
 	inbound   *inboundServer
 	deliverer *deliverer
 	sched     *scheduler
+	monitor   *tlsMonitor
 	admin     *http.Server
 	ready     atomic.Bool
 
@@ -135,6 +136,15 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		g.sched.sign = signing.sign
 	}
 
+	prober, err := NewProber(cfg)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	mon := cfg.Outbound.TLSMonitor
+	g.monitor = &tlsMonitor{store: store, prober: prober, interval: mon.ProbeInterval.D(), reportAfter: mon.ReportAfter.D(),
+		concurrency: mon.Concurrency, logger: logger.With("component", "tls-monitor"), now: time.Now}
+
 	g.inbound, err = newInboundServer(inboundOptions{
 		Config:    cfg.Inbound,
 		Hostname:  hostname,
@@ -177,6 +187,7 @@ func (g *Gateway) Start() error {
 	g.cancel = cancel
 	g.goServe("scheduler", func() error { return g.sched.Run(ctx) })
 	g.goServe("spool gc", func() error { g.gcLoop(ctx); return nil })
+	g.goServe("tls monitor", func() error { g.monitor.run(ctx); return nil })
 	g.goServe("smtp", func() error { return g.inbound.Serve(g.smtpLn) })
 	if g.implicitLn != nil {
 		g.goServe("smtps", func() error { return g.inbound.ServeImplicitTLS(g.implicitLn) })

@@ -23,6 +23,10 @@ type schedulerStore interface {
 	Body(id string) ([]byte, error)
 	Pending() ([]queue.Due, error)
 	RecordAttempt(id string, att queue.Attempt, outcomes []queue.RcptOutcome, dsn queue.DSNFunc) (*queue.Message, string, error)
+	// DomainInfo and ObserveTLS are the TLS history of destinations: read
+	// before a delivery (it may raise the TLS level), written after it.
+	DomainInfo(domain string) (*queue.DomainInfo, error)
+	ObserveTLS(obs queue.TLSObservation) error
 }
 
 // groupDeliverer delivers one message to the recipients of one
@@ -272,12 +276,25 @@ func (s *scheduler) attempt(ctx context.Context, id string) time.Time {
 			RequireTLS: m.Envelope.RequireTLS,
 			SMTPUTF8:   needsSMTPUTF8(m.Envelope.From, g.rcpts),
 		}
+		var history *queue.DomainInfo
+		if g.domain != "" {
+			if history, err = s.store.DomainInfo(g.domain); err != nil {
+				log.Error("cannot read domain TLS history", "domain", g.domain, "err", err)
+				return s.now().Add(time.Minute) // never deliver without knowing the floor
+			}
+		}
 		if s.tls != nil {
-			req.TLS = s.tls.requirement(g.domain, m.Envelope.RequireTLS)
+			req.TLS = s.tls.requirement(g.domain, m.Envelope.RequireTLS, history)
 		} else {
 			req.TLS = policy.DecideTLS(policy.TLSInputs{Domain: g.domain, Configured: policy.TLSMay, RequireTLS: m.Envelope.RequireTLS})
 		}
 		att, outcomes := s.deliverer.deliver(ctx, req)
+		if g.domain != "" && att.MXHost != "" {
+			obs := queue.TLSObservation{Domain: g.domain, Connected: true, TLSVersion: att.TLSVersion, Verified: att.CertVerified}
+			if err := s.store.ObserveTLS(obs); err != nil {
+				log.Error("cannot record domain TLS history", "domain", g.domain, "err", err)
+			}
+		}
 		if ctx.Err() != nil {
 			// Shutting down: the attempt was cut short and says nothing
 			// about the destination; leave the recipients as they were.

@@ -42,6 +42,9 @@ func (s *memStore) Get(id string) (*queue.Message, error) {
 
 func (s *memStore) Body(id string) ([]byte, error) { return []byte("Subject: x\r\n\r\nx\r\n"), nil }
 
+func (s *memStore) DomainInfo(string) (*queue.DomainInfo, error) { return nil, nil }
+func (s *memStore) ObserveTLS(queue.TLSObservation) error        { return nil }
+
 func (s *memStore) Pending() ([]queue.Due, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -3,9 +3,11 @@ package gateway
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/policy"
+	"github.com/sealgate/sealgate/queue"
 )
 
 // transportPolicy turns outbound.tls_policy into a per-delivery TLS
@@ -33,8 +35,12 @@ func newTransportPolicy(c config.TLSPolicy) (*transportPolicy, error) {
 
 // requirement decides the TLS level for one destination domain ("" via a
 // smarthost) and message.
-func (p *transportPolicy) requirement(domain string, requireTLS bool) policy.TLSRequirement {
+func (p *transportPolicy) requirement(domain string, requireTLS bool, history *queue.DomainInfo) policy.TLSRequirement {
 	in := policy.TLSInputs{Domain: domain, Configured: p.def, ConfiguredBy: "default", RequireTLS: requireTLS}
+	if history != nil {
+		in.History = &policy.TLSHistory{TLSSeen: history.TLSSeen, Verified: history.Verified,
+			Since: history.FirstSeen.UTC().Format(time.DateOnly)}
+	}
 	if l, ok := p.domains[strings.ToLower(domain)]; ok {
 		in.Configured, in.ConfiguredBy = l, domain
 	}

@@ -54,6 +54,15 @@ type TLSInputs struct {
 	// RequireTLS: the message was received with MAIL FROM … REQUIRETLS
 	// (RFC 8689), which demands verified TLS on every hop.
 	RequireTLS bool
+	// History is what earlier deliveries and probes showed (nil: none).
+	History *TLSHistory
+}
+
+// TLSHistory is the part of a domain's record that the decision uses.
+type TLSHistory struct {
+	TLSSeen  bool // has taken mail (or a probe) over TLS
+	Verified bool // with a certificate valid for its MX
+	Since    string
 }
 
 // TLSRequirement is the decision: the level a delivery must meet and the
@@ -74,6 +83,21 @@ func DecideTLS(in TLSInputs) TLSRequirement {
 	var by []string
 	if in.Configured >= TLSEncrypt {
 		by = append(by, fmt.Sprintf("tls_policy %s (%s)", in.Configured, in.ConfiguredBy))
+	}
+	// An admin's explicit "none" for this domain is a decision, not a
+	// silent downgrade: it stands (until they change it).
+	explicitNone := in.Configured == TLSNone && in.ConfiguredBy != "default"
+	if h := in.History; h != nil && h.TLSSeen && !explicitNone {
+		// A domain that has shown TLS is never downgraded silently: a
+		// missing STARTTLS now is more likely an attacker stripping it.
+		want, what := TLSEncrypt, "TLS"
+		if h.Verified {
+			want, what = TLSVerify, "verified TLS"
+		}
+		if req.Level < want {
+			req.Level = want
+			by = append(by, fmt.Sprintf("domain history (%s seen since %s)", what, h.Since))
+		}
 	}
 	if in.RequireTLS {
 		if req.Level < TLSVerify {

@@ -16,6 +16,14 @@ func TestDecideTLS(t *testing.T) {
 		// REQUIRETLS raises "none" too: the sender's demand wins.
 		{TLSInputs{Domain: "a.test", Configured: TLSNone, ConfiguredBy: "a.test", RequireTLS: true}, TLSVerify, "REQUIRETLS", true},
 		{TLSInputs{Domain: "p.test", Configured: TLSEncrypt, ConfiguredBy: "p.test", RequireTLS: true}, TLSVerify, "tls_policy encrypt (p.test), REQUIRETLS", true},
+		// History raises, never lowers.
+		{TLSInputs{Domain: "h.test", Configured: TLSMay, ConfiguredBy: "default", History: &TLSHistory{TLSSeen: true, Since: "2026-01-02"}},
+			TLSEncrypt, "domain history (TLS seen since 2026-01-02)", false},
+		{TLSInputs{Domain: "h.test", Configured: TLSMay, ConfiguredBy: "default", History: &TLSHistory{TLSSeen: true, Verified: true, Since: "2026-01-02"}},
+			TLSVerify, "domain history (verified TLS seen since 2026-01-02)", false},
+		{TLSInputs{Domain: "h.test", Configured: TLSVerify, ConfiguredBy: "h.test", History: &TLSHistory{TLSSeen: true, Since: "2026-01-02"}},
+			TLSVerify, "tls_policy verify (h.test)", false},
+		{TLSInputs{Domain: "h.test", Configured: TLSMay, ConfiguredBy: "default", History: &TLSHistory{}}, TLSMay, "", false},
 	} {
 		got := DecideTLS(tc.in)
 		if got.Level != tc.level || got.RequiredBy != tc.by || got.RequireTLSExtension != tc.ext {
