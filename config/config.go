@@ -98,8 +98,12 @@ type Outbound struct {
 	DNSResolver string `yaml:"dns_resolver"`
 	// SMTPPort is the destination SMTP port (25; tests use another).
 	SMTPPort int `yaml:"smtp_port"`
-	// ExtraRootCAs are PEM files trusted in addition to the system roots.
+	// ExtraRootCAs are PEM files trusted in addition to the system roots,
+	// for destination certificates and MTA-STS policy fetches.
 	ExtraRootCAs []string `yaml:"extra_root_cas"`
+	// MTASTSPort is the HTTPS port of MTA-STS policy hosts (443; tests
+	// use another).
+	MTASTSPort int `yaml:"mta_sts_port"`
 	// Smarthost, when Address is set, sends everything through one relay.
 	Smarthost         Smarthost `yaml:"smarthost"`
 	MaxConcurrency    int       `yaml:"max_concurrency"`     // deliveries in flight, all destinations

@@ -164,9 +164,15 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			d.fail(n, path, "expected a mapping of keys, got %s", describe(n))
 			return
 		}
+		seen := map[string]bool{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key, val := n.Content[i], n.Content[i+1]
 			sub := joinPath(path, key.Value)
+			if seen[key.Value] {
+				d.fail(key, sub, "key given twice")
+				continue
+			}
+			seen[key.Value] = true
 			f, ok := fieldByTag(v, key.Value)
 			if !ok {
 				d.fail(key, sub, "unknown key %q", key.Value)

@@ -96,6 +96,7 @@ func (v *validator) validate(c *Config) {
 	out := &c.Outbound
 	v.hostPort("outbound.dns_resolver", out.DNSResolver, true)
 	v.port("outbound.smtp_port", out.SMTPPort)
+	v.port("outbound.mta_sts_port", out.MTASTSPort)
 	for i, f := range out.ExtraRootCAs {
 		v.pemCerts(fmt.Sprintf("outbound.extra_root_cas[%d]", i), f)
 	}

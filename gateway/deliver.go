@@ -115,6 +115,7 @@ func (d *deliverer) deliver(ctx context.Context, req deliveryRequest) (queue.Att
 		att.Cipher = tls.CipherSuiteName(conn.tls.CipherSuite)
 		att.CertVerified, att.CertError = conn.verified, conn.certErr
 	}
+	att.MTASTS = mtastsOutcome(req.TLS, conn)
 	outcomes, reply, reusable := d.transaction(conn, req)
 	att.Reply = reply
 	if reusable {
@@ -168,6 +169,11 @@ func (d *deliverer) connect(ctx context.Context, req deliveryRequest) (*outbound
 	var errs []string
 	tlsFailures := 0
 	for _, h := range hosts {
+		if !req.TLS.MXAllowed(h.Name) {
+			errs = append(errs, h.Name+": not an MX host of the MTA-STS policy")
+			tlsFailures++
+			continue
+		}
 		for _, ip := range h.Addrs {
 			c, err := d.dialHost(ctx, h.Name, netip.AddrPortFrom(ip, uint16(d.opts.Port)).String(), nil, req.TLS.Level)
 			if err == nil {
@@ -266,6 +272,29 @@ func (d *deliverer) dialHost(ctx context.Context, host, addr string, sh *smartho
 	}
 	oc.client = c
 	return oc, nil
+}
+
+// mtastsOutcome describes the MTA-STS result of a connection for the
+// attempt record. In testing mode nothing is enforced, so this is where a
+// failure shows (RFC 8461 §5: report, deliver anyway).
+func mtastsOutcome(req policy.TLSRequirement, c *outboundConn) string {
+	p := req.MTASTS
+	if p == nil {
+		return ""
+	}
+	var problems []string
+	if !p.MatchesMX(c.host) {
+		problems = append(problems, c.host+" not in policy")
+	}
+	if c.tls == nil {
+		problems = append(problems, "no TLS")
+	} else if !c.verified {
+		problems = append(problems, "certificate not verified")
+	}
+	if len(problems) == 0 {
+		return string(p.Mode) + ": ok"
+	}
+	return string(p.Mode) + ": would fail (" + strings.Join(problems, ", ") + ")"
 }
 
 // tlsRequirementError: the connection cannot meet the TLS level.

@@ -6,6 +6,9 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-smtp"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/sealgate/sealgate/certs"
 	"github.com/sealgate/sealgate/config"
@@ -38,7 +42,13 @@ type e2e struct {
 // life). extra is YAML merged into the test config.
 func newE2E(t *testing.T, extra string) *e2e {
 	t.Helper()
-	e := &e2e{t: t, dns: testutil.NewDNSServer(t), ca: testutil.NewCA(t), dir: t.TempDir()}
+	return newE2EWith(t, testutil.NewDNSServer(t), testutil.NewCA(t), extra)
+}
+
+// newE2EWith is newE2E with a DNS server and CA the test already set up.
+func newE2EWith(t *testing.T, dns *testutil.DNSServer, ca *testutil.CA, extra string) *e2e {
+	t.Helper()
+	e := &e2e{t: t, dns: dns, ca: ca, dir: t.TempDir()}
 	e.port = testutil.FreePort(t)
 	caFile := e.ca.WritePEM(t, e.dir)
 	yaml := fmt.Sprintf(`
@@ -59,7 +69,7 @@ outbound:
   connect_timeout: 2s
   command_timeout: 5s
 %s`, filepath.Join(e.dir, "data"), e.dns.Addr(), e.port, caFile, extra)
-	cfg, err := config.Parse("e2e.yaml", []byte(yaml))
+	cfg, err := config.Parse("e2e.yaml", mergeYAML(t, yaml))
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
@@ -493,4 +503,123 @@ func TestStrippedSTARTTLSDefers(t *testing.T) {
 	if att == nil || att.TLSLevel != "verify" || !strings.Contains(att.TLSRequiredBy, "domain history (verified TLS seen since") {
 		t.Errorf("attempt record %+v", att)
 	}
+}
+
+// mtastsHost serves an MTA-STS policy for domain over HTTPS on 127.0.0.7
+// with a certificate from the test CA, and publishes its DNS records.
+func mtastsHost(t *testing.T, dns *testutil.DNSServer, ca *testutil.CA, domain, body string) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/.well-known/mta-sts.txt" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write([]byte(body))
+	}))
+	l, err := net.Listen("tcp", "127.0.0.7:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Listener.Close()
+	srv.Listener = l
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, "mta-sts."+domain)}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	dns.AddA("mta-sts."+domain, "127.0.0.7")
+	dns.AddTXT("_mta-sts."+domain, "v=STSv1; id=1;")
+	return srv
+}
+
+func TestMTASTSEnforceAndCache(t *testing.T) {
+	dns := testutil.NewDNSServer(t)
+	ca := testutil.NewCA(t)
+	sts := mtastsHost(t, dns, ca, "dest.test", "version: STSv1\nmode: enforce\nmx: mx.dest.test\nmax_age: 86400\n")
+	port := sts.Listener.Addr().(*net.TCPAddr).Port
+	e := newE2EWith(t, dns, ca, fmt.Sprintf("outbound: {mta_sts_port: %d}\n", port))
+
+	genuine := e.destination("dest.test", "127.0.0.2", testutil.SinkOptions{TLS: true, CA: e.ca})
+	// A host not named by the policy, with a perfectly valid certificate
+	// and a better preference: MTA-STS must keep mail away from it.
+	e.dns.AddMX("dest.test", "evil.dest.test", 1)
+	e.dns.AddA("evil.dest.test", "127.0.0.6")
+	evil := testutil.NewSMTPSink(t, testutil.SinkOptions{ListenAddr: fmt.Sprintf("127.0.0.6:%d", e.port),
+		Hostname: "evil.dest.test", TLS: true, CA: e.ca})
+
+	id := e.send("alice@org.test", []string{"bob@dest.test"}, message("sts1", "enforced"))
+	m := e.waitState(id, "bob@dest.test", queue.StateDelivered)
+	att := lastAttempt(m)
+	if att.MXHost != "mx.dest.test" || att.MTASTS != "enforce: ok" || !strings.Contains(att.TLSRequiredBy, "MTA-STS enforce") || att.TLSLevel != "verify" {
+		t.Errorf("attempt %+v", att)
+	}
+	if cached, _ := e.gw.Store().MTASTS("dest.test"); cached == nil || cached.ID != "1" {
+		t.Fatalf("policy not cached: %+v", cached)
+	}
+
+	// The policy host goes away and the record changes: the cached enforce
+	// policy keeps applying.
+	sts.Close()
+	e.dns.ReplaceTXT("_mta-sts.dest.test", "v=STSv1; id=2;")
+	id = e.send("alice@org.test", []string{"bob@dest.test"}, message("sts2", "still enforced"))
+	m = e.waitState(id, "bob@dest.test", queue.StateDelivered)
+	if att := lastAttempt(m); att.MXHost != "mx.dest.test" || att.MTASTS != "enforce: ok" {
+		t.Errorf("with the policy host down: %+v", att)
+	}
+	if len(evil.Messages()) != 0 || len(genuine.Messages()) != 2 {
+		t.Errorf("evil got %d, genuine %d", len(evil.Messages()), len(genuine.Messages()))
+	}
+}
+
+func TestMTASTSTestingModeRecordsOnly(t *testing.T) {
+	dns := testutil.NewDNSServer(t)
+	ca := testutil.NewCA(t)
+	sts := mtastsHost(t, dns, ca, "dest.test", "version: STSv1\nmode: testing\nmx: mx.dest.test\nmax_age: 86400\n")
+	e := newE2EWith(t, dns, ca, fmt.Sprintf("outbound: {mta_sts_port: %d}\n", sts.Listener.Addr().(*net.TCPAddr).Port))
+	e.dns.AddMX("dest.test", "other.dest.test", 10)
+	e.dns.AddA("other.dest.test", "127.0.0.2")
+	testutil.NewSMTPSink(t, testutil.SinkOptions{ListenAddr: fmt.Sprintf("127.0.0.2:%d", e.port), Hostname: "other.dest.test"})
+
+	id := e.send("alice@org.test", []string{"bob@dest.test"}, message("ststest", "testing"))
+	m := e.waitState(id, "bob@dest.test", queue.StateDelivered)
+	if att := lastAttempt(m); att.MTASTS != "testing: would fail (other.dest.test not in policy, no TLS)" {
+		t.Errorf("testing mode record %q", att.MTASTS)
+	}
+}
+
+// mergeYAML lets a test's extra YAML (appended after the base config)
+// override keys of the base, as a second file would: later mappings are
+// merged into earlier ones key by key.
+func mergeYAML(t *testing.T, doc string) []byte {
+	t.Helper()
+	var root yaml.Node
+	if err := yaml.Unmarshal([]byte(doc), &root); err != nil {
+		t.Fatal(err)
+	}
+	var merge func(n *yaml.Node) *yaml.Node
+	merge = func(n *yaml.Node) *yaml.Node {
+		if n.Kind != yaml.MappingNode {
+			return n
+		}
+		out := &yaml.Node{Kind: yaml.MappingNode}
+		index := map[string]int{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], merge(n.Content[i+1])
+			if j, ok := index[k.Value]; ok && v.Kind == yaml.MappingNode && out.Content[j+1].Kind == yaml.MappingNode {
+				combined := &yaml.Node{Kind: yaml.MappingNode, Content: append(append([]*yaml.Node{}, out.Content[j+1].Content...), v.Content...)}
+				out.Content[j+1] = merge(combined)
+				continue
+			} else if ok {
+				out.Content[j+1] = v
+				continue
+			}
+			index[k.Value] = len(out.Content)
+			out.Content = append(out.Content, k, v)
+		}
+		return out
+	}
+	out, err := yaml.Marshal(merge(root.Content[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

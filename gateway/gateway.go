@@ -120,6 +120,9 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	})
 	g.sched = newScheduler(store, g.deliverer, logger.With("component", "scheduler"), cfg.Outbound.MaxConcurrency)
 	g.sched.smarthost = smarthost != nil
+	if smarthost == nil {
+		g.sched.sts = newMTASTSResolver(store, resolver, roots, cfg.Outbound.MTASTSPort, logger.With("component", "mta-sts"))
+	}
 	if g.sched.tls, err = newTransportPolicy(cfg.Outbound.TLSPolicy); err != nil {
 		store.Close()
 		return nil, err
@@ -143,7 +146,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	}
 	mon := cfg.Outbound.TLSMonitor
 	g.monitor = &tlsMonitor{store: store, prober: prober, interval: mon.ProbeInterval.D(), reportAfter: mon.ReportAfter.D(),
-		concurrency: mon.Concurrency, logger: logger.With("component", "tls-monitor"), now: time.Now}
+		concurrency: mon.Concurrency, sts: g.sched.sts, logger: logger.With("component", "tls-monitor"), now: time.Now}
 
 	g.inbound, err = newInboundServer(inboundOptions{
 		Config:    cfg.Inbound,

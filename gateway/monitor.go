@@ -18,7 +18,11 @@ type tlsMonitor struct {
 	interval    time.Duration
 	reportAfter time.Duration
 	concurrency int
-	logger      *slog.Logger
+	// sts, when set, refreshes each domain's cached MTA-STS policy on the
+	// same round, so a policy is renewed before it expires even for a
+	// domain that gets no mail for a while.
+	sts    *mtastsResolver
+	logger *slog.Logger
 	now         func() time.Time
 }
 
@@ -61,6 +65,9 @@ func (m *tlsMonitor) round(ctx context.Context) {
 }
 
 func (m *tlsMonitor) probe(ctx context.Context, domain string) {
+	if m.sts != nil {
+		m.sts.policyFor(ctx, domain)
+	}
 	res := m.prober.Probe(ctx, domain)
 	if err := m.store.ObserveTLS(res.Observation()); err != nil {
 		m.logger.Error("TLS monitor: cannot record probe", "domain", domain, "err", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"time"
@@ -33,13 +34,19 @@ type ProbeResult struct {
 	// answer was DNSSEC-authenticated (AD bit).
 	TLSA       []string `json:"tlsa,omitempty"`
 	TLSASecure bool     `json:"tlsa_secure,omitempty"`
-	Error      string   `json:"error,omitempty"`
+	// MTASTS is the domain's MTA-STS policy as fetched now ("" if none),
+	// or why it could not be used.
+	MTASTS string `json:"mta_sts,omitempty"`
+	// MTASTSMode is the mode of a usable policy.
+	MTASTSMode string `json:"mta_sts_mode,omitempty"`
+	Error      string `json:"error,omitempty"`
 }
 
 // Prober checks destinations' TLS the way delivery would meet it: EHLO,
 // STARTTLS, handshake, certificate verification, then QUIT.
 type Prober struct {
-	d *deliverer
+	d   *deliverer
+	sts *mtastsResolver
 }
 
 // NewProber builds a prober from the outbound config (resolver, port,
@@ -53,10 +60,13 @@ func NewProber(cfg *config.Config) (*Prober, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Prober{d: newDeliverer(delivererOptions{
-		Hostname: cfg.ServerHostname(), Resolver: r, Port: cfg.Outbound.SMTPPort, RootCAs: roots,
-		ConnectTimeout: cfg.Outbound.ConnectTimeout.D(), CommandTimeout: min(cfg.Outbound.CommandTimeout.D(), time.Minute),
-	})}, nil
+	return &Prober{
+		d: newDeliverer(delivererOptions{
+			Hostname: cfg.ServerHostname(), Resolver: r, Port: cfg.Outbound.SMTPPort, RootCAs: roots,
+			ConnectTimeout: cfg.Outbound.ConnectTimeout.D(), CommandTimeout: min(cfg.Outbound.CommandTimeout.D(), time.Minute),
+		}),
+		sts: newMTASTSResolver(nil, r, roots, cfg.Outbound.MTASTSPort, slog.New(slog.DiscardHandler)),
+	}, nil
 }
 
 // Probe examines domain's first reachable mail host.
@@ -70,6 +80,7 @@ func (p *Prober) Probe(ctx context.Context, domain string) ProbeResult {
 	for _, h := range hosts {
 		res.MXHosts = append(res.MXHosts, h.Name)
 	}
+	p.checkMTASTS(ctx, &res)
 	var errs []string
 	for _, h := range hosts {
 		for _, ip := range h.Addrs {
@@ -122,6 +133,22 @@ func (p *Prober) probeHost(ctx context.Context, host string, ip netip.Addr, res 
 	return nil
 }
 
+// checkMTASTS discovers and fetches the domain's MTA-STS policy now,
+// without any cache, to show what a sender would find.
+func (p *Prober) checkMTASTS(ctx context.Context, res *ProbeResult) {
+	id, err := p.sts.discover(ctx, res.Domain)
+	if err != nil || id == "" {
+		return
+	}
+	_, pol, err := p.sts.fetch(ctx, res.Domain)
+	if err != nil {
+		res.MTASTS = fmt.Sprintf("id %s, policy unusable: %v", id, err)
+		return
+	}
+	res.MTASTSMode = string(pol.Mode)
+	res.MTASTS = fmt.Sprintf("id %s, mode %s, mx %s, max_age %s", id, pol.Mode, strings.Join(pol.MX, " "), pol.MaxAge)
+}
+
 // lookupTLSA reports the host's DANE records (RFC 7672 §2.2) as found.
 func (p *Prober) lookupTLSA(ctx context.Context, res *ProbeResult) {
 	resp, err := p.d.opts.Resolver.query(ctx, "_25._tcp."+res.Host, dns.TypeTLSA)
@@ -139,5 +166,5 @@ func (p *Prober) lookupTLSA(ctx context.Context, res *ProbeResult) {
 // Observation turns a probe result into a history observation.
 func (r ProbeResult) Observation() queue.TLSObservation {
 	return queue.TLSObservation{Domain: r.Domain, Probe: true, Connected: r.Host != "",
-		TLSVersion: r.TLSVersion, Verified: r.Verified, DANE: r.TLSASecure, Error: r.Error}
+		TLSVersion: r.TLSVersion, Verified: r.Verified, DANE: r.TLSASecure, MTASTSMode: r.MTASTSMode, Error: r.Error}
 }

@@ -58,6 +58,8 @@ type scheduler struct {
 	// tls decides the transport requirement of a destination; nil means
 	// opportunistic TLS everywhere.
 	tls *transportPolicy
+	// sts finds destinations' MTA-STS policies (nil: MTA-STS off, tests).
+	sts *mtastsResolver
 
 	wakeCh  chan string
 	doneCh  chan schedDone
@@ -283,14 +285,19 @@ func (s *scheduler) attempt(ctx context.Context, id string) time.Time {
 				return s.now().Add(time.Minute) // never deliver without knowing the floor
 			}
 		}
+		var sts *policy.MTASTSPolicy
+		if s.sts != nil && g.domain != "" {
+			sts = s.sts.policyFor(ctx, g.domain)
+		}
 		if s.tls != nil {
-			req.TLS = s.tls.requirement(g.domain, m.Envelope.RequireTLS, history)
+			req.TLS = s.tls.requirement(g.domain, m.Envelope.RequireTLS, history, sts)
 		} else {
 			req.TLS = policy.DecideTLS(policy.TLSInputs{Domain: g.domain, Configured: policy.TLSMay, RequireTLS: m.Envelope.RequireTLS})
 		}
 		att, outcomes := s.deliverer.deliver(ctx, req)
 		if g.domain != "" && att.MXHost != "" {
-			obs := queue.TLSObservation{Domain: g.domain, Connected: true, TLSVersion: att.TLSVersion, Verified: att.CertVerified}
+			obs := queue.TLSObservation{Domain: g.domain, Connected: true, TLSVersion: att.TLSVersion,
+				Verified: att.CertVerified, MTASTSMode: req.TLS.MTASTSMode()}
 			if err := s.store.ObserveTLS(obs); err != nil {
 				log.Error("cannot record domain TLS history", "domain", g.domain, "err", err)
 			}

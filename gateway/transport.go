@@ -35,8 +35,8 @@ func newTransportPolicy(c config.TLSPolicy) (*transportPolicy, error) {
 
 // requirement decides the TLS level for one destination domain ("" via a
 // smarthost) and message.
-func (p *transportPolicy) requirement(domain string, requireTLS bool, history *queue.DomainInfo) policy.TLSRequirement {
-	in := policy.TLSInputs{Domain: domain, Configured: p.def, ConfiguredBy: "default", RequireTLS: requireTLS}
+func (p *transportPolicy) requirement(domain string, requireTLS bool, history *queue.DomainInfo, sts *policy.MTASTSPolicy) policy.TLSRequirement {
+	in := policy.TLSInputs{Domain: domain, Configured: p.def, ConfiguredBy: "default", RequireTLS: requireTLS, MTASTS: sts}
 	if history != nil {
 		in.History = &policy.TLSHistory{TLSSeen: history.TLSSeen, Verified: history.Verified,
 			Since: history.FirstSeen.UTC().Format(time.DateOnly)}

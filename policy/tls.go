@@ -56,6 +56,8 @@ type TLSInputs struct {
 	RequireTLS bool
 	// History is what earlier deliveries and probes showed (nil: none).
 	History *TLSHistory
+	// MTASTS is the domain's current MTA-STS policy (nil: none).
+	MTASTS *MTASTSPolicy
 }
 
 // TLSHistory is the part of a domain's record that the decision uses.
@@ -73,6 +75,26 @@ type TLSRequirement struct {
 	RequiredBy string
 	// RequireTLSExtension: the next hop must support REQUIRETLS too.
 	RequireTLSExtension bool
+	// MTASTS is the policy in force: in enforce mode only MX hosts it
+	// names may be used; in testing mode failures are only recorded.
+	MTASTS *MTASTSPolicy
+}
+
+// MTASTSMode is the mode of the policy in force, "" without one.
+func (r TLSRequirement) MTASTSMode() string {
+	if r.MTASTS == nil {
+		return ""
+	}
+	return string(r.MTASTS.Mode)
+}
+
+// MXAllowed says whether host may receive the delivery: with an enforced
+// MTA-STS policy, only hosts its mx patterns match.
+func (r TLSRequirement) MXAllowed(host string) bool {
+	if r.MTASTS == nil || r.MTASTS.Mode != MTASTSEnforce {
+		return true
+	}
+	return r.MTASTS.MatchesMX(host)
 }
 
 // DecideTLS runs the chain of transport checks for one delivery. Each
@@ -97,6 +119,13 @@ func DecideTLS(in TLSInputs) TLSRequirement {
 		if req.Level < want {
 			req.Level = want
 			by = append(by, fmt.Sprintf("domain history (%s seen since %s)", what, h.Since))
+		}
+	}
+	if p := in.MTASTS; p != nil && p.Mode != MTASTSNone {
+		req.MTASTS = p
+		if p.Mode == MTASTSEnforce && req.Level < TLSVerify {
+			req.Level = TLSVerify
+			by = append(by, "MTA-STS enforce")
 		}
 	}
 	if in.RequireTLS {

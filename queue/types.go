@@ -61,10 +61,12 @@ type Attempt struct {
 	CertError    string `json:"cert_error,omitempty"`
 	// TLSLevel is the level the attempt had to meet ("may", "verify"…)
 	// and TLSRequiredBy what made TLS mandatory, "" when nothing did.
-	TLSLevel      string   `json:"tls_level,omitempty"`
-	TLSRequiredBy string   `json:"tls_required_by,omitempty"`
-	Reply         string   `json:"reply,omitempty"` // last SMTP reply or error text
-	Recipients    []string `json:"recipients"`
+	TLSLevel      string `json:"tls_level,omitempty"`
+	TLSRequiredBy string `json:"tls_required_by,omitempty"`
+	// MTASTS is the MTA-STS outcome: "enforce: ok", "testing: would fail (…)".
+	MTASTS     string   `json:"mta_sts,omitempty"`
+	Reply      string   `json:"reply,omitempty"` // last SMTP reply or error text
+	Recipients []string `json:"recipients"`
 }
 
 // Event is one entry of a message's history.

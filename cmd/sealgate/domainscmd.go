@@ -256,6 +256,11 @@ func printProbe(out io.Writer, r gateway.ProbeResult) {
 			fmt.Fprintf(out, "  [%d] %s\n", i, c)
 		}
 	}
+	if r.MTASTS != "" {
+		fmt.Fprintf(out, "MTA-STS:   %s\n", r.MTASTS)
+	} else if r.Host != "" {
+		fmt.Fprintln(out, "MTA-STS:   none")
+	}
 	if len(r.TLSA) > 0 {
 		fmt.Fprintf(out, "TLSA:      %s (DNSSEC-authenticated: %v)\n", strings.Join(r.TLSA, "; "), r.TLSASecure)
 	} else if r.Host != "" {

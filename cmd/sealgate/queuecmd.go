@@ -250,6 +250,9 @@ func printMessage(out io.Writer, m *queue.Message) {
 				}
 				fmt.Fprintf(out, "      %s\n", req)
 			}
+			if a.MTASTS != "" {
+				fmt.Fprintf(out, "      MTA-STS %s\n", a.MTASTS)
+			}
 			fmt.Fprintf(out, "      recipients: %s\n", strings.Join(a.Recipients, ", "))
 			if a.Reply != "" {
 				fmt.Fprintf(out, "      reply: %s\n", a.Reply)

@@ -109,6 +109,21 @@ func (s *DNSServer) AddTLSA(name string, usage, selector, matching uint8, data s
 	s.add(dns.Fqdn(name) + " 300 IN TLSA " + strconv.Itoa(int(usage)) + " " + strconv.Itoa(int(selector)) + " " + strconv.Itoa(int(matching)) + " " + data)
 }
 
+// ReplaceTXT replaces every TXT record of name.
+func (s *DNSServer) ReplaceTXT(name string, txt ...string) {
+	key := strings.ToLower(dns.Fqdn(name))
+	s.mu.Lock()
+	var keep []dns.RR
+	for _, rr := range s.records[key] {
+		if rr.Header().Rrtype != dns.TypeTXT {
+			keep = append(keep, rr)
+		}
+	}
+	s.records[key] = keep
+	s.mu.Unlock()
+	s.AddTXT(name, txt...)
+}
+
 // SetServfail makes every query for name fail with SERVFAIL.
 func (s *DNSServer) SetServfail(name string) {
 	s.mu.Lock()
