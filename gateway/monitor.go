@@ -23,7 +23,7 @@ type tlsMonitor struct {
 	// domain that gets no mail for a while.
 	sts    *mtastsResolver
 	logger *slog.Logger
-	now         func() time.Time
+	now    func() time.Time
 }
 
 func (m *tlsMonitor) run(ctx context.Context) {
