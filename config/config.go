@@ -104,6 +104,9 @@ type Outbound struct {
 	// MTASTSPort is the HTTPS port of MTA-STS policy hosts (443; tests
 	// use another).
 	MTASTSPort int `yaml:"mta_sts_port"`
+	// DNSSECTrustedResolver says the resolver validates DNSSEC, so its AD
+	// bit is believed and DANE (RFC 7672) applies.
+	DNSSECTrustedResolver bool `yaml:"dnssec_trusted_resolver"`
 	// Smarthost, when Address is set, sends everything through one relay.
 	Smarthost         Smarthost `yaml:"smarthost"`
 	MaxConcurrency    int       `yaml:"max_concurrency"`     // deliveries in flight, all destinations
@@ -130,7 +133,9 @@ type TLSMonitor struct {
 
 // TLSPolicy maps destination domains to a TLS level: "none" (never
 // STARTTLS), "may" (opportunistic), "encrypt" (TLS required, any
-// certificate) or "verify" (TLS with a certificate valid for the MX host).
+// certificate), "verify" (TLS with a certificate valid for the MX host),
+// "dane" (DANE when the MX has DNSSEC-validated TLSA records, else may) or
+// "dane-only" (such records are required).
 type TLSPolicy struct {
 	Default string            `yaml:"default"`
 	Domains map[string]string `yaml:"domains"`

@@ -119,7 +119,7 @@ func (v *validator) validate(c *Config) {
 	v.positive("outbound.connect_timeout", int64(out.ConnectTimeout))
 	v.positive("outbound.command_timeout", int64(out.CommandTimeout))
 	v.positive("outbound.idle_conn_timeout", int64(out.IdleConnTimeout))
-	tlsLevels := []string{"none", "may", "encrypt", "verify"}
+	tlsLevels := []string{"none", "may", "encrypt", "verify", "dane", "dane-only"}
 	v.oneOf("outbound.tls_policy.default", out.TLSPolicy.Default, tlsLevels...)
 	for domain, level := range out.TLSPolicy.Domains {
 		p := "outbound.tls_policy.domains." + domain

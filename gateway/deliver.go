@@ -91,6 +91,10 @@ type outboundConn struct {
 	tls      *tls.ConnectionState
 	verified bool
 	certErr  string
+	// daneRequired: the host has usable TLSA records; dane is the record
+	// the peer matched ("" if none), daneErr why it matched none.
+	daneRequired  bool
+	dane, daneErr string
 }
 
 func (d *deliverer) deliver(ctx context.Context, req deliveryRequest) (queue.Attempt, []queue.RcptOutcome) {
@@ -116,6 +120,7 @@ func (d *deliverer) deliver(ctx context.Context, req deliveryRequest) (queue.Att
 		att.CertVerified, att.CertError = conn.verified, conn.certErr
 	}
 	att.MTASTS = mtastsOutcome(req.TLS, conn)
+	att.DANE = conn.dane
 	outcomes, reply, reusable := d.transaction(conn, req)
 	att.Reply = reply
 	if reusable {
@@ -152,7 +157,7 @@ func (d *deliverer) connect(ctx context.Context, req deliveryRequest) (*outbound
 		if err != nil {
 			return nil, permErr("5.3.5", "bad smarthost address %q", sh.Addr)
 		}
-		c, err := d.dialHost(ctx, host, net.JoinHostPort(host, port), sh, req.TLS.Level)
+		c, err := d.dialHost(ctx, host, net.JoinHostPort(host, port), sh, req.TLS.Level, daneState{})
 		if err != nil {
 			// Whatever the smarthost says before a transaction (a refused
 			// AUTH, no STARTTLS) is a configuration problem to fix, not a
@@ -169,13 +174,27 @@ func (d *deliverer) connect(ctx context.Context, req deliveryRequest) (*outbound
 	var errs []string
 	tlsFailures := 0
 	for _, h := range hosts {
-		if !req.TLS.MXAllowed(h.Name) {
-			errs = append(errs, h.Name+": not an MX host of the MTA-STS policy")
-			tlsFailures++
+		dane, err := d.opts.Resolver.lookupDANE(ctx, h.Name, h.Secure)
+		if err != nil {
+			errs = append(errs, h.Name+": "+err.Error())
 			continue
 		}
+		if len(dane.Records) == 0 {
+			// DANE takes precedence over MTA-STS (RFC 8461 §2); without
+			// it, an enforced policy decides which hosts may be used.
+			if req.TLS.DANEOnly {
+				errs = append(errs, h.Name+": no usable DNSSEC-validated TLSA records")
+				tlsFailures++
+				continue
+			}
+			if !req.TLS.MXAllowed(h.Name) {
+				errs = append(errs, h.Name+": not an MX host of the MTA-STS policy")
+				tlsFailures++
+				continue
+			}
+		}
 		for _, ip := range h.Addrs {
-			c, err := d.dialHost(ctx, h.Name, netip.AddrPortFrom(ip, uint16(d.opts.Port)).String(), nil, req.TLS.Level)
+			c, err := d.dialHost(ctx, h.Name, netip.AddrPortFrom(ip, uint16(d.opts.Port)).String(), nil, req.TLS.Level, dane)
 			if err == nil {
 				return c, nil
 			}
@@ -201,7 +220,10 @@ func (d *deliverer) connect(ctx context.Context, req deliveryRequest) (*outbound
 // upgrades to TLS when the server offers it (or the smarthost demands).
 // A failed TLS handshake is an error: we never fall back to plaintext on
 // the same host after trying TLS.
-func (d *deliverer) dialHost(ctx context.Context, host, addr string, sh *smarthostConfig, level policy.TLSLevel) (*outboundConn, error) {
+func (d *deliverer) dialHost(ctx context.Context, host, addr string, sh *smarthostConfig, level policy.TLSLevel, dane daneState) (*outboundConn, error) {
+	if (len(dane.Records) > 0 || dane.Unusable) && level < policy.TLSEncrypt {
+		level = policy.TLSEncrypt // RFC 7672 §2.2: any TLSA record makes TLS mandatory
+	}
 	dctx, cancel := context.WithTimeout(ctx, d.opts.ConnectTimeout)
 	defer cancel()
 	raw, err := d.opts.Dial(dctx, "tcp", addr)
@@ -209,8 +231,8 @@ func (d *deliverer) dialHost(ctx context.Context, host, addr string, sh *smartho
 		return nil, err
 	}
 	ip, _, _ := net.SplitHostPort(raw.RemoteAddr().String())
-	oc := &outboundConn{host: host, ip: ip}
-	tlsConf := d.tlsConfig(host, oc)
+	oc := &outboundConn{host: host, ip: ip, daneRequired: len(dane.Records) > 0}
+	tlsConf := d.tlsConfig(host, oc, dane.Records)
 
 	wantTLS := (sh == nil || sh.TLS != "none") && level != policy.TLSNone
 	var conn net.Conn = raw
@@ -282,6 +304,9 @@ func mtastsOutcome(req policy.TLSRequirement, c *outboundConn) string {
 	if p == nil {
 		return ""
 	}
+	if c.dane != "" {
+		return string(p.Mode) + ": not applied (DANE takes precedence)"
+	}
 	var problems []string
 	if !p.MatchesMX(c.host) {
 		problems = append(problems, c.host+" not in policy")
@@ -302,12 +327,15 @@ type tlsRequirementError struct{ why string }
 
 func (e *tlsRequirementError) Error() string { return e.why }
 
-// meetsTLS says why c does not satisfy level, or nil.
+// meetsTLS says why c does not satisfy level, or nil. A DANE match
+// authenticates the peer as a verified certificate would (RFC 7672).
 func meetsTLS(c *outboundConn, level policy.TLSLevel) error {
 	switch {
-	case level >= policy.TLSEncrypt && c.tls == nil:
+	case (level >= policy.TLSEncrypt || c.daneRequired) && c.tls == nil:
 		return &tlsRequirementError{"no TLS"}
-	case level >= policy.TLSVerify && !c.verified:
+	case c.daneRequired && c.dane == "":
+		return &tlsRequirementError{"DANE: " + c.daneErr}
+	case level >= policy.TLSVerify && !c.verified && c.dane == "":
 		return &tlsRequirementError{"certificate not verified: " + c.certErr}
 	}
 	return nil
@@ -316,13 +344,20 @@ func meetsTLS(c *outboundConn, level policy.TLSLevel) error {
 // tlsConfig verifies the peer certificate itself, so that opportunistic
 // TLS still encrypts when verification fails while the result is
 // recorded (in oc) for the attempt record.
-func (d *deliverer) tlsConfig(host string, oc *outboundConn) *tls.Config {
+func (d *deliverer) tlsConfig(host string, oc *outboundConn, tlsa []tlsaRecord) *tls.Config {
 	return &tls.Config{
 		ServerName:         host,
 		MinVersion:         tls.VersionTLS12,
-		InsecureSkipVerify: true, // verified below, recorded, not enforced (opportunistic)
+		InsecureSkipVerify: true, // verified below, recorded, enforced by meetsTLS
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			oc.verified, oc.certErr = verifyPeer(cs, host, d.opts.RootCAs)
+			if len(tlsa) > 0 {
+				if rec, err := daneVerify(cs.PeerCertificates, host, tlsa); err == nil {
+					oc.dane = rec.String()
+				} else {
+					oc.daneErr = err.Error()
+				}
+			}
 			return nil
 		},
 	}

@@ -2,6 +2,9 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -291,5 +294,68 @@ func TestDeliverTLSLevels(t *testing.T) {
 	f.mx("noext.test", "mx.good2.test", "127.0.0.5", 10, testutil.SinkOptions{TLS: true, CA: f.ca})
 	if _, o := send("noext.test", rtls); o.Delivered || !o.Permanent || o.Status != "5.7.30" {
 		t.Errorf("REQUIRETLS to a host without the extension: %+v, want a 5.7.30 bounce", o)
+	}
+}
+
+func TestDeliverDANE(t *testing.T) {
+	f := newDeliveryFixture(t, nil)
+	f.d.opts.Resolver.dnssecTrusted = true
+	f.dns.SetAD(true)
+	spki := func(c *x509.Certificate) string {
+		sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+		return hex.EncodeToString(sum[:])
+	}
+	send := func(domain string, req policy.TLSRequirement) (queue.Attempt, queue.RcptOutcome) {
+		att, out := f.d.deliver(context.Background(), deliveryRequest{
+			ID: "T", From: "alice@org.test", Domain: domain, Recipients: []string{"bob@" + domain},
+			Body: []byte("Subject: t\r\n\r\nhello\r\n"), TLS: req,
+		})
+		return att, out[0]
+	}
+
+	// DANE-EE with a certificate no CA vouches for: DANE authenticates it.
+	ee := f.mx("ee.test", "mx.ee.test", "127.0.0.2", 10, testutil.SinkOptions{TLS: true})
+	f.dns.AddTLSA("_25._tcp.mx.ee.test", 3, 1, 1, spki(ee.Certificate()))
+	att, o := send("ee.test", policy.TLSRequirement{Level: policy.TLSVerify, RequiredBy: "tls_policy verify (test)"})
+	if !o.Delivered || !strings.HasPrefix(att.DANE, "3 1 1 ") || att.CertVerified {
+		t.Errorf("DANE-EE: %+v %+v", att, o)
+	}
+
+	// A TLSA record the certificate does not match: no delivery.
+	bad := f.mx("bad.test", "mx.bad.test", "127.0.0.3", 10, testutil.SinkOptions{TLS: true, CA: f.ca})
+	f.dns.AddTLSA("_25._tcp.mx.bad.test", 3, 1, 1, strings.Repeat("00", 32))
+	if _, o := send("bad.test", policy.TLSRequirement{}); o.Delivered || o.Status != "4.7.5" || !strings.Contains(o.Message, "matches none of the TLSA records") {
+		t.Errorf("TLSA mismatch: %+v", o)
+	}
+	if len(bad.Messages()) != 0 {
+		t.Error("a host failing DANE got the message")
+	}
+
+	// DANE-TA: the chain's CA certificate is the trust anchor.
+	f.mx("ta.test", "mx.ta.test", "127.0.0.4", 10, testutil.SinkOptions{TLS: true, CA: f.ca})
+	sum := sha256.Sum256(f.ca.Cert().Raw)
+	f.dns.AddTLSA("_25._tcp.mx.ta.test", 2, 0, 1, hex.EncodeToString(sum[:]))
+	if att, o := send("ta.test", policy.TLSRequirement{}); !o.Delivered || !strings.HasPrefix(att.DANE, "2 0 1 ") {
+		t.Errorf("DANE-TA: %+v %+v", att, o)
+	}
+
+	// Only PKIX usages: unusable, yet TLS becomes mandatory.
+	f.mx("pkix.test", "mx.pkix.test", "127.0.0.5", 10, testutil.SinkOptions{})
+	f.dns.AddTLSA("_25._tcp.mx.pkix.test", 1, 1, 1, strings.Repeat("11", 32))
+	if _, o := send("pkix.test", policy.TLSRequirement{}); o.Delivered || o.Status != "4.7.5" {
+		t.Errorf("unusable TLSA must still require TLS: %+v", o)
+	}
+
+	// dane-only without TLSA records: no delivery.
+	f.mx("nodane.test", "mx.nodane.test", "127.0.0.6", 10, testutil.SinkOptions{TLS: true, CA: f.ca})
+	if _, o := send("nodane.test", policy.TLSRequirement{Level: policy.TLSEncrypt, DANEOnly: true, RequiredBy: "tls_policy dane-only (nodane.test)"}); o.Delivered || !strings.Contains(o.Message, "no usable DNSSEC-validated TLSA records") {
+		t.Errorf("dane-only without TLSA: %+v", o)
+	}
+
+	// Without the AD bit the same bad record is not believed: opportunistic delivery.
+	f.dns.SetAD(false)
+	f.d.pool.closeAll()
+	if att, o := send("bad.test", policy.TLSRequirement{}); !o.Delivered || att.DANE != "" {
+		t.Errorf("unauthenticated TLSA must be ignored: %+v %+v", att, o)
 	}
 }

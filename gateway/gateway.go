@@ -79,6 +79,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbound.dns_resolver: %w", err)
 	}
+	resolver.dnssecTrusted = cfg.Outbound.DNSSECTrustedResolver
 	var smarthost *smarthostConfig
 	if sh := cfg.Outbound.Smarthost; sh.Address != "" {
 		smarthost = &smarthostConfig{Addr: sh.Address, Username: sh.Username, TLS: sh.TLS}

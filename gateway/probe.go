@@ -60,6 +60,7 @@ func NewProber(cfg *config.Config) (*Prober, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.dnssecTrusted = cfg.Outbound.DNSSECTrustedResolver
 	return &Prober{
 		d: newDeliverer(delivererOptions{
 			Hostname: cfg.ServerHostname(), Resolver: r, Port: cfg.Outbound.SMTPPort, RootCAs: roots,
@@ -117,7 +118,7 @@ func (p *Prober) probeHost(ctx context.Context, host string, ip netip.Addr, res 
 		return nil
 	}
 	oc := &outboundConn{host: host}
-	tc := tls.Client(raw, p.d.tlsConfig(host, oc))
+	tc := tls.Client(raw, p.d.tlsConfig(host, oc, nil))
 	if err := tc.HandshakeContext(dctx); err != nil {
 		res.Error = "TLS handshake: " + err.Error()
 		return nil // the host answered; its TLS is broken, which is the finding

@@ -40,6 +40,9 @@ func permErr(status, format string, args ...any) *deliveryError {
 type mxResolver struct {
 	server  string
 	timeout time.Duration
+	// dnssecTrusted: the server validates DNSSEC and its AD bit can be
+	// believed (outbound.dnssec_trusted_resolver), which DANE needs.
+	dnssecTrusted bool
 }
 
 // mxHost is one destination host with its addresses.
@@ -47,6 +50,8 @@ type mxHost struct {
 	Name  string
 	Pref  uint16
 	Addrs []netip.Addr
+	// Secure: the MX answer was DNSSEC-authenticated (AD bit).
+	Secure bool
 }
 
 func newMXResolver(server string, timeout time.Duration) (*mxResolver, error) {
@@ -73,6 +78,7 @@ func (r *mxResolver) query(ctx context.Context, name string, qtype uint16) (*dns
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), qtype)
 	m.RecursionDesired = true
+	m.AuthenticatedData = true // ask for the AD bit (RFC 6840 §5.7)
 	m.SetEdns0(4096, false)
 	c := &dns.Client{Timeout: r.timeout}
 	resp, _, err := c.ExchangeContext(ctx, m, r.server)
@@ -114,6 +120,9 @@ func (r *mxResolver) lookupMX(ctx context.Context, domain string) ([]mxHost, err
 	}
 	if len(hosts) == 0 {
 		hosts = []mxHost{{Name: strings.ToLower(domain)}}
+	}
+	for i := range hosts {
+		hosts[i].Secure = resp.AuthenticatedData
 	}
 	rand.Shuffle(len(hosts), func(i, j int) { hosts[i], hosts[j] = hosts[j], hosts[i] })
 	slices.SortStableFunc(hosts, func(a, b mxHost) int { return int(a.Pref) - int(b.Pref) })

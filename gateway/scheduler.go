@@ -297,7 +297,7 @@ func (s *scheduler) attempt(ctx context.Context, id string) time.Time {
 		att, outcomes := s.deliverer.deliver(ctx, req)
 		if g.domain != "" && att.MXHost != "" {
 			obs := queue.TLSObservation{Domain: g.domain, Connected: true, TLSVersion: att.TLSVersion,
-				Verified: att.CertVerified, MTASTSMode: req.TLS.MTASTSMode()}
+				Verified: att.CertVerified, MTASTSMode: req.TLS.MTASTSMode(), DANE: att.DANE != ""}
 			if err := s.store.ObserveTLS(obs); err != nil {
 				log.Error("cannot record domain TLS history", "domain", g.domain, "err", err)
 			}

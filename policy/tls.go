@@ -54,6 +54,8 @@ type TLSInputs struct {
 	// RequireTLS: the message was received with MAIL FROM … REQUIRETLS
 	// (RFC 8689), which demands verified TLS on every hop.
 	RequireTLS bool
+	// DANEOnly: the configured policy is dane-only.
+	DANEOnly bool
 	// History is what earlier deliveries and probes showed (nil: none).
 	History *TLSHistory
 	// MTASTS is the domain's current MTA-STS policy (nil: none).
@@ -78,6 +80,9 @@ type TLSRequirement struct {
 	// MTASTS is the policy in force: in enforce mode only MX hosts it
 	// names may be used; in testing mode failures are only recorded.
 	MTASTS *MTASTSPolicy
+	// DANEOnly: a host without usable DNSSEC-validated TLSA records may
+	// not receive the delivery (tls_policy dane-only).
+	DANEOnly bool
 }
 
 // MTASTSMode is the mode of the policy in force, "" without one.
@@ -101,9 +106,12 @@ func (r TLSRequirement) MXAllowed(host string) bool {
 // check may only raise the level. (MTA-STS, DANE and the domain's TLS
 // history join this chain with their issue.)
 func DecideTLS(in TLSInputs) TLSRequirement {
-	req := TLSRequirement{Level: in.Configured}
+	req := TLSRequirement{Level: in.Configured, DANEOnly: in.DANEOnly}
 	var by []string
-	if in.Configured >= TLSEncrypt {
+	switch {
+	case in.DANEOnly:
+		by = append(by, fmt.Sprintf("tls_policy dane-only (%s)", in.ConfiguredBy))
+	case in.Configured >= TLSEncrypt:
 		by = append(by, fmt.Sprintf("tls_policy %s (%s)", in.Configured, in.ConfiguredBy))
 	}
 	// An admin's explicit "none" for this domain is a decision, not a

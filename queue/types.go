@@ -64,7 +64,10 @@ type Attempt struct {
 	TLSLevel      string `json:"tls_level,omitempty"`
 	TLSRequiredBy string `json:"tls_required_by,omitempty"`
 	// MTASTS is the MTA-STS outcome: "enforce: ok", "testing: would fail (…)".
-	MTASTS     string   `json:"mta_sts,omitempty"`
+	MTASTS string `json:"mta_sts,omitempty"`
+	// DANE is the DANE outcome: the TLSA record that matched, "" when
+	// DANE did not apply.
+	DANE       string   `json:"dane,omitempty"`
 	Reply      string   `json:"reply,omitempty"` // last SMTP reply or error text
 	Recipients []string `json:"recipients"`
 }

@@ -253,6 +253,9 @@ func printMessage(out io.Writer, m *queue.Message) {
 			if a.MTASTS != "" {
 				fmt.Fprintf(out, "      MTA-STS %s\n", a.MTASTS)
 			}
+			if a.DANE != "" {
+				fmt.Fprintf(out, "      DANE: certificate matched TLSA %s\n", a.DANE)
+			}
 			fmt.Fprintf(out, "      recipients: %s\n", strings.Join(a.Recipients, ", "))
 			if a.Reply != "" {
 				fmt.Fprintf(out, "      reply: %s\n", a.Reply)

@@ -77,6 +77,9 @@ func (ca *CA) Issue(t testing.TB, hosts ...string) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der, ca.der}, PrivateKey: key}
 }
 
+// Cert is the CA's root certificate.
+func (ca *CA) Cert() *x509.Certificate { return ca.cert }
+
 // Pool is a pool holding only this CA.
 func (ca *CA) Pool() *x509.CertPool {
 	p := x509.NewCertPool()

@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net"
 	"sync"
@@ -57,6 +58,7 @@ type SMTPSink struct {
 	failN   int
 	failErr *smtp.SMTPError
 	conns   atomic.Int64
+	leaf    *x509.Certificate
 }
 
 // NewSMTPSink starts a sink; it stops when the test ends.
@@ -86,6 +88,7 @@ func NewSMTPSink(t testing.TB, opts SinkOptions) *SMTPSink {
 			ca = NewCA(t)
 		}
 		cert := ca.Issue(t, opts.Hostname)
+		s.leaf, _ = x509.ParseCertificate(cert.Certificate[0])
 		s.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	done := make(chan struct{})
@@ -105,6 +108,9 @@ func (s *SMTPSink) Addr() string { return s.ln.Addr().String() }
 
 // Port is the sink's TCP port.
 func (s *SMTPSink) Port() int { return s.ln.Addr().(*net.TCPAddr).Port }
+
+// Certificate is the sink's TLS certificate (nil without TLS).
+func (s *SMTPSink) Certificate() *x509.Certificate { return s.leaf }
 
 // Connections is how many connections the sink has accepted.
 func (s *SMTPSink) Connections() int { return int(s.conns.Load()) }
