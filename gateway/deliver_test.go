@@ -359,3 +359,61 @@ func TestDeliverDANE(t *testing.T) {
 		t.Errorf("unauthenticated TLSA must be ignored: %+v %+v", att, o)
 	}
 }
+
+// TestTLSLevelTable runs every level against a destination without
+// STARTTLS, one with a self-signed certificate, one with a certificate for
+// another name, and one with a good certificate.
+func TestTLSLevelTable(t *testing.T) {
+	f := newDeliveryFixture(t, nil)
+	f.mx("plain.test", "mx.plain.test", "127.0.0.2", 10, testutil.SinkOptions{})
+	f.mx("self.test", "mx.self.test", "127.0.0.3", 10, testutil.SinkOptions{TLS: true})
+	f.dns.AddMX("wrongname.test", "mx.wrongname.test", 10)
+	f.dns.AddA("mx.wrongname.test", "127.0.0.4")
+	testutil.NewSMTPSink(t, testutil.SinkOptions{ListenAddr: fmt.Sprintf("127.0.0.4:%d", f.port), Hostname: "some.other.name", TLS: true, CA: f.ca})
+	f.mx("good.test", "mx.good.test", "127.0.0.5", 10, testutil.SinkOptions{TLS: true, CA: f.ca})
+
+	want := map[policy.TLSLevel]map[string]bool{
+		policy.TLSNone:    {"plain.test": true, "self.test": true, "wrongname.test": true, "good.test": true},
+		policy.TLSMay:     {"plain.test": true, "self.test": true, "wrongname.test": true, "good.test": true},
+		policy.TLSEncrypt: {"plain.test": false, "self.test": true, "wrongname.test": true, "good.test": true},
+		policy.TLSVerify:  {"plain.test": false, "self.test": false, "wrongname.test": false, "good.test": true},
+	}
+	for _, level := range []policy.TLSLevel{policy.TLSNone, policy.TLSMay, policy.TLSEncrypt, policy.TLSVerify} {
+		for _, domain := range []string{"plain.test", "self.test", "wrongname.test", "good.test"} {
+			f.d.pool.closeAll()
+			att, out := f.d.deliver(context.Background(), deliveryRequest{
+				ID: "T", From: "a@org.test", Domain: domain, Recipients: []string{"b@" + domain},
+				Body: []byte("Subject: t\r\n\r\nx\r\n"), TLS: policy.TLSRequirement{Level: level, RequiredBy: "test"},
+			})
+			o := out[0]
+			if o.Delivered != want[level][domain] {
+				t.Errorf("%s to %s: delivered=%v (%s), want %v", level, domain, o.Delivered, o.Message, want[level][domain])
+			}
+			if !o.Delivered && (o.Permanent || o.Status != "4.7.5") {
+				t.Errorf("%s to %s: a level's failure must defer with 4.7.5, got %+v", level, domain, o)
+			}
+			if o.Delivered && level == policy.TLSNone && att.TLSVersion != "" {
+				t.Errorf("none to %s used TLS", domain)
+			}
+			if o.Delivered && level >= policy.TLSMay && domain != "plain.test" && att.TLSVersion == "" {
+				t.Errorf("%s to %s went in plaintext although STARTTLS is offered", level, domain)
+			}
+		}
+	}
+}
+
+func TestDANELookupFailureDefers(t *testing.T) {
+	f := newDeliveryFixture(t, nil)
+	f.d.opts.Resolver.dnssecTrusted = true
+	f.dns.SetAD(true)
+	sink := f.mx("d.test", "mx.d.test", "127.0.0.2", 10, testutil.SinkOptions{TLS: true, CA: f.ca})
+	f.dns.SetServfail("_25._tcp.mx.d.test")
+	_, out := f.d.deliver(context.Background(), deliveryRequest{ID: "T", From: "a@org.test", Domain: "d.test",
+		Recipients: []string{"b@d.test"}, Body: []byte("Subject: t\r\n\r\nx\r\n")})
+	if out[0].Delivered || out[0].Permanent || !strings.Contains(out[0].Message, "TLSA lookup") {
+		t.Errorf("TLSA SERVFAIL under a secure MX must defer: %+v", out[0])
+	}
+	if len(sink.Messages()) != 0 {
+		t.Error("delivered without knowing the TLSA records")
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -424,6 +425,33 @@ func TestDeliveredMailIsDKIMSigned(t *testing.T) {
 				t.Errorf("signature %s: %v", v.Domain, v.Err)
 			}
 		}
+		// And an independent verifier, on the bytes as the destination got them.
+		verifyWithDkimpy(t, m.Data, records)
+	}
+}
+
+// verifyWithDkimpy checks every DKIM signature of msg with dkimpy
+// (python3-dkim), serving it the given DNS records.
+func verifyWithDkimpy(t *testing.T, msg []byte, records map[string]string) {
+	t.Helper()
+	if err := exec.Command("/usr/bin/python3", "-c", "import dkim, nacl").Run(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("python3-dkim / python3-nacl missing in CI: %v", err)
+		}
+		t.Log("python3-dkim not installed; independent verification skipped")
+		return
+	}
+	path := filepath.Join(t.TempDir(), "delivered.eml")
+	if err := os.WriteFile(path, msg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"../certs/testdata/dkimverify.py", path}
+	for name, rec := range records {
+		args = append(args, name+"="+rec)
+	}
+	out, err := exec.Command("/usr/bin/python3", args...).CombinedOutput()
+	if err != nil {
+		t.Errorf("dkimpy rejects the delivered message: %v\n%s", err, out)
 	}
 }
 
@@ -622,4 +650,72 @@ func mergeYAML(t *testing.T, doc string) []byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestTLSHistoryDefersUntilTLSIsBack: a domain delivered over TLS whose
+// server then stops offering STARTTLS gets no plaintext: the message
+// defers, and goes out once TLS is back.
+func TestTLSHistoryDefersUntilTLSIsBack(t *testing.T) {
+	e := newE2E(t, "outbound: {idle_conn_timeout: 1ms}\n") // every message dials anew
+	withTLS := e.destination("dest.test", "127.0.0.2", testutil.SinkOptions{TLS: true, CA: e.ca})
+	id := e.send("alice@org.test", []string{"bob@dest.test"}, message("tls1", "first"))
+	e.waitState(id, "bob@dest.test", queue.StateDelivered)
+
+	// The MX now answers from a server without STARTTLS.
+	plain := testutil.NewSMTPSink(t, testutil.SinkOptions{ListenAddr: fmt.Sprintf("127.0.0.8:%d", e.port), Hostname: "mx.dest.test"})
+	e.dns.ReplaceA("mx.dest.test", "127.0.0.8")
+	id = e.send("alice@org.test", []string{"bob@dest.test"}, message("tls2", "second"))
+	m := e.waitState(id, "bob@dest.test", queue.StateDeferred)
+	if r := m.Recipients[0]; r.Status != "4.7.5" || !strings.Contains(r.LastError, "domain history") {
+		t.Errorf("deferral %+v", r)
+	}
+	time.Sleep(300 * time.Millisecond) // retries happen meanwhile
+	if n := len(plain.Messages()); n != 0 {
+		t.Fatalf("%d messages went out in plaintext", n)
+	}
+
+	// TLS is back: the deferred message goes out over it.
+	e.dns.ReplaceA("mx.dest.test", "127.0.0.2")
+	e.waitState(id, "bob@dest.test", queue.StateDelivered)
+	if n := len(withTLS.Messages()); n != 2 {
+		t.Errorf("TLS destination got %d messages, want 2", n)
+	}
+}
+
+func TestRequireTLSDeliveredEndToEnd(t *testing.T) {
+	e := newE2E(t, "")
+	sink := e.destination("dest.test", "127.0.0.2", testutil.SinkOptions{TLS: true, CA: e.ca, REQUIRETLS: true})
+	cl, err := smtp.DialStartTLS(e.gw.SMTPAddr(), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.Mail("alice@org.test", &smtp.MailOptions{RequireTLS: true}); err != nil {
+		t.Fatal(err)
+	}
+	cl.Rcpt("bob@dest.test", nil)
+	w, _ := cl.Data()
+	w.Write([]byte(message("rtls-ok", "Only over TLS.")))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := sink.WaitMessages(t, 1, 20*time.Second)[0]
+	if !got.RequireTLS || got.TLS == "" {
+		t.Errorf("REQUIRETLS message arrived with REQUIRETLS=%v over %q", got.RequireTLS, got.TLS)
+	}
+}
+
+func TestMTASTSFetchFailureWithoutCache(t *testing.T) {
+	dns := testutil.NewDNSServer(t)
+	ca := testutil.NewCA(t)
+	// The record says there is a policy, but its host does not answer.
+	dns.AddTXT("_mta-sts.dest.test", "v=STSv1; id=1;")
+	dns.AddA("mta-sts.dest.test", "127.0.0.7")
+	e := newE2EWith(t, dns, ca, fmt.Sprintf("outbound: {mta_sts_port: %d}\n", testutil.FreePort(t)))
+	e.destination("dest.test", "127.0.0.2", testutil.SinkOptions{})
+	id := e.send("alice@org.test", []string{"bob@dest.test"}, message("nocache", "body"))
+	m := e.waitState(id, "bob@dest.test", queue.StateDelivered)
+	if att := lastAttempt(m); att.MTASTS != "" || att.TLSLevel != "may" {
+		t.Errorf("without a usable or cached policy delivery is opportunistic: %+v", att)
+	}
 }

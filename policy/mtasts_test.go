@@ -69,3 +69,29 @@ func TestDecideTLSWithMTASTS(t *testing.T) {
 		t.Errorf("testing mode must not change delivery: %+v", r)
 	}
 }
+
+// FuzzParseMTASTS: the parser never panics, and what it accepts is a
+// policy the rest of the code can rely on.
+func FuzzParseMTASTS(f *testing.F) {
+	f.Add([]byte("version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmx: *.example.net\r\nmax_age: 604800\r\n"))
+	f.Add([]byte("version: STSv1\nmode: none\nmax_age: 0\n"))
+	f.Add([]byte("version: STSv1\nmode: testing\nmx: *.\nmax_age: 99999999999\n"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		p, err := ParseMTASTS(body)
+		if err != nil {
+			return
+		}
+		if p.Mode != MTASTSEnforce && p.Mode != MTASTSTesting && p.Mode != MTASTSNone {
+			t.Fatalf("accepted mode %q", p.Mode)
+		}
+		if p.Mode != MTASTSNone && len(p.MX) == 0 {
+			t.Fatal("accepted an enforce/testing policy without mx")
+		}
+		if p.MaxAge < 0 || p.MaxAge > maxMTASTSAge*time.Second {
+			t.Fatalf("accepted max_age %s", p.MaxAge)
+		}
+		for _, mx := range p.MX {
+			p.MatchesMX(mx)
+		}
+	})
+}

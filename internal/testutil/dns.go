@@ -111,17 +111,27 @@ func (s *DNSServer) AddTLSA(name string, usage, selector, matching uint8, data s
 
 // ReplaceTXT replaces every TXT record of name.
 func (s *DNSServer) ReplaceTXT(name string, txt ...string) {
+	s.remove(name, dns.TypeTXT)
+	s.AddTXT(name, txt...)
+}
+
+// ReplaceA replaces every A record of host.
+func (s *DNSServer) ReplaceA(host, ip string) {
+	s.remove(host, dns.TypeA)
+	s.AddA(host, ip)
+}
+
+func (s *DNSServer) remove(name string, rrtype uint16) {
 	key := strings.ToLower(dns.Fqdn(name))
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	var keep []dns.RR
 	for _, rr := range s.records[key] {
-		if rr.Header().Rrtype != dns.TypeTXT {
+		if rr.Header().Rrtype != rrtype {
 			keep = append(keep, rr)
 		}
 	}
 	s.records[key] = keep
-	s.mu.Unlock()
-	s.AddTXT(name, txt...)
 }
 
 // SetServfail makes every query for name fail with SERVFAIL.
