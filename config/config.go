@@ -120,6 +120,17 @@ type Outbound struct {
 	TLSPolicy TLSPolicy `yaml:"tls_policy"`
 	// TLSMonitor re-checks known destination domains' TLS.
 	TLSMonitor TLSMonitor `yaml:"tls_monitor"`
+	// TLSRPT sends daily TLS reports (RFC 8460) to domains that ask.
+	TLSRPT TLSRPT `yaml:"tlsrpt"`
+}
+
+// TLSRPT configures SMTP TLS Reporting (RFC 8460), off by default.
+type TLSRPT struct {
+	Enabled bool `yaml:"enabled"`
+	// Organization and Contact go into each report; empty means the
+	// host name and postmaster@<host name>.
+	Organization string `yaml:"organization"`
+	Contact      string `yaml:"contact"`
 }
 
 // TLSMonitor configures the periodic TLS probe of known domains.

@@ -54,6 +54,17 @@ type deliveryRequest struct {
 	SMTPUTF8   bool
 	// TLS is the transport requirement decided for this destination.
 	TLS policy.TLSRequirement
+	// observe, when set, is told the outcome of every TLS session tried
+	// (for TLSRPT, RFC 8460).
+	observe func(tlsSession)
+}
+
+// tlsSession is one TLS session outcome at one host.
+type tlsSession struct {
+	Host, IP string
+	DANE     []tlsaRecord // the host's usable TLSA records, if DANE applied
+	OK       bool
+	Result   string // RFC 8460 result type when !OK
 }
 
 // deliverer is the SMTP client side: it finds the destination's hosts,
@@ -91,6 +102,8 @@ type outboundConn struct {
 	tls      *tls.ConnectionState
 	verified bool
 	certErr  string
+	// certResult classifies a verification failure for TLS reports.
+	certResult string
 	// daneRequired: the host has usable TLSA records; dane is the record
 	// the peer matched ("" if none), daneErr why it matched none.
 	daneRequired  bool
@@ -185,22 +198,34 @@ func (d *deliverer) connect(ctx context.Context, req deliveryRequest) (*outbound
 			if req.TLS.DANEOnly {
 				errs = append(errs, h.Name+": no usable DNSSEC-validated TLSA records")
 				tlsFailures++
+				if req.observe != nil {
+					req.observe(tlsSession{Host: h.Name, Result: "dane-required"})
+				}
 				continue
 			}
 			if !req.TLS.MXAllowed(h.Name) {
 				errs = append(errs, h.Name+": not an MX host of the MTA-STS policy")
 				tlsFailures++
+				if req.observe != nil {
+					req.observe(tlsSession{Host: h.Name, Result: "validation-failure"})
+				}
 				continue
 			}
 		}
 		for _, ip := range h.Addrs {
 			c, err := d.dialHost(ctx, h.Name, netip.AddrPortFrom(ip, uint16(d.opts.Port)).String(), nil, req.TLS.Level, dane)
 			if err == nil {
+				if c.tls != nil && req.observe != nil {
+					req.observe(tlsSession{Host: h.Name, IP: ip.String(), DANE: dane.Records, OK: true})
+				}
 				return c, nil
 			}
 			var te *tlsRequirementError
 			if errors.As(err, &te) {
 				tlsFailures++
+				if req.observe != nil {
+					req.observe(tlsSession{Host: h.Name, IP: ip.String(), DANE: dane.Records, Result: te.result})
+				}
 			}
 			errs = append(errs, fmt.Sprintf("%s[%s]: %v", h.Name, ip, err))
 			if ctx.Err() != nil {
@@ -264,7 +289,7 @@ func (d *deliverer) dialHost(ctx context.Context, host, addr string, sh *smartho
 			return nil, errors.New("smarthost does not offer STARTTLS")
 		} else if level >= policy.TLSEncrypt {
 			raw.Close()
-			return nil, &tlsRequirementError{"STARTTLS not offered"}
+			return nil, &tlsRequirementError{"STARTTLS not offered", "starttls-not-supported"}
 		}
 		raw.SetDeadline(time.Time{})
 		// The greeting is behind us; go-smtp's client expects one, so it
@@ -322,8 +347,9 @@ func mtastsOutcome(req policy.TLSRequirement, c *outboundConn) string {
 	return string(p.Mode) + ": would fail (" + strings.Join(problems, ", ") + ")"
 }
 
-// tlsRequirementError: the connection cannot meet the TLS level.
-type tlsRequirementError struct{ why string }
+// tlsRequirementError: the connection cannot meet the TLS level. result
+// is the RFC 8460 result type for TLS reports.
+type tlsRequirementError struct{ why, result string }
 
 func (e *tlsRequirementError) Error() string { return e.why }
 
@@ -332,11 +358,11 @@ func (e *tlsRequirementError) Error() string { return e.why }
 func meetsTLS(c *outboundConn, level policy.TLSLevel) error {
 	switch {
 	case (level >= policy.TLSEncrypt || c.daneRequired) && c.tls == nil:
-		return &tlsRequirementError{"no TLS"}
+		return &tlsRequirementError{"no TLS", "starttls-not-supported"}
 	case c.daneRequired && c.dane == "":
-		return &tlsRequirementError{"DANE: " + c.daneErr}
+		return &tlsRequirementError{"DANE: " + c.daneErr, "validation-failure"}
 	case level >= policy.TLSVerify && !c.verified && c.dane == "":
-		return &tlsRequirementError{"certificate not verified: " + c.certErr}
+		return &tlsRequirementError{"certificate not verified: " + c.certErr, c.certResult}
 	}
 	return nil
 }
@@ -350,7 +376,7 @@ func (d *deliverer) tlsConfig(host string, oc *outboundConn, tlsa []tlsaRecord) 
 		MinVersion:         tls.VersionTLS12,
 		InsecureSkipVerify: true, // verified below, recorded, enforced by meetsTLS
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			oc.verified, oc.certErr = verifyPeer(cs, host, d.opts.RootCAs)
+			oc.verified, oc.certErr, oc.certResult = verifyPeer(cs, host, d.opts.RootCAs)
 			if len(tlsa) > 0 {
 				if rec, err := daneVerify(cs.PeerCertificates, host, tlsa); err == nil {
 					oc.dane = rec.String()
@@ -363,19 +389,36 @@ func (d *deliverer) tlsConfig(host string, oc *outboundConn, tlsa []tlsaRecord) 
 	}
 }
 
-func verifyPeer(cs tls.ConnectionState, host string, roots *x509.CertPool) (bool, string) {
+// verifyPeer checks the peer chain against roots and host (RFC 6125 as
+// Go implements it) and classifies a failure in RFC 8460's terms.
+func verifyPeer(cs tls.ConnectionState, host string, roots *x509.CertPool) (ok bool, problem, result string) {
 	if len(cs.PeerCertificates) == 0 {
-		return false, "no certificate"
+		return false, "no certificate", "validation-failure"
 	}
 	inter := x509.NewCertPool()
 	for _, c := range cs.PeerCertificates[1:] {
 		inter.AddCert(c)
 	}
 	_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: host, Roots: roots, Intermediates: inter})
-	if err != nil {
-		return false, err.Error()
+	if err == nil {
+		return true, "", ""
 	}
-	return true, ""
+	var (
+		hostErr    x509.HostnameError
+		invalidErr x509.CertificateInvalidError
+		unknownErr x509.UnknownAuthorityError
+	)
+	switch {
+	case errors.As(err, &hostErr):
+		result = "certificate-host-mismatch"
+	case errors.As(err, &invalidErr) && invalidErr.Reason == x509.Expired:
+		result = "certificate-expired"
+	case errors.As(err, &unknownErr):
+		result = "certificate-not-trusted"
+	default:
+		result = "validation-failure"
+	}
+	return false, err.Error(), result
 }
 
 // transaction runs MAIL, RCPT per recipient and DATA. It returns an

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -123,6 +124,13 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	g.sched.smarthost = smarthost != nil
 	if smarthost == nil {
 		g.sched.sts = newMTASTSResolver(store, resolver, roots, cfg.Outbound.MTASTSPort, logger.With("component", "mta-sts"))
+		if rpt := cfg.Outbound.TLSRPT; rpt.Enabled {
+			g.sched.tlsrpt = &tlsReporter{
+				store: store, resolver: resolver, client: g.sched.sts.client, wake: g.sched.Wake,
+				hostname: hostname, org: cmp.Or(rpt.Organization, hostname), contact: cmp.Or(rpt.Contact, "postmaster@"+hostname),
+				now: time.Now, logger: logger.With("component", "tlsrpt"), keepDays: 7, checkEach: time.Hour,
+			}
+		}
 	}
 	if g.sched.tls, err = newTransportPolicy(cfg.Outbound.TLSPolicy); err != nil {
 		store.Close()
@@ -192,6 +200,9 @@ func (g *Gateway) Start() error {
 	g.goServe("scheduler", func() error { return g.sched.Run(ctx) })
 	g.goServe("spool gc", func() error { g.gcLoop(ctx); return nil })
 	g.goServe("tls monitor", func() error { g.monitor.run(ctx); return nil })
+	if g.sched.tlsrpt != nil {
+		g.goServe("tlsrpt", func() error { g.sched.tlsrpt.run(ctx); return nil })
+	}
 	g.goServe("smtp", func() error { return g.inbound.Serve(g.smtpLn) })
 	if g.implicitLn != nil {
 		g.goServe("smtps", func() error { return g.inbound.ServeImplicitTLS(g.implicitLn) })

@@ -60,6 +60,8 @@ type scheduler struct {
 	tls *transportPolicy
 	// sts finds destinations' MTA-STS policies (nil: MTA-STS off, tests).
 	sts *mtastsResolver
+	// tlsrpt, when set, counts TLS sessions for daily reports.
+	tlsrpt *tlsReporter
 
 	wakeCh  chan string
 	doneCh  chan schedDone
@@ -293,6 +295,10 @@ func (s *scheduler) attempt(ctx context.Context, id string) time.Time {
 			req.TLS = s.tls.requirement(g.domain, m.Envelope.RequireTLS, history, sts)
 		} else {
 			req.TLS = policy.DecideTLS(policy.TLSInputs{Domain: g.domain, Configured: policy.TLSMay, RequireTLS: m.Envelope.RequireTLS})
+		}
+		if s.tlsrpt != nil && g.domain != "" {
+			domain, tlsReq := g.domain, req.TLS
+			req.observe = func(ts tlsSession) { s.tlsrpt.record(domain, tlsReq, ts) }
 		}
 		att, outcomes := s.deliverer.deliver(ctx, req)
 		if g.domain != "" && att.MXHost != "" {

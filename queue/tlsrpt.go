@@ -1,0 +1,131 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+var bucketTLSRPT = []byte("tlsrpt")
+
+const kindTLSRPT = "tlsrpt"
+
+// TLSRPTRecord aggregates one UTC day of TLS sessions to one domain under
+// one policy (RFC 8460 §4.4): the counts and, per failure kind and host,
+// how often it failed.
+type TLSRPTRecord struct {
+	Day          string          `json:"day"` // 2006-01-02, UTC
+	Domain       string          `json:"domain"`
+	PolicyType   string          `json:"policy_type"` // "sts", "tlsa", "no-policy-found"
+	PolicyString []string        `json:"policy_string,omitempty"`
+	MXHosts      []string        `json:"mx_hosts,omitempty"`
+	Successes    int64           `json:"successes"`
+	Failures     int64           `json:"failures"`
+	Details      []TLSRPTFailure `json:"details,omitempty"`
+}
+
+// TLSRPTFailure counts failed sessions of one kind at one host.
+type TLSRPTFailure struct {
+	ResultType  string `json:"result_type"` // RFC 8460 §4.3, e.g. "starttls-not-supported"
+	SendingIP   string `json:"sending_ip,omitempty"`
+	ReceivingMX string `json:"receiving_mx,omitempty"`
+	ReceivingIP string `json:"receiving_ip,omitempty"`
+	Count       int64  `json:"count"`
+}
+
+// TLSSession is one TLS session outcome to count.
+type TLSSession struct {
+	Day, Domain, PolicyType string
+	PolicyString, MXHosts   []string
+	OK                      bool
+	Failure                 TLSRPTFailure // when !OK; Count is ignored
+}
+
+func tlsrptKey(day, domain, policyType string) []byte {
+	return []byte(day + "/" + strings.ToLower(domain) + "/" + policyType)
+}
+
+// RecordTLSSession counts a session in its day's aggregate.
+func (s *Store) RecordTLSSession(sess TLSSession) error {
+	key := tlsrptKey(sess.Day, sess.Domain, sess.PolicyType)
+	return s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketTLSRPT)
+		r := TLSRPTRecord{Day: sess.Day, Domain: strings.ToLower(sess.Domain), PolicyType: sess.PolicyType}
+		if v := b.Get(key); v != nil {
+			plain, err := s.seal.open(kindTLSRPT, string(key), v)
+			if err != nil {
+				return err
+			}
+			if err := json.Unmarshal(plain, &r); err != nil {
+				return err
+			}
+		}
+		if len(sess.PolicyString) > 0 {
+			r.PolicyString = sess.PolicyString
+		}
+		for _, mx := range sess.MXHosts {
+			if !slices.Contains(r.MXHosts, mx) {
+				r.MXHosts = append(r.MXHosts, mx)
+			}
+		}
+		if sess.OK {
+			r.Successes++
+		} else {
+			r.Failures++
+			f := sess.Failure
+			found := false
+			for i := range r.Details {
+				d := &r.Details[i]
+				if d.ResultType == f.ResultType && d.ReceivingMX == f.ReceivingMX && d.ReceivingIP == f.ReceivingIP {
+					d.Count++
+					found = true
+				}
+			}
+			if !found {
+				f.Count = 1
+				r.Details = append(r.Details, f)
+			}
+		}
+		data, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		return b.Put(key, s.seal.seal(kindTLSRPT, string(key), data))
+	})
+}
+
+// TLSRPTBefore returns the aggregates of every day before day (the days
+// whose reports are due), oldest first.
+func (s *Store) TLSRPTBefore(day string) ([]TLSRPTRecord, error) {
+	var out []TLSRPTRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketTLSRPT).ForEach(func(k, v []byte) error {
+			if string(k) >= day {
+				return nil
+			}
+			plain, err := s.seal.open(kindTLSRPT, string(k), v)
+			if err != nil {
+				s.logger.Error("unreadable TLSRPT record skipped", "key", string(k), "err", err)
+				return nil
+			}
+			var r TLSRPTRecord
+			if err := json.Unmarshal(plain, &r); err != nil {
+				return nil
+			}
+			out = append(out, r)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// DeleteTLSRPT removes one aggregate once its report is sent (or known
+// to be unwanted).
+func (s *Store) DeleteTLSRPT(r TLSRPTRecord) error {
+	return s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketTLSRPT).Delete(tlsrptKey(r.Day, r.Domain, r.PolicyType))
+	})
+}
