@@ -198,10 +198,11 @@ func (g *Gateway) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
 	g.goServe("scheduler", func() error { return g.sched.Run(ctx) })
-	g.goServe("spool gc", func() error { g.gcLoop(ctx); return nil })
-	g.goServe("tls monitor", func() error { g.monitor.run(ctx); return nil })
-	if g.sched.tlsrpt != nil {
-		g.goServe("tlsrpt", func() error { g.sched.tlsrpt.run(ctx); return nil })
+	gcInterval := min(max(g.cfg.Queue.Retention.D()/10, time.Second), 10*time.Minute)
+	g.goServe("spool gc", func() error { every(ctx, gcInterval, g.gcOnce); return nil })
+	g.goServe("tls monitor", func() error { every(ctx, g.monitor.interval, g.monitor.round); return nil })
+	if r := g.sched.tlsrpt; r != nil {
+		g.goServe("tlsrpt", func() error { every(ctx, r.checkEach, r.sendDue); return nil })
 	}
 	g.goServe("smtp", func() error { return g.inbound.Serve(g.smtpLn) })
 	if g.implicitLn != nil {
@@ -234,9 +235,19 @@ func (g *Gateway) goServe(name string, run func() error) {
 	}()
 }
 
-// gcLoop removes finished messages past their retention period.
-func (g *Gateway) gcLoop(ctx context.Context) {
-	interval := min(max(g.cfg.Queue.Retention.D()/10, time.Second), 10*time.Minute)
+// gcOnce removes finished messages past their retention period.
+func (g *Gateway) gcOnce(context.Context) {
+	n, err := g.store.GC()
+	if err != nil {
+		g.logger.Error("spool gc", "err", err)
+	} else if n > 0 {
+		g.logger.Debug("spool gc", "removed", n)
+	}
+}
+
+// every runs fn each interval until ctx ends: the one shape of all the
+// gateway's periodic jobs (spool GC, TLS monitor, TLS reports).
+func every(ctx context.Context, interval time.Duration, fn func(context.Context)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -244,12 +255,7 @@ func (g *Gateway) gcLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			n, err := g.store.GC()
-			if err != nil {
-				g.logger.Error("spool gc", "err", err)
-			} else if n > 0 {
-				g.logger.Debug("spool gc", "removed", n)
-			}
+			fn(ctx)
 		}
 	}
 }

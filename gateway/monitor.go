@@ -26,19 +26,6 @@ type tlsMonitor struct {
 	now    func() time.Time
 }
 
-func (m *tlsMonitor) run(ctx context.Context) {
-	t := time.NewTicker(m.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			m.round(ctx)
-		}
-	}
-}
-
 // round probes every known domain once, with bounded concurrency.
 func (m *tlsMonitor) round(ctx context.Context) {
 	domains, err := m.store.Domains()

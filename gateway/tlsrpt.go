@@ -69,19 +69,6 @@ func (r *tlsReporter) record(domain string, req policy.TLSRequirement, s tlsSess
 	}
 }
 
-func (r *tlsReporter) run(ctx context.Context) {
-	t := time.NewTicker(r.checkEach)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			r.sendDue(ctx)
-		}
-	}
-}
-
 // sendDue sends a report for every finished day and domain.
 func (r *tlsReporter) sendDue(ctx context.Context) {
 	today := r.now().UTC().Format(time.DateOnly)

@@ -36,24 +36,17 @@ no mail sent), and reset a domain that has really dropped TLS.`,
 		Short: "List destination domains with their TLS status",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(configPath)
-			if err != nil {
-				return err
-			}
-			ops, _, closeOps, err := gateway.OpenQueueOps(cfg)
-			if err != nil {
-				return err
-			}
-			defer closeOps()
-			ds, err := ops.Domains()
-			if err != nil {
-				return err
-			}
-			if listJSON {
-				return printJSON(cmd.OutOrStdout(), ds)
-			}
-			printDomains(cmd.OutOrStdout(), ds)
-			return nil
+			return withSpool(configPath, cmd.OutOrStdout(), func(ops gateway.QueueOps, out io.Writer) error {
+				ds, err := ops.Domains()
+				if err != nil {
+					return err
+				}
+				if listJSON {
+					return printJSON(out, ds)
+				}
+				printDomains(out, ds)
+				return nil
+			})
 		},
 	}
 	list.Flags().BoolVar(&listJSON, "json", false, "print JSON")
@@ -63,22 +56,15 @@ no mail sent), and reset a domain that has really dropped TLS.`,
 		Short: "Forget a domain's TLS history (after it has really dropped TLS)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig(configPath)
-			if err != nil {
-				return err
-			}
-			ops, _, closeOps, err := gateway.OpenQueueOps(cfg)
-			if err != nil {
-				return err
-			}
-			defer closeOps()
-			if err := ops.ResetDomain(args[0]); errors.Is(err, queue.ErrNotFound) {
-				return fmt.Errorf("no TLS history for %s", args[0])
-			} else if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: TLS history reset; deliveries fall back to outbound.tls_policy\n", args[0])
-			return nil
+			return withSpool(configPath, cmd.OutOrStdout(), func(ops gateway.QueueOps, out io.Writer) error {
+				if err := ops.ResetDomain(args[0]); errors.Is(err, queue.ErrNotFound) {
+					return fmt.Errorf("no TLS history for %s", args[0])
+				} else if err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "%s: TLS history reset; deliveries fall back to outbound.tls_policy\n", args[0])
+				return nil
+			})
 		},
 	}
 

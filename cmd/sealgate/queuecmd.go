@@ -26,19 +26,9 @@ open the data dir directly. Message bodies are never shown.`,
 	}
 	cmd.PersistentFlags().StringVarP(&configPath, "config", "c", "", "config file (default: embedded defaults)")
 
-	// withOps opens the spool or the running server's API for one command.
 	withOps := func(fn func(ops gateway.QueueOps, out io.Writer) error) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(configPath)
-			if err != nil {
-				return err
-			}
-			ops, _, closeOps, err := gateway.OpenQueueOps(cfg)
-			if err != nil {
-				return err
-			}
-			defer closeOps()
-			err = fn(ops, cmd.OutOrStdout())
+			err := withSpool(configPath, cmd.OutOrStdout(), fn)
 			if errors.Is(err, queue.ErrNotFound) {
 				return &exitError{code: 1, err: fmt.Errorf("no such message")}
 			}
@@ -137,6 +127,22 @@ open the data dir directly. Message bodies are never shown.`,
 			func(o gateway.QueueOps, id string) error { return o.Release(id) }),
 	)
 	return cmd
+}
+
+// withSpool runs fn on the spool of the config at configPath: the file
+// itself when no server holds it, the running server's admin API when
+// one does.
+func withSpool(configPath string, out io.Writer, fn func(ops gateway.QueueOps, out io.Writer) error) error {
+	cfg, err := loadConfig(configPath)
+	if err != nil {
+		return err
+	}
+	ops, _, closeOps, err := gateway.OpenQueueOps(cfg)
+	if err != nil {
+		return err
+	}
+	defer closeOps()
+	return fn(ops, out)
 }
 
 func printJSON(out io.Writer, v any) error {
