@@ -15,6 +15,10 @@ var serverCipherSuites = []uint16{
 	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 }
 
+// StrongCipherSuites lists the TLS 1.2 suites sealgate uses, inbound and
+// outbound: ECDHE with AEAD ciphers of 128 bits or more.
+func StrongCipherSuites() []uint16 { return append([]uint16(nil), serverCipherSuites...) }
+
 // ServerTLSConfig is the inbound TLS configuration: TLS 1.2 minimum,
 // strong suites only, the certificate from r.
 func ServerTLSConfig(r *CertReloader) *tls.Config {

@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/sealgate/sealgate/certs"
 	"github.com/sealgate/sealgate/policy"
 	"github.com/sealgate/sealgate/queue"
 )
@@ -117,6 +118,9 @@ func (d *deliverer) deliver(ctx context.Context, req deliveryRequest) (queue.Att
 	}
 	att := queue.Attempt{Destination: dest, Recipients: req.Recipients,
 		TLSLevel: req.TLS.Level.String(), TLSRequiredBy: req.TLS.RequiredBy}
+	if req.TLS.Level == policy.TLSNone {
+		d.opts.Logger.Warn("TLS disabled for this destination by tls_policy none", "queue_id", req.ID, "destination", dest)
+	}
 	if err := d.slots.acquire(ctx, dest); err != nil {
 		return d.failAll(req, att, tempErr("4.4.5", "delivery cancelled: %v", err))
 	}
@@ -373,7 +377,8 @@ func meetsTLS(c *outboundConn, level policy.TLSLevel) error {
 func (d *deliverer) tlsConfig(host string, oc *outboundConn, tlsa []tlsaRecord) *tls.Config {
 	return &tls.Config{
 		ServerName:         host,
-		MinVersion:         tls.VersionTLS12,
+		MinVersion:         tls.VersionTLS12, // TLS 1.3 preferred: Go offers it first
+		CipherSuites:       certs.StrongCipherSuites(),
 		InsecureSkipVerify: true, // verified below, recorded, enforced by meetsTLS
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			oc.verified, oc.certErr, oc.certResult = verifyPeer(cs, host, d.opts.RootCAs)
