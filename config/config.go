@@ -18,6 +18,7 @@ type Config struct {
 	Queue    Queue    `yaml:"queue"`
 	Outbound Outbound `yaml:"outbound"`
 	DKIM     DKIM     `yaml:"dkim"`
+	Policy   Policy   `yaml:"policy"`
 
 	// Source is the file the config was loaded from ("" for the embedded
 	// defaults). Not a YAML key.
@@ -177,6 +178,61 @@ type DKIMKey struct {
 	Domain   string `yaml:"domain"`
 	Selector string `yaml:"selector"`
 	KeyFile  string `yaml:"key_file"`
+}
+
+// Policy is the encryption policy: per-recipient chains of delivery
+// methods chosen by rules, escalation tags and the forwarding rule, above
+// an organisation-wide floor.
+type Policy struct {
+	// Minimum is the weakest method any recipient may get: tls,
+	// tls-verified, pgp, smime or escrow.
+	Minimum string `yaml:"minimum"`
+	// EscalationChain is what the "escalate" tags and the header value
+	// "encrypt" ask for.
+	EscalationChain []string `yaml:"escalation_chain"`
+	// Tags maps a Subject tag (matched case-insensitively) to "escalate"
+	// or one method.
+	Tags map[string]string `yaml:"tags"`
+	// Forwarding is "allow" or "tls-only": auto-forwarded mail goes out
+	// only by ForwardingMethod (tls-verified or tls), else
+	// ForwardingFallback (drop or bounce); it is never escalated.
+	Forwarding         string `yaml:"forwarding"`
+	ForwardingMethod   string `yaml:"forwarding_method"`
+	ForwardingFallback string `yaml:"forwarding_fallback"`
+	// Rules are tried in order per recipient; the first that matches
+	// decides, unless it says continue.
+	Rules []Rule `yaml:"rules"`
+}
+
+// Rule is one policy rule: what it matches and what it does.
+type Rule struct {
+	Name  string    `yaml:"name"`
+	Match RuleMatch `yaml:"match"`
+	// Chain sets the recipient's methods, in order.
+	Chain []string `yaml:"chain"`
+	// Reject refuses the message at SMTP time (550 5.7.1) with this text.
+	Reject string `yaml:"reject"`
+	// Hold keeps the message in the queue for review (queue release).
+	Hold          bool              `yaml:"hold"`
+	AddHeaders    map[string]string `yaml:"add_headers"`
+	RemoveHeaders []string          `yaml:"remove_headers"`
+	// Continue goes on to the next rules after this one matched.
+	Continue bool `yaml:"continue"`
+}
+
+// RuleMatch lists conditions; all that are given must hold. Address
+// patterns are globs; one without "@" matches the domain.
+type RuleMatch struct {
+	From          []string          `yaml:"from"`
+	To            []string          `yaml:"to"`
+	AuthUser      []string          `yaml:"auth_user"`
+	ClientNetwork []string          `yaml:"client_network"`
+	Subject       string            `yaml:"subject"` // regular expression on the decoded Subject
+	Header        map[string]string `yaml:"header"`  // header name → regular expression
+	Tagged        string            `yaml:"tagged"`  // "yes", "no" or "" (either)
+	Forwarded     string            `yaml:"forwarded"`
+	MinSize       int64             `yaml:"min_size"`
+	MaxSize       int64             `yaml:"max_size"`
 }
 
 // Duration is a time.Duration written in YAML as "90s", "5m", "120h".

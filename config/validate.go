@@ -132,6 +132,7 @@ func (v *validator) validate(c *Config) {
 	v.positive("outbound.tls_monitor.report_after", int64(out.TLSMonitor.ReportAfter))
 	v.positive("outbound.tls_monitor.concurrency", int64(out.TLSMonitor.Concurrency))
 	v.validateDKIM(&c.DKIM)
+	v.validatePolicy(&c.Policy)
 }
 
 func (v *validator) oneOf(path, got string, allowed ...string) {

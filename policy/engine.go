@@ -1,0 +1,317 @@
+package policy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/sealgate/sealgate/config"
+)
+
+// Engine decides, per recipient, the chain of methods a message gets. It
+// is built once from the config (Compile) and is safe for concurrent use;
+// it does no I/O. The live gateway and "sealgate policy explain" call the
+// same Decide.
+type Engine struct {
+	floor      Method
+	escalation Chain
+	tags       map[string]Chain // lower-case tag → chain
+	tagOrder   []string
+	fwdTLSOnly bool
+	fwdChain   Chain
+	rules      []rule
+	hash       string
+}
+
+type rule struct {
+	name          string
+	from, to      []string
+	authUsers     []string
+	nets          []netip.Prefix
+	subject       *regexp.Regexp
+	headers       map[string]*regexp.Regexp
+	tagged        string
+	forwarded     string
+	minSize       int64
+	maxSize       int64
+	chain         Chain
+	reject        string
+	hold          bool
+	addHeaders    map[string]string
+	removeHeaders []string
+	cont          bool
+}
+
+// Compile builds an engine from the policy section. The config has been
+// validated; errors here name the rule.
+func Compile(p config.Policy) (*Engine, error) {
+	e := &Engine{floor: Method(p.Minimum), tags: map[string]Chain{}}
+	var err error
+	if e.escalation, err = ParseChain(p.EscalationChain); err != nil {
+		return nil, fmt.Errorf("policy.escalation_chain: %w", err)
+	}
+	for tag, what := range p.Tags {
+		c := e.escalation
+		if what != "escalate" {
+			if c, err = ParseChain([]string{what}); err != nil {
+				return nil, fmt.Errorf("policy.tags.%s: %w", tag, err)
+			}
+		}
+		e.tags[strings.ToLower(tag)] = c
+		e.tagOrder = append(e.tagOrder, strings.ToLower(tag))
+	}
+	sort.Strings(e.tagOrder)
+	if p.Forwarding == "tls-only" {
+		e.fwdTLSOnly = true
+		e.fwdChain = Chain{Method(p.ForwardingMethod), Method(p.ForwardingFallback)}
+	}
+	for i, r := range p.Rules {
+		cr := rule{name: r.Name, from: lower(r.Match.From), to: lower(r.Match.To), authUsers: r.Match.AuthUser,
+			tagged: r.Match.Tagged, forwarded: r.Match.Forwarded, minSize: r.Match.MinSize, maxSize: r.Match.MaxSize,
+			reject: r.Reject, hold: r.Hold, addHeaders: r.AddHeaders, removeHeaders: r.RemoveHeaders, cont: r.Continue}
+		where := fmt.Sprintf("policy.rules[%d] (%s)", i, r.Name)
+		for _, n := range r.Match.ClientNetwork {
+			pfx, err := netip.ParsePrefix(n)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", where, err)
+			}
+			cr.nets = append(cr.nets, pfx.Masked())
+		}
+		if r.Match.Subject != "" {
+			if cr.subject, err = regexp.Compile(r.Match.Subject); err != nil {
+				return nil, fmt.Errorf("%s: subject: %w", where, err)
+			}
+		}
+		for name, re := range r.Match.Header {
+			if cr.headers == nil {
+				cr.headers = map[string]*regexp.Regexp{}
+			}
+			if cr.headers[strings.ToLower(name)], err = regexp.Compile(re); err != nil {
+				return nil, fmt.Errorf("%s: header %s: %w", where, name, err)
+			}
+		}
+		if len(r.Chain) > 0 {
+			if cr.chain, err = ParseChain(r.Chain); err != nil {
+				return nil, fmt.Errorf("%s: %w", where, err)
+			}
+		}
+		e.rules = append(e.rules, cr)
+	}
+	sum, _ := json.Marshal(p)
+	h := sha256.Sum256(sum)
+	e.hash = hex.EncodeToString(h[:8])
+	return e, nil
+}
+
+// Hash identifies the rule set, for the log line of a reload.
+func (e *Engine) Hash() string { return e.hash }
+
+// Tags lists the configured Subject tags.
+func (e *Engine) Tags() []string { return e.tagOrder }
+
+func lower(s []string) []string {
+	out := make([]string, len(s))
+	for i, x := range s {
+		out[i] = strings.ToLower(x)
+	}
+	return out
+}
+
+// Input is what a decision looks at. The gateway fills it from the
+// session and the message header; explain fills it from the command line
+// or an .eml file, through the same code.
+type Input struct {
+	From       string
+	Recipients []string
+	AuthUser   string
+	ClientIP   netip.Addr
+	Subject    string              // decoded, after tag removal
+	Header     map[string][]string // canonical names, decoded values
+	Size       int64
+	Tags       []string // Subject tags found (as configured)
+	// HeaderEscalation is X-Sealgate-Escalate ("encrypt" or "escrow")
+	// from a trusted or authenticated client; "" otherwise.
+	HeaderEscalation string
+	Forwarded        bool
+	ForwardedBy      string // the marker that showed it
+}
+
+// RecipientDecision is the outcome for one recipient.
+type RecipientDecision struct {
+	Recipient string   `json:"recipient"`
+	Chain     Chain    `json:"chain"`
+	Rules     []string `json:"rules"`   // rules that matched, in order
+	Reasons   []string `json:"reasons"` // how the chain came about, in words
+}
+
+// Decision is the outcome for a message.
+type Decision struct {
+	Recipients    []RecipientDecision `json:"recipients"`
+	Reject        string              `json:"reject,omitempty"`
+	RejectRule    string              `json:"reject_rule,omitempty"`
+	Hold          string              `json:"hold,omitempty"` // the rules that hold it, "" when none
+	AddHeaders    map[string]string   `json:"add_headers,omitempty"`
+	RemoveHeaders []string            `json:"remove_headers,omitempty"`
+	Tags          []string            `json:"tags,omitempty"`
+	Forwarding    string              `json:"forwarding"`
+}
+
+// Decide runs the rules for every recipient.
+func (e *Engine) Decide(in Input) Decision {
+	d := Decision{Tags: in.Tags, Forwarding: "not auto-forwarded"}
+	if in.Forwarded {
+		d.Forwarding = "auto-forwarded (" + in.ForwardedBy + ")"
+		if e.fwdTLSOnly {
+			d.Forwarding += ": TLS only, " + e.fwdChain.String()
+		}
+	}
+	var holds []string
+	for _, rcpt := range in.Recipients {
+		rd := RecipientDecision{Recipient: rcpt, Chain: Chain{MethodTLS}, Reasons: []string{"default [tls]"}}
+		for _, r := range e.rules {
+			if !r.matches(in, rcpt) {
+				continue
+			}
+			rd.Rules = append(rd.Rules, r.name)
+			if r.reject != "" && d.Reject == "" {
+				d.Reject, d.RejectRule = r.reject, r.name
+			}
+			if r.hold && !containsString(holds, r.name) {
+				holds = append(holds, r.name)
+			}
+			for k, v := range r.addHeaders {
+				if d.AddHeaders == nil {
+					d.AddHeaders = map[string]string{}
+				}
+				d.AddHeaders[k] = v
+			}
+			d.RemoveHeaders = append(d.RemoveHeaders, r.removeHeaders...)
+			if r.chain != nil {
+				rd.Chain = r.chain
+				rd.Reasons = append(rd.Reasons, "rule "+r.name+": "+r.chain.String())
+			}
+			if !r.cont {
+				break
+			}
+		}
+		switch {
+		case in.Forwarded && e.fwdTLSOnly:
+			// Forwarded mail is never escalated: it leaves by TLS or not at all.
+			rd.Chain = e.fwdChain
+			rd.Reasons = append(rd.Reasons, "auto-forwarded, forwarding tls-only: "+e.fwdChain.String())
+		default:
+			e.escalate(&rd, in)
+		}
+		if floored := rd.Chain.applyFloor(e.floor); floored.String() != rd.Chain.String() {
+			rd.Chain = floored
+			rd.Reasons = append(rd.Reasons, "policy.minimum "+string(e.floor)+": "+floored.String())
+		}
+		d.Recipients = append(d.Recipients, rd)
+	}
+	d.Hold = strings.Join(holds, ", ")
+	return d
+}
+
+// escalate applies Subject tags and the escalation header: the strongest
+// asked for wins, and only if it is at least as strong as the rules'.
+func (e *Engine) escalate(rd *RecipientDecision, in Input) {
+	var best Chain
+	why := ""
+	for _, tag := range in.Tags {
+		if c, ok := e.tags[strings.ToLower(tag)]; ok && c.strength() > best.strength() {
+			best, why = c, "tag "+tag
+		}
+	}
+	if h := in.HeaderEscalation; h != "" {
+		c := e.escalation
+		if h == "escrow" {
+			c = Chain{MethodEscrow}
+		}
+		if c.strength() > best.strength() {
+			best, why = c, "X-Sealgate-Escalate: "+h
+		}
+	}
+	if best == nil {
+		return
+	}
+	if best.strength() < rd.Chain.strength() {
+		rd.Reasons = append(rd.Reasons, why+" ignored: weaker than "+rd.Chain.String())
+		return
+	}
+	rd.Chain = best
+	rd.Reasons = append(rd.Reasons, why+": "+best.String())
+}
+
+func (r *rule) matches(in Input, rcpt string) bool {
+	if len(r.from) > 0 && !matchAddress(r.from, in.From) {
+		return false
+	}
+	if len(r.to) > 0 && !matchAddress(r.to, rcpt) {
+		return false
+	}
+	if len(r.authUsers) > 0 && !containsString(r.authUsers, in.AuthUser) {
+		return false
+	}
+	if len(r.nets) > 0 {
+		ok := false
+		for _, n := range r.nets {
+			ok = ok || (in.ClientIP.IsValid() && n.Contains(in.ClientIP.Unmap()))
+		}
+		if !ok {
+			return false
+		}
+	}
+	if r.subject != nil && !r.subject.MatchString(in.Subject) {
+		return false
+	}
+	for name, re := range r.headers {
+		found := false
+		for k, vs := range in.Header {
+			if strings.ToLower(k) != name {
+				continue
+			}
+			for _, v := range vs {
+				found = found || re.MatchString(v)
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	tagged := len(in.Tags) > 0 || in.HeaderEscalation != ""
+	switch {
+	case r.tagged == "yes" && !tagged, r.tagged == "no" && tagged:
+		return false
+	case r.forwarded == "yes" && !in.Forwarded, r.forwarded == "no" && in.Forwarded:
+		return false
+	case r.minSize > 0 && in.Size < r.minSize, r.maxSize > 0 && in.Size > r.maxSize:
+		return false
+	}
+	return true
+}
+
+// matchAddress matches an address against globs; a glob without "@"
+// matches the domain part.
+func matchAddress(globs []string, addr string) bool {
+	addr = strings.ToLower(addr)
+	domain := addr
+	if at := strings.LastIndexByte(addr, '@'); at >= 0 {
+		domain = addr[at+1:]
+	}
+	for _, g := range globs {
+		subject := domain
+		if strings.Contains(g, "@") {
+			subject = addr
+		}
+		if ok, _ := path.Match(g, subject); ok {
+			return true
+		}
+	}
+	return false
+}
