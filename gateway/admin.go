@@ -46,13 +46,16 @@ type adminStore interface {
 //	GET  /api/v1/queue/{id}             one message: envelope, recipients, history
 //	DELETE /api/v1/queue/{id}           remove it
 //	POST /api/v1/queue/{id}/{action}    retry | hold | release
+//	POST /api/v1/policy/reload          re-read the config file's policy rules
 //	GET  /api/v1/domains                TLS history of destination domains
 //	POST /api/v1/domains/{domain}/reset forget a domain's TLS history
 type adminAPI struct {
-	store  adminStore
-	wake   func(id string)
-	ready  *atomic.Bool
-	logger *slog.Logger
+	// reloadPolicy re-reads the config file and swaps in its rules.
+	reloadPolicy func() error
+	store        adminStore
+	wake         func(id string)
+	ready        *atomic.Bool
+	logger       *slog.Logger
 }
 
 func (a *adminAPI) handler(withPprof bool) http.Handler {
@@ -67,6 +70,7 @@ func (a *adminAPI) handler(withPprof bool) http.Handler {
 	mux.HandleFunc("DELETE /api/v1/queue/{id}", a.delete)
 	mux.HandleFunc("POST /api/v1/queue/{id}/{action}", a.action)
 	mux.HandleFunc("GET /api/v1/domains", a.domains)
+	mux.HandleFunc("POST /api/v1/policy/reload", a.policyReload)
 	mux.HandleFunc("POST /api/v1/domains/{domain}/reset", a.resetDomain)
 	if withPprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
@@ -164,6 +168,16 @@ func (a *adminAPI) action(w http.ResponseWriter, r *http.Request) {
 	}
 	a.logger.Info("queue action by admin", "queue_id", id, "action", r.PathValue("action"))
 	writeJSON(w, http.StatusOK, map[string]string{r.PathValue("action"): id})
+}
+
+func (a *adminAPI) policyReload(w http.ResponseWriter, r *http.Request) {
+	if err := a.reloadPolicy(); err != nil {
+		// The admin listener is loopback-only: the config errors (file,
+		// line, key) are what the admin needs to see.
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"reloaded": "policy"})
 }
 
 func (a *adminAPI) domains(w http.ResponseWriter, r *http.Request) {

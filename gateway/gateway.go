@@ -17,6 +17,7 @@ import (
 
 	"github.com/sealgate/sealgate/certs"
 	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/policy"
 	"github.com/sealgate/sealgate/queue"
 )
 
@@ -39,6 +40,7 @@ type Gateway struct {
 	deliverer *deliverer
 	sched     *scheduler
 	monitor   *tlsMonitor
+	policy    atomic.Pointer[policy.Engine]
 	admin     *http.Server
 	ready     atomic.Bool
 
@@ -157,6 +159,14 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	g.monitor = &tlsMonitor{store: store, prober: prober, interval: mon.ProbeInterval.D(), reportAfter: mon.ReportAfter.D(),
 		concurrency: mon.Concurrency, sts: g.sched.sts, logger: logger.With("component", "tls-monitor"), now: time.Now}
 
+	engine, err := policy.Compile(cfg.Policy)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	g.policy.Store(engine)
+	logger.Info("policy loaded", "rules", len(cfg.Policy.Rules), "hash", engine.Hash())
+
 	g.inbound, err = newInboundServer(inboundOptions{
 		Config:    cfg.Inbound,
 		Hostname:  hostname,
@@ -164,6 +174,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		Spool:     store,
 		Logger:    logger.With("component", "smtp"),
 		OnQueued:  g.sched.Wake,
+		Policy:    g.policy.Load,
 	})
 	if err != nil {
 		store.Close()
@@ -209,7 +220,8 @@ func (g *Gateway) Start() error {
 		g.goServe("smtps", func() error { return g.inbound.ServeImplicitTLS(g.implicitLn) })
 	}
 	if g.adminLn != nil {
-		api := &adminAPI{store: g.store, wake: g.sched.Wake, ready: &g.ready, logger: g.logger.With("component", "admin")}
+		api := &adminAPI{store: g.store, wake: g.sched.Wake, ready: &g.ready, logger: g.logger.With("component", "admin"),
+			reloadPolicy: g.reloadPolicyFromFile}
 		g.admin = &http.Server{
 			Handler:           api.handler(g.cfg.Admin.Pprof),
 			ReadHeaderTimeout: 10 * time.Second,
@@ -260,6 +272,20 @@ func every(ctx context.Context, interval time.Duration, fn func(context.Context)
 	}
 }
 
+// reloadPolicyFromFile re-reads the config file the gateway started
+// with and reloads its policy (the admin API's reload).
+func (g *Gateway) reloadPolicyFromFile() error {
+	if g.cfg.Source == "" {
+		return errors.New("running on the embedded defaults: there is no config file to reload")
+	}
+	cfg, err := config.Load(g.cfg.Source)
+	if err != nil {
+		g.logger.Error("policy reload refused; the running rules stay", "err", err)
+		return err
+	}
+	return g.ReloadPolicy(cfg)
+}
+
 // SMTPAddr is the address of the STARTTLS listener (after Start).
 func (g *Gateway) SMTPAddr() string { return addrString(g.smtpLn) }
 
@@ -287,6 +313,20 @@ func (g *Gateway) Reload() error {
 		return fmt.Errorf("certificate reload: %w", err)
 	}
 	g.logger.Info("certificates reloaded")
+	return nil
+}
+
+// ReloadPolicy swaps in the rules of cfg atomically: messages already in
+// a session finish under the rules they started with. An invalid rule set
+// is refused and the running one stays. The log names the rule set's hash.
+func (g *Gateway) ReloadPolicy(cfg *config.Config) error {
+	engine, err := policy.Compile(cfg.Policy)
+	if err != nil {
+		g.logger.Error("policy reload refused; the running rules stay", "err", err, "hash", g.policy.Load().Hash())
+		return err
+	}
+	old := g.policy.Swap(engine)
+	g.logger.Info("policy reloaded", "rules", len(cfg.Policy.Rules), "hash", engine.Hash(), "previous_hash", old.Hash())
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/policy"
 	"github.com/sealgate/sealgate/queue"
 )
 
@@ -32,6 +33,9 @@ type inboundOptions struct {
 	Logger    *slog.Logger
 	OnQueued  func(id string) // called after each commit: the scheduler's wake-up
 	Now       func() time.Time
+	// Policy returns the rule set in force (it can be reloaded); nil or
+	// a nil engine means every recipient gets the default chain.
+	Policy func() *policy.Engine
 	// loopbackIsRemote makes loopback clients subject to require_tls, so
 	// tests on 127.0.0.1 can exercise the rule for remote clients.
 	loopbackIsRemote bool

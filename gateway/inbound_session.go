@@ -130,6 +130,25 @@ func (s *inboundSession) Data(r io.Reader) error {
 		return toSMTPError(errTooManyHops, "")
 	}
 
+	var decisions []queue.RcptDecision
+	hold, chains := "", ""
+	if s.srv.opts.Policy != nil {
+		if engine := s.srv.opts.Policy(); engine != nil {
+			trusted := s.authUser != "" || policy.MayRelay(s.clientIP, "", s.srv.trusted).Allowed
+			res, out := applyPolicy(engine, policyInput{From: s.from, Recipients: s.rcpts, AuthUser: s.authUser,
+				ClientIP: s.clientIP, Trusted: trusted}, body)
+			if res.Reject != "" {
+				log.Info("message rejected by policy", "rule", res.RejectRule)
+				return toSMTPError(&replyError{Code: 550, Enhanced: smtp.EnhancedCode{5, 7, 1}, Public: oneLine(res.Reject)}, "")
+			}
+			body, hold = out, res.Hold
+			for _, rd := range res.Recipients {
+				decisions = append(decisions, queue.RcptDecision{Chain: rd.Chain.Strings(), Rules: rd.Rules, Reasons: rd.Reasons})
+				chains += " " + rd.Chain.String()
+			}
+		}
+	}
+
 	facts := receivedFacts{Helo: s.conn.Hostname(), ClientIP: s.clientIP.String(), Hostname: s.srv.opts.Hostname,
 		AuthUser: s.authUser, Recipients: s.rcpts, Time: start}
 	tlsDesc := ""
@@ -149,13 +168,15 @@ func (s *inboundSession) Data(r io.Reader) error {
 		AuthUser:   s.authUser,
 		TLS:        tlsDesc,
 		RequireTLS: s.requireTLS,
+		Decisions:  decisions,
+		Hold:       hold,
 	}
 	id, err := s.srv.opts.Spool.Enqueue(s.ctx, env, msg)
 	if err != nil {
 		log.Error("message not spooled", "err", err, "size", len(msg))
 		return toSMTPError(err, "")
 	}
-	log.Info("message queued", "queue_id", id, "size", len(msg), "tls", tlsDesc,
+	log.Info("message queued", "queue_id", id, "size", len(msg), "tls", tlsDesc, "chains", strings.TrimSpace(chains), "hold", hold,
 		"took", s.srv.opts.Now().Sub(start).Round(time.Microsecond).String())
 	s.srv.opts.OnQueued(id)
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + id}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -271,43 +272,7 @@ func (s *scheduler) attempt(ctx context.Context, id string) time.Time {
 		if ctx.Err() != nil {
 			break
 		}
-		req := deliveryRequest{
-			ID:         id,
-			From:       m.Envelope.From,
-			Domain:     g.domain,
-			Recipients: g.rcpts,
-			Body:       outgoing,
-			RequireTLS: m.Envelope.RequireTLS,
-			SMTPUTF8:   needsSMTPUTF8(m.Envelope.From, g.rcpts),
-		}
-		var history *queue.DomainInfo
-		if g.domain != "" {
-			if history, err = s.store.DomainInfo(g.domain); err != nil {
-				log.Error("cannot read domain TLS history", "domain", g.domain, "err", err)
-				return s.now().Add(time.Minute) // never deliver without knowing the floor
-			}
-		}
-		var sts *policy.MTASTSPolicy
-		if s.sts != nil && g.domain != "" {
-			sts = s.sts.policyFor(ctx, g.domain)
-		}
-		if s.tls != nil {
-			req.TLS = s.tls.requirement(g.domain, m.Envelope.RequireTLS, history, sts)
-		} else {
-			req.TLS = policy.DecideTLS(policy.TLSInputs{Domain: g.domain, Configured: policy.TLSMay, RequireTLS: m.Envelope.RequireTLS})
-		}
-		if s.tlsrpt != nil && g.domain != "" {
-			domain, tlsReq := g.domain, req.TLS
-			req.observe = func(ts tlsSession) { s.tlsrpt.record(domain, tlsReq, ts) }
-		}
-		att, outcomes := s.deliverer.deliver(ctx, req)
-		if g.domain != "" && att.MXHost != "" {
-			obs := queue.TLSObservation{Domain: g.domain, Connected: true, TLSVersion: att.TLSVersion,
-				Verified: att.CertVerified, MTASTSMode: req.TLS.MTASTSMode(), DANE: att.DANE != ""}
-			if err := s.store.ObserveTLS(obs); err != nil {
-				log.Error("cannot record domain TLS history", "domain", g.domain, "err", err)
-			}
-		}
+		att, outcomes := s.runMethod(ctx, log, m, g, outgoing)
 		if ctx.Err() != nil {
 			// Shutting down: the attempt was cut short and says nothing
 			// about the destination; leave the recipients as they were.
@@ -331,8 +296,104 @@ func (s *scheduler) attempt(ctx context.Context, id string) time.Time {
 }
 
 type rcptGroup struct {
-	domain string
-	rcpts  []string
+	domain  string
+	method  string // the chain method these recipients are at
+	hasNext bool   // their chains go on after it
+	rcpts   []string
+}
+
+// runMethod carries out the current chain method for one group: a TLS
+// delivery (tls, tls-verified), a terminal (drop, bounce), or a hold for
+// methods this gateway does not provide yet.
+func (s *scheduler) runMethod(ctx context.Context, log *slog.Logger, m *queue.Message, g rcptGroup, outgoing []byte) (queue.Attempt, []queue.RcptOutcome) {
+	id := m.ID
+	var err error
+	switch policy.Method(g.method) {
+	case policy.MethodDrop:
+		return s.terminal(g, queue.RcptOutcome{Dropped: true, Status: "2.0.0",
+			Message: "dropped by policy: no method of the chain could deliver and the chain ends in drop"})
+	case policy.MethodBounce:
+		return s.terminal(g, queue.RcptOutcome{Permanent: true, Status: "5.7.10",
+			Message: "returned by policy: no method of the chain could deliver (TLS with a verified certificate was required) and the chain ends in bounce"})
+	case policy.MethodPGP, policy.MethodSMIME, policy.MethodEscrow:
+		return s.terminal(g, queue.RcptOutcome{Status: "4.7.0",
+			Message: "held: the policy chain needs " + g.method + ", which this gateway does not provide yet"})
+	}
+	req := deliveryRequest{
+		ID:         id,
+		From:       m.Envelope.From,
+		Domain:     g.domain,
+		Recipients: g.rcpts,
+		Body:       outgoing,
+		RequireTLS: m.Envelope.RequireTLS,
+		SMTPUTF8:   needsSMTPUTF8(m.Envelope.From, g.rcpts),
+	}
+	var history *queue.DomainInfo
+	if g.domain != "" {
+		if history, err = s.store.DomainInfo(g.domain); err != nil {
+			// Never deliver without knowing the floor the history sets.
+			log.Error("cannot read domain TLS history", "domain", g.domain, "err", err)
+			return s.terminal(g, queue.RcptOutcome{Status: "4.3.0", Message: "internal error reading the domain's TLS history"})
+		}
+	}
+	var sts *policy.MTASTSPolicy
+	if s.sts != nil && g.domain != "" {
+		sts = s.sts.policyFor(ctx, g.domain)
+	}
+	if s.tls != nil {
+		req.TLS = s.tls.requirement(g.domain, m.Envelope.RequireTLS, history, sts)
+	} else {
+		req.TLS = policy.DecideTLS(policy.TLSInputs{Domain: g.domain, Configured: policy.TLSMay, RequireTLS: m.Envelope.RequireTLS})
+	}
+	if policy.Method(g.method) == policy.MethodTLSVerified && req.TLS.Level < policy.TLSVerify {
+		req.TLS.Level = policy.TLSVerify
+		by := "policy chain tls-verified"
+		if rules := recipientRules(m, g.rcpts); rules != "" {
+			by += " (rule " + rules + ")"
+		}
+		req.TLS.RequiredBy = strings.TrimPrefix(req.TLS.RequiredBy+", "+by, ", ")
+	}
+	if s.tlsrpt != nil && g.domain != "" {
+		domain, tlsReq := g.domain, req.TLS
+		req.observe = func(ts tlsSession) { s.tlsrpt.record(domain, tlsReq, ts) }
+	}
+	att, outcomes := s.deliverer.deliver(ctx, req)
+	if g.domain != "" && att.MXHost != "" {
+		obs := queue.TLSObservation{Domain: g.domain, Connected: true, TLSVersion: att.TLSVersion,
+			Verified: att.CertVerified, MTASTSMode: req.TLS.MTASTSMode(), DANE: att.DANE != ""}
+		if err := s.store.ObserveTLS(obs); err != nil {
+			log.Error("cannot record domain TLS history", "domain", g.domain, "err", err)
+		}
+	}
+	if policy.Method(g.method) == policy.MethodTLSVerified {
+		for i := range outcomes {
+			if !outcomes[i].Delivered && !outcomes[i].Permanent && outcomes[i].Status == "4.7.5" && g.hasNext {
+				outcomes[i].Skip = true
+			}
+		}
+	}
+	return att, outcomes
+}
+
+// recipientRules names the policy rules that decided the group's chain.
+func recipientRules(m *queue.Message, rcpts []string) string {
+	for _, r := range m.Recipients {
+		if len(rcpts) > 0 && r.Address == rcpts[0] {
+			return strings.Join(r.Rules, ", ")
+		}
+	}
+	return ""
+}
+
+// terminal reports the same outcome for every recipient of the group,
+// with no network involved.
+func (s *scheduler) terminal(g rcptGroup, o queue.RcptOutcome) (queue.Attempt, []queue.RcptOutcome) {
+	out := make([]queue.RcptOutcome, len(g.rcpts))
+	for i, r := range g.rcpts {
+		out[i] = o
+		out[i].Address = r
+	}
+	return queue.Attempt{Destination: g.domain, Recipients: g.rcpts, Reply: "policy: " + g.method + ": " + o.Message}, out
 }
 
 // dueGroups groups the recipients that are pending and due by
@@ -349,11 +410,15 @@ func (s *scheduler) dueGroups(m *queue.Message, now time.Time) []rcptGroup {
 		if !s.smarthost {
 			domain = addressDomain(r.Address)
 		}
-		i, ok := index[domain]
+		// Recipients of one message that are at different methods are
+		// separate delivery groups of the same spooled body.
+		method := r.Method()
+		key := domain + "\x00" + method + "\x00" + strconv.FormatBool(r.Step+1 < len(r.Chain))
+		i, ok := index[key]
 		if !ok {
 			i = len(groups)
-			index[domain] = i
-			groups = append(groups, rcptGroup{domain: domain})
+			index[key] = i
+			groups = append(groups, rcptGroup{domain: domain, method: method, hasNext: r.Step+1 < len(r.Chain)})
 		}
 		groups[i].rcpts = append(groups[i].rcpts, r.Address)
 	}

@@ -64,6 +64,17 @@ func (s *Store) RecordAttempt(id string, att Attempt, outcomes []RcptOutcome, ds
 				r.RemoteMTA = o.RemoteMTA
 			}
 			switch {
+			case o.Skip:
+				// The method cannot apply: the next one is tried now,
+				// and no attempt is counted against the recipient.
+				r.Attempts--
+				m.Events = append(m.Events, Event{Time: now, Kind: "skipped",
+					Detail: fmt.Sprintf("%s: method %s skipped: %s", r.Address, r.Method(), o.Message)})
+				r.Step++
+				r.State, r.NextAttempt = StateQueued, now
+			case o.Dropped:
+				r.State, r.DoneAt, r.NextAttempt = StateDropped, now, time.Time{}
+				m.Events = append(m.Events, Event{Time: now, Kind: "dropped", Detail: r.Address + ": " + o.Message})
 			case o.Delivered:
 				r.State, r.DoneAt, r.NextAttempt = StateDelivered, now, time.Time{}
 			case o.Permanent:

@@ -285,8 +285,16 @@ func (s *Store) putNew(tx *bolt.Tx, env Envelope, body []byte, detail string) (s
 		Expires:  now.Add(s.opts.Expiry),
 		Events:   []Event{{Time: now, Kind: "received", Detail: detail}},
 	}
-	for _, r := range env.Recipients {
-		m.Recipients = append(m.Recipients, Recipient{Address: r, State: StateQueued, NextAttempt: now})
+	for i, r := range env.Recipients {
+		rcpt := Recipient{Address: r, State: StateQueued, NextAttempt: now}
+		if i < len(env.Decisions) {
+			rcpt.Chain, rcpt.Rules = env.Decisions[i].Chain, env.Decisions[i].Rules
+		}
+		m.Recipients = append(m.Recipients, rcpt)
+	}
+	if env.Hold != "" {
+		m.Held = true
+		m.Events = append(m.Events, Event{Time: now, Kind: "held", Detail: "held for review by policy: " + env.Hold})
 	}
 	if err := s.putMessage(tx, m); err != nil {
 		return "", err

@@ -28,7 +28,8 @@ HTTP listener. Without --config it runs on the embedded defaults.
 
 Signals: SIGTERM or SIGINT stop accepting mail, let transactions in flight
 finish (up to 30s) and close the spool cleanly; a second signal exits at
-once. SIGHUP re-reads the config file and the listener certificate.`,
+once. SIGHUP re-reads the config file (log level, policy rules) and the
+listener certificate.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(configPath)
@@ -75,7 +76,9 @@ func serve(cfg *config.Config, configPath string) error {
 			if err := gateway.SetLogLevel(level, newCfg.Log.Level); err != nil {
 				logger.Error("config reload", "err", err)
 			}
-			logger.Info("config reloaded (log level; other changes need a restart)", "file", configPath)
+			if err := gw.ReloadPolicy(newCfg); err == nil {
+				logger.Info("config reloaded (log level and policy; other changes need a restart)", "file", configPath)
+			}
 		}
 		if err := gw.Reload(); err != nil {
 			logger.Error("reload", "err", err)
