@@ -295,6 +295,9 @@ func (g *Gateway) ImplicitTLSAddr() string { return addrString(g.implicitLn) }
 // AdminAddr is the address of the admin listener, "" if off.
 func (g *Gateway) AdminAddr() string { return addrString(g.adminLn) }
 
+// Config is the configuration the gateway runs on.
+func (g *Gateway) Config() *config.Config { return g.cfg }
+
 // Store gives tests and the CLI's in-process commands the spool.
 func (g *Gateway) Store() *queue.Store { return g.store }
 

@@ -178,7 +178,7 @@ func summarise(m queue.Message) (string, string) {
 		}
 	}
 	var parts []string
-	for _, s := range []queue.State{queue.StateQueued, queue.StateDeferred, queue.StateDelivered, queue.StateBounced} {
+	for _, s := range []queue.State{queue.StateQueued, queue.StateDeferred, queue.StateDelivered, queue.StateBounced, queue.StateDropped} {
 		if counts[s] > 0 {
 			parts = append(parts, fmt.Sprintf("%s:%d", s, counts[s]))
 		}
@@ -219,7 +219,7 @@ func printMessage(out io.Writer, m *queue.Message) {
 	}
 	fmt.Fprintln(out, "\nRecipients:")
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  ADDRESS\tSTATE\tATTEMPTS\tSTATUS\tNEXT/DONE\tLAST RESULT")
+	fmt.Fprintln(tw, "  ADDRESS\tSTATE\tMETHOD\tATTEMPTS\tSTATUS\tNEXT/DONE\tLAST RESULT")
 	for _, r := range m.Recipients {
 		when := r.NextAttempt
 		if r.State.Final() {
@@ -229,9 +229,14 @@ func printMessage(out io.Writer, m *queue.Message) {
 		if !when.IsZero() {
 			whenS = when.Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\t%s\t%s\n", r.Address, r.State, r.Attempts, dash(r.Status), whenS, dash(r.LastError))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.Address, r.State, r.Method(), r.Attempts, dash(r.Status), whenS, dash(r.LastError))
 	}
 	tw.Flush()
+	for _, r := range m.Recipients {
+		if len(r.Chain) > 0 {
+			fmt.Fprintf(out, "  %s: policy chain [%s] by rules %s\n", r.Address, strings.Join(r.Chain, ", "), dash(strings.Join(r.Rules, ", ")))
+		}
+	}
 	fmt.Fprintln(out, "\nHistory:")
 	for _, e := range m.Events {
 		fmt.Fprintf(out, "  %s  %-9s %s\n", e.Time.Format(time.RFC3339), e.Kind, e.Detail)

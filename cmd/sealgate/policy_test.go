@@ -1,0 +1,65 @@
+package main
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestPolicyExplainAndCheck(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "sealgate.yaml")
+	writeFile(t, cfgPath, `policy:
+  rules:
+    - name: partners
+      match: {to: [partner.test]}
+      chain: [tls-verified, bounce]
+    - name: billing
+      match: {from: ["billing@*"]}
+      chain: [escrow]
+`)
+	code, out, errOut := sealgate(t, "policy", "explain", "--config", cfgPath, "--from", "billing@org.test",
+		"--to", "bob@partner.test", "--to", "carol@else.test", "--subject", "Invoice [SECURE]")
+	if code != 0 {
+		t.Fatalf("explain: exit %d %s", code, errOut)
+	}
+	for _, want := range []string{
+		"Subject:    Invoice\n", "Tags:       [secure]",
+		"bob@partner.test\n  chain: [pgp, smime, escrow]\n  rules: partners",
+		"carol@else.test\n  chain: [pgp, smime, escrow]\n  rules: billing",
+		"tag [secure]: [pgp, smime, escrow]",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain output lacks %q:\n%s", want, out)
+		}
+	}
+
+	eml := filepath.Join(dir, "fwd.eml")
+	writeFile(t, eml, "From: Alice <alice@org.test>\r\nTo: bob@partner.test\r\nSubject: hi\r\nAuto-Submitted: auto-forwarded\r\n\r\nbody\r\n")
+	code, out, _ = sealgate(t, "policy", "explain", "--config", cfgPath, "--eml", eml, "--json")
+	var res struct {
+		Forwarding string
+		Recipients []struct {
+			Recipient string
+			Chain     []string
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || code != 0 {
+		t.Fatalf("explain --eml --json: exit %d %v\n%s", code, err, out)
+	}
+	if !strings.HasPrefix(res.Forwarding, "auto-forwarded (Auto-Submitted") || len(res.Recipients) != 1 || res.Recipients[0].Recipient != "bob@partner.test" {
+		t.Errorf("explain --eml: %+v", res)
+	}
+
+	if code, out, _ := sealgate(t, "policy", "check", cfgPath); code != 0 || !strings.Contains(out, "2 rules ok") {
+		t.Errorf("policy check: %d %s", code, out)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	writeFile(t, bad, "policy:\n  rules:\n    - name: broken\n      match: {subject: '(unclosed'}\n      chain: [tls, teleport]\n")
+	code, _, errOut = sealgate(t, "policy", "check", bad)
+	if code != 2 || !strings.Contains(errOut, "bad.yaml:4: policy.rules[0].match.subject: bad regular expression") ||
+		!strings.Contains(errOut, `policy.rules[0].chain[1]: unknown method "teleport"`) {
+		t.Errorf("policy check of a bad file: exit %d\n%s", code, errOut)
+	}
+}
