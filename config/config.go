@@ -202,6 +202,13 @@ type Policy struct {
 	// Rules are tried in order per recipient; the first that matches
 	// decides, unless it says continue.
 	Rules []Rule `yaml:"rules"`
+	// RulesFile holds more rules (a YAML list), tried after Rules; it is
+	// re-read on reload, so a security team can own it apart from the
+	// rest of the config.
+	RulesFile string `yaml:"rules_file"`
+	// ContentScanBytes bounds how much of a message's text parts content
+	// rules read (default 1 MiB).
+	ContentScanBytes int64 `yaml:"content_scan_bytes"`
 }
 
 // Rule is one policy rule: what it matches and what it does.
@@ -223,8 +230,12 @@ type Rule struct {
 // RuleMatch lists conditions; all that are given must hold. Address
 // patterns are globs; one without "@" matches the domain.
 type RuleMatch struct {
-	From          []string          `yaml:"from"`
-	To            []string          `yaml:"to"`
+	From []string `yaml:"from"`
+	To   []string `yaml:"to"`
+	// ToFile names a file of recipient patterns, one per line (# starts
+	// a comment); ToFileEntries is its content, read at load.
+	ToFile        string            `yaml:"to_file"`
+	ToFileEntries []string          `yaml:"-"`
 	AuthUser      []string          `yaml:"auth_user"`
 	ClientNetwork []string          `yaml:"client_network"`
 	Subject       string            `yaml:"subject"` // regular expression on the decoded Subject
@@ -233,6 +244,11 @@ type RuleMatch struct {
 	Forwarded     string            `yaml:"forwarded"`
 	MinSize       int64             `yaml:"min_size"`
 	MaxSize       int64             `yaml:"max_size"`
+	// Content is a regular expression searched in the text parts (not
+	// attachments), decoded, up to policy.content_scan_bytes.
+	Content string `yaml:"content"`
+	// HasAttachments is "yes", "no" or "" (either).
+	HasAttachments string `yaml:"has_attachments"`
 }
 
 // Duration is a time.Duration written in YAML as "90s", "5m", "120h".

@@ -198,3 +198,21 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestRulesFileAndRecipientList(t *testing.T) {
+	c, err := Parse("main.yaml", []byte("policy:\n  rules:\n    - {name: inline, match: {from: [\"x@*\"]}, chain: [escrow]}\n  rules_file: testdata/rules/good.yaml\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := c.Policy.Rules
+	if len(rules) != 2 || rules[0].Name != "inline" || rules[1].Name != "file-rule" {
+		t.Fatalf("rules %+v", rules)
+	}
+	if got := rules[1].Match.ToFileEntries; len(got) != 2 || got[0] != "*@clinic.test" || got[1] != "lab.test" {
+		t.Errorf("recipient list %q", got)
+	}
+	_, err = Parse("main.yaml", []byte("policy:\n  rules_file: testdata/rules/with-error.yaml\n"))
+	if err == nil || err.Error() != `testdata/rules/with-error.yaml:5: policy.rules[1].match.subject: bad regular expression: error parsing regexp: missing closing ): `+"`(oops`" {
+		t.Errorf("error in a rules file: %v", err)
+	}
+}

@@ -83,6 +83,9 @@ func Parse(name string, data []byte) (*Config, error) {
 		}
 		cfg.Source = name
 	}
+	if f := cfg.Policy.RulesFile; f != "" {
+		d.decodeRulesFile(f, cfg)
+	}
 	// Values that did not decode keep their defaults, so validation
 	// still finds the file's other problems: report them all at once.
 	v := &validator{pos: d.pos}
@@ -130,6 +133,37 @@ func (d *decoder) decodeFile(name string, data []byte, cfg *Config) bool {
 	}
 	d.decode(doc.Content[0], reflect.ValueOf(cfg).Elem(), "")
 	return true
+}
+
+// decodeRulesFile appends the rules of policy.rules_file (a YAML list of
+// rules) to the inline ones; errors name that file and its lines.
+func (d *decoder) decodeRulesFile(file string, cfg *Config) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		p := d.pos["policy.rules_file"]
+		d.errs = append(d.errs, &FieldError{File: p.file, Line: p.line, Path: "policy.rules_file", Msg: fmt.Sprintf("cannot read %s: %v", file, unwrapPathError(err))})
+		return
+	}
+	d.file = file
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		d.errs = append(d.errs, yamlSyntaxError(file, err))
+		return
+	}
+	if len(doc.Content) == 0 {
+		return
+	}
+	list := doc.Content[0]
+	if list.Kind != yaml.SequenceNode {
+		d.fail(list, "policy.rules_file", "expected a list of rules, got %s", describe(list))
+		return
+	}
+	for _, item := range list.Content {
+		var r Rule
+		idx := len(cfg.Policy.Rules)
+		d.decode(item, reflect.ValueOf(&r).Elem(), fmt.Sprintf("policy.rules[%d]", idx))
+		cfg.Policy.Rules = append(cfg.Policy.Rules, r)
+	}
 }
 
 var durationType = reflect.TypeFor[Duration]()

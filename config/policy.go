@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"path"
 	"regexp"
 	"strings"
@@ -25,6 +26,7 @@ func (v *validator) validatePolicy(p *Policy) {
 	v.oneOf("policy.forwarding", p.Forwarding, "allow", "tls-only")
 	v.oneOf("policy.forwarding_method", p.ForwardingMethod, "tls-verified", "tls")
 	v.oneOf("policy.forwarding_fallback", p.ForwardingFallback, "drop", "bounce")
+	v.positive("policy.content_scan_bytes", p.ContentScanBytes)
 	names := map[string]bool{}
 	for i, r := range p.Rules {
 		base := fmt.Sprintf("policy.rules[%d]", i)
@@ -54,6 +56,22 @@ func (v *validator) validatePolicy(p *Policy) {
 			}
 		}
 		v.regex(base+".match.subject", m.Subject)
+		v.regex(base+".match.content", m.Content)
+		if m.HasAttachments != "" {
+			v.oneOf(base+".match.has_attachments", m.HasAttachments, "yes", "no")
+		}
+		if m.ToFile != "" {
+			entries, err := readPatternFile(m.ToFile)
+			if err != nil {
+				v.fail(base+".match.to_file", "%v", err)
+			}
+			for _, e := range entries {
+				if _, err := path.Match(e.pattern, ""); err != nil {
+					v.fail(base+".match.to_file", "%s:%d: bad pattern %q", m.ToFile, e.line, e.pattern)
+				}
+				p.Rules[i].Match.ToFileEntries = append(p.Rules[i].Match.ToFileEntries, e.pattern)
+			}
+		}
 		for name, re := range m.Header {
 			v.regex(base+".match.header."+name, re)
 		}
@@ -98,6 +116,29 @@ func (v *validator) regex(p, re string) {
 	if _, err := regexp.Compile(re); err != nil {
 		v.fail(p, "bad regular expression: %v", err)
 	}
+}
+
+type patternLine struct {
+	pattern string
+	line    int
+}
+
+// readPatternFile reads one address or domain pattern per line.
+func readPatternFile(file string) ([]patternLine, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read %s: %v", file, unwrapPathError(err))
+	}
+	var out []patternLine
+	for n, line := range strings.Split(string(data), "\n") {
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		if line = strings.ToLower(strings.TrimSpace(line)); line != "" {
+			out = append(out, patternLine{line, n + 1})
+		}
+	}
+	return out, nil
 }
 
 func contains(list []string, s string) bool {

@@ -69,6 +69,9 @@ func applyPolicy(e *policy.Engine, in policyInput, msg []byte) (PolicyResult, []
 		}
 	}
 	pin.Forwarded, pin.ForwardedBy = policy.AutoForwarded(hdr)
+	if need, limit := e.NeedsBody(); need {
+		pin.Text, pin.HasAttachments = scanBody(msg, limit)
+	}
 	res.Decision = e.Decide(pin)
 
 	// Rebuild the header: byte for byte except what policy changes.

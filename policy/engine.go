@@ -27,6 +27,10 @@ type Engine struct {
 	fwdChain   Chain
 	rules      []rule
 	hash       string
+	// scanBytes bounds content matching; needsBody says whether any rule
+	// looks at the body at all (then the gateway scans it).
+	scanBytes int64
+	needsBody bool
 }
 
 type rule struct {
@@ -40,6 +44,8 @@ type rule struct {
 	forwarded     string
 	minSize       int64
 	maxSize       int64
+	content       *regexp.Regexp
+	attachments   string
 	chain         Chain
 	reject        string
 	hold          bool
@@ -51,7 +57,7 @@ type rule struct {
 // Compile builds an engine from the policy section. The config has been
 // validated; errors here name the rule.
 func Compile(p config.Policy) (*Engine, error) {
-	e := &Engine{floor: Method(p.Minimum), tags: map[string]Chain{}}
+	e := &Engine{floor: Method(p.Minimum), tags: map[string]Chain{}, scanBytes: p.ContentScanBytes}
 	var err error
 	if e.escalation, err = ParseChain(p.EscalationChain); err != nil {
 		return nil, fmt.Errorf("policy.escalation_chain: %w", err)
@@ -72,7 +78,7 @@ func Compile(p config.Policy) (*Engine, error) {
 		e.fwdChain = Chain{Method(p.ForwardingMethod), Method(p.ForwardingFallback)}
 	}
 	for i, r := range p.Rules {
-		cr := rule{name: r.Name, from: lower(r.Match.From), to: lower(r.Match.To), authUsers: r.Match.AuthUser,
+		cr := rule{name: r.Name, from: lower(r.Match.From), to: lower(append(append([]string{}, r.Match.To...), r.Match.ToFileEntries...)), authUsers: r.Match.AuthUser, attachments: r.Match.HasAttachments,
 			tagged: r.Match.Tagged, forwarded: r.Match.Forwarded, minSize: r.Match.MinSize, maxSize: r.Match.MaxSize,
 			reject: r.Reject, hold: r.Hold, addHeaders: r.AddHeaders, removeHeaders: r.RemoveHeaders, cont: r.Continue}
 		where := fmt.Sprintf("policy.rules[%d] (%s)", i, r.Name)
@@ -83,6 +89,12 @@ func Compile(p config.Policy) (*Engine, error) {
 			}
 			cr.nets = append(cr.nets, pfx.Masked())
 		}
+		if r.Match.Content != "" {
+			if cr.content, err = regexp.Compile(r.Match.Content); err != nil {
+				return nil, fmt.Errorf("%s: content: %w", where, err)
+			}
+		}
+		e.needsBody = e.needsBody || cr.content != nil || cr.attachments != ""
 		if r.Match.Subject != "" {
 			if cr.subject, err = regexp.Compile(r.Match.Subject); err != nil {
 				return nil, fmt.Errorf("%s: subject: %w", where, err)
@@ -108,6 +120,10 @@ func Compile(p config.Policy) (*Engine, error) {
 	e.hash = hex.EncodeToString(h[:8])
 	return e, nil
 }
+
+// NeedsBody reports whether any rule matches on content or attachments,
+// and how many bytes of text to scan at most.
+func (e *Engine) NeedsBody() (bool, int64) { return e.needsBody, e.scanBytes }
 
 // Hash identifies the rule set, for the log line of a reload.
 func (e *Engine) Hash() string { return e.hash }
@@ -140,6 +156,11 @@ type Input struct {
 	HeaderEscalation string
 	Forwarded        bool
 	ForwardedBy      string // the marker that showed it
+	// Text is the decoded text parts, at most the scan limit (only
+	// filled when NeedsBody); HasAttachments says whether the message
+	// carries any.
+	Text           string
+	HasAttachments bool
 }
 
 // RecipientDecision is the outcome for one recipient.
@@ -291,6 +312,10 @@ func (r *rule) matches(in Input, rcpt string) bool {
 	case r.forwarded == "yes" && !in.Forwarded, r.forwarded == "no" && in.Forwarded:
 		return false
 	case r.minSize > 0 && in.Size < r.minSize, r.maxSize > 0 && in.Size > r.maxSize:
+		return false
+	case r.attachments == "yes" && !in.HasAttachments, r.attachments == "no" && in.HasAttachments:
+		return false
+	case r.content != nil && !r.content.MatchString(in.Text):
 		return false
 	}
 	return true

@@ -135,3 +135,24 @@ func FuzzRuleMatching(f *testing.F) {
 		}
 	})
 }
+
+func TestEngineContentAndAttachments(t *testing.T) {
+	e := testEngine(t, []config.Rule{
+		{Name: "records", Match: config.RuleMatch{Content: `MRN-\d{6}`}, Chain: []string{"escrow"}},
+		{Name: "files", Match: config.RuleMatch{HasAttachments: "yes"}, Chain: []string{"tls-verified"}},
+		{Name: "listed", Match: config.RuleMatch{ToFileEntries: []string{"*@clinic.test", "lab.test"}}, Chain: []string{"tls-verified", "bounce"}},
+	}, nil)
+	if need, limit := e.NeedsBody(); !need || limit != 1<<20 {
+		t.Errorf("NeedsBody = %v %d", need, limit)
+	}
+	chain := func(in Input) string { return e.Decide(in).Recipients[0].Chain.String() }
+	if c := chain(Input{From: "a@o.test", Recipients: []string{"b@x.test"}, Text: "see MRN-123456"}); c != "[escrow]" {
+		t.Errorf("content rule: %s", c)
+	}
+	if c := chain(Input{From: "a@o.test", Recipients: []string{"b@x.test"}, HasAttachments: true}); c != "[tls-verified]" {
+		t.Errorf("attachment rule: %s", c)
+	}
+	if c := chain(Input{From: "a@o.test", Recipients: []string{"b@lab.test"}}); c != "[tls-verified, bounce]" {
+		t.Errorf("recipient list file: %s", c)
+	}
+}
