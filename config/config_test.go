@@ -212,7 +212,7 @@ func TestRulesFileAndRecipientList(t *testing.T) {
 		t.Errorf("recipient list %q", got)
 	}
 	_, err = Parse("main.yaml", []byte("policy:\n  rules_file: testdata/rules/with-error.yaml\n"))
-	if err == nil || err.Error() != `testdata/rules/with-error.yaml:5: policy.rules[1].match.subject: bad regular expression: error parsing regexp: missing closing ): `+"`(oops`" {
+	if err == nil || err.Error() != `testdata/rules/with-error.yaml:5: policy.rules[1].match.subject: rule "broken": bad regular expression: error parsing regexp: missing closing ): `+"`(oops`" {
 		t.Errorf("error in a rules file: %v", err)
 	}
 }

@@ -30,6 +30,7 @@ func (v *validator) validatePolicy(p *Policy) {
 	names := map[string]bool{}
 	for i, r := range p.Rules {
 		base := fmt.Sprintf("policy.rules[%d]", i)
+		mark := len(v.errs)
 		switch {
 		case r.Name == "":
 			v.fail(base+".name", "every rule needs a name (it is what policy explain and the audit trail show)")
@@ -83,6 +84,11 @@ func (v *validator) validatePolicy(p *Policy) {
 		}
 		if m.MaxSize != 0 && m.MaxSize < m.MinSize {
 			v.fail(base+".match.max_size", "is below min_size")
+		}
+		if r.Name != "" {
+			for _, e := range v.errs[mark:] {
+				e.Msg = fmt.Sprintf("rule %q: %s", r.Name, e.Msg)
+			}
 		}
 	}
 }

@@ -4,6 +4,9 @@ import (
 	"encoding/base64"
 	"strings"
 	"testing"
+
+	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/policy"
 )
 
 func TestScanBodyTextPartsAndAttachments(t *testing.T) {
@@ -27,5 +30,33 @@ func TestScanBodyTextPartsAndAttachments(t *testing.T) {
 	}
 	if _, att := scanBody([]byte("From: a@org.test\r\nContent-Type: text/plain\r\n\r\nhello\r\n"), 1000); att {
 		t.Error("plain message reported with attachments")
+	}
+}
+
+func TestEscalationHeaderOnlyFromTrustedAndAlwaysStripped(t *testing.T) {
+	c, err := config.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, err := policy.Compile(c.Policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte("From: ehr@org.test\r\nX-Sealgate-Escalate: escrow\r\nSubject: results\r\n\r\nbody\r\n")
+	for _, trusted := range []bool{true, false} {
+		res, out := applyPolicy(engine, policyInput{From: "ehr@org.test", Recipients: []string{"p@x.test"}, Trusted: trusted}, msg)
+		want := "[tls]"
+		if trusted {
+			want = "[escrow]"
+		}
+		if got := res.Recipients[0].Chain.String(); got != want {
+			t.Errorf("trusted=%v: chain %s, want %s", trusted, got, want)
+		}
+		if strings.Contains(string(out), "X-Sealgate-Escalate") {
+			t.Errorf("trusted=%v: the escalation header left with the message", trusted)
+		}
+		if !strings.Contains(string(out), "Subject: results\r\n\r\nbody\r\n") {
+			t.Errorf("the rest of the message changed:\n%s", out)
+		}
 	}
 }

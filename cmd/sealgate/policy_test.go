@@ -58,8 +58,8 @@ func TestPolicyExplainAndCheck(t *testing.T) {
 	bad := filepath.Join(dir, "bad.yaml")
 	writeFile(t, bad, "policy:\n  rules:\n    - name: broken\n      match: {subject: '(unclosed'}\n      chain: [tls, teleport]\n")
 	code, _, errOut = sealgate(t, "policy", "check", bad)
-	if code != 2 || !strings.Contains(errOut, "bad.yaml:4: policy.rules[0].match.subject: bad regular expression") ||
-		!strings.Contains(errOut, `policy.rules[0].chain[1]: unknown method "teleport"`) {
+	if code != 2 || !strings.Contains(errOut, `bad.yaml:4: policy.rules[0].match.subject: rule "broken": bad regular expression`) ||
+		!strings.Contains(errOut, `policy.rules[0].chain[1]: rule "broken": unknown method "teleport"`) {
 		t.Errorf("policy check of a bad file: exit %d\n%s", code, errOut)
 	}
 }
