@@ -173,7 +173,13 @@ func (d *deliverer) connect(ctx context.Context, req deliveryRequest) (*outbound
 		if err != nil {
 			return nil, permErr("5.3.5", "bad smarthost address %q", sh.Addr)
 		}
-		c, err := d.dialHost(ctx, host, net.JoinHostPort(host, port), sh, req.TLS.Level, daneState{})
+		// Credentials and the tenant's mail go to the smarthost only if it
+		// proves who it is: TLS to it means a verified certificate.
+		level := req.TLS.Level
+		if sh.TLS != "none" && level < policy.TLSVerify {
+			level = policy.TLSVerify
+		}
+		c, err := d.dialHost(ctx, host, net.JoinHostPort(host, port), sh, level, daneState{})
 		if err != nil {
 			// Whatever the smarthost says before a transaction (a refused
 			// AUTH, no STARTTLS) is a configuration problem to fix, not a

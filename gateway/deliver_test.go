@@ -205,7 +205,9 @@ func TestDeliverReusesConnections(t *testing.T) {
 
 func TestDeliverViaSmarthostWithAuth(t *testing.T) {
 	ca := testutil.NewCA(t)
-	relay := testutil.NewSMTPSink(t, testutil.SinkOptions{TLS: true, CA: ca, Hostname: "relay.test", AuthUser: "gw", AuthPassword: "relaypw"})
+	// The relay's certificate names the address we connect to, as a real
+	// smarthost's names its host.
+	relay := testutil.NewSMTPSink(t, testutil.SinkOptions{TLS: true, CA: ca, Hostname: "127.0.0.1", AuthUser: "gw", AuthPassword: "relaypw"})
 	f := newDeliveryFixture(t, &smarthostConfig{Addr: relay.Addr(), Username: "gw", Password: "relaypw", TLS: "starttls"})
 	f.d.opts.RootCAs = ca.Pool()
 	att, out := f.deliver("", "a@one.test", "b@two.test")
@@ -220,6 +222,14 @@ func TestDeliverViaSmarthostWithAuth(t *testing.T) {
 	wrong.d.opts.RootCAs = ca.Pool()
 	if _, out := wrong.deliver("", "a@one.test"); out[0].Delivered || out[0].Permanent {
 		t.Errorf("bad smarthost password must defer: %+v", out)
+	}
+
+	// A smarthost whose certificate does not verify gets neither the
+	// credentials nor the mail.
+	impostor := testutil.NewSMTPSink(t, testutil.SinkOptions{TLS: true, Hostname: "127.0.0.1", AuthUser: "gw", AuthPassword: "relaypw"})
+	fooled := newDeliveryFixture(t, &smarthostConfig{Addr: impostor.Addr(), Username: "gw", Password: "relaypw", TLS: "starttls"})
+	if _, out := fooled.deliver("", "a@one.test"); out[0].Delivered || len(impostor.Messages()) != 0 || !strings.Contains(out[0].Message, "certificate not verified") {
+		t.Errorf("unverified smarthost: %+v", out[0])
 	}
 
 	plain := testutil.NewSMTPSink(t, testutil.SinkOptions{})

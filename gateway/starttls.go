@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,9 @@ import (
 	"strings"
 )
 
+// maxPreludeBytes bounds what the server may send before TLS starts.
+const maxPreludeBytes = 64 << 10
+
 // startTLSIfOffered runs the plaintext opening of an outbound session
 // (RFC 3207 §4): it reads the greeting, says EHLO, and when the server
 // offers STARTTLS and tlsWanted, sends STARTTLS and reads the 220 that
@@ -16,7 +20,12 @@ import (
 // TLS on conn. The go-smtp client cannot be told to STARTTLS after
 // inspecting the EHLO reply itself, hence this small prelude.
 func startTLSIfOffered(conn net.Conn, ehloName string, tlsWanted bool) (bool, error) {
-	tp := textproto.NewConn(nopCloser{conn})
+	// A hostile server must not make us buffer an endless reply: the whole
+	// prelude (greeting, EHLO reply, STARTTLS reply) is read through a
+	// bounded reader.
+	r := textproto.NewReader(bufio.NewReaderSize(io.LimitReader(conn, maxPreludeBytes), 4096))
+	w := textproto.NewWriter(bufio.NewWriter(conn))
+	tp := &textproto.Conn{Reader: *r, Writer: *w}
 	if _, _, err := tp.ReadResponse(220); err != nil {
 		return false, fmt.Errorf("greeting: %w", err)
 	}
@@ -70,7 +79,3 @@ func (c *greetedConn) Read(p []byte) (int, error) {
 	}
 	return c.Conn.Read(p)
 }
-
-type nopCloser struct{ io.ReadWriter }
-
-func (nopCloser) Close() error { return nil }
