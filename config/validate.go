@@ -48,8 +48,15 @@ func (v *validator) validate(c *Config) {
 	v.hostPort("inbound.implicit_tls_listen", in.ImplicitTLSListen, true)
 	v.keyPair("inbound.tls", in.TLS.CertFile, in.TLS.KeyFile)
 	for i, cidr := range in.TrustedNetworks {
-		if _, err := netip.ParsePrefix(cidr); err != nil {
-			v.fail(fmt.Sprintf("inbound.trusted_networks[%d]", i), "invalid CIDR %q (write 10.0.0.0/8, 192.0.2.7/32 or 2001:db8::/32)", cidr)
+		p := fmt.Sprintf("inbound.trusted_networks[%d]", i)
+		pfx, err := netip.ParsePrefix(cidr)
+		switch {
+		case err != nil:
+			v.fail(p, "invalid CIDR %q (write 10.0.0.0/8, 192.0.2.7/32 or 2001:db8::/32)", cidr)
+		case pfx.Bits() == 0:
+			v.fail(p, "%s trusts every address on the internet: that is an open relay", cidr)
+		case pfx.Masked() != pfx:
+			v.fail(p, "%s has host bits set; did you mean %s?", cidr, pfx.Masked())
 		}
 	}
 	v.positive("inbound.max_message_bytes", in.MaxMessageBytes)

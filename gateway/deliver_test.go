@@ -427,3 +427,27 @@ func TestDANELookupFailureDefers(t *testing.T) {
 		t.Error("delivered without knowing the TLSA records")
 	}
 }
+
+func TestLookupMXBoundsHostsAndAddresses(t *testing.T) {
+	dns := testutil.NewDNSServer(t)
+	for i := range 30 {
+		host := fmt.Sprintf("mx%d.many.test", i)
+		dns.AddMX("many.test", host, uint16(i))
+		for j := range 10 {
+			dns.AddA(host, fmt.Sprintf("127.0.%d.%d", i+1, j+1))
+		}
+	}
+	r, _ := newMXResolver(dns.Addr(), 2*time.Second)
+	hosts, err := r.lookupMX(context.Background(), "many.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hosts) != maxMXHosts || hosts[0].Name != "mx0.many.test" {
+		t.Errorf("%d hosts, first %s; want the %d most preferred", len(hosts), hosts[0].Name, maxMXHosts)
+	}
+	for _, h := range hosts {
+		if len(h.Addrs) > maxAddrsPerHost {
+			t.Errorf("%s: %d addresses", h.Name, len(h.Addrs))
+		}
+	}
+}

@@ -45,6 +45,13 @@ type mxResolver struct {
 	dnssecTrusted bool
 }
 
+// Bounds on what one delivery attempt tries (Postfix has similar limits:
+// smtp_mx_address_limit, smtp_mx_session_limit).
+const (
+	maxMXHosts      = 10
+	maxAddrsPerHost = 4
+)
+
 // mxHost is one destination host with its addresses.
 type mxHost struct {
 	Name  string
@@ -126,6 +133,10 @@ func (r *mxResolver) lookupMX(ctx context.Context, domain string) ([]mxHost, err
 	}
 	rand.Shuffle(len(hosts), func(i, j int) { hosts[i], hosts[j] = hosts[j], hosts[i] })
 	slices.SortStableFunc(hosts, func(a, b mxHost) int { return int(a.Pref) - int(b.Pref) })
+	// A hostile zone must not make one attempt dial hundreds of hosts.
+	if len(hosts) > maxMXHosts {
+		hosts = hosts[:maxMXHosts]
+	}
 
 	var firstErr error
 	resolved := hosts[:0]
@@ -136,6 +147,9 @@ func (r *mxResolver) lookupMX(ctx context.Context, domain string) ([]mxHost, err
 		addrs, err := r.lookupAddrs(ctx, h.Name)
 		if err != nil && firstErr == nil {
 			firstErr = err
+		}
+		if len(addrs) > maxAddrsPerHost {
+			addrs = addrs[:maxAddrsPerHost]
 		}
 		if len(addrs) > 0 {
 			h.Addrs = addrs
