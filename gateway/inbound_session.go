@@ -72,6 +72,10 @@ func (s *inboundSession) Mail(from string, opts *smtp.MailOptions) error {
 		(!s.clientIP.IsLoopback() || s.srv.opts.loopbackIsRemote) {
 		return toSMTPError(errMustStartTLS, "")
 	}
+	if _, isTLS := s.tlsState(); opts != nil && opts.RequireTLS && !isTLS {
+		// RFC 8689 §4.1: REQUIRETLS only on a session protected by TLS.
+		return toSMTPError(errRequireTLSPlaintext, "")
+	}
 	if opts != nil && opts.UTF8 {
 		s.utf8 = true
 	}

@@ -303,6 +303,11 @@ func TestInboundRelayAndTLSRules(t *testing.T) {
 	c.cmd("MAIL FROM:<a@org.test>", "250 ")
 	c.cmd("RCPT TO:<nodomain>", "501 5.")
 	c.cmd("RCPT TO:<b@dest.test>", "250 ")
+
+	// REQUIRETLS only over TLS (RFC 8689), even from loopback.
+	c = dialSMTP(t, startInbound(t, testInboundConfig(t), false).addr)
+	c.cmd("EHLO client.test", "250 ")
+	c.cmd("MAIL FROM:<a@org.test> REQUIRETLS", "530 5.7.10")
 }
 
 func TestInboundLimits(t *testing.T) {

@@ -45,6 +45,8 @@ var (
 		Public: "Non-ASCII address requires SMTPUTF8"}
 	errAuthFailed = &replyError{Code: 535, Enhanced: smtp.EnhancedCode{5, 7, 8},
 		Public: "Authentication credentials invalid"}
+	errRequireTLSPlaintext = &replyError{Code: 530, Enhanced: smtp.EnhancedCode{5, 7, 10},
+		Public: "REQUIRETLS needs a session protected by STARTTLS"}
 	errShuttingDown = &replyError{Code: 421, Enhanced: smtp.EnhancedCode{4, 3, 2},
 		Public: "Service shutting down, try again later"}
 )
