@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -116,18 +117,32 @@ func (s *inboundSession) Data(r io.Reader) error {
 	start := s.srv.opts.Now()
 	log := s.srv.opts.Logger.With("client", s.clientIP.String(), "helo", s.conn.Hostname(), "from", s.from,
 		"rcpts", len(s.rcpts), "auth", s.authUser)
-	body, err := io.ReadAll(r)
-	if err != nil {
+	// Everything the Received header says is known before the first
+	// byte of DATA, so it goes first into the one buffer the message is
+	// read into: in the common case the body is never copied again.
+	facts := receivedFacts{Helo: s.conn.Hostname(), ClientIP: s.clientIP.String(), Hostname: s.srv.opts.Hostname,
+		AuthUser: s.authUser, Recipients: s.rcpts, Time: start}
+	tlsDesc := ""
+	if st, ok := s.tlsState(); ok {
+		facts.TLSVersion, facts.Cipher = tlsVersionName(st.Version), tls.CipherSuiteName(st.CipherSuite)
+		tlsDesc = facts.TLSVersion + " " + facts.Cipher
+	}
+	var buf bytes.Buffer
+	buf.Write(receivedHeader(facts))
+	traceLen := buf.Len()
+	if _, err := buf.ReadFrom(r); err != nil {
 		// Over the size limit (552 from go-smtp) or the client went away.
 		log.Info("message refused", "err", err.Error())
 		return toSMTPError(err, "")
 	}
+	msg, body := buf.Bytes(), buf.Bytes()[traceLen:]
 	if hasBareLineEnding(body) {
 		if s.srv.opts.Config.BareLineEndings != "normalize" {
 			log.Warn("message refused: bare CR or LF (SMTP smuggling defence)", "size", len(body))
 			return toSMTPError(errBareLineEnding, "")
 		}
 		body = normalizeLineEndings(body)
+		msg = append(append(make([]byte, 0, traceLen+len(body)), msg[:traceLen]...), body...)
 	}
 	if countHops(body) > maxHops {
 		log.Warn("message refused: too many hops", "size", len(body))
@@ -145,24 +160,16 @@ func (s *inboundSession) Data(r io.Reader) error {
 				log.Info("message rejected by policy", "rule", res.RejectRule)
 				return toSMTPError(&replyError{Code: 550, Enhanced: smtp.EnhancedCode{5, 7, 1}, Public: oneLine(res.Reject)}, "")
 			}
-			body, hold = out, res.Hold
+			if !sameBytes(out, body) { // the policy rewrote the header
+				msg = append(append(make([]byte, 0, traceLen+len(out)), msg[:traceLen]...), out...)
+			}
+			hold = res.Hold
 			for _, rd := range res.Recipients {
 				decisions = append(decisions, queue.RcptDecision{Chain: rd.Chain.Strings(), Rules: rd.Rules, Reasons: rd.Reasons})
 				chains += " " + rd.Chain.String()
 			}
 		}
 	}
-
-	facts := receivedFacts{Helo: s.conn.Hostname(), ClientIP: s.clientIP.String(), Hostname: s.srv.opts.Hostname,
-		AuthUser: s.authUser, Recipients: s.rcpts, Time: start}
-	tlsDesc := ""
-	if st, ok := s.tlsState(); ok {
-		facts.TLSVersion, facts.Cipher = tlsVersionName(st.Version), tls.CipherSuiteName(st.CipherSuite)
-		tlsDesc = facts.TLSVersion + " " + facts.Cipher
-	}
-	msg := make([]byte, 0, len(body)+512)
-	msg = append(msg, receivedHeader(facts)...)
-	msg = append(msg, body...)
 
 	env := queue.Envelope{
 		From:       s.from,
@@ -272,4 +279,10 @@ func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
 		return nil, true, nil
 	}
 	return nil, true, errors.New("unexpected LOGIN response")
+}
+
+// sameBytes reports whether a and b are the same slice (not just equal
+// content): applyPolicy hands back its input when it changes nothing.
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sealgate/sealgate/certs"
 	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/policy"
 	"github.com/sealgate/sealgate/queue"
 )
 
@@ -74,9 +75,19 @@ func startInbound(t testing.TB, cfg config.Inbound, loopbackIsRemote bool) *inbo
 		t.Fatal(err)
 	}
 	f := &inboundFixture{spool: &fakeSpool{}}
+	// The default policy runs too, as in the live gateway.
+	defaults, err := config.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, err := policy.Compile(defaults.Policy)
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv, err := newInboundServer(inboundOptions{
 		Config: cfg, Hostname: "gw.test", TLSConfig: certs.ServerTLSConfig(r), Spool: f.spool,
 		Logger: slog.New(slog.DiscardHandler), loopbackIsRemote: loopbackIsRemote,
+		Policy: func() *policy.Engine { return engine },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -392,6 +403,20 @@ func TestInboundReceivedHeaderAndHops(t *testing.T) {
 	c.cmd("DATA", "354 ")
 	c.send(strings.Repeat("Received: from x by y; Mon, 1 Jan 2026 00:00:00 +0000\r\n", maxHops+1) + "\r\nloop\r\n.\r\n")
 	c.expect("554 5.4.6")
+}
+
+func TestInboundEmptyMessage(t *testing.T) {
+	f := startInbound(t, testInboundConfig(t), false)
+	c := dialSMTP(t, f.addr)
+	c.cmd("EHLO client.test", "250 ")
+	c.cmd("MAIL FROM:<a@org.test>", "250 ")
+	c.cmd("RCPT TO:<b@dest.test>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.send(".\r\n")
+	c.expect("250 ")
+	if body := string(f.spool.bodies[0]); !strings.HasPrefix(body, "Received: ") || !strings.HasSuffix(body, "\r\n") {
+		t.Errorf("empty message spooled as %q", body)
+	}
 }
 
 func TestInboundSpoolFailureHidesDetails(t *testing.T) {

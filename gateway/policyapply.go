@@ -79,6 +79,13 @@ func applyPolicy(e *policy.Engine, in policyInput, msg []byte) (PolicyResult, []
 	for _, h := range res.RemoveHeaders {
 		remove[strings.ToLower(h)] = true
 	}
+	rewrite := res.SubjectChanged || len(res.AddHeaders) > 0
+	for i := range fields {
+		rewrite = rewrite || remove[strings.ToLower(fields[i].name)]
+	}
+	if !rewrite {
+		return res, msg // the usual case: nothing to change, nothing copied
+	}
 	var out bytes.Buffer
 	out.Grow(len(msg) + 128)
 	for i := range fields {
