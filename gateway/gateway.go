@@ -359,7 +359,15 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("admin: %w", err))
 		}
 	}
-	g.wg.Wait()
+	stopped := make(chan struct{})
+	go func() { g.wg.Wait(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		// Attempts in flight are abandoned (they are retried after the
+		// restart); the spool is closed below either way.
+		errs = append(errs, errors.New("components still running at the shutdown deadline"))
+	}
 	g.deliverer.Close()
 	if err := g.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("spool: %w", err))

@@ -119,7 +119,22 @@ func (s *inboundServer) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 	}
-	if err := s.srv.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+	closed := make(chan error, 1)
+	go func() { closed <- s.srv.Close() }()
+	var err error
+	select {
+	case err = <-closed:
+	case <-ctx.Done():
+		// A session stuck inside the SMTP library must not hold the
+		// stop forever: cut the sockets under it, then give it a moment.
+		n := s.limits.forceClose()
+		select {
+		case err = <-closed:
+		case <-time.After(2 * time.Second):
+			return fmt.Errorf("%d SMTP sessions did not stop", n)
+		}
+	}
+	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return err
 	}
 	return nil

@@ -17,10 +17,11 @@ type connLimiter struct {
 	count        int
 	byIP         map[netip.Addr]int
 	listeners    []net.Listener
+	open         map[*limitedConn]struct{} // for a forced stop
 }
 
 func newConnLimiter(total, perIP int) *connLimiter {
-	return &connLimiter{total: total, perIP: perIP, byIP: map[netip.Addr]int{}}
+	return &connLimiter{total: total, perIP: perIP, byIP: map[netip.Addr]int{}, open: map[*limitedConn]struct{}{}}
 }
 
 // wrap returns l with the limits applied. plain says whether a refusal
@@ -31,6 +32,22 @@ func (cl *connLimiter) wrap(l net.Listener, plain bool) net.Listener {
 	cl.listeners = append(cl.listeners, l)
 	cl.mu.Unlock()
 	return &limitedListener{Listener: l, cl: cl, plain: plain}
+}
+
+// forceClose closes every connection still open at the socket, under
+// whatever the SMTP library is doing with it: the last step of a stop
+// whose deadline has passed.
+func (cl *connLimiter) forceClose() int {
+	cl.mu.Lock()
+	conns := make([]*limitedConn, 0, len(cl.open))
+	for c := range cl.open {
+		conns = append(conns, c)
+	}
+	cl.mu.Unlock()
+	for _, c := range conns {
+		c.Conn.Close()
+	}
+	return len(conns)
 }
 
 func (cl *connLimiter) closeListeners() {
@@ -56,9 +73,10 @@ func (cl *connLimiter) admit(ip netip.Addr) string {
 	return ""
 }
 
-func (cl *connLimiter) release(ip netip.Addr) {
+func (cl *connLimiter) release(ip netip.Addr, c *limitedConn) {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
+	delete(cl.open, c)
 	cl.count--
 	if cl.byIP[ip]--; cl.byIP[ip] <= 0 {
 		delete(cl.byIP, ip)
@@ -89,7 +107,12 @@ func (l *limitedListener) Accept() (net.Conn, error) {
 			c.Close()
 			continue
 		}
-		return &limitedConn{Conn: c, release: func() { l.cl.release(ip) }}, nil
+		lc := &limitedConn{Conn: c}
+		lc.release = func() { l.cl.release(ip, lc) }
+		l.cl.mu.Lock()
+		l.cl.open[lc] = struct{}{}
+		l.cl.mu.Unlock()
+		return lc, nil
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -34,7 +35,10 @@ type inboundSession struct {
 	authUser string
 	authFail int
 
-	// the transaction in progress
+	// the transaction in progress. go-smtp may call Reset and Logout from
+	// another goroutine while Data runs (on Close, and around BDAT), so
+	// mu guards these, and Data works on a copy taken when it starts.
+	mu         sync.Mutex
 	inTx       bool
 	from       string
 	rcpts      []string
@@ -56,6 +60,8 @@ func (s *inboundSession) Logout() error {
 }
 
 func (s *inboundSession) endTransaction() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.inTx {
 		s.srv.active.Done()
 	}
@@ -77,17 +83,16 @@ func (s *inboundSession) Mail(from string, opts *smtp.MailOptions) error {
 		// RFC 8689 §4.1: REQUIRETLS only on a session protected by TLS.
 		return toSMTPError(errRequireTLSPlaintext, "")
 	}
-	if opts != nil && opts.UTF8 {
-		s.utf8 = true
-	}
-	if !s.utf8 && !isASCII(from) {
+	utf8 := opts != nil && opts.UTF8
+	if !utf8 && !isASCII(from) {
 		return toSMTPError(errNeedSMTPUTF8, "")
 	}
 	if !s.srv.beginTransaction() {
 		return toSMTPError(errShuttingDown, "")
 	}
-	s.inTx = true
-	s.from = from
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inTx, s.from, s.utf8 = true, from, utf8
 	s.requireTLS = opts != nil && opts.RequireTLS
 	return nil
 }
@@ -103,6 +108,8 @@ func (s *inboundSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if at <= 0 || at == len(to)-1 {
 		return toSMTPError(errNoDomain, "")
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if !s.utf8 && !isASCII(to) {
 		return toSMTPError(errNeedSMTPUTF8, "")
 	}
@@ -115,13 +122,16 @@ func (s *inboundSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 // and commits the message to the spool before answering 250.
 func (s *inboundSession) Data(r io.Reader) error {
 	start := s.srv.opts.Now()
-	log := s.srv.opts.Logger.With("client", s.clientIP.String(), "helo", s.conn.Hostname(), "from", s.from,
-		"rcpts", len(s.rcpts), "auth", s.authUser)
+	s.mu.Lock()
+	from, rcpts, requireTLS := s.from, append([]string(nil), s.rcpts...), s.requireTLS
+	s.mu.Unlock()
+	log := s.srv.opts.Logger.With("client", s.clientIP.String(), "helo", s.conn.Hostname(), "from", from,
+		"rcpts", len(rcpts), "auth", s.authUser)
 	// Everything the Received header says is known before the first
 	// byte of DATA, so it goes first into the one buffer the message is
 	// read into: in the common case the body is never copied again.
 	facts := receivedFacts{Helo: s.conn.Hostname(), ClientIP: s.clientIP.String(), Hostname: s.srv.opts.Hostname,
-		AuthUser: s.authUser, Recipients: s.rcpts, Time: start}
+		AuthUser: s.authUser, Recipients: rcpts, Time: start}
 	tlsDesc := ""
 	if st, ok := s.tlsState(); ok {
 		facts.TLSVersion, facts.Cipher = tlsVersionName(st.Version), tls.CipherSuiteName(st.CipherSuite)
@@ -154,7 +164,7 @@ func (s *inboundSession) Data(r io.Reader) error {
 	if s.srv.opts.Policy != nil {
 		if engine := s.srv.opts.Policy(); engine != nil {
 			trusted := s.authUser != "" || policy.MayRelay(s.clientIP, "", s.srv.trusted).Allowed
-			res, out := applyPolicy(engine, policyInput{From: s.from, Recipients: s.rcpts, AuthUser: s.authUser,
+			res, out := applyPolicy(engine, policyInput{From: from, Recipients: rcpts, AuthUser: s.authUser,
 				ClientIP: s.clientIP, Trusted: trusted}, body)
 			if res.Reject != "" {
 				log.Info("message rejected by policy", "rule", res.RejectRule)
@@ -172,13 +182,13 @@ func (s *inboundSession) Data(r io.Reader) error {
 	}
 
 	env := queue.Envelope{
-		From:       s.from,
-		Recipients: append([]string(nil), s.rcpts...),
+		From:       from,
+		Recipients: rcpts,
 		ClientAddr: s.conn.Conn().RemoteAddr().String(),
 		ClientHelo: s.conn.Hostname(),
 		AuthUser:   s.authUser,
 		TLS:        tlsDesc,
-		RequireTLS: s.requireTLS,
+		RequireTLS: requireTLS,
 		Decisions:  decisions,
 		Hold:       hold,
 	}

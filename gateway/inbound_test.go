@@ -491,3 +491,42 @@ func TestInboundIdleTimeout(t *testing.T) {
 		t.Error("idle client kept until the test's own deadline")
 	}
 }
+
+// TestInboundShutdownIsBounded: a client stalled in the middle of DATA
+// cannot hold a stop past its deadline, and loses its connection.
+func TestInboundShutdownIsBounded(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	certs.EnsureSelfSigned(certFile, keyFile, []string{"gw.test"})
+	r, _ := certs.NewCertReloader(certFile, keyFile)
+	srv, err := newInboundServer(inboundOptions{Config: testInboundConfig(t), Hostname: "gw.test",
+		TLSConfig: certs.ServerTLSConfig(r), Spool: &fakeSpool{}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	go srv.Serve(l)
+	c := dialSMTP(t, l.Addr().String())
+	c.cmd("EHLO client.test", "250 ")
+	c.cmd("MAIL FROM:<a@org.test>", "250 ")
+	c.cmd("RCPT TO:<b@dest.test>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.send("Subject: half a message\r\n") // and then nothing
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(ctx) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown did not return after its deadline")
+	}
+	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.r.ReadString('\n'); err == nil {
+		// A 421 or similar is fine; the connection must end after it.
+		if _, err := c.r.ReadString('\n'); err == nil {
+			t.Error("the stalled client's connection is still open")
+		}
+	}
+}
