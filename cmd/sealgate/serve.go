@@ -48,6 +48,12 @@ func serve(cfg *config.Config, configPath string) error {
 	if err != nil {
 		return usageErr(err)
 	}
+	// Catch signals before anything listens: a SIGHUP (log rotation, say)
+	// arriving just after start must reload, not kill the process.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
 	gw, err := gateway.New(cfg, logger)
 	if err != nil {
 		return err
@@ -59,9 +65,6 @@ func serve(cfg *config.Config, configPath string) error {
 		return err
 	}
 
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	for sig := range sigs {
 		if sig != syscall.SIGHUP {
 			logger.Info("signal received, draining", "signal", sig.String(), "deadline", drainTimeout)
