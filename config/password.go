@@ -36,7 +36,7 @@ func CheckPassword(hash, pw string) bool {
 func checkHashFormat(hash string) error {
 	switch {
 	case hash == "":
-		return errors.New("must not be empty (make one with: htpasswd -nbBC 12 '' PASSWORD | tr -d ':\\n')")
+		return errors.New("must not be empty (make one with: sealgate config hash-password)")
 	case strings.HasPrefix(hash, "$argon2id$"):
 		_, err := parseArgon2id(hash)
 		return err

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/queue"
 )
 
@@ -55,7 +56,10 @@ func TestHelpOnEveryCommand(t *testing.T) {
 		{"--help"}, {"serve", "--help"}, {"config", "--help"}, {"config", "check", "--help"},
 		{"queue", "--help"}, {"queue", "list", "--help"}, {"queue", "show", "--help"},
 		{"queue", "retry", "--help"}, {"queue", "delete", "--help"}, {"queue", "hold", "--help"},
-		{"queue", "release", "--help"}, {"version", "--help"},
+		{"queue", "release", "--help"}, {"version", "--help"}, {"config", "hash-password", "--help"},
+		{"policy", "explain", "--help"}, {"policy", "check", "--help"},
+		{"domains", "list", "--help"}, {"domains", "check", "--help"}, {"domains", "scan", "--help"}, {"domains", "reset", "--help"},
+		{"dkim", "keygen", "--help"}, {"dkim", "check", "--help"},
 	} {
 		code, stdout, _ := sealgate(t, args...)
 		if code != 0 || !strings.Contains(stdout, "Usage:") {
@@ -128,5 +132,28 @@ func seedSpool(t *testing.T, dataDir string) {
 	}, []byte("Subject: seeded\r\n\r\nseeded body\r\n"))
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestHashPassword(t *testing.T) {
+	root := newRootCmd()
+	var out, errOut bytes.Buffer
+	root.SetArgs([]string{"config", "hash-password"})
+	root.SetIn(strings.NewReader("s3cret passphrase\n"))
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	hash := strings.TrimSpace(out.String())
+	if !config.CheckPassword(hash, "s3cret passphrase") || config.CheckPassword(hash, "other") {
+		t.Errorf("hash %q does not check", hash)
+	}
+	if strings.Contains(out.String()+errOut.String(), "s3cret") {
+		t.Error("the password was echoed")
+	}
+	// The printed hash is accepted by the config.
+	if _, err := config.Parse("t.yaml", []byte("inbound:\n  auth:\n    users:\n      - {username: u, password_hash: \""+hash+"\"}\n")); err != nil {
+		t.Errorf("config refuses the hash: %v", err)
 	}
 }

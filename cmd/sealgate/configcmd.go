@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
+	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -41,6 +45,32 @@ line and key. Exit code 0 when valid, 2 when not.`,
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", args[0])
+			return nil
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "hash-password",
+		Short: "Read a password on standard input and print its bcrypt hash for inbound.auth.users",
+		Long: `Read one line (the password) from standard input and print a bcrypt hash
+(cost 12) to put in inbound.auth.users[].password_hash. The password is
+never echoed, logged or stored.
+
+  printf '%s' "$PASSWORD" | sealgate config hash-password`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			line, err := bufio.NewReader(io.LimitReader(cmd.InOrStdin(), 1024)).ReadString('\n')
+			if err != nil && err != io.EOF {
+				return err
+			}
+			pw := strings.TrimRight(line, "\r\n")
+			if pw == "" {
+				return usageErr(errors.New("no password on standard input"))
+			}
+			hash, err := config.HashPassword(pw)
+			if err != nil {
+				return usageErr(err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), hash)
 			return nil
 		},
 	})
