@@ -1,6 +1,9 @@
 package certs
 
-import "crypto/tls"
+import (
+	"crypto/tls"
+	"fmt"
+)
 
 // serverCipherSuites are the TLS 1.2 suites the listener accepts: ECDHE
 // key exchange and AEAD ciphers of 128 bits or more only (no CBC, no RSA
@@ -27,4 +30,20 @@ func ServerTLSConfig(r *CertReloader) *tls.Config {
 		CipherSuites:   append([]uint16(nil), serverCipherSuites...),
 		GetCertificate: r.GetCertificate,
 	}
+}
+
+// TLSVersionName is the short name of a TLS version as the spool, the
+// logs and the Received header show it ("TLS1.3").
+func TLSVersionName(v uint16) string {
+	switch v {
+	case tls.VersionTLS13:
+		return "TLS1.3"
+	case tls.VersionTLS12:
+		return "TLS1.2"
+	case tls.VersionTLS11:
+		return "TLS1.1"
+	case tls.VersionTLS10:
+		return "TLS1.0"
+	}
+	return fmt.Sprintf("TLS-0x%04x", v)
 }

@@ -1,17 +1,14 @@
-// Package gateway is the running sealgate node: it accepts mail from the
-// tenant over SMTP (inbound*.go), commits it to the spool before saying
-// 250, delivers it to destination MX hosts or a smarthost (resolve.go,
-// deliver.go, connpool.go) under a scheduler with retries and expiry
-// (scheduler.go), returns delivery status notifications for what could
-// not be delivered (dsn.go), and serves health checks and the queue API
-// on the admin listener (admin.go). gateway.go wires these from one
-// config.Config.
+// Package gateway is one running sealgate node. New builds every
+// component from one config.Config and passes each what it needs: the
+// spool (package queue), the inbound listener (smtpin), the delivery
+// client (delivery), the scheduler with the chain-method handlers the
+// node provides (scheduler), MTA-STS lookups (mtasts), DSNs and TLS
+// reports (report), the TLS monitor (probe) and the admin API (admin).
+// Start binds every listener and serves; Reload and ReloadPolicy swap
+// what can change while running; Shutdown drains and stops.
 //
-// It follows RFC 5321 (SMTP), RFC 3207 (STARTTLS), RFC 4954 (AUTH),
-// RFC 6531 (SMTPUTF8), RFC 8689 (REQUIRETLS, recorded only for now),
-// RFC 7505 (null MX) and RFC 3464 (DSN).
-//
-// It does not decide policy (package policy does, without I/O), does not
-// know how the spool is stored (package queue), and does not hold key
-// material (package certs).
+// It holds no mail logic of its own: a behaviour belongs to the room
+// that owns it, and the rooms meet only through the interfaces they
+// export. The one adapter here is DKIM signing with a log line per
+// unsigned domain (signing.go).
 package gateway

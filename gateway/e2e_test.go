@@ -17,6 +17,7 @@ import (
 
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/gateway"
+	"github.com/sealgate/sealgate/gateway/admin"
 	"github.com/sealgate/sealgate/internal/testutil"
 	"github.com/sealgate/sealgate/queue"
 )
@@ -333,7 +334,7 @@ func TestAdminQueueAPI(t *testing.T) {
 	id := e.send("alice@org.test", []string{"bob@dest.test"}, message("admin", "body"))
 	e.waitState(id, "bob@dest.test", queue.StateDeferred)
 
-	c := gateway.NewAdminClient(e.gw.AdminAddr())
+	c := admin.NewAdminClient(e.gw.AdminAddr())
 	msgs, err := c.List()
 	if err != nil || len(msgs) != 1 || msgs[0].ID != id {
 		t.Fatalf("List = %v, %v", msgs, err)

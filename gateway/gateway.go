@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -17,6 +16,14 @@ import (
 
 	"github.com/sealgate/sealgate/certs"
 	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/gateway/admin"
+	"github.com/sealgate/sealgate/gateway/delivery"
+	"github.com/sealgate/sealgate/gateway/mtasts"
+	"github.com/sealgate/sealgate/gateway/probe"
+	"github.com/sealgate/sealgate/gateway/report"
+	"github.com/sealgate/sealgate/gateway/scheduler"
+	"github.com/sealgate/sealgate/gateway/smtpin"
+	"github.com/sealgate/sealgate/internal/dnsres"
 	"github.com/sealgate/sealgate/policy"
 	"github.com/sealgate/sealgate/queue"
 )
@@ -36,10 +43,11 @@ type Gateway struct {
 	store     *queue.Store
 	certs     *certs.CertReloader
 	tlsConfig *tls.Config
-	inbound   *inboundServer
-	deliverer *deliverer
-	sched     *scheduler
-	monitor   *tlsMonitor
+	inbound   *smtpin.Server
+	deliverer *delivery.Deliverer
+	sched     *scheduler.Scheduler
+	monitor   *probe.Monitor
+	tlsrpt    *report.TLSReporter // nil unless outbound.tlsrpt.enabled
 	policy    atomic.Pointer[policy.Engine]
 	admin     *http.Server
 	ready     atomic.Bool
@@ -78,14 +86,14 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	resolver, err := newMXResolver(cfg.Outbound.DNSResolver, 10*time.Second)
+	resolver, err := dnsres.New(cfg.Outbound.DNSResolver, 10*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("outbound.dns_resolver: %w", err)
 	}
-	resolver.dnssecTrusted = cfg.Outbound.DNSSECTrustedResolver
-	var smarthost *smarthostConfig
+	resolver.DNSSECTrusted = cfg.Outbound.DNSSECTrustedResolver
+	var smarthost *delivery.Smarthost
 	if sh := cfg.Outbound.Smarthost; sh.Address != "" {
-		smarthost = &smarthostConfig{Addr: sh.Address, Username: sh.Username, TLS: sh.TLS}
+		smarthost = &delivery.Smarthost{Addr: sh.Address, Username: sh.Username, TLS: sh.TLS}
 		if sh.PasswordFile != "" {
 			pw, err := os.ReadFile(sh.PasswordFile)
 			if err != nil {
@@ -93,6 +101,20 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 			}
 			smarthost.Password = strings.TrimRight(string(pw), "\r\n")
 		}
+	}
+	transport, err := policy.NewTransportPolicy(cfg.Outbound.TLSPolicy)
+	if err != nil {
+		return nil, err
+	}
+	var signer *certs.DKIMSigner
+	if len(cfg.DKIM.Keys) > 0 {
+		if signer, err = certs.NewDKIMSigner(cfg.DKIM.Keys); err != nil {
+			return nil, err
+		}
+	}
+	prober, err := probe.New(cfg)
+	if err != nil {
+		return nil, err
 	}
 
 	store, err := queue.Open(queue.Options{
@@ -110,7 +132,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 
 	g := &Gateway{cfg: cfg, logger: logger, store: store, certs: reloader}
 	g.tlsConfig = certs.ServerTLSConfig(reloader)
-	g.deliverer = newDeliverer(delivererOptions{
+	g.deliverer = delivery.New(delivery.Options{
 		Hostname:          hostname,
 		Resolver:          resolver,
 		Port:              cfg.Outbound.SMTPPort,
@@ -122,42 +144,38 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		Smarthost:         smarthost,
 		Logger:            logger.With("component", "delivery"),
 	})
-	g.sched = newScheduler(store, g.deliverer, logger.With("component", "scheduler"), cfg.Outbound.MaxConcurrency)
-	g.sched.smarthost = smarthost != nil
+	sched := scheduler.Options{
+		Store:          store,
+		Deliverer:      g.deliverer,
+		Logger:         logger.With("component", "scheduler"),
+		MaxConcurrency: cfg.Outbound.MaxConcurrency,
+		Smarthost:      smarthost != nil,
+		Methods:        g.methods(),
+		DSN:            report.DSNBuilder{Hostname: hostname}.Build,
+		TLS:            transport,
+	}
+	if signer != nil {
+		sched.Sign = (&dkimSigning{signer: signer, logger: logger.With("component", "dkim")}).sign
+	}
+	var sts *mtasts.Resolver
 	if smarthost == nil {
-		g.sched.sts = newMTASTSResolver(store, resolver, roots, cfg.Outbound.MTASTSPort, logger.With("component", "mta-sts"))
+		https := resolver.HTTPSClient(roots, mtasts.FetchTimeout)
+		sts = mtasts.New(store, resolver, https, cfg.Outbound.MTASTSPort, logger.With("component", "mta-sts"))
+		sched.MTASTS = sts
 		if rpt := cfg.Outbound.TLSRPT; rpt.Enabled {
-			g.sched.tlsrpt = &tlsReporter{
-				store: store, resolver: resolver, client: g.sched.sts.client, wake: g.sched.Wake,
-				hostname: hostname, org: cmp.Or(rpt.Organization, hostname), contact: cmp.Or(rpt.Contact, "postmaster@"+hostname),
-				now: time.Now, logger: logger.With("component", "tlsrpt"), keepDays: 7, checkEach: time.Hour,
-			}
+			g.tlsrpt = report.NewTLSReporter(report.TLSReporterOptions{
+				Store: store, Resolver: resolver, Client: https, Wake: g.wake,
+				Hostname: hostname, Organization: rpt.Organization, Contact: rpt.Contact,
+				Logger: logger.With("component", "tlsrpt"),
+			})
+			sched.TLSReports = g.tlsrpt
 		}
 	}
-	if g.sched.tls, err = newTransportPolicy(cfg.Outbound.TLSPolicy); err != nil {
-		store.Close()
-		return nil, err
-	}
-	dsn := dsnBuilder{hostname: hostname, now: time.Now}
-	g.sched.dsn = dsn.build
-	if len(cfg.DKIM.Keys) > 0 {
-		signer, err := certs.NewDKIMSigner(cfg.DKIM.Keys)
-		if err != nil {
-			store.Close()
-			return nil, err
-		}
-		signing := &dkimSigning{signer: signer, logger: logger.With("component", "dkim")}
-		g.sched.sign = signing.sign
-	}
+	g.sched = scheduler.New(sched)
 
-	prober, err := NewProber(cfg)
-	if err != nil {
-		store.Close()
-		return nil, err
-	}
 	mon := cfg.Outbound.TLSMonitor
-	g.monitor = &tlsMonitor{store: store, prober: prober, interval: mon.ProbeInterval.D(), reportAfter: mon.ReportAfter.D(),
-		concurrency: mon.Concurrency, sts: g.sched.sts, logger: logger.With("component", "tls-monitor"), now: time.Now}
+	g.monitor = probe.NewMonitor(probe.MonitorOptions{Store: store, Prober: prober, Interval: mon.ProbeInterval.D(),
+		ReportAfter: mon.ReportAfter.D(), Concurrency: mon.Concurrency, STS: sts, Logger: logger.With("component", "tls-monitor")})
 
 	engine, err := policy.Compile(cfg.Policy)
 	if err != nil {
@@ -167,7 +185,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	g.policy.Store(engine)
 	logger.Info("policy loaded", "rules", len(cfg.Policy.Rules), "hash", engine.Hash())
 
-	g.inbound, err = newInboundServer(inboundOptions{
+	g.inbound, err = smtpin.New(smtpin.Options{
 		Config:    cfg.Inbound,
 		Hostname:  hostname,
 		TLSConfig: g.tlsConfig,
@@ -211,19 +229,19 @@ func (g *Gateway) Start() error {
 	g.goServe("scheduler", func() error { return g.sched.Run(ctx) })
 	gcInterval := min(max(g.cfg.Queue.Retention.D()/10, time.Second), 10*time.Minute)
 	g.goServe("spool gc", func() error { every(ctx, gcInterval, g.gcOnce); return nil })
-	g.goServe("tls monitor", func() error { every(ctx, g.monitor.interval, g.monitor.round); return nil })
-	if r := g.sched.tlsrpt; r != nil {
-		g.goServe("tlsrpt", func() error { every(ctx, r.checkEach, r.sendDue); return nil })
+	g.goServe("tls monitor", func() error { every(ctx, g.monitor.Interval(), g.monitor.Round); return nil })
+	if r := g.tlsrpt; r != nil {
+		g.goServe("tlsrpt", func() error { every(ctx, r.CheckEvery(), r.SendDue); return nil })
 	}
 	g.goServe("smtp", func() error { return g.inbound.Serve(g.smtpLn) })
 	if g.implicitLn != nil {
 		g.goServe("smtps", func() error { return g.inbound.ServeImplicitTLS(g.implicitLn) })
 	}
 	if g.adminLn != nil {
-		api := &adminAPI{store: g.store, wake: g.sched.Wake, ready: &g.ready, logger: g.logger.With("component", "admin"),
-			reloadPolicy: g.reloadPolicyFromFile}
+		api := admin.New(admin.Options{Store: g.store, Wake: g.sched.Wake, Ready: g.ready.Load,
+			ReloadPolicy: g.reloadPolicyFromFile, Logger: g.logger.With("component", "admin")})
 		g.admin = &http.Server{
-			Handler:           api.handler(g.cfg.Admin.Pprof),
+			Handler:           api.Handler(g.cfg.Admin.Pprof),
 			ReadHeaderTimeout: 10 * time.Second,
 		}
 		g.goServe("admin", func() error { return g.admin.Serve(g.adminLn) })

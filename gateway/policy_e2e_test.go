@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/config"
-	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/internal/testutil"
+	"github.com/sealgate/sealgate/policy"
 	"github.com/sealgate/sealgate/queue"
 )
 
@@ -141,7 +141,7 @@ func TestExplainMatchesLiveGateway(t *testing.T) {
 	live, _ := e.gw.Store().Get(id)
 
 	cfg := e.gw.Config()
-	res, _, err := gateway.ExplainPolicy(cfg, gateway.ExplainInput{From: "alice@org.test", Recipients: rcpts,
+	res, _, err := policy.Explain(cfg, policy.ExplainInput{From: "alice@org.test", Recipients: rcpts,
 		ClientIP: netip.MustParseAddr("127.0.0.1")}, []byte(msg))
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,8 @@ import (
 	"mime"
 	"regexp"
 	"strings"
+
+	"github.com/sealgate/sealgate/internal/mailtext"
 )
 
 // Escalation tags in the Subject (what an Outlook or Gmail user types,
@@ -111,19 +113,10 @@ func decodeWord(word string) (text, charset string, enc mime.WordEncoder, ok boo
 }
 
 func encodeWord(text, charset string, enc mime.WordEncoder) string {
-	if charset != "utf-8" && isASCIIString(text) {
+	if charset != "utf-8" && mailtext.IsASCII(text) {
 		return enc.Encode(charset, text)
 	}
 	return enc.Encode("utf-8", text)
-}
-
-func isASCIIString(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
 }
 
 // cutWithSpace removes s[i:j] and the whitespace on one side of it, so

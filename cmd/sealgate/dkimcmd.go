@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealgate/sealgate/certs"
-	"github.com/sealgate/sealgate/gateway"
+	"github.com/sealgate/sealgate/gateway/probe"
 )
 
 func newDKIMCmd() *cobra.Command {
@@ -82,7 +82,7 @@ key is the configured one. Exit 0 when all match, 1 otherwise.`,
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			results, err := gateway.CheckDKIM(ctx, cfg, checkDomain)
+			results, err := probe.CheckDKIM(ctx, cfg, checkDomain)
 			if err != nil {
 				return usageErr(err)
 			}

@@ -14,7 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sealgate/sealgate/gateway"
+	"github.com/sealgate/sealgate/gateway/admin"
+	"github.com/sealgate/sealgate/gateway/probe"
 	"github.com/sealgate/sealgate/queue"
 )
 
@@ -36,7 +37,7 @@ no mail sent), and reset a domain that has really dropped TLS.`,
 		Short: "List destination domains with their TLS status",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withSpool(configPath, cmd.OutOrStdout(), func(ops gateway.QueueOps, out io.Writer) error {
+			return withSpool(configPath, cmd.OutOrStdout(), func(ops admin.QueueOps, out io.Writer) error {
 				ds, err := ops.Domains()
 				if err != nil {
 					return err
@@ -56,7 +57,7 @@ no mail sent), and reset a domain that has really dropped TLS.`,
 		Short: "Forget a domain's TLS history (after it has really dropped TLS)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withSpool(configPath, cmd.OutOrStdout(), func(ops gateway.QueueOps, out io.Writer) error {
+			return withSpool(configPath, cmd.OutOrStdout(), func(ops admin.QueueOps, out io.Writer) error {
 				if err := ops.ResetDomain(args[0]); errors.Is(err, queue.ErrNotFound) {
 					return fmt.Errorf("no TLS history for %s", args[0])
 				} else if err != nil {
@@ -78,7 +79,7 @@ no mail sent), and reset a domain that has really dropped TLS.`,
 			if err != nil {
 				return err
 			}
-			p, err := gateway.NewProber(cfg)
+			p, err := probe.New(cfg)
 			if err != nil {
 				return err
 			}
@@ -118,7 +119,7 @@ no mail sent), and reset a domain that has really dropped TLS.`,
 			if err != nil {
 				return err
 			}
-			p, err := gateway.NewProber(cfg)
+			p, err := probe.New(cfg)
 			if err != nil {
 				return err
 			}
@@ -167,8 +168,8 @@ func readDomainList(path string) ([]string, error) {
 
 // scanDomains probes domains with bounded concurrency, keeping input
 // order, and shows progress on stderr when it is a terminal.
-func scanDomains(p *gateway.Prober, domains []string, concurrency int, progress io.Writer) []gateway.ProbeResult {
-	results := make([]gateway.ProbeResult, len(domains))
+func scanDomains(p *probe.Prober, domains []string, concurrency int, progress io.Writer) []probe.ProbeResult {
+	results := make([]probe.ProbeResult, len(domains))
 	tty := isTerminal(progress)
 	var mu sync.Mutex
 	done := 0
@@ -224,7 +225,7 @@ func printDomains(out io.Writer, ds []queue.DomainInfo) {
 	fmt.Fprintf(out, "%d domains\n", len(ds))
 }
 
-func printProbe(out io.Writer, r gateway.ProbeResult) {
+func printProbe(out io.Writer, r probe.ProbeResult) {
 	fmt.Fprintf(out, "Domain:    %s\n", r.Domain)
 	fmt.Fprintf(out, "MX hosts:  %s\n", dash(strings.Join(r.MXHosts, ", ")))
 	if r.Host != "" {

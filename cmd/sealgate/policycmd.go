@@ -12,7 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/policy"
 )
 
@@ -56,11 +55,11 @@ header changes). Give the message by flags or as an .eml file; --from and
 			if from == "" || len(to) == 0 {
 				return usageErr(errors.New("--from and at least one --to are required"))
 			}
-			in := gateway.ExplainInput{From: from, Recipients: to, AuthUser: authUser}
+			in := policy.ExplainInput{From: from, Recipients: to, AuthUser: authUser}
 			if in.ClientIP, err = netip.ParseAddr(clientIP); err != nil {
 				return usageErr(fmt.Errorf("--client-ip: %w", err))
 			}
-			res, _, err := gateway.ExplainPolicy(cfg, in, msg)
+			res, _, err := policy.Explain(cfg, in, msg)
 			if err != nil {
 				return err
 			}
@@ -148,7 +147,7 @@ func envelopeFromHeader(msg []byte) (string, []string) {
 	return from, to
 }
 
-func printExplain(out io.Writer, r gateway.PolicyResult) {
+func printExplain(out io.Writer, r policy.Applied) {
 	fmt.Fprintf(out, "Subject:    %s\n", r.Subject)
 	if r.SubjectChanged {
 		fmt.Fprintf(out, "            (tags removed; leaves as %q)\n", r.SubjectRaw)

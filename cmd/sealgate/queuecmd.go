@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sealgate/sealgate/gateway"
+	"github.com/sealgate/sealgate/gateway/admin"
 	"github.com/sealgate/sealgate/queue"
 )
 
@@ -26,7 +26,7 @@ open the data dir directly. Message bodies are never shown.`,
 	}
 	cmd.PersistentFlags().StringVarP(&configPath, "config", "c", "", "config file (default: embedded defaults)")
 
-	withOps := func(fn func(ops gateway.QueueOps, out io.Writer) error) func(*cobra.Command, []string) error {
+	withOps := func(fn func(ops admin.QueueOps, out io.Writer) error) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, _ []string) error {
 			err := withSpool(configPath, cmd.OutOrStdout(), fn)
 			if errors.Is(err, queue.ErrNotFound) {
@@ -41,7 +41,7 @@ open the data dir directly. Message bodies are never shown.`,
 		Use:   "list",
 		Short: "List spooled messages (--json for machine-readable output)",
 		Args:  cobra.NoArgs,
-		RunE: withOps(func(ops gateway.QueueOps, out io.Writer) error {
+		RunE: withOps(func(ops admin.QueueOps, out io.Writer) error {
 			msgs, err := ops.List()
 			if err != nil {
 				return err
@@ -62,7 +62,7 @@ open the data dir directly. Message bodies are never shown.`,
 		Args:  cobra.ExactArgs(1),
 	}
 	show.RunE = func(cmd *cobra.Command, args []string) error {
-		return withOps(func(ops gateway.QueueOps, out io.Writer) error {
+		return withOps(func(ops admin.QueueOps, out io.Writer) error {
 			m, err := ops.Get(args[0])
 			if err != nil {
 				return err
@@ -88,7 +88,7 @@ open the data dir directly. Message bodies are never shown.`,
 		},
 	}
 	retry.RunE = func(cmd *cobra.Command, args []string) error {
-		return withOps(func(ops gateway.QueueOps, out io.Writer) error {
+		return withOps(func(ops admin.QueueOps, out io.Writer) error {
 			if retryAll {
 				n, err := ops.RetryAll()
 				if err == nil {
@@ -105,10 +105,10 @@ open the data dir directly. Message bodies are never shown.`,
 	}
 	retry.Flags().BoolVar(&retryAll, "all", false, "retry every pending message")
 
-	simple := func(use, short, done string, op func(gateway.QueueOps, string) error) *cobra.Command {
+	simple := func(use, short, done string, op func(admin.QueueOps, string) error) *cobra.Command {
 		c := &cobra.Command{Use: use + " ID", Short: short, Args: cobra.ExactArgs(1)}
 		c.RunE = func(cmd *cobra.Command, args []string) error {
-			return withOps(func(ops gateway.QueueOps, out io.Writer) error {
+			return withOps(func(ops admin.QueueOps, out io.Writer) error {
 				if err := op(ops, args[0]); err != nil {
 					return err
 				}
@@ -120,11 +120,11 @@ open the data dir directly. Message bodies are never shown.`,
 	}
 	cmd.AddCommand(list, show, retry,
 		simple("delete", "Remove a message from the spool without delivering it", "deleted",
-			func(o gateway.QueueOps, id string) error { return o.Delete(id) }),
+			func(o admin.QueueOps, id string) error { return o.Delete(id) }),
 		simple("hold", "Stop delivery attempts for a message until released", "held",
-			func(o gateway.QueueOps, id string) error { return o.Hold(id) }),
+			func(o admin.QueueOps, id string) error { return o.Hold(id) }),
 		simple("release", "Let a held message be delivered again", "released",
-			func(o gateway.QueueOps, id string) error { return o.Release(id) }),
+			func(o admin.QueueOps, id string) error { return o.Release(id) }),
 	)
 	return cmd
 }
@@ -132,12 +132,12 @@ open the data dir directly. Message bodies are never shown.`,
 // withSpool runs fn on the spool of the config at configPath: the file
 // itself when no server holds it, the running server's admin API when
 // one does.
-func withSpool(configPath string, out io.Writer, fn func(ops gateway.QueueOps, out io.Writer) error) error {
+func withSpool(configPath string, out io.Writer, fn func(ops admin.QueueOps, out io.Writer) error) error {
 	cfg, err := loadConfig(configPath)
 	if err != nil {
 		return err
 	}
-	ops, _, closeOps, err := gateway.OpenQueueOps(cfg)
+	ops, _, closeOps, err := admin.OpenQueueOps(cfg)
 	if err != nil {
 		return err
 	}

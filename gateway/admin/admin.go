@@ -1,0 +1,240 @@
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/pprof"
+
+	"github.com/sealgate/sealgate/queue"
+)
+
+// QueueOps are the queue operations an admin can run. *queue.Store
+// implements them directly (the server is stopped and the CLI opens the
+// data dir itself); AdminClient implements them over the admin HTTP API
+// of a running server. Every method that names an ID returns an error
+// matching queue.ErrNotFound when there is no such message.
+type QueueOps interface {
+	List() ([]queue.Message, error)
+	Get(id string) (*queue.Message, error)
+	Retry(id string) error
+	RetryAll() (int, error)
+	Delete(id string) error
+	Hold(id string) error
+	Release(id string) error
+	// Domains and ResetDomain are the TLS history of destinations.
+	Domains() ([]queue.DomainInfo, error)
+	ResetDomain(domain string) error
+}
+
+// Store is what the admin API needs: the queue operations and the
+// spool's counters. queue.Store implements it.
+type Store interface {
+	QueueOps
+	Stats() (queue.Stats, error)
+}
+
+// API serves health checks and the queue API on the admin listener.
+// It has no authentication of its own: the listener must be loopback
+// (config validation enforces it), as with Postfix's local-only tools.
+//
+//	GET  /healthz                       200 while the process runs
+//	GET  /readyz                        200 when serving, 503 while starting or draining
+//	GET  /api/v1/queue                  list (JSON array of messages, no bodies)
+//	POST /api/v1/queue/retry            retry every pending message now
+//	GET  /api/v1/queue/{id}             one message: envelope, recipients, history
+//	DELETE /api/v1/queue/{id}           remove it
+//	POST /api/v1/queue/{id}/{action}    retry | hold | release
+//	POST /api/v1/policy/reload          re-read the config file's policy rules
+//	GET  /api/v1/domains                TLS history of destination domains
+//	POST /api/v1/domains/{domain}/reset forget a domain's TLS history
+type API struct {
+	reloadPolicy func() error
+	store        Store
+	wake         func(id string)
+	ready        func() bool
+	logger       *slog.Logger
+}
+
+// Options are what the admin API serves from.
+type Options struct {
+	Store Store
+	// Wake tells the scheduler that a message is due now (retry, release).
+	Wake func(id string)
+	// Ready reports whether the node accepts mail (/readyz).
+	Ready func() bool
+	// ReloadPolicy re-reads the config file and swaps in its rules.
+	ReloadPolicy func() error
+	Logger       *slog.Logger
+}
+
+// New returns the admin API; Handler serves it.
+func New(o Options) *API {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &API{reloadPolicy: o.ReloadPolicy, store: o.Store, wake: o.Wake, ready: o.Ready, logger: o.Logger}
+}
+
+// Handler serves the API; withPprof adds /debug/pprof/.
+func (a *API) Handler(withPprof bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", a.readyz)
+	mux.HandleFunc("GET /api/v1/queue", a.list)
+	mux.HandleFunc("POST /api/v1/queue/retry", a.retryAll)
+	mux.HandleFunc("GET /api/v1/queue/{id}", a.show)
+	mux.HandleFunc("DELETE /api/v1/queue/{id}", a.delete)
+	mux.HandleFunc("POST /api/v1/queue/{id}/{action}", a.action)
+	mux.HandleFunc("GET /api/v1/domains", a.domains)
+	mux.HandleFunc("POST /api/v1/policy/reload", a.policyReload)
+	mux.HandleFunc("POST /api/v1/domains/{domain}/reset", a.resetDomain)
+	if withPprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
+	return mux
+}
+
+func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
+	if !a.ready() {
+		http.Error(w, "not ready\n", http.StatusServiceUnavailable)
+		return
+	}
+	st, err := a.store.Stats()
+	if err != nil {
+		a.logger.Error("readyz: spool stats", "err", err)
+		http.Error(w, "spool unavailable\n", http.StatusServiceUnavailable)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "spool": st})
+}
+
+func (a *API) list(w http.ResponseWriter, r *http.Request) {
+	msgs, err := a.store.List()
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	if msgs == nil {
+		msgs = []queue.Message{}
+	}
+	writeJSON(w, http.StatusOK, msgs)
+}
+
+func (a *API) show(w http.ResponseWriter, r *http.Request) {
+	m, err := a.store.Get(r.PathValue("id"))
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, m)
+}
+
+func (a *API) delete(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := a.store.Delete(id); err != nil {
+		a.fail(w, err)
+		return
+	}
+	a.logger.Info("message deleted by admin", "queue_id", id)
+	writeJSON(w, http.StatusOK, map[string]string{"deleted": id})
+}
+
+func (a *API) retryAll(w http.ResponseWriter, r *http.Request) {
+	n, err := a.store.RetryAll()
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	msgs, err := a.store.List()
+	if err == nil {
+		for _, m := range msgs {
+			if m.DoneAt.IsZero() && !m.Held {
+				a.wake(m.ID)
+			}
+		}
+	}
+	a.logger.Info("retry of all messages requested by admin", "messages", n)
+	writeJSON(w, http.StatusOK, map[string]int{"retried": n})
+}
+
+func (a *API) action(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var err error
+	switch action := r.PathValue("action"); action {
+	case "retry":
+		err = a.store.Retry(id)
+	case "hold":
+		err = a.store.Hold(id)
+	case "release":
+		err = a.store.Release(id)
+	default:
+		http.Error(w, "unknown action "+action+"\n", http.StatusNotFound)
+		return
+	}
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	if r.PathValue("action") != "hold" {
+		a.wake(id)
+	}
+	a.logger.Info("queue action by admin", "queue_id", id, "action", r.PathValue("action"))
+	writeJSON(w, http.StatusOK, map[string]string{r.PathValue("action"): id})
+}
+
+func (a *API) policyReload(w http.ResponseWriter, r *http.Request) {
+	if err := a.reloadPolicy(); err != nil {
+		// The admin listener is loopback-only: the config errors (file,
+		// line, key) are what the admin needs to see.
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"reloaded": "policy"})
+}
+
+func (a *API) domains(w http.ResponseWriter, r *http.Request) {
+	ds, err := a.store.Domains()
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	if ds == nil {
+		ds = []queue.DomainInfo{}
+	}
+	writeJSON(w, http.StatusOK, ds)
+}
+
+func (a *API) resetDomain(w http.ResponseWriter, r *http.Request) {
+	d := r.PathValue("domain")
+	if err := a.store.ResetDomain(d); err != nil {
+		a.fail(w, err)
+		return
+	}
+	a.logger.Warn("domain TLS history reset by admin", "domain", d)
+	writeJSON(w, http.StatusOK, map[string]string{"reset": d})
+}
+
+func (a *API) fail(w http.ResponseWriter, err error) {
+	if errors.Is(err, queue.ErrNotFound) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such message"})
+		return
+	}
+	a.logger.Error("admin API", "err", err)
+	writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal error"})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,114 @@
+package admin
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/sealgate/sealgate/queue"
+)
+
+// AdminClient runs queue operations against a running server through its
+// admin HTTP API. It implements QueueOps.
+type AdminClient struct {
+	base string
+	http *http.Client
+}
+
+// NewAdminClient returns a client for the admin listener at addr
+// (host:port).
+func NewAdminClient(addr string) *AdminClient {
+	return &AdminClient{
+		base: "http://" + addr,
+		http: &http.Client{Timeout: 30 * time.Second},
+	}
+}
+
+// List returns every message in the spool, oldest first.
+func (c *AdminClient) List() ([]queue.Message, error) {
+	var msgs []queue.Message
+	err := c.do(http.MethodGet, "/api/v1/queue", &msgs)
+	return msgs, err
+}
+
+// Get returns one message's envelope, recipients and history.
+func (c *AdminClient) Get(id string) (*queue.Message, error) {
+	var m queue.Message
+	if err := c.do(http.MethodGet, "/api/v1/queue/"+url.PathEscape(id), &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Retry makes the pending recipients of id due now.
+func (c *AdminClient) Retry(id string) error {
+	return c.do(http.MethodPost, "/api/v1/queue/"+url.PathEscape(id)+"/retry", nil)
+}
+
+// RetryAll makes every pending recipient due now.
+func (c *AdminClient) RetryAll() (int, error) {
+	var res struct{ Retried int }
+	err := c.do(http.MethodPost, "/api/v1/queue/retry", &res)
+	return res.Retried, err
+}
+
+// Delete removes a message from the spool.
+func (c *AdminClient) Delete(id string) error {
+	return c.do(http.MethodDelete, "/api/v1/queue/"+url.PathEscape(id), nil)
+}
+
+// Hold stops delivery attempts of id until Release.
+func (c *AdminClient) Hold(id string) error {
+	return c.do(http.MethodPost, "/api/v1/queue/"+url.PathEscape(id)+"/hold", nil)
+}
+
+// Release lets a held message be delivered again.
+func (c *AdminClient) Release(id string) error {
+	return c.do(http.MethodPost, "/api/v1/queue/"+url.PathEscape(id)+"/release", nil)
+}
+
+// Domains lists the TLS history of destination domains.
+func (c *AdminClient) Domains() ([]queue.DomainInfo, error) {
+	var ds []queue.DomainInfo
+	err := c.do(http.MethodGet, "/api/v1/domains", &ds)
+	return ds, err
+}
+
+// ResetDomain forgets what was learned about a domain's TLS.
+func (c *AdminClient) ResetDomain(domain string) error {
+	return c.do(http.MethodPost, "/api/v1/domains/"+url.PathEscape(domain)+"/reset", nil)
+}
+
+func (c *AdminClient) do(method, path string, out any) error {
+	req, err := http.NewRequest(method, c.base+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin API at %s: %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("admin API at %s: %w", c.base, err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return queue.ErrNotFound
+	case resp.StatusCode != http.StatusOK:
+		var e struct{ Error string }
+		_ = json.Unmarshal(body, &e)
+		return fmt.Errorf("admin API at %s: %s: %s", c.base, resp.Status, e.Error)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("admin API at %s: bad response: %w", c.base, err)
+	}
+	return nil
+}

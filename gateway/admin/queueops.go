@@ -1,0 +1,41 @@
+package admin
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/queue"
+)
+
+// OpenQueueOps gives the queue CLI its view of the spool: the spool file
+// itself when no server holds it, or the running server's admin API when
+// one does (bbolt's file lock tells which). close releases what it opened.
+func OpenQueueOps(cfg *config.Config) (ops QueueOps, where string, close func() error, err error) {
+	path := cfg.SpoolDBFile()
+	if _, err := os.Stat(path); err != nil {
+		return nil, "", nil, fmt.Errorf("no spool at %s (has sealgate run with this config?): %w", path, err)
+	}
+	store, err := queue.Open(queue.Options{
+		Path:         path,
+		KeyFile:      cfg.SpoolKeyFile(),
+		RetryInitial: cfg.Queue.RetryInitial.D(),
+		RetryMax:     cfg.Queue.RetryMax.D(),
+		Expiry:       cfg.Queue.Expiry.D(),
+		Retention:    cfg.Queue.Retention.D(),
+		LockTimeout:  300 * time.Millisecond,
+	})
+	switch {
+	case err == nil:
+		return store, "spool " + path, store.Close, nil
+	case errors.Is(err, queue.ErrLocked):
+		if cfg.Admin.Listen == "" {
+			return nil, "", nil, fmt.Errorf("the spool is in use by a running server and admin.listen is off")
+		}
+		return NewAdminClient(cfg.Admin.Listen), "server at " + cfg.Admin.Listen, func() error { return nil }, nil
+	default:
+		return nil, "", nil, err
+	}
+}

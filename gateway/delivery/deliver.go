@@ -1,0 +1,332 @@
+package delivery
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/sealgate/sealgate/certs"
+	"github.com/sealgate/sealgate/internal/dnsres"
+	"github.com/sealgate/sealgate/internal/mailtext"
+	"github.com/sealgate/sealgate/policy"
+	"github.com/sealgate/sealgate/queue"
+)
+
+// Smarthost sends every message through one relay.
+type Smarthost struct {
+	Addr     string // host:port
+	Username string
+	Password string
+	TLS      string // "starttls" (required), "implicit" or "none"
+}
+
+type Options struct {
+	Hostname          string // EHLO name
+	Resolver          *dnsres.Resolver
+	Port              int // destination SMTP port
+	RootCAs           *x509.CertPool
+	ConnectTimeout    time.Duration
+	CommandTimeout    time.Duration
+	IdleConnTimeout   time.Duration
+	MaxPerDestination int
+	Smarthost         *Smarthost
+	Logger            *slog.Logger
+	Dial              func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// Request is one message for the recipients of one destination.
+type Request struct {
+	ID         string
+	From       string
+	Domain     string // all recipients are in it ("" via smarthost)
+	Recipients []string
+	Body       []byte // the message as it leaves, CRLF line endings
+	RequireTLS bool
+	SMTPUTF8   bool
+	// TLS is the transport requirement decided for this destination.
+	TLS policy.TLSRequirement
+	// Observe, when set, is told the outcome of every TLS session tried
+	// (for TLSRPT, RFC 8460).
+	Observe func(TLSSession)
+}
+
+// TLSSession is one TLS session outcome at one host.
+type TLSSession struct {
+	Host, IP string
+	DANE     []dnsres.TLSARecord // the host's usable TLSA records, if DANE applied
+	OK       bool
+	Result   string // RFC 8460 result type when !OK
+}
+
+// Deliverer is the SMTP client side: it finds the destination's hosts,
+// opens (or reuses) a connection, upgrades it with STARTTLS whenever
+// offered, and runs one transaction for a group of recipients.
+type Deliverer struct {
+	opts  Options
+	pool  *connPool
+	slots *destinationSlots
+}
+
+func New(opts Options) *Deliverer {
+	if opts.Dial == nil {
+		d := &net.Dialer{Timeout: opts.ConnectTimeout}
+		opts.Dial = d.DialContext
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Deliverer{
+		opts:  opts,
+		pool:  newConnPool(opts.IdleConnTimeout),
+		slots: newDestinationSlots(max(opts.MaxPerDestination, 1)),
+	}
+}
+
+// Close closes the idle pooled connections.
+func (d *Deliverer) Close() { d.pool.closeAll() }
+
+// outboundConn is an open, greeted connection to one destination host.
+type outboundConn struct {
+	client   *smtp.Client
+	host     string
+	ip       string
+	tls      *tls.ConnectionState
+	verified bool
+	certErr  string
+	// certResult classifies a verification failure for TLS reports.
+	certResult string
+	// daneRequired: the host has usable TLSA records; dane is the record
+	// the peer matched ("" if none), daneErr why it matched none.
+	daneRequired  bool
+	dane, daneErr string
+}
+
+func (d *Deliverer) Deliver(ctx context.Context, req Request) (queue.Attempt, []queue.RcptOutcome) {
+	dest := req.Domain
+	if d.opts.Smarthost != nil {
+		dest = d.opts.Smarthost.Addr
+	}
+	att := queue.Attempt{Destination: dest, Recipients: req.Recipients,
+		TLSLevel: req.TLS.Level.String(), TLSRequiredBy: req.TLS.RequiredBy}
+	if req.TLS.Level == policy.TLSNone {
+		d.opts.Logger.Warn("TLS disabled for this destination by tls_policy none", "queue_id", req.ID, "destination", dest)
+	}
+	if err := d.slots.acquire(ctx, dest); err != nil {
+		return d.failAll(req, att, tempErr("4.4.5", "delivery cancelled: %v", err))
+	}
+	defer d.slots.release(dest)
+
+	conn, err := d.connect(ctx, req)
+	if err != nil {
+		return d.failAll(req, att, err)
+	}
+	att.MXHost, att.IP = conn.host, conn.ip
+	if conn.tls != nil {
+		att.TLSVersion = certs.TLSVersionName(conn.tls.Version)
+		att.Cipher = tls.CipherSuiteName(conn.tls.CipherSuite)
+		att.CertVerified, att.CertError = conn.verified, conn.certErr
+	}
+	att.MTASTS = mtastsOutcome(req.TLS, conn)
+	att.DANE = conn.dane
+	outcomes, reply, reusable := d.transaction(conn, req)
+	att.Reply = reply
+	if reusable {
+		d.pool.put(dest, conn)
+	} else {
+		conn.client.Close()
+	}
+	d.logAttempt(req, att, outcomes)
+	return att, outcomes
+}
+
+// connect returns a pooled connection to the destination or dials its
+// hosts in order until one greets us.
+func (d *Deliverer) connect(ctx context.Context, req Request) (*outboundConn, error) {
+	dest := req.Domain
+	if d.opts.Smarthost != nil {
+		dest = d.opts.Smarthost.Addr
+	}
+	for {
+		c := d.pool.get(dest)
+		if c == nil {
+			break
+		}
+		c.client.CommandTimeout = d.opts.CommandTimeout
+		if meetsTLS(c, req.TLS.Level) == nil {
+			if err := c.client.Reset(); err == nil {
+				return c, nil
+			}
+		}
+		c.client.Close()
+	}
+	if sh := d.opts.Smarthost; sh != nil {
+		host, port, err := net.SplitHostPort(sh.Addr)
+		if err != nil {
+			return nil, permErr("5.3.5", "bad smarthost address %q", sh.Addr)
+		}
+		// Credentials and the tenant's mail go to the smarthost only if it
+		// proves who it is: TLS to it means a verified certificate.
+		level := req.TLS.Level
+		if sh.TLS != "none" && level < policy.TLSVerify {
+			level = policy.TLSVerify
+		}
+		c, err := d.dialHost(ctx, host, net.JoinHostPort(host, port), sh, level, dnsres.TLSAState{})
+		if err != nil {
+			// Whatever the smarthost says before a transaction (a refused
+			// AUTH, no STARTTLS) is a configuration problem to fix, not a
+			// reason to bounce the tenant's mail: retry later.
+			return nil, tempErr("4.4.1", "smarthost %s: %s", sh.Addr, mailtext.OneLine(replyText(err)))
+		}
+		return c, nil
+	}
+
+	hosts, err := d.opts.Resolver.MX(ctx, req.Domain)
+	if err != nil {
+		return nil, err
+	}
+	var errs []string
+	tlsFailures := 0
+	for _, h := range hosts {
+		dane, err := d.opts.Resolver.DANE(ctx, h.Name, h.Secure)
+		if err != nil {
+			errs = append(errs, h.Name+": "+err.Error())
+			continue
+		}
+		if len(dane.Records) == 0 {
+			// DANE takes precedence over MTA-STS (RFC 8461 §2); without
+			// it, an enforced policy decides which hosts may be used.
+			if req.TLS.DANEOnly {
+				errs = append(errs, h.Name+": no usable DNSSEC-validated TLSA records")
+				tlsFailures++
+				if req.Observe != nil {
+					req.Observe(TLSSession{Host: h.Name, Result: "dane-required"})
+				}
+				continue
+			}
+			if !req.TLS.MXAllowed(h.Name) {
+				errs = append(errs, h.Name+": not an MX host of the MTA-STS policy")
+				tlsFailures++
+				if req.Observe != nil {
+					req.Observe(TLSSession{Host: h.Name, Result: "validation-failure"})
+				}
+				continue
+			}
+		}
+		for _, ip := range h.Addrs {
+			c, err := d.dialHost(ctx, h.Name, netip.AddrPortFrom(ip, uint16(d.opts.Port)).String(), nil, req.TLS.Level, dane)
+			if err == nil {
+				if c.tls != nil && req.Observe != nil {
+					req.Observe(TLSSession{Host: h.Name, IP: ip.String(), DANE: dane.Records, OK: true})
+				}
+				return c, nil
+			}
+			var te *tlsRequirementError
+			if errors.As(err, &te) {
+				tlsFailures++
+				if req.Observe != nil {
+					req.Observe(TLSSession{Host: h.Name, IP: ip.String(), DANE: dane.Records, Result: te.result})
+				}
+			}
+			errs = append(errs, fmt.Sprintf("%s[%s]: %v", h.Name, ip, err))
+			if ctx.Err() != nil {
+				return nil, tempErr("4.4.5", "delivery cancelled")
+			}
+		}
+	}
+	if tlsFailures > 0 {
+		// Never a silent downgrade: the requirement stands, we retry.
+		return nil, tempErr("4.7.5", "TLS level %s required by %s not met by %s: %s",
+			req.TLS.Level, req.TLS.RequiredBy, req.Domain, strings.Join(errs, "; "))
+	}
+	return nil, tempErr("4.4.1", "no mail host of %s accepted a connection: %s", req.Domain, strings.Join(errs, "; "))
+}
+
+// dialHost connects to one address, reads the greeting, says EHLO and
+// upgrades to TLS when the server offers it (or the smarthost demands).
+// A failed TLS handshake is an error: we never fall back to plaintext on
+// the same host after trying TLS.
+func (d *Deliverer) dialHost(ctx context.Context, host, addr string, sh *Smarthost, level policy.TLSLevel, dane dnsres.TLSAState) (*outboundConn, error) {
+	if (len(dane.Records) > 0 || dane.Unusable) && level < policy.TLSEncrypt {
+		level = policy.TLSEncrypt // RFC 7672 §2.2: any TLSA record makes TLS mandatory
+	}
+	dctx, cancel := context.WithTimeout(ctx, d.opts.ConnectTimeout)
+	defer cancel()
+	raw, err := d.opts.Dial(dctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	ip, _, _ := net.SplitHostPort(raw.RemoteAddr().String())
+	oc := &outboundConn{host: host, ip: ip, daneRequired: len(dane.Records) > 0}
+	tlsConf := d.tlsConfig(host, oc, dane.Records)
+
+	wantTLS := (sh == nil || sh.TLS != "none") && level != policy.TLSNone
+	var conn net.Conn = raw
+	if sh != nil && sh.TLS == "implicit" {
+		tc := tls.Client(raw, tlsConf)
+		if err := tc.HandshakeContext(dctx); err != nil {
+			raw.Close()
+			return nil, fmt.Errorf("TLS handshake: %w", err)
+		}
+		st := tc.ConnectionState()
+		oc.tls, conn = &st, tc
+	} else {
+		raw.SetDeadline(time.Now().Add(d.opts.CommandTimeout))
+		offered, err := StartTLSIfOffered(raw, d.opts.Hostname, wantTLS)
+		if err != nil {
+			raw.Close()
+			return nil, err
+		}
+		if offered {
+			tc := tls.Client(raw, tlsConf)
+			if err := tc.HandshakeContext(dctx); err != nil {
+				raw.Close()
+				return nil, fmt.Errorf("STARTTLS handshake: %w", err)
+			}
+			st := tc.ConnectionState()
+			oc.tls, conn = &st, tc
+		} else if sh != nil && sh.TLS == "starttls" {
+			raw.Close()
+			return nil, errors.New("smarthost does not offer STARTTLS")
+		} else if level >= policy.TLSEncrypt {
+			raw.Close()
+			return nil, &tlsRequirementError{"STARTTLS not offered", "starttls-not-supported"}
+		}
+		raw.SetDeadline(time.Time{})
+		// The greeting is behind us; go-smtp's client expects one, so it
+		// reads a stand-in and then says EHLO (again, over TLS if any).
+		conn = &greetedConn{Conn: conn, greeting: strings.NewReader("220 " + host + " ESMTP\r\n")}
+	}
+	if err := meetsTLS(oc, level); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	c := smtp.NewClient(conn)
+	c.CommandTimeout = d.opts.CommandTimeout
+	c.SubmissionTimeout = d.opts.CommandTimeout
+	if err := c.Hello(d.opts.Hostname); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if sh != nil && sh.Username != "" {
+		if oc.tls == nil {
+			c.Close()
+			return nil, errors.New("refusing to send smarthost credentials without TLS")
+		}
+		if err := c.Auth(sasl.NewPlainClient("", sh.Username, sh.Password)); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("smarthost AUTH: %w", err)
+		}
+	}
+	oc.client = c
+	return oc, nil
+}

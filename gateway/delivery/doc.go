@@ -1,0 +1,17 @@
+// Package delivery is the SMTP client side of the gateway: for one
+// message and the recipients of one destination it finds the hosts
+// (through internal/dnsres), reuses a pooled connection or dials one,
+// upgrades with STARTTLS whenever offered (RFC 3207), checks the peer
+// against the TLS level the caller decided (certificate verification,
+// DANE matching per RFC 7672, MTA-STS host matching per RFC 8461), and
+// runs one transaction (RFC 5321, with SMTPUTF8 per RFC 6531 and
+// REQUIRETLS per RFC 8689). It reports an attempt record and one outcome
+// per recipient.
+//
+// It does not decide the TLS level (the scheduler asks package policy),
+// does not fetch MTA-STS policies (package mtasts), does not touch the
+// spool, and never retries: when to try again is the scheduler's call.
+// Bounds: at most outbound.max_per_destination sessions per destination,
+// dnsres.MaxMXHosts hosts and MaxAddrsPerHost addresses per attempt, and
+// a 64 KiB plaintext prelude before TLS.
+package delivery

@@ -1,0 +1,67 @@
+package delivery
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/emersion/go-smtp"
+	"github.com/sealgate/sealgate/internal/dnsres"
+)
+
+// Error is a failure of a delivery step that is not an SMTP reply from
+// the destination (DNS, connection, TLS), or such a reply turned into
+// what the recipient's outcome and the DSN need: the RFC 3463 status,
+// whether it is worth retrying, and a message safe to show the sender.
+type Error struct {
+	Temporary bool
+	Code      int    // SMTP reply code when the destination gave one
+	Status    string // RFC 3463 enhanced status
+	Msg       string // safe to show to the sender
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+func tempErr(status, format string, args ...any) *Error {
+	return &Error{Temporary: true, Status: status, Msg: fmt.Sprintf(format, args...)}
+}
+
+func permErr(status, format string, args ...any) *Error {
+	return &Error{Status: status, Msg: fmt.Sprintf(format, args...)}
+}
+
+// asDeliveryError turns an SMTP reply or a transport error into a delivery
+// error: 5xx is permanent, everything else temporary.
+func asDeliveryError(err error) *Error {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		status := fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
+		if se.EnhancedCode == smtp.NoEnhancedCode || se.EnhancedCode == smtp.EnhancedCodeNotSet {
+			status = fmt.Sprintf("%d.0.0", se.Code/100)
+		}
+		return &Error{Temporary: se.Code/100 != 5, Code: se.Code, Status: status, Msg: replyText(err)}
+	}
+	var de *Error
+	if errors.As(err, &de) {
+		return de
+	}
+	var dnsErr *dnsres.Error
+	if errors.As(err, &dnsErr) {
+		return &Error{Temporary: dnsErr.Temporary, Status: dnsErr.Status, Msg: dnsErr.Msg}
+	}
+	return tempErr("4.4.2", "connection failed: %v", err)
+}
+
+func replyText(err error) string {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return strconv.Itoa(se.Code) + " " + strings.Join(strings.Fields(se.Message), " ")
+	}
+	return err.Error()
+}
+
+func isSMTPReply(err error) bool {
+	var se *smtp.SMTPError
+	return errors.As(err, &se)
+}

@@ -1,0 +1,162 @@
+package report
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"mime/multipart"
+	"net/textproto"
+	"time"
+
+	"github.com/sealgate/sealgate/internal/mailtext"
+	"github.com/sealgate/sealgate/queue"
+)
+
+// maxReturnedHeader bounds how much of the original header a DSN carries
+// back (RFC 3462 text/rfc822-headers): enough for any real header block,
+// small enough that a hostile message cannot make us mail back megabytes.
+const maxReturnedHeader = 64 << 10
+
+// DSNBuilder writes delivery status notifications (RFC 3464) for
+// recipients that bounced: a multipart/report with a human-readable part,
+// a message/delivery-status part per RFC 3464 §2, and the original
+// message's header (not its body: the body may be confidential and is
+// never echoed back).
+type DSNBuilder struct {
+	Hostname string           // the Reporting-MTA and the From domain
+	Now      func() time.Time // nil: time.Now
+}
+
+// Build returns the envelope and message of a DSN to m's sender about
+// the bounced recipients. The envelope uses the null reverse-path so that
+// a DSN can never cause another one (RFC 5321 §4.5.5).
+func (b DSNBuilder) Build(m *queue.Message, bounced []queue.Recipient, original []byte) (queue.Envelope, []byte, error) {
+	if m.Envelope.From == "" {
+		return queue.Envelope{}, nil, fmt.Errorf("dsn: message %s has the null sender", m.ID)
+	}
+	now := time.Now()
+	if b.Now != nil {
+		now = b.Now()
+	}
+	var head, body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	boundary := "sealgate-dsn-" + randomToken(12)
+	if err := mw.SetBoundary(boundary); err != nil {
+		return queue.Envelope{}, nil, err
+	}
+
+	hdr := func(k, v string) { fmt.Fprintf(&head, "%s: %s\r\n", k, v) }
+	hdr("From", fmt.Sprintf("Mail Delivery System <MAILER-DAEMON@%s>", b.Hostname))
+	hdr("To", "<"+m.Envelope.From+">")
+	hdr("Subject", subjectFor(bounced))
+	hdr("Date", now.Format(time.RFC1123Z))
+	hdr("Message-ID", fmt.Sprintf("<%s.%s@%s>", m.ID, randomToken(6), b.Hostname))
+	hdr("Auto-Submitted", "auto-replied")
+	hdr("MIME-Version", "1.0")
+	hdr("Content-Type", fmt.Sprintf("multipart/report; report-type=delivery-status;\r\n\tboundary=%q", boundary))
+	head.WriteString("\r\n")
+
+	text := textproto.MIMEHeader{}
+	text.Set("Content-Type", "text/plain; charset=utf-8")
+	text.Set("Content-Transfer-Encoding", "8bit")
+	w, err := mw.CreatePart(text)
+	if err != nil {
+		return queue.Envelope{}, nil, err
+	}
+	fmt.Fprintf(w, "This is the mail system at %s.\r\n\r\n", b.Hostname)
+	fmt.Fprintf(w, "Your message (queue ID %s, received %s) could not be delivered\r\n",
+		m.ID, m.Received.UTC().Format(time.RFC1123Z))
+	fmt.Fprintf(w, "to the following recipients:\r\n\r\n")
+	for _, r := range bounced {
+		fmt.Fprintf(w, "<%s>: %s\r\n", r.Address, mailtext.OneLine(r.LastError))
+	}
+
+	status := textproto.MIMEHeader{}
+	status.Set("Content-Type", "message/delivery-status")
+	w, err = mw.CreatePart(status)
+	if err != nil {
+		return queue.Envelope{}, nil, err
+	}
+	fmt.Fprintf(w, "Reporting-MTA: dns; %s\r\n", b.Hostname)
+	fmt.Fprintf(w, "X-Sealgate-Queue-ID: %s\r\n", m.ID)
+	fmt.Fprintf(w, "Arrival-Date: %s\r\n", m.Received.Format(time.RFC1123Z))
+	for _, r := range bounced {
+		fmt.Fprintf(w, "\r\nFinal-Recipient: rfc822; %s\r\n", r.Address)
+		fmt.Fprintf(w, "Action: failed\r\n")
+		fmt.Fprintf(w, "Status: %s\r\n", dsnStatus(r))
+		if r.RemoteMTA != "" {
+			fmt.Fprintf(w, "Remote-MTA: dns; %s\r\n", r.RemoteMTA)
+		}
+		if r.LastCode != 0 {
+			fmt.Fprintf(w, "Diagnostic-Code: smtp; %s\r\n", mailtext.OneLine(r.LastError))
+		} else if r.LastError != "" {
+			fmt.Fprintf(w, "Diagnostic-Code: X-Sealgate; %s\r\n", mailtext.OneLine(r.LastError))
+		}
+		if !r.DoneAt.IsZero() {
+			fmt.Fprintf(w, "Last-Attempt-Date: %s\r\n", r.DoneAt.Format(time.RFC1123Z))
+		}
+	}
+
+	headers := textproto.MIMEHeader{}
+	headers.Set("Content-Type", "text/rfc822-headers")
+	w, err = mw.CreatePart(headers)
+	if err != nil {
+		return queue.Envelope{}, nil, err
+	}
+	w.Write(originalHeader(original))
+	if err := mw.Close(); err != nil {
+		return queue.Envelope{}, nil, err
+	}
+
+	msg := append(head.Bytes(), body.Bytes()...)
+	env := queue.Envelope{
+		From:       "",
+		Recipients: []string{m.Envelope.From},
+		IsDSN:      true,
+	}
+	return env, msg, nil
+}
+
+// dsnStatus is the RFC 3463 status for the report; a recipient without
+// one gets the generic permanent failure.
+func dsnStatus(r queue.Recipient) string {
+	if r.Status != "" {
+		return r.Status
+	}
+	return "5.0.0"
+}
+
+func subjectFor(bounced []queue.Recipient) string {
+	for _, r := range bounced {
+		if r.Status == "4.4.7" {
+			return "Undelivered Mail Returned to Sender (delivery time expired)"
+		}
+	}
+	return "Undelivered Mail Returned to Sender"
+}
+
+// originalHeader returns the header block of msg, up to and including
+// the blank line, bounded by maxReturnedHeader (cut at a line end).
+func originalHeader(msg []byte) []byte {
+	end := bytes.Index(msg, []byte("\r\n\r\n"))
+	if end < 0 {
+		end = len(msg)
+	} else {
+		end += 2
+	}
+	h := msg[:end]
+	if len(h) > maxReturnedHeader {
+		h = h[:maxReturnedHeader]
+		if i := bytes.LastIndex(h, []byte("\r\n")); i > 0 {
+			h = h[:i+2]
+		}
+	}
+	return h
+}
+
+func randomToken(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b)
+}

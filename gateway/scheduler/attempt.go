@@ -1,0 +1,221 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sealgate/sealgate/gateway/delivery"
+	"github.com/sealgate/sealgate/internal/mailtext"
+	"github.com/sealgate/sealgate/policy"
+	"github.com/sealgate/sealgate/queue"
+)
+
+// attempt carries out every due recipient of one message, grouped by
+// destination and method, and returns when the message is next due
+// (zero if it is finished, held or gone).
+func (s *Scheduler) attempt(ctx context.Context, id string) time.Time {
+	log := s.opts.Logger.With("queue_id", id)
+	m, err := s.opts.Store.Get(id)
+	if err != nil {
+		if !errors.Is(err, queue.ErrNotFound) {
+			log.Error("cannot read message", "err", err)
+			return s.now().Add(time.Minute)
+		}
+		return time.Time{}
+	}
+	if m.Held {
+		return time.Time{}
+	}
+	groups := s.dueGroups(m, s.now())
+	if len(groups) == 0 {
+		return nextAttempt(m)
+	}
+	body, err := s.opts.Store.Body(id)
+	if err != nil {
+		log.Error("cannot read message body", "err", err)
+		return s.now().Add(time.Minute)
+	}
+	signed := &signCache{sign: s.opts.Sign, id: id}
+	for _, g := range groups {
+		if ctx.Err() != nil {
+			break
+		}
+		att, outcomes := s.runGroup(ctx, log, m, g, body, signed)
+		if ctx.Err() != nil {
+			// Shutting down: the attempt was cut short and says nothing
+			// about the destination; leave the recipients as they were.
+			break
+		}
+		dsn := func(m *queue.Message, bounced []queue.Recipient) (queue.Envelope, []byte, error) {
+			return s.opts.DSN(m, bounced, body)
+		}
+		updated, dsnID, err := s.opts.Store.RecordAttempt(id, att, outcomes, dsn)
+		if err != nil {
+			log.Error("cannot record delivery attempt", "err", err)
+			return s.now().Add(time.Minute)
+		}
+		m = updated
+		if dsnID != "" {
+			log.Info("delivery status notification queued", "dsn_id", dsnID)
+			s.schedule(dsnID, s.now())
+		}
+	}
+	return nextAttempt(m)
+}
+
+// runGroup asks the group's method what to do and does it: settle the
+// recipients without delivery, or deliver the form the method made over
+// the transport the TLS decision requires.
+func (s *Scheduler) runGroup(ctx context.Context, log *slog.Logger, m *queue.Message, g Group, body []byte, signed *signCache) (queue.Attempt, []queue.RcptOutcome) {
+	var act Action
+	if h, ok := s.opts.Methods[g.Method]; ok {
+		act = h.Prepare(ctx, m, g, body)
+	} else {
+		act = notProvided(g.Method)
+	}
+	if act.Outcome != nil || act.Send == nil {
+		if act.Outcome == nil { // a handler that decided nothing holds, never loses
+			act = Action{Outcome: &queue.RcptOutcome{Status: "4.3.0", Message: "method " + g.Method + " produced no message"}}
+		}
+		return terminal(g, *act.Outcome)
+	}
+
+	req := delivery.Request{
+		ID:         m.ID,
+		From:       m.Envelope.From,
+		Domain:     g.Domain,
+		Recipients: g.Rcpts,
+		Body:       signed.form(act.Send),
+		RequireTLS: m.Envelope.RequireTLS,
+		SMTPUTF8:   mailtext.NeedsSMTPUTF8(m.Envelope.From, g.Rcpts),
+	}
+	var history *policy.TLSHistory
+	if g.Domain != "" {
+		info, err := s.opts.Store.DomainInfo(g.Domain)
+		if err != nil {
+			// Never deliver without knowing the floor the history sets.
+			log.Error("cannot read domain TLS history", "domain", g.Domain, "err", err)
+			return terminal(g, queue.RcptOutcome{Status: "4.3.0", Message: "internal error reading the domain's TLS history"})
+		}
+		if info != nil {
+			history = &policy.TLSHistory{TLSSeen: info.TLSSeen, Verified: info.Verified,
+				Since: info.FirstSeen.UTC().Format(time.DateOnly)}
+		}
+	}
+	var sts *policy.MTASTSPolicy
+	if s.opts.MTASTS != nil && g.Domain != "" {
+		sts = s.opts.MTASTS.PolicyFor(ctx, g.Domain)
+	}
+	req.TLS = s.opts.TLS.Requirement(g.Domain, m.Envelope.RequireTLS, history, sts)
+	if act.VerifiedTLS && req.TLS.Level < policy.TLSVerify {
+		req.TLS.Level = policy.TLSVerify
+		req.TLS.RequiredBy = strings.TrimPrefix(req.TLS.RequiredBy+", "+act.RequiredBy, ", ")
+	}
+	if s.opts.TLSReports != nil && g.Domain != "" {
+		domain, tlsReq := g.Domain, req.TLS
+		req.Observe = func(ts delivery.TLSSession) { s.opts.TLSReports.Record(domain, tlsReq, ts) }
+	}
+	att, outcomes := s.opts.Deliverer.Deliver(ctx, req)
+	if g.Domain != "" && att.MXHost != "" {
+		obs := queue.TLSObservation{Domain: g.Domain, Connected: true, TLSVersion: att.TLSVersion,
+			Verified: att.CertVerified, MTASTSMode: req.TLS.MTASTSMode(), DANE: att.DANE != ""}
+		if err := s.opts.Store.ObserveTLS(obs); err != nil {
+			log.Error("cannot record domain TLS history", "domain", g.Domain, "err", err)
+		}
+	}
+	if act.SkipOnTLSFailure {
+		for i := range outcomes {
+			if !outcomes[i].Delivered && !outcomes[i].Permanent && outcomes[i].Status == "4.7.5" {
+				outcomes[i].Skip = true
+			}
+		}
+	}
+	return att, outcomes
+}
+
+// signCache DKIM-signs each distinct outgoing form of one message once
+// per attempt: every group that sends the spooled body as is shares one
+// signature, a transformed form (an encrypted message) gets its own.
+type signCache struct {
+	sign     func(id string, body []byte) []byte
+	id       string
+	in, outs [][]byte
+}
+
+func (c *signCache) form(body []byte) []byte {
+	if c.sign == nil {
+		return body
+	}
+	for i, b := range c.in {
+		if mailtext.SameBytes(b, body) {
+			return c.outs[i]
+		}
+	}
+	out := c.sign(c.id, body)
+	c.in, c.outs = append(c.in, body), append(c.outs, out)
+	return out
+}
+
+// terminal reports the same outcome for every recipient of the group,
+// with no network involved.
+func terminal(g Group, o queue.RcptOutcome) (queue.Attempt, []queue.RcptOutcome) {
+	out := make([]queue.RcptOutcome, len(g.Rcpts))
+	for i, r := range g.Rcpts {
+		out[i] = o
+		out[i].Address = r
+	}
+	return queue.Attempt{Destination: g.Domain, Recipients: g.Rcpts, Reply: "policy: " + g.Method + ": " + o.Message}, out
+}
+
+// dueGroups groups the recipients that are pending and due by
+// destination domain (or into one group when relaying via a smarthost)
+// and chain method, keeping RCPT order.
+func (s *Scheduler) dueGroups(m *queue.Message, now time.Time) []Group {
+	var groups []Group
+	index := map[string]int{}
+	for _, r := range m.Recipients {
+		if r.State.Final() || r.NextAttempt.After(now) {
+			continue
+		}
+		domain := ""
+		if !s.opts.Smarthost {
+			domain = mailtext.Domain(r.Address)
+		}
+		// Recipients of one message that are at different methods are
+		// separate delivery groups of the same spooled body.
+		method := r.Method()
+		hasNext := r.Step+1 < len(r.Chain)
+		key := domain + "\x00" + method + "\x00" + strconv.FormatBool(hasNext)
+		i, ok := index[key]
+		if !ok {
+			i = len(groups)
+			index[key] = i
+			groups = append(groups, Group{Domain: domain, Method: method, HasNext: hasNext})
+		}
+		groups[i].Rcpts = append(groups[i].Rcpts, r.Address)
+	}
+	return groups
+}
+
+// nextAttempt is the earliest next attempt among pending recipients, or
+// zero when none is pending.
+func nextAttempt(m *queue.Message) time.Time {
+	var next time.Time
+	for _, r := range m.Recipients {
+		if r.State.Final() {
+			continue
+		}
+		t := r.NextAttempt
+		if t.IsZero() {
+			t = time.Unix(0, 0) // pending without a schedule: due at once
+		}
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	return next
+}

@@ -1,0 +1,120 @@
+package scheduler
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/sealgate/sealgate/queue"
+)
+
+// TestMethodRegistry runs a message whose recipients are at different
+// chain methods through the real spool: a registered handler's form is
+// what leaves (signed once per distinct form), a handler's skip moves the
+// recipient to its next method at once, and a method without a handler
+// holds its recipient, saying so.
+func TestMethodRegistry(t *testing.T) {
+	dir := t.TempDir()
+	st, err := queue.Open(queue.Options{Path: filepath.Join(dir, "s.db"), KeyFile: filepath.Join(dir, "k")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	env := queue.Envelope{From: "a@org.test",
+		Recipients: []string{"k@key.test", "n@nokey.test", "s@smime.test", "p@plain.test", "q@plain2.test"},
+		Decisions: []queue.RcptDecision{
+			{Chain: []string{"pgp", "escrow"}}, {Chain: []string{"pgp", "tls"}}, {Chain: []string{"smime"}},
+			{Chain: []string{"tls"}}, {Chain: []string{"tls"}},
+		}}
+	id, err := st.Enqueue(context.Background(), env, []byte("Subject: s\r\n\r\nsecret\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	methods := Builtin()
+	methods["pgp"] = MethodFunc(func(_ context.Context, _ *queue.Message, g Group, body []byte) Action {
+		if g.Domain == "nokey.test" {
+			return Action{Outcome: &queue.RcptOutcome{Skip: true, Message: "no key for " + g.Rcpts[0]}}
+		}
+		return Action{Send: bytes.ToUpper(body)}
+	})
+	var signMu sync.Mutex
+	signs := 0
+	sign := func(_ string, body []byte) []byte {
+		signMu.Lock()
+		signs++
+		signMu.Unlock()
+		return append([]byte("DKIM-Signature: x\r\n"), body...)
+	}
+	d := &gateDeliverer{inFlight: map[string]int{}, fail: map[string]bool{}}
+	s := New(Options{Store: st, Deliverer: d, Methods: methods, Sign: sign})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	state := func(addr string) queue.Recipient {
+		m, err := st.Get(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range m.Recipients {
+			if r.Address == addr {
+				return r
+			}
+		}
+		t.Fatalf("no recipient %s", addr)
+		return queue.Recipient{}
+	}
+	waitFor(t, "the skipped recipient delivered by its next method", func() bool {
+		return state("n@nokey.test").State == queue.StateDelivered
+	})
+	waitFor(t, "the others settled", func() bool {
+		return state("k@key.test").State == queue.StateDelivered && state("p@plain.test").State == queue.StateDelivered &&
+			state("q@plain2.test").State == queue.StateDelivered && state("s@smime.test").Attempts > 0
+	})
+
+	d.mu.Lock()
+	bodies := map[string]string{}
+	for _, c := range d.calls {
+		bodies[c.Domain] = string(c.Body)
+	}
+	d.mu.Unlock()
+	if got := bodies["key.test"]; got != "DKIM-Signature: x\r\nSUBJECT: S\r\n\r\nSECRET\r\n" {
+		t.Errorf("key.test got %q, want the handler's form, signed", got)
+	}
+	for _, dom := range []string{"nokey.test", "plain.test", "plain2.test"} {
+		if got := bodies[dom]; got != "DKIM-Signature: x\r\nSubject: s\r\n\r\nsecret\r\n" {
+			t.Errorf("%s got %q, want the spooled message, signed", dom, got)
+		}
+	}
+	if _, ok := bodies["smime.test"]; ok {
+		t.Error("a method without a handler delivered")
+	}
+	signMu.Lock()
+	// The first attempt has two forms (the handler's, and the spooled
+	// one shared by plain.test and plain2.test); the skipped recipient
+	// goes out on a second attempt, signed again.
+	if signs != 3 {
+		t.Errorf("signed %d times, want 3 (once per distinct form and attempt)", signs)
+	}
+	signMu.Unlock()
+
+	sm := state("s@smime.test")
+	if sm.State.Final() || sm.Status != "4.7.0" || !strings.Contains(sm.LastError, "smime") || !strings.Contains(sm.LastError, "does not provide") {
+		t.Errorf("smime recipient: %+v, want held 4.7.0 naming the method", sm)
+	}
+	m, _ := st.Get(id)
+	skipped := false
+	for _, e := range m.Events {
+		if e.Kind == "skipped" && strings.Contains(e.Detail, "no key for n@nokey.test") {
+			skipped = true
+		}
+	}
+	if !skipped {
+		t.Errorf("the skip and its reason are not in the history: %+v", m.Events)
+	}
+}

@@ -1,0 +1,251 @@
+package scheduler
+
+import (
+	"container/heap"
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/sealgate/sealgate/policy"
+	"github.com/sealgate/sealgate/queue"
+)
+
+// Options are what a scheduler works with. Store and Deliverer are
+// required; nil for the others means the documented default.
+type Options struct {
+	Store     Store
+	Deliverer Deliverer
+	Logger    *slog.Logger
+	Now       func() time.Time // nil: time.Now
+	// MaxConcurrency bounds attempts in flight (at least 1).
+	MaxConcurrency int
+	// Smarthost routes every recipient as one group instead of per
+	// destination domain.
+	Smarthost bool
+	// Methods are the chain-method handlers (nil: Builtin()). A method
+	// without a handler holds its recipients ("not provided").
+	Methods Methods
+	// DSN builds a delivery status notification for bounced recipients
+	// (required as soon as a recipient can bounce).
+	DSN func(m *queue.Message, bounced []queue.Recipient, body []byte) (queue.Envelope, []byte, error)
+	// Sign, when set, returns a message as it must leave (DKIM-signed).
+	// It runs once per distinct outgoing form and attempt of a message,
+	// not once per destination.
+	Sign func(id string, body []byte) []byte
+	// TLS decides the transport requirement of a destination; nil means
+	// opportunistic TLS everywhere.
+	TLS *policy.TransportPolicy
+	// MTASTS finds destinations' MTA-STS policies (nil: MTA-STS off).
+	MTASTS MTASTSLookup
+	// TLSReports, when set, counts TLS sessions for daily reports.
+	TLSReports TLSReporter
+}
+
+// Scheduler decides when each spooled message is attempted. It keeps a
+// timer heap of message IDs in memory, runs at most MaxConcurrency
+// deliveries at once, and never has more than one attempt of the same
+// message in flight.
+type Scheduler struct {
+	opts Options
+	now  func() time.Time
+
+	wakeCh  chan string
+	doneCh  chan schedDone
+	stopped chan struct{} // closed when Run returns
+
+	mu       sync.Mutex
+	timers   schedHeap
+	due      map[string]time.Time // the live heap entry of each ID; others are stale
+	inflight map[string]bool
+	// again marks IDs woken while in flight: they are re-examined as
+	// soon as the current attempt reports back.
+	again   map[string]bool
+	running sync.WaitGroup
+}
+
+type schedDone struct {
+	id   string
+	next time.Time // zero: nothing left to schedule
+}
+
+// New returns a scheduler; Run starts it.
+func New(o Options) *Scheduler {
+	if o.MaxConcurrency <= 0 {
+		o.MaxConcurrency = 1
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Methods == nil {
+		o.Methods = Builtin()
+	}
+	return &Scheduler{
+		opts:     o,
+		now:      o.Now,
+		wakeCh:   make(chan string, 1024),
+		doneCh:   make(chan schedDone, o.MaxConcurrency),
+		stopped:  make(chan struct{}),
+		due:      map[string]time.Time{},
+		inflight: map[string]bool{},
+		again:    map[string]bool{},
+	}
+}
+
+// Wake schedules id for an attempt now (a new message, an admin retry or
+// release). It never blocks the caller for long: if the wake buffer is
+// full, it waits for the loop, which drains it continuously.
+func (s *Scheduler) Wake(id string) {
+	select {
+	case s.wakeCh <- id:
+	case <-s.stopped:
+		// The spool has it; the next start picks it up.
+	}
+}
+
+// Run loads the pending messages and schedules deliveries until ctx ends;
+// then it waits for attempts in flight (their contexts are cancelled) and
+// returns.
+func (s *Scheduler) Run(ctx context.Context) error {
+	defer close(s.stopped)
+	pending, err := s.opts.Store.Pending()
+	if err != nil {
+		return err
+	}
+	for _, p := range pending {
+		s.schedule(p.ID, p.Next)
+	}
+	s.opts.Logger.Info("scheduler started", "pending", len(pending))
+
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	defer s.running.Wait()
+	for {
+		s.startDue(ctx)
+		wait := time.Hour
+		if next, ok := s.nextDue(); ok {
+			wait = max(next.Sub(s.now()), 0)
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case id := <-s.wakeCh:
+			s.schedule(id, s.now())
+		case d := <-s.doneCh:
+			s.finish(d)
+		case <-timer.C:
+		}
+	}
+}
+
+func (s *Scheduler) schedule(id string, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur, ok := s.due[id]; ok && !cur.After(at) {
+		return
+	}
+	s.due[id] = at
+	heap.Push(&s.timers, schedEntry{at: at, id: id})
+}
+
+func (s *Scheduler) finish(d schedDone) {
+	s.mu.Lock()
+	delete(s.inflight, d.id)
+	again := s.again[d.id]
+	delete(s.again, d.id)
+	s.mu.Unlock()
+	switch {
+	case again:
+		s.schedule(d.id, s.now())
+	case !d.next.IsZero():
+		s.schedule(d.id, d.next)
+	}
+}
+
+// nextDue returns the earliest live due time.
+func (s *Scheduler) nextDue() (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.timers.Len() > 0 {
+		top := s.timers[0]
+		if at, ok := s.due[top.id]; !ok || !at.Equal(top.at) {
+			heap.Pop(&s.timers) // stale
+			continue
+		}
+		return top.at, true
+	}
+	return time.Time{}, false
+}
+
+// startDue starts attempts for every due message while capacity lasts.
+// A message already in flight stays in the heap and is picked up after
+// its current attempt reports back.
+func (s *Scheduler) startDue(ctx context.Context) {
+	now := s.now()
+	for {
+		s.mu.Lock()
+		if len(s.inflight) >= s.opts.MaxConcurrency || s.timers.Len() == 0 {
+			s.mu.Unlock()
+			return
+		}
+		top := s.timers[0]
+		if at, ok := s.due[top.id]; !ok || !at.Equal(top.at) {
+			heap.Pop(&s.timers)
+			s.mu.Unlock()
+			continue
+		}
+		if top.at.After(now) {
+			s.mu.Unlock()
+			return
+		}
+		if s.inflight[top.id] {
+			// Leave it; finish() re-schedules with the attempt's own
+			// result, and the earlier of the two wins.
+			heap.Pop(&s.timers)
+			delete(s.due, top.id)
+			s.again[top.id] = true
+			s.mu.Unlock()
+			continue
+		}
+		heap.Pop(&s.timers)
+		delete(s.due, top.id)
+		s.inflight[top.id] = true
+		s.mu.Unlock()
+
+		s.running.Add(1)
+		go func(id string) {
+			defer s.running.Done()
+			next := s.attempt(ctx, id)
+			s.doneCh <- schedDone{id: id, next: next}
+		}(top.id)
+	}
+}
+
+type schedEntry struct {
+	at time.Time
+	id string
+}
+
+// schedHeap is a min-heap of due times.
+type schedHeap []schedEntry
+
+func (h schedHeap) Len() int           { return len(h) }
+func (h schedHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h schedHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *schedHeap) Push(x any)        { *h = append(*h, x.(schedEntry)) }
+func (h *schedHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}

@@ -1,0 +1,217 @@
+package scheduler
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sealgate/sealgate/gateway/delivery"
+	"github.com/sealgate/sealgate/queue"
+)
+
+// memStore is a scheduler-only stand-in for the spool: recipients are
+// delivered or deferred by a fixed delay, nothing else.
+type memStore struct {
+	mu       sync.Mutex
+	msgs     map[string]*queue.Message
+	deferFor time.Duration
+}
+
+func (s *memStore) add(id string, held bool, rcpts ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := &queue.Message{ID: id, Held: held}
+	for _, r := range rcpts {
+		m.Recipients = append(m.Recipients, queue.Recipient{Address: r, State: queue.StateQueued})
+	}
+	s.msgs[id] = m
+}
+
+func (s *memStore) Get(id string) (*queue.Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.msgs[id]
+	if !ok {
+		return nil, queue.ErrNotFound
+	}
+	c := *m
+	c.Recipients = append([]queue.Recipient(nil), m.Recipients...)
+	return &c, nil
+}
+
+func (s *memStore) Body(id string) ([]byte, error) { return []byte("Subject: x\r\n\r\nx\r\n"), nil }
+
+func (s *memStore) DomainInfo(string) (*queue.DomainInfo, error) { return nil, nil }
+func (s *memStore) ObserveTLS(queue.TLSObservation) error        { return nil }
+
+func (s *memStore) Pending() ([]queue.Due, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var due []queue.Due
+	for id, m := range s.msgs {
+		if next := nextAttempt(m); !next.IsZero() && !m.Held {
+			due = append(due, queue.Due{ID: id, Next: next})
+		}
+	}
+	return due, nil
+}
+
+func (s *memStore) RecordAttempt(id string, att queue.Attempt, outcomes []queue.RcptOutcome, dsn queue.DSNFunc) (*queue.Message, string, error) {
+	s.mu.Lock()
+	m := s.msgs[id]
+	for _, o := range outcomes {
+		for i := range m.Recipients {
+			r := &m.Recipients[i]
+			if r.Address != o.Address {
+				continue
+			}
+			r.Attempts++
+			if o.Delivered {
+				r.State = queue.StateDelivered
+			} else {
+				r.State = queue.StateDeferred
+				r.NextAttempt = time.Now().Add(s.deferFor)
+			}
+		}
+	}
+	s.mu.Unlock()
+	c, err := s.Get(id)
+	return c, "", err
+}
+
+// gateDeliverer records concurrency and lets the test decide outcomes.
+type gateDeliverer struct {
+	mu       sync.Mutex
+	inFlight map[string]int // per message ID
+	maxAll   int
+	cur      int
+	calls    []delivery.Request
+	release  chan struct{}
+	fail     map[string]bool // recipient → deferred
+}
+
+func (d *gateDeliverer) Deliver(ctx context.Context, req delivery.Request) (queue.Attempt, []queue.RcptOutcome) {
+	d.mu.Lock()
+	d.calls = append(d.calls, req)
+	d.inFlight[req.ID]++
+	d.cur++
+	d.maxAll = max(d.maxAll, d.cur)
+	d.mu.Unlock()
+	if d.release != nil {
+		select {
+		case <-d.release:
+		case <-ctx.Done():
+		}
+	}
+	d.mu.Lock()
+	d.inFlight[req.ID]--
+	d.cur--
+	var out []queue.RcptOutcome
+	for _, r := range req.Recipients {
+		out = append(out, queue.RcptOutcome{Address: r, Delivered: !d.fail[r]})
+	}
+	d.mu.Unlock()
+	return queue.Attempt{Destination: req.Domain, Recipients: req.Recipients}, out
+}
+
+func runScheduler(t *testing.T, st Store, d Deliverer, limit int) *Scheduler {
+	t.Helper()
+	s := New(Options{Store: st, Deliverer: d, MaxConcurrency: limit,
+		DSN: func(*queue.Message, []queue.Recipient, []byte) (queue.Envelope, []byte, error) {
+			t.Error("no DSN expected")
+			return queue.Envelope{}, nil, nil
+		}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return s
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for i := 0; !cond(); i++ {
+		if i == 1000 {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestSchedulerGroupsByDomainAndBoundsConcurrency(t *testing.T) {
+	st := &memStore{msgs: map[string]*queue.Message{}}
+	for _, id := range []string{"m1", "m2", "m3", "m4", "m5"} {
+		st.add(id, false, "a@one.test", "b@two.test", "c@ONE.test")
+	}
+	st.add("held", true, "h@one.test")
+	d := &gateDeliverer{inFlight: map[string]int{}, release: make(chan struct{}), fail: map[string]bool{}}
+	runScheduler(t, st, d, 2)
+
+	// Let deliveries through one at a time and watch the concurrency.
+	delivered := func() bool {
+		for _, id := range []string{"m1", "m2", "m3", "m4", "m5"} {
+			m, _ := st.Get(id)
+			if !nextAttempt(m).IsZero() {
+				return false
+			}
+		}
+		return true
+	}
+	for i := 0; !delivered(); i++ {
+		if i == 2000 {
+			t.Fatal("messages never delivered")
+		}
+		select {
+		case d.release <- struct{}{}:
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.maxAll > 2 {
+		t.Errorf("%d deliveries in flight, limit 2", d.maxAll)
+	}
+	if len(d.calls) != 10 {
+		t.Errorf("%d delivery groups, want 10 (5 messages × 2 domains)", len(d.calls))
+	}
+	for _, c := range d.calls {
+		if c.ID == "held" {
+			t.Error("a held message was delivered")
+		}
+		if c.Domain == "one.test" && len(c.Recipients) != 2 {
+			t.Errorf("one.test group %v: recipients of one domain must share a transaction", c.Recipients)
+		}
+	}
+}
+
+func TestSchedulerRetriesDeferredAndWakes(t *testing.T) {
+	st := &memStore{msgs: map[string]*queue.Message{}, deferFor: 50 * time.Millisecond}
+	st.add("m1", false, "a@one.test")
+	d := &gateDeliverer{inFlight: map[string]int{}, fail: map[string]bool{"a@one.test": true}}
+	s := runScheduler(t, st, d, 4)
+
+	attempts := func() int {
+		m, _ := st.Get("m1")
+		return m.Recipients[0].Attempts
+	}
+	waitFor(t, "three deferred attempts", func() bool { return attempts() >= 3 })
+	d.mu.Lock()
+	d.fail["a@one.test"] = false
+	d.mu.Unlock()
+	waitFor(t, "delivery", func() bool {
+		m, _ := st.Get("m1")
+		return m.Recipients[0].State == queue.StateDelivered
+	})
+
+	// A message added later is picked up on Wake, not on a poll.
+	st.add("m2", false, "b@two.test")
+	s.Wake("m2")
+	waitFor(t, "woken message delivered", func() bool {
+		m, _ := st.Get("m2")
+		return m.Recipients[0].State == queue.StateDelivered
+	})
+}

@@ -1,0 +1,129 @@
+package smtpin
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// connLimiter bounds SMTP connections in total and per client address.
+// A connection over a limit is answered "421 4.7.0" (RFC 5321 §3.8) and
+// closed before go-smtp sees it, so a flood from one address cannot take
+// the slots of everyone else.
+type connLimiter struct {
+	total, perIP int
+	mu           sync.Mutex
+	count        int
+	byIP         map[netip.Addr]int
+	listeners    []net.Listener
+	open         map[*limitedConn]struct{} // for a forced stop
+}
+
+func newConnLimiter(total, perIP int) *connLimiter {
+	return &connLimiter{total: total, perIP: perIP, byIP: map[netip.Addr]int{}, open: map[*limitedConn]struct{}{}}
+}
+
+// wrap returns l with the limits applied. plain says whether a refusal
+// can be written as an SMTP reply (not on an implicit-TLS port, where
+// the client expects a TLS handshake first).
+func (cl *connLimiter) wrap(l net.Listener, plain bool) net.Listener {
+	cl.mu.Lock()
+	cl.listeners = append(cl.listeners, l)
+	cl.mu.Unlock()
+	return &limitedListener{Listener: l, cl: cl, plain: plain}
+}
+
+// forceClose closes every connection still open at the socket, under
+// whatever the SMTP library is doing with it: the last step of a stop
+// whose deadline has passed.
+func (cl *connLimiter) forceClose() int {
+	cl.mu.Lock()
+	conns := make([]*limitedConn, 0, len(cl.open))
+	for c := range cl.open {
+		conns = append(conns, c)
+	}
+	cl.mu.Unlock()
+	for _, c := range conns {
+		c.Conn.Close()
+	}
+	return len(conns)
+}
+
+func (cl *connLimiter) closeListeners() {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	for _, l := range cl.listeners {
+		l.Close()
+	}
+}
+
+// admit takes a slot for ip, or says which limit refused it.
+func (cl *connLimiter) admit(ip netip.Addr) string {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	switch {
+	case cl.total > 0 && cl.count >= cl.total:
+		return "421 4.7.0 Too many connections, try again later\r\n"
+	case cl.perIP > 0 && cl.byIP[ip] >= cl.perIP:
+		return "421 4.7.0 Too many connections from your address, try again later\r\n"
+	}
+	cl.count++
+	cl.byIP[ip]++
+	return ""
+}
+
+func (cl *connLimiter) release(ip netip.Addr, c *limitedConn) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	delete(cl.open, c)
+	cl.count--
+	if cl.byIP[ip]--; cl.byIP[ip] <= 0 {
+		delete(cl.byIP, ip)
+	}
+}
+
+type limitedListener struct {
+	net.Listener
+	cl    *connLimiter
+	plain bool
+}
+
+func (l *limitedListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		var ip netip.Addr
+		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+			ip = ap.Addr().Unmap()
+		}
+		if refusal := l.cl.admit(ip); refusal != "" {
+			if l.plain {
+				c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+				c.Write([]byte(refusal))
+			}
+			c.Close()
+			continue
+		}
+		lc := &limitedConn{Conn: c}
+		lc.release = func() { l.cl.release(ip, lc) }
+		l.cl.mu.Lock()
+		l.cl.open[lc] = struct{}{}
+		l.cl.mu.Unlock()
+		return lc, nil
+	}
+}
+
+// limitedConn gives its slot back when closed (once).
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}

@@ -1,0 +1,91 @@
+package dnsres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/sealgate/sealgate/internal/testutil"
+)
+
+func TestLookupMX(t *testing.T) {
+	dns := testutil.NewDNSServer(t)
+	r, err := New(dns.Addr(), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	dns.AddMX("multi.test", "b.multi.test", 20)
+	dns.AddMX("multi.test", "a1.multi.test", 10)
+	dns.AddMX("multi.test", "a2.multi.test", 10)
+	for i, h := range []string{"a1", "a2", "b"} {
+		dns.AddA(h+".multi.test", fmt.Sprintf("127.0.0.%d", i+2))
+	}
+	dns.AddAAAA("b.multi.test", "::1")
+	firsts := map[string]bool{}
+	for range 40 {
+		hosts, err := r.MX(ctx, "multi.test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(hosts) != 3 || hosts[2].Name != "b.multi.test" || len(hosts[2].Addrs) != 2 {
+			t.Fatalf("hosts %+v", hosts)
+		}
+		firsts[hosts[0].Name] = true
+	}
+	if !firsts["a1.multi.test"] || !firsts["a2.multi.test"] {
+		t.Errorf("equal preferences not randomised: first hosts seen %v", firsts)
+	}
+
+	dns.AddA("implicit.test", "127.0.0.9")
+	if hosts, err := r.MX(ctx, "implicit.test"); err != nil || hosts[0].Name != "implicit.test" {
+		t.Errorf("implicit MX: %+v, %v", hosts, err)
+	}
+
+	dns.AddNullMX("null.test")
+	dns.SetServfail("servfail.test")
+	dns.SetDrop("silent.test")
+	slow, _ := New(dns.Addr(), 200*time.Millisecond)
+	for _, tc := range []struct {
+		domain    string
+		temporary bool
+		status    string
+	}{
+		{"null.test", false, "5.1.10"},
+		{"nonexistent.test", false, "5.1.2"},
+		{"servfail.test", true, "4.4.3"},
+		{"silent.test", true, "4.4.3"},
+	} {
+		_, err := slow.MX(ctx, tc.domain)
+		var de *Error
+		if !errors.As(err, &de) || de.Temporary != tc.temporary || de.Status != tc.status {
+			t.Errorf("lookupMX(%s) = %v, want temporary=%v status %s", tc.domain, err, tc.temporary, tc.status)
+		}
+	}
+}
+
+func TestLookupMXBoundsHostsAndAddresses(t *testing.T) {
+	dns := testutil.NewDNSServer(t)
+	for i := range 30 {
+		host := fmt.Sprintf("mx%d.many.test", i)
+		dns.AddMX("many.test", host, uint16(i))
+		for j := range 10 {
+			dns.AddA(host, fmt.Sprintf("127.0.%d.%d", i+1, j+1))
+		}
+	}
+	r, _ := New(dns.Addr(), 2*time.Second)
+	hosts, err := r.MX(context.Background(), "many.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hosts) != MaxMXHosts || hosts[0].Name != "mx0.many.test" {
+		t.Errorf("%d hosts, first %s; want the %d most preferred", len(hosts), hosts[0].Name, MaxMXHosts)
+	}
+	for _, h := range hosts {
+		if len(h.Addrs) > MaxAddrsPerHost {
+			t.Errorf("%s: %d addresses", h.Name, len(h.Addrs))
+		}
+	}
+}
