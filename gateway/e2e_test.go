@@ -91,13 +91,8 @@ outbound:
 // destination adds a domain whose MX is a sink on ip (127.0.0.x).
 func (e *e2e) destination(domain, ip string, opts testutil.SinkOptions) *testutil.SMTPSink {
 	e.t.Helper()
-	host := "mx." + domain
-	e.dns.AddMX(domain, host, 10)
-	e.dns.AddA(host, ip)
-	opts.ListenAddr = fmt.Sprintf("%s:%d", ip, e.port)
-	opts.Hostname = host
 	opts.CA = e.ca
-	return testutil.NewSMTPSink(e.t, opts)
+	return testutil.NewMX(e.t, e.dns, domain, "mx."+domain, ip, 10, e.port, opts)
 }
 
 // send submits one message over STARTTLS and returns the 250 reply's

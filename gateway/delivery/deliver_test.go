@@ -44,11 +44,7 @@ func newDeliveryFixture(t *testing.T, sh *Smarthost) *deliveryFixture {
 }
 
 func (f *deliveryFixture) mx(domain, host, ip string, pref uint16, opts testutil.SinkOptions) *testutil.SMTPSink {
-	f.dns.AddMX(domain, host, pref)
-	f.dns.AddA(host, ip)
-	opts.ListenAddr = fmt.Sprintf("%s:%d", ip, f.port)
-	opts.Hostname = host
-	return testutil.NewSMTPSink(f.t, opts)
+	return testutil.NewMX(f.t, f.dns, domain, host, ip, pref, f.port, opts)
 }
 
 func (f *deliveryFixture) deliver(domain string, rcpts ...string) (queue.Attempt, []queue.RcptOutcome) {

@@ -193,9 +193,5 @@ func newFixture(t *testing.T) *fixture {
 }
 
 func (f *fixture) mx(domain, host, ip string, pref uint16, opts testutil.SinkOptions) *testutil.SMTPSink {
-	f.dns.AddMX(domain, host, pref)
-	f.dns.AddA(host, ip)
-	opts.ListenAddr = fmt.Sprintf("%s:%d", ip, f.port)
-	opts.Hostname = host
-	return testutil.NewSMTPSink(f.t, opts)
+	return testutil.NewMX(f.t, f.dns, domain, host, ip, pref, f.port, opts)
 }

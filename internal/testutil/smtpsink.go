@@ -3,6 +3,7 @@ package testutil
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -243,3 +244,16 @@ type quietLog struct{}
 
 func (quietLog) Printf(string, ...any) {}
 func (quietLog) Println(...any)        {}
+
+// NewMX makes host the mail exchanger of domain at preference pref in
+// dns, with the address ip, and starts a sink there on port: a
+// destination for delivery tests (every sink of a test shares one port,
+// as port 25 is shared in real life).
+func NewMX(t testing.TB, dns *DNSServer, domain, host, ip string, pref uint16, port int, opts SinkOptions) *SMTPSink {
+	t.Helper()
+	dns.AddMX(domain, host, pref)
+	dns.AddA(host, ip)
+	opts.ListenAddr = fmt.Sprintf("%s:%d", ip, port)
+	opts.Hostname = host
+	return NewSMTPSink(t, opts)
+}
