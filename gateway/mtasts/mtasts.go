@@ -99,22 +99,23 @@ func (m *Resolver) Discover(ctx context.Context, domain string) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	var ids []string
+	// Records are counted before they are parsed: an invalid STSv1
+	// record next to a valid one still makes two.
+	var records []string
 	for _, t := range txts {
-		if !strings.HasPrefix(t, "v=STSv1") {
-			continue
+		if strings.HasPrefix(t, "v=STSv1") {
+			records = append(records, t)
 		}
-		id, err := policy.ParseMTASTSRecord(t)
-		if err != nil {
-			m.logger.Warn("bad MTA-STS record", "domain", domain, "err", err)
-			continue
-		}
-		ids = append(ids, id)
 	}
-	if len(ids) != 1 {
+	if len(records) != 1 {
 		return "", nil
 	}
-	return ids[0], nil
+	id, err := policy.ParseMTASTSRecord(records[0])
+	if err != nil {
+		m.logger.Warn("bad MTA-STS record", "domain", domain, "err", err)
+		return "", nil
+	}
+	return id, nil
 }
 
 // Fetch gets and parses https://mta-sts.<domain>/.well-known/mta-sts.txt.

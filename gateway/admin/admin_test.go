@@ -1,0 +1,455 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/queue"
+)
+
+// openStore opens a spool in a temporary directory and checks its
+// consistency when the test ends.
+func openStore(t *testing.T) *queue.Store {
+	t.Helper()
+	dir := t.TempDir()
+	s, err := queue.Open(queue.Options{Path: filepath.Join(dir, "s.db"), KeyFile: filepath.Join(dir, "k")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Check(); err != nil {
+			t.Errorf("spool check: %v", err)
+		}
+		s.Close()
+	})
+	return s
+}
+
+// wakes records the IDs the API hands to the scheduler.
+type wakes struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (w *wakes) wake(id string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.ids = append(w.ids, id)
+}
+
+func (w *wakes) got() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.ids)
+}
+
+// serve starts the API on a loopback listener; withPprof as for Handler.
+func serve(t *testing.T, o Options, withPprof bool) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(New(o).Handler(withPprof))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// do sends one request to srv and returns the status and body.
+func do(t *testing.T, srv *httptest.Server, method, path string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, srv.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+func enqueue(t *testing.T, s *queue.Store, from string, rcpts ...string) string {
+	t.Helper()
+	id, err := s.Enqueue(context.Background(), queue.Envelope{From: from, Recipients: rcpts}, []byte("Subject: hi\r\n\r\nbody\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func lastEvent(m *queue.Message) string {
+	if len(m.Events) == 0 {
+		return ""
+	}
+	return m.Events[len(m.Events)-1].Kind
+}
+
+func TestQueueOperationsThroughClient(t *testing.T) {
+	s := openStore(t)
+	var w wakes
+	srv := serve(t, Options{Store: s, Wake: w.wake}, false)
+	c := NewAdminClient(srv.Listener.Addr().String())
+
+	id := enqueue(t, s, "alice@org.test", "bob@dest.test", "carol@dest.test")
+
+	// list: the one message, with its envelope
+	msgs, err := c.List()
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	if len(msgs) != 1 || msgs[0].ID != id || msgs[0].Envelope.From != "alice@org.test" {
+		t.Fatalf("List = %+v, want the one message %s from alice@org.test", msgs, id)
+	}
+
+	// show: envelope and recipients come back
+	m, err := c.Get(id)
+	if err != nil {
+		t.Fatalf("Get(%s): %v", id, err)
+	}
+	if m.ID != id || m.Envelope.From != "alice@org.test" ||
+		!slices.Equal(m.Envelope.Recipients, []string{"bob@dest.test", "carol@dest.test"}) {
+		t.Errorf("Get envelope = %s %+v", m.ID, m.Envelope)
+	}
+	var rcpts []string
+	for _, r := range m.Recipients {
+		rcpts = append(rcpts, r.Address+"="+string(r.State))
+	}
+	if want := []string{"bob@dest.test=queued", "carol@dest.test=queued"}; !slices.Equal(rcpts, want) {
+		t.Errorf("Get recipients = %v, want %v", rcpts, want)
+	}
+	if m.Held {
+		t.Error("a new message is held")
+	}
+
+	// hold: held, and the scheduler is not woken
+	if err := c.Hold(id); err != nil {
+		t.Fatalf("Hold: %v", err)
+	}
+	if m, err := c.Get(id); err != nil || !m.Held || lastEvent(m) != "held" {
+		t.Errorf("after Hold: Get = %+v, %v; want held with a held event", m, err)
+	}
+	if got := w.got(); len(got) != 0 {
+		t.Errorf("Hold woke the scheduler for %v", got)
+	}
+
+	// release: not held, and the scheduler is woken for it
+	if err := c.Release(id); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	if m, err := c.Get(id); err != nil || m.Held || lastEvent(m) != "released" {
+		t.Errorf("after Release: Get = %+v, %v; want not held with a released event", m, err)
+	}
+	if got, want := w.got(), []string{id}; !slices.Equal(got, want) {
+		t.Errorf("after Release woken %v, want %v", got, want)
+	}
+
+	// retry: the scheduler is woken for it again
+	if err := c.Retry(id); err != nil {
+		t.Fatalf("Retry: %v", err)
+	}
+	if m, err := c.Get(id); err != nil || lastEvent(m) != "retry" {
+		t.Errorf("after Retry: Get = %+v, %v; want a retry event", m, err)
+	}
+	if got, want := w.got(), []string{id, id}; !slices.Equal(got, want) {
+		t.Errorf("after Retry woken %v, want %v", got, want)
+	}
+
+	// retry all: one message touched, woken once more
+	if n, err := c.RetryAll(); err != nil || n != 1 {
+		t.Errorf("RetryAll = %d, %v; want 1", n, err)
+	}
+	if got, want := w.got(), []string{id, id, id}; !slices.Equal(got, want) {
+		t.Errorf("after RetryAll woken %v, want %v", got, want)
+	}
+
+	// delete: gone
+	if err := c.Delete(id); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if m, err := c.Get(id); !errors.Is(err, queue.ErrNotFound) {
+		t.Errorf("Get after Delete = %+v, %v; want ErrNotFound", m, err)
+	}
+	if msgs, err := c.List(); err != nil || len(msgs) != 0 {
+		t.Errorf("List after Delete = %+v, %v; want none", msgs, err)
+	}
+
+	// unknown IDs: ErrNotFound, and nobody is woken
+	const unknown = "00000000000000deadbeef"
+	if m, err := c.Get(unknown); !errors.Is(err, queue.ErrNotFound) {
+		t.Errorf("Get(unknown) = %+v, %v; want ErrNotFound", m, err)
+	}
+	for name, op := range map[string]func(string) error{
+		"Hold": c.Hold, "Release": c.Release, "Retry": c.Retry, "Delete": c.Delete,
+	} {
+		if err := op(unknown); !errors.Is(err, queue.ErrNotFound) {
+			t.Errorf("%s(unknown) = %v; want ErrNotFound", name, err)
+		}
+	}
+	if got := w.got(); len(got) != 3 {
+		t.Errorf("operations on an unknown ID woke the scheduler: %v", got)
+	}
+}
+
+func TestRetryAllLeavesHeldMessagesAlone(t *testing.T) {
+	s := openStore(t)
+	var w wakes
+	srv := serve(t, Options{Store: s, Wake: w.wake}, false)
+	c := NewAdminClient(srv.Listener.Addr().String())
+
+	pending := enqueue(t, s, "alice@org.test", "bob@dest.test")
+	held := enqueue(t, s, "alice@org.test", "carol@dest.test")
+	if err := c.Hold(held); err != nil {
+		t.Fatalf("Hold: %v", err)
+	}
+
+	if _, err := c.RetryAll(); err != nil {
+		t.Fatalf("RetryAll: %v", err)
+	}
+	if got, want := w.got(), []string{pending}; !slices.Equal(got, want) {
+		t.Errorf("RetryAll woke %v, want only the pending message %v", got, want)
+	}
+	if m, err := c.Get(held); err != nil || !m.Held {
+		t.Errorf("after RetryAll the held message is %+v, %v; want still held", m, err)
+	}
+}
+
+func TestDomainsThroughClient(t *testing.T) {
+	s := openStore(t)
+	srv := serve(t, Options{Store: s}, false)
+	c := NewAdminClient(srv.Listener.Addr().String())
+
+	if ds, err := c.Domains(); err != nil || len(ds) != 0 {
+		t.Fatalf("Domains of an empty spool = %+v, %v", ds, err)
+	}
+	err := s.ObserveTLS(queue.TLSObservation{Domain: "Dest.Test", Connected: true, TLSVersion: "TLS1.3", Verified: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ds, err := c.Domains()
+	if err != nil {
+		t.Fatalf("Domains: %v", err)
+	}
+	if len(ds) != 1 || ds[0].Domain != "dest.test" || !ds[0].TLSSeen || !ds[0].Verified ||
+		!slices.Equal(ds[0].TLSVersions, []string{"TLS1.3"}) {
+		t.Fatalf("Domains = %+v, want dest.test seen with verified TLS1.3", ds)
+	}
+
+	if err := c.ResetDomain("dest.test"); err != nil {
+		t.Fatalf("ResetDomain: %v", err)
+	}
+	if ds, err := c.Domains(); err != nil || len(ds) != 0 {
+		t.Errorf("Domains after reset = %+v, %v; want none", ds, err)
+	}
+	if err := c.ResetDomain("dest.test"); !errors.Is(err, queue.ErrNotFound) {
+		t.Errorf("second ResetDomain = %v; want ErrNotFound", err)
+	}
+}
+
+func TestHealthAndReadiness(t *testing.T) {
+	s := openStore(t)
+	var ready atomic.Bool
+	srv := serve(t, Options{Store: s, Ready: ready.Load}, false)
+	enqueue(t, s, "alice@org.test", "bob@dest.test", "carol@dest.test")
+
+	if code, body := do(t, srv, "GET", "/healthz"); code != http.StatusOK || body != "ok\n" {
+		t.Errorf("GET /healthz = %d %q; want 200 ok", code, body)
+	}
+
+	// starting: not ready
+	if code, body := do(t, srv, "GET", "/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("GET /readyz while not ready = %d %q; want 503", code, body)
+	}
+
+	// serving: ready, with the spool's counters
+	ready.Store(true)
+	code, body := do(t, srv, "GET", "/readyz")
+	if code != http.StatusOK {
+		t.Fatalf("GET /readyz when ready = %d %q; want 200", code, body)
+	}
+	var got struct {
+		Status string
+		Spool  queue.Stats
+	}
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatalf("GET /readyz body %q: %v", body, err)
+	}
+	if got.Status != "ready" || got.Spool.Messages != 1 || got.Spool.Held != 0 ||
+		got.Spool.Recipients[queue.StateQueued] != 2 {
+		t.Errorf("GET /readyz = %s; want ready with 1 message, 2 queued recipients", body)
+	}
+
+	// draining: not ready again
+	ready.Store(false)
+	if code, body := do(t, srv, "GET", "/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("GET /readyz while draining = %d %q; want 503", code, body)
+	}
+}
+
+func TestPolicyReload(t *testing.T) {
+	var (
+		mu        sync.Mutex
+		reloadErr error
+		calls     int
+	)
+	reload := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		return reloadErr
+	}
+	srv := serve(t, Options{Store: openStore(t), ReloadPolicy: reload}, false)
+
+	// a broken rules file: refused, and the admin is told where
+	problem := `t.yaml:12: policy.rules[0].action: unknown chain method "tsl"`
+	mu.Lock()
+	reloadErr = errors.New(problem)
+	mu.Unlock()
+	code, body := do(t, srv, "POST", "/api/v1/policy/reload")
+	if code < 400 {
+		t.Errorf("reload with a bad config = %d %q; want an error status", code, body)
+	}
+	var e struct{ Error string }
+	if err := json.Unmarshal([]byte(body), &e); err != nil || e.Error != problem {
+		t.Errorf("reload with a bad config: body %q (%v); want error %q", body, err, problem)
+	}
+
+	// fixed: reloaded
+	mu.Lock()
+	reloadErr = nil
+	mu.Unlock()
+	if code, body := do(t, srv, "POST", "/api/v1/policy/reload"); code/100 != 2 {
+		t.Errorf("reload with a good config = %d %q; want 2xx", code, body)
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 2 {
+		t.Errorf("ReloadPolicy called %d times, want 2", calls)
+	}
+}
+
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	s := openStore(t)
+	if code, _ := do(t, serve(t, Options{Store: s}, false), "GET", "/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("GET /debug/pprof/ with Handler(false) = %d; want 404", code)
+	}
+	code, body := do(t, serve(t, Options{Store: s}, true), "GET", "/debug/pprof/")
+	if code != http.StatusOK || !strings.Contains(body, "goroutine") {
+		t.Errorf("GET /debug/pprof/ with Handler(true) = %d; want 200 with the profile index", code)
+	}
+}
+
+// testConfig is a config with its data dir in a temporary directory and
+// the admin listener at adminListen ("" = off).
+func testConfig(t *testing.T, adminListen string) *config.Config {
+	t.Helper()
+	yaml := fmt.Sprintf("data_dir: %q\nadmin:\n  listen: %q\n", t.TempDir(), adminListen)
+	cfg, err := config.Parse("t.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatalf("config:\n%s\n%v", yaml, err)
+	}
+	return cfg
+}
+
+// spoolOf opens the spool cfg names, as a server would.
+func spoolOf(t *testing.T, cfg *config.Config) *queue.Store {
+	t.Helper()
+	s, err := queue.Open(queue.Options{Path: cfg.SpoolDBFile(), KeyFile: cfg.SpoolKeyFile()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestOpenQueueOps(t *testing.T) {
+	t.Run("no spool", func(t *testing.T) {
+		cfg := testConfig(t, "127.0.0.1:8025")
+		ops, where, _, err := OpenQueueOps(cfg)
+		if err == nil {
+			t.Fatalf("OpenQueueOps without a spool = %T at %q; want an error", ops, where)
+		}
+		if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), cfg.SpoolDBFile()) {
+			t.Errorf("OpenQueueOps without a spool: %v; want not-exist naming %s", err, cfg.SpoolDBFile())
+		}
+	})
+
+	t.Run("spool not held", func(t *testing.T) {
+		cfg := testConfig(t, "127.0.0.1:8025")
+		s := spoolOf(t, cfg)
+		id := enqueue(t, s, "alice@org.test", "bob@dest.test")
+		s.Close()
+
+		ops, where, closeOps, err := OpenQueueOps(cfg)
+		if err != nil {
+			t.Fatalf("OpenQueueOps: %v", err)
+		}
+		if want := "spool " + cfg.SpoolDBFile(); where != want {
+			t.Errorf("where = %q, want %q", where, want)
+		}
+		if _, ok := ops.(*queue.Store); !ok {
+			t.Errorf("ops is %T, want the spool itself", ops)
+		}
+		if msgs, err := ops.List(); err != nil || len(msgs) != 1 || msgs[0].ID != id {
+			t.Errorf("List = %+v, %v; want %s", msgs, err, id)
+		}
+		if err := closeOps(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+		// close released the spool: a server could start now.
+		spoolOf(t, cfg).Close()
+	})
+
+	// bbolt's flock is per open file description, so a second Open in
+	// this process is refused just as a second process would be.
+	t.Run("spool held by a server", func(t *testing.T) {
+		cfg := testConfig(t, "")
+		s := spoolOf(t, cfg)
+		defer s.Close()
+		id := enqueue(t, s, "alice@org.test", "bob@dest.test")
+		srv := serve(t, Options{Store: s}, false)
+		addr := srv.Listener.Addr().String()
+		cfg.Admin.Listen = addr
+
+		ops, where, closeOps, err := OpenQueueOps(cfg)
+		if err != nil {
+			t.Fatalf("OpenQueueOps: %v", err)
+		}
+		defer closeOps()
+		if want := "server at " + addr; where != want {
+			t.Errorf("where = %q, want %q", where, want)
+		}
+		if _, ok := ops.(*AdminClient); !ok {
+			t.Errorf("ops is %T, want the admin client", ops)
+		}
+		if msgs, err := ops.List(); err != nil || len(msgs) != 1 || msgs[0].ID != id {
+			t.Errorf("List through the server = %+v, %v; want %s", msgs, err, id)
+		}
+	})
+
+	t.Run("spool held, admin listener off", func(t *testing.T) {
+		cfg := testConfig(t, "")
+		s := spoolOf(t, cfg)
+		defer s.Close()
+
+		ops, where, _, err := OpenQueueOps(cfg)
+		if err == nil || !strings.Contains(err.Error(), "admin.listen is off") {
+			t.Errorf("OpenQueueOps = %T at %q, %v; want an error naming admin.listen", ops, where, err)
+		}
+	})
+}
