@@ -59,7 +59,7 @@ type Inbound struct {
 	// MinFreeDiskBytes is what must stay free on the spool's disk; below
 	// it MAIL gets 452 4.3.1 (Postfix's queue_minfree).
 	MinFreeDiskBytes int64 `yaml:"min_free_disk_bytes"`
-	Auth            Auth   `yaml:"auth"`
+	Auth             Auth  `yaml:"auth"`
 }
 
 // TLS names the listener certificate. Empty files mean a self-signed
