@@ -22,6 +22,10 @@ import (
 // connection may send before it is closed.
 const maxBadCommands = 10
 
+// pressureIdle is the idle timeout outside a transaction while most
+// connection slots are taken.
+const pressureIdle = 10 * time.Second
+
 // conn is one SMTP connection from the tenant: the protocol state
 // machine (this file) and the transaction it carries (session.go). One
 // goroutine runs it from greeting to close.
@@ -87,7 +91,15 @@ func (c *conn) serve() {
 		return
 	}
 	c.writeReply(&smtp.SMTPError{Code: 220, EnhancedCode: smtp.NoEnhancedCode, Message: opts.Hostname + " ESMTP ready"})
+	idle := opts.Config.IdleTimeout.D()
 	for {
+		// Under pressure (most slots taken), a client that is not in a
+		// transaction gets a short idle time: it must not hold a slot
+		// doing nothing while others are refused.
+		c.dc.idle = idle
+		if c.tx == nil && c.srv.limits.underPressure() {
+			c.dc.idle = min(idle, pressureIdle)
+		}
 		line, err := readCommand(c.br, opts.Config.MaxLineLength)
 		if err != nil {
 			c.readFailed(err)

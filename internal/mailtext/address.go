@@ -52,7 +52,14 @@ func CanonicalDomain(d string) (string, error) {
 			return "", ErrControlChar
 		}
 	}
+	if !utf8.ValidString(d) {
+		return "", fmt.Errorf("%w: not UTF-8", ErrBadDomain)
+	}
 	a, err := idnaProfile.ToASCII(d)
+	if err == nil {
+		// An A-label must read back: refuse what only encodes one way.
+		_, err = idnaProfile.ToUnicode(a)
+	}
 	if err != nil {
 		return "", fmt.Errorf("%w: %q: %v", ErrBadDomain, d, err)
 	}
