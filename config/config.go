@@ -50,7 +50,16 @@ type Inbound struct {
 	// BareLineEndings is "reject" (default) or "normalize": what to do
 	// with a bare CR or LF in DATA (SMTP smuggling, CVE-2023-51764).
 	BareLineEndings string `yaml:"bare_line_endings"`
-	Auth            Auth   `yaml:"auth"`
+	// GreetPause is how long a client outside the trusted networks waits
+	// for the greeting; one that talks first is disconnected.
+	GreetPause Duration `yaml:"greet_pause"`
+	// MaxBytesInFlight bounds the message content held in memory by all
+	// sessions together; beyond it MAIL and DATA get 452 4.3.1.
+	MaxBytesInFlight int64 `yaml:"max_bytes_in_flight"`
+	// MinFreeDiskBytes is what must stay free on the spool's disk; below
+	// it MAIL gets 452 4.3.1 (Postfix's queue_minfree).
+	MinFreeDiskBytes int64 `yaml:"min_free_disk_bytes"`
+	Auth             Auth  `yaml:"auth"`
 }
 
 // TLS names the listener certificate. Empty files mean a self-signed

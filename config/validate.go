@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // validator checks a decoded Config. Each error points at the line where
@@ -69,6 +70,15 @@ func (v *validator) validate(c *Config) {
 	v.positive("inbound.idle_timeout", int64(in.IdleTimeout))
 	v.positive("inbound.session_timeout", int64(in.SessionTimeout))
 	v.oneOf("inbound.bare_line_endings", in.BareLineEndings, "reject", "normalize")
+	if in.GreetPause < 0 || in.GreetPause.D() > time.Minute {
+		v.fail("inbound.greet_pause", "must be between 0s and 1m, got %s", in.GreetPause.D())
+	}
+	if in.MaxBytesInFlight != 0 && in.MaxBytesInFlight < in.MaxMessageBytes {
+		v.fail("inbound.max_bytes_in_flight", "must be 0 (no bound) or at least max_message_bytes (%d), got %d", in.MaxMessageBytes, in.MaxBytesInFlight)
+	}
+	if in.MinFreeDiskBytes < 0 {
+		v.fail("inbound.min_free_disk_bytes", "must not be negative")
+	}
 	seen := map[string]bool{}
 	for i, u := range in.Auth.Users {
 		p := fmt.Sprintf("inbound.auth.users[%d]", i)

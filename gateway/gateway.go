@@ -192,6 +192,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		Spool:     store,
 		Logger:    logger.With("component", "smtp"),
 		OnQueued:  g.sched.Wake,
+		SpoolDir:  cfg.DataDir,
 		Policy:    g.policy.Load,
 	})
 	if err != nil {

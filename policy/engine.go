@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/internal/mailtext"
 )
 
 // Engine decides, per recipient, the chain of methods a message gets. It
@@ -131,10 +132,29 @@ func (e *Engine) Hash() string { return e.hash }
 // Tags lists the configured Subject tags.
 func (e *Engine) Tags() []string { return e.tagOrder }
 
+// lower puts address globs in the form intake gives addresses: lower
+// case, and a literal domain part (no glob characters) in its canonical
+// form (no trailing dot, A-labels), so that "*@Bücher.example." matches
+// what arrives as "x@xn--bcher-kva.example".
 func lower(s []string) []string {
 	out := make([]string, len(s))
 	for i, x := range s {
-		out[i] = strings.ToLower(x)
+		x = strings.ToLower(x)
+		local, domain, hasAt := "", x, false
+		if at := strings.LastIndexByte(x, '@'); at >= 0 {
+			local, domain, hasAt = x[:at+1], x[at+1:], true
+		}
+		if !strings.ContainsAny(domain, "*?[\\") {
+			if d, err := mailtext.CanonicalDomain(domain); err == nil {
+				domain = d
+			}
+		}
+		if hasAt {
+			x = local + domain
+		} else {
+			x = domain
+		}
+		out[i] = x
 	}
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/internal/mailtext"
 )
 
 // TransportPolicy turns outbound.tls_policy into a per-delivery TLS
@@ -44,7 +45,11 @@ func NewTransportPolicy(c config.TLSPolicy) (*TransportPolicy, error) {
 		if err != nil {
 			return nil, fmt.Errorf("outbound.tls_policy.domains.%s: %w", d, err)
 		}
-		p.domains[strings.ToLower(d)] = l
+		key := strings.ToLower(d)
+		if c, err := mailtext.CanonicalDomain(d); err == nil {
+			key = c
+		}
+		p.domains[key] = l
 	}
 	return p, nil
 }

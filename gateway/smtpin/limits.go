@@ -7,12 +7,15 @@ import (
 	"time"
 )
 
-// connLimiter bounds SMTP connections in total and per client address.
-// A connection over a limit is answered "421 4.7.0" (RFC 5321 §3.8) and
-// closed before go-smtp sees it, so a flood from one address cannot take
-// the slots of everyone else.
+// connLimiter bounds SMTP connections in total and per client (an IPv4
+// address, an IPv6 /64: one host holds a whole /64). A connection over a
+// limit is answered "421 4.7.0" (RFC 5321 §3.8) and closed before a
+// session starts, so a flood from one client cannot take the slots of
+// everyone else; a tenth of the slots is kept for trusted networks, so a
+// flood from outside cannot lock the tenant out either.
 type connLimiter struct {
 	total, perIP int
+	trusted      func(netip.Addr) bool
 	mu           sync.Mutex
 	count        int
 	byIP         map[netip.Addr]int
@@ -20,8 +23,38 @@ type connLimiter struct {
 	open         map[*limitedConn]struct{} // for a forced stop
 }
 
-func newConnLimiter(total, perIP int) *connLimiter {
-	return &connLimiter{total: total, perIP: perIP, byIP: map[netip.Addr]int{}, open: map[*limitedConn]struct{}{}}
+func newConnLimiter(total, perIP int, trusted func(netip.Addr) bool) *connLimiter {
+	return &connLimiter{total: total, perIP: perIP, trusted: trusted, byIP: map[netip.Addr]int{}, open: map[*limitedConn]struct{}{}}
+}
+
+// clientKey is what per-client limits count by: the address, or its /64
+// for IPv6.
+func clientKey(ip netip.Addr) netip.Addr {
+	if ip.Is6() && !ip.Is4In6() {
+		if p, err := ip.Prefix(64); err == nil {
+			return p.Addr()
+		}
+	}
+	return ip
+}
+
+// reserved is how many slots only trusted clients may take.
+func (cl *connLimiter) reserved() int {
+	if cl.total <= 1 {
+		return 0
+	}
+	return max(cl.total/10, 1)
+}
+
+// underPressure: most slots are taken, so idle sessions that have not
+// started a transaction get a short timeout.
+func (cl *connLimiter) underPressure() bool {
+	if cl.total <= 0 {
+		return false
+	}
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.count*4 >= cl.total*3
 }
 
 // wrap returns l with the limits applied. plain says whether a refusal
@@ -60,10 +93,13 @@ func (cl *connLimiter) closeListeners() {
 
 // admit takes a slot for ip, or says which limit refused it.
 func (cl *connLimiter) admit(ip netip.Addr) string {
+	trusted := cl.trusted != nil && cl.trusted(ip)
+	ip = clientKey(ip)
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	switch {
-	case cl.total > 0 && cl.count >= cl.total:
+	case cl.total > 0 && cl.count >= cl.total,
+		cl.total > 0 && !trusted && cl.count >= cl.total-cl.reserved():
 		return "421 4.7.0 Too many connections, try again later\r\n"
 	case cl.perIP > 0 && cl.byIP[ip] >= cl.perIP:
 		return "421 4.7.0 Too many connections from your address, try again later\r\n"
@@ -74,6 +110,7 @@ func (cl *connLimiter) admit(ip netip.Addr) string {
 }
 
 func (cl *connLimiter) release(ip netip.Addr, c *limitedConn) {
+	ip = clientKey(ip)
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	delete(cl.open, c)

@@ -1,6 +1,7 @@
 package smtpin
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -11,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/emersion/go-smtp"
+	"golang.org/x/sys/unix"
 
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/policy"
@@ -25,6 +26,7 @@ type Spooler interface {
 	Enqueue(ctx context.Context, env queue.Envelope, body []byte) (string, error)
 }
 
+// Options are what the inbound server works with.
 type Options struct {
 	Config    config.Inbound
 	Hostname  string
@@ -36,26 +38,34 @@ type Options struct {
 	// Policy returns the rule set in force (it can be reloaded); nil or
 	// a nil engine means every recipient gets the default chain.
 	Policy func() *policy.Engine
+	// SpoolDir is where the spool lives: MAIL is refused (452 4.3.1)
+	// while its file system has less than Config.MinFreeDiskBytes free.
+	// "" skips the check.
+	SpoolDir string
 	// loopbackIsRemote makes loopback clients subject to require_tls, so
 	// tests on 127.0.0.1 can exercise the rule for remote clients.
 	loopbackIsRemote bool
 }
 
-// Server is the SMTP side facing the tenant (RFC 5321, RFC 3207
-// STARTTLS, RFC 4954 AUTH after TLS only, RFC 6531 SMTPUTF8, RFC 1870
-// SIZE, RFC 3030 CHUNKING, RFC 8689 REQUIRETLS). One go-smtp server
-// serves the STARTTLS listener and, if configured, the implicit-TLS one.
+// Server is the SMTP side facing the tenant. One Server serves the
+// STARTTLS listener and, if configured, the implicit-TLS one.
 type Server struct {
-	opts    Options
-	srv     *smtp.Server
-	trusted []netip.Prefix
-	limits  *connLimiter
+	opts         Options
+	trusted      []netip.Prefix
+	limits       *connLimiter
+	budget       *byteBudget
+	authFailures *authLimiter
+	decoyOnce    sync.Once
+	decoy        string
 
 	mu       sync.Mutex
 	draining bool
-	active   sync.WaitGroup // transactions between MAIL and the DATA reply
+	conns    map[*conn]struct{}
+	active   sync.WaitGroup // transactions between MAIL and their end
+	serving  sync.WaitGroup // connection goroutines
 }
 
+// New returns a server; Serve and ServeImplicitTLS run it.
 func New(opts Options) (*Server, error) {
 	if opts.Spool == nil {
 		return nil, errors.New("inbound: no spool")
@@ -69,37 +79,89 @@ func New(opts Options) (*Server, error) {
 	if opts.OnQueued == nil {
 		opts.OnQueued = func(string) {}
 	}
+	if opts.Config.MaxLineLength <= 0 {
+		opts.Config.MaxLineLength = 2000
+	}
 	cfg := opts.Config
 	s := &Server{
-		opts:    opts,
-		trusted: cfg.Networks(),
-		limits:  newConnLimiter(cfg.MaxConnections, cfg.MaxConnectionsPerIP),
+		opts:         opts,
+		trusted:      cfg.Networks(),
+		budget:       &byteBudget{max: cfg.MaxBytesInFlight},
+		authFailures: newAuthLimiter(),
+		conns:        map[*conn]struct{}{},
 	}
-	srv := smtp.NewServer(s)
-	srv.Domain = opts.Hostname
-	srv.TLSConfig = opts.TLSConfig
-	srv.MaxMessageBytes = cfg.MaxMessageBytes
-	srv.MaxRecipients = cfg.MaxRecipients
-	srv.MaxLineLength = cfg.MaxLineLength
-	srv.ReadTimeout = cfg.IdleTimeout.D()
-	srv.WriteTimeout = cfg.IdleTimeout.D()
-	srv.AllowInsecureAuth = false
-	srv.EnableSMTPUTF8 = true
-	srv.EnableREQUIRETLS = true
-	srv.ErrorLog = slogPrinter{opts.Logger}
-	s.srv = srv
+	s.limits = newConnLimiter(cfg.MaxConnections, cfg.MaxConnectionsPerIP, s.isTrusted)
 	return s, nil
 }
 
+func (s *Server) isTrusted(ip netip.Addr) bool { return policy.MayRelay(ip, "", s.trusted).Allowed }
+
 // Serve accepts SMTP connections with STARTTLS on l until Shutdown.
-func (s *Server) Serve(l net.Listener) error {
-	return s.srv.Serve(s.limits.wrap(l, true))
-}
+func (s *Server) Serve(l net.Listener) error { return s.serve(s.limits.wrap(l, true), false) }
 
 // ServeImplicitTLS accepts connections that start with TLS (port 465
 // style, RFC 8314) on l until Shutdown.
 func (s *Server) ServeImplicitTLS(l net.Listener) error {
-	return s.srv.Serve(tls.NewListener(s.limits.wrap(l, false), s.opts.TLSConfig))
+	if s.opts.TLSConfig == nil {
+		return errors.New("inbound: implicit TLS without a certificate")
+	}
+	return s.serve(s.limits.wrap(l, false), true)
+}
+
+func (s *Server) serve(l net.Listener, implicitTLS bool) error {
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		c := s.newConn(nc, implicitTLS)
+		s.mu.Lock()
+		if s.draining {
+			s.mu.Unlock()
+			nc.Close()
+			continue
+		}
+		s.conns[c] = struct{}{}
+		s.serving.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer func() {
+				s.mu.Lock()
+				delete(s.conns, c)
+				s.mu.Unlock()
+				s.serving.Done()
+			}()
+			defer func() {
+				// A bug in one session must not take the node down.
+				if r := recover(); r != nil {
+					s.opts.Logger.Error("SMTP session panicked; connection closed", "client", c.clientIP.String(), "panic", fmt.Sprint(r))
+				}
+			}()
+			c.serve()
+		}()
+	}
+}
+
+func (s *Server) newConn(nc net.Conn, implicitTLS bool) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &conn{srv: s, ctx: ctx, cancel: cancel, started: s.opts.Now()}
+	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
+		c.clientIP = ap.Addr().Unmap()
+	}
+	c.trusted = s.isTrusted(c.clientIP)
+	if implicitTLS {
+		nc = tls.Server(nc, s.opts.TLSConfig)
+	}
+	c.nc = nc
+	c.dc = &deadlineConn{Conn: nc, idle: s.opts.Config.IdleTimeout.D()}
+	c.dc.cap = c.sessionCap()
+	c.br = bufio.NewReaderSize(c.dc, 64<<10)
+	c.bw = bufio.NewWriterSize(nc, 4<<10)
+	return c
 }
 
 // Shutdown stops accepting connections, refuses new transactions, waits
@@ -108,36 +170,35 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining = true
 	s.mu.Unlock()
+	s.limits.closeListeners()
 	done := make(chan struct{})
 	go func() {
 		s.active.Wait()
 		close(done)
 	}()
-	// Close the listeners now: no new connections while draining.
-	s.limits.closeListeners()
 	select {
 	case <-done:
 	case <-ctx.Done():
 	}
-	closed := make(chan error, 1)
-	go func() { closed <- s.srv.Close() }()
-	var err error
+	// Idle sessions and any still in a transaction past the deadline are
+	// closed under their readers.
+	s.mu.Lock()
+	n := len(s.conns)
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	s.mu.Unlock()
+	stopped := make(chan struct{})
+	go func() {
+		s.serving.Wait()
+		close(stopped)
+	}()
 	select {
-	case err = <-closed:
-	case <-ctx.Done():
-		// A session stuck inside the SMTP library must not hold the
-		// stop forever: cut the sockets under it, then give it a moment.
-		n := s.limits.forceClose()
-		select {
-		case err = <-closed:
-		case <-time.After(2 * time.Second):
-			return fmt.Errorf("%d SMTP sessions did not stop", n)
-		}
+	case <-stopped:
+		return nil
+	case <-time.After(2 * time.Second):
+		return fmt.Errorf("%d SMTP sessions did not stop", n)
 	}
-	if err != nil && !errors.Is(err, net.ErrClosed) {
-		return err
-	}
-	return nil
 }
 
 // beginTransaction registers a transaction unless we are draining.
@@ -151,30 +212,63 @@ func (s *Server) beginTransaction() bool {
 	return true
 }
 
-// NewSession implements smtp.Backend.
-func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	sess := &session{
-		srv:    s,
-		conn:   c,
-		ctx:    ctx,
-		cancel: cancel,
+// roomFor says why a transaction of size octets (0: unknown) cannot be
+// taken now: the node's byte budget or the spool's disk.
+func (s *Server) roomFor(size int64) error {
+	if free := s.budget.free(); free >= 0 && size > free {
+		return fmt.Errorf("message of %d octets, %d left of the budget for messages in flight", size, free)
 	}
-	if ap, err := netip.ParseAddrPort(c.Conn().RemoteAddr().String()); err == nil {
-		sess.clientIP = ap.Addr().Unmap()
+	minFree := s.opts.Config.MinFreeDiskBytes
+	if s.opts.SpoolDir == "" || minFree <= 0 {
+		return nil
 	}
-	if st := s.opts.Config.SessionTimeout.D(); st > 0 {
-		// A session may not outlive its limit however busy it keeps us.
-		sess.timer = time.AfterFunc(st, func() { c.Conn().Close() })
+	var st unix.Statfs_t
+	if err := unix.Statfs(s.opts.SpoolDir, &st); err != nil {
+		return nil // the commit will say what is wrong with the disk
 	}
-	return sess, nil
+	if avail := int64(st.Bavail) * int64(st.Bsize); avail < minFree+size {
+		return fmt.Errorf("%d octets free on the spool's disk, %d must stay free", avail, minFree)
+	}
+	return nil
 }
 
-// slogPrinter routes go-smtp's internal errors to our logger.
-type slogPrinter struct{ l *slog.Logger }
-
-func (p slogPrinter) Printf(format string, v ...any) {
-	p.l.Debug("smtp server", "detail", fmt.Sprintf(format, v...))
+// byteBudget bounds the octets of message content the node holds in
+// memory across all sessions (inbound.max_bytes_in_flight): a session
+// that cannot get room is answered 452 4.3.1 and the client retries.
+type byteBudget struct {
+	mu   sync.Mutex
+	max  int64 // 0: unbounded
+	used int64
 }
 
-func (p slogPrinter) Println(v ...any) { p.l.Debug("smtp server", "detail", fmt.Sprint(v...)) }
+func (b *byteBudget) take(n int) bool {
+	if b.max <= 0 || n <= 0 {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used+int64(n) > b.max {
+		return false
+	}
+	b.used += int64(n)
+	return true
+}
+
+func (b *byteBudget) give(n int) {
+	if b.max <= 0 || n <= 0 {
+		return
+	}
+	b.mu.Lock()
+	b.used -= int64(n)
+	b.mu.Unlock()
+}
+
+// free is what is left, -1 when unbounded.
+func (b *byteBudget) free() int64 {
+	if b.max <= 0 {
+		return -1
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.max - b.used
+}

@@ -2,293 +2,322 @@ package smtpin
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"errors"
-	"io"
-	"net/netip"
+	"strconv"
 	"strings"
-	"sync"
-	"time"
 
-	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
 	"github.com/sealgate/sealgate/certs"
-	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/internal/mailtext"
 	"github.com/sealgate/sealgate/policy"
-	"github.com/sealgate/sealgate/queue"
 )
 
-// maxAuthFailures is how many failed AUTH attempts a session gets before
-// it is closed: enough for a typo, not for guessing.
-const maxAuthFailures = 3
+// The mail transaction: MAIL, RCPT, DATA or BDAT, each checked here and
+// the message committed to the spool before the client hears 250.
 
-// session is one SMTP connection from the tenant. go-smtp calls
-// its methods in protocol order; Logout ends it.
-type session struct {
-	srv      *Server
-	conn     *smtp.Conn
-	ctx      context.Context
-	cancel   context.CancelFunc
-	timer    *time.Timer
-	clientIP netip.Addr
-	authUser string
-	authFail int
-
-	// the transaction in progress. go-smtp may call Reset and Logout from
-	// another goroutine while Data runs (on Close, and around BDAT), so
-	// mu guards these, and Data works on a copy taken when it starts.
-	mu         sync.Mutex
-	inTx       bool
-	from       string
-	rcpts      []string
-	utf8       bool
-	requireTLS bool
-}
-
-// Reset implements smtp.Session: the transaction is abandoned.
-func (s *session) Reset() { s.endTransaction() }
-
-// Logout implements smtp.Session.
-func (s *session) Logout() error {
-	s.endTransaction()
-	if s.timer != nil {
-		s.timer.Stop()
+// mail starts a transaction (RFC 5321 §4.1.1.2).
+func (c *conn) mail(arg string) error {
+	if c.helo == "" {
+		return reply(503, 5, 5, 1, "Say EHLO first")
 	}
-	s.cancel()
-	return nil
-}
-
-func (s *session) endTransaction() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.inTx {
-		s.srv.active.Done()
+	if c.tx != nil {
+		return reply(503, 5, 5, 1, "Nested MAIL command")
 	}
-	s.inTx, s.from, s.rcpts, s.utf8, s.requireTLS = false, "", nil, false, false
-}
-
-func (s *session) tlsState() (tls.ConnectionState, bool) {
-	return s.conn.TLSConnectionState()
-}
-
-// Mail implements smtp.Session.
-func (s *session) Mail(from string, opts *smtp.MailOptions) error {
-	s.endTransaction()
-	if _, isTLS := s.tlsState(); !isTLS && s.srv.opts.Config.RequireTLS &&
-		(!s.clientIP.IsLoopback() || s.srv.opts.loopbackIsRemote) {
+	path, params, err := splitPath(arg, "FROM:")
+	if err != nil {
+		return reply(501, 5, 5, 4, "Syntax: MAIL FROM:<address> [parameters]")
+	}
+	opts := c.srv.opts
+	tx := &transaction{}
+	for _, p := range params {
+		key, value, _ := strings.Cut(p, "=")
+		switch strings.ToUpper(key) {
+		case "SIZE":
+			n, err := strconv.ParseInt(value, 10, 64)
+			if err != nil || n < 0 {
+				return reply(501, 5, 5, 4, "Bad SIZE parameter")
+			}
+			if m := opts.Config.MaxMessageBytes; m > 0 && n > m {
+				return reply(552, 5, 3, 4, "Message size exceeds fixed limit")
+			}
+			tx.size = n
+		case "BODY":
+			if v := strings.ToUpper(value); v != "7BIT" && v != "8BITMIME" {
+				return reply(555, 5, 5, 4, "Unsupported BODY type")
+			}
+		case "SMTPUTF8":
+			tx.utf8 = true
+		case "REQUIRETLS":
+			tx.requireTLS = true
+		case "AUTH":
+			// RFC 4954 §5: accepted and not passed on.
+		default:
+			return reply(555, 5, 5, 4, "Unsupported MAIL parameter "+sanitizeTrace(key))
+		}
+	}
+	if c.tls == nil && opts.Config.RequireTLS && (!c.clientIP.IsLoopback() || opts.loopbackIsRemote) {
 		return toSMTPError(errMustStartTLS, "")
 	}
-	if _, isTLS := s.tlsState(); opts != nil && opts.RequireTLS && !isTLS {
+	if tx.requireTLS && c.tls == nil {
 		// RFC 8689 §4.1: REQUIRETLS only on a session protected by TLS.
 		return toSMTPError(errRequireTLSPlaintext, "")
 	}
-	utf8 := opts != nil && opts.UTF8
-	if !utf8 && !mailtext.IsASCII(from) {
+	if !tx.utf8 && !mailtext.IsASCII(path) {
 		return toSMTPError(errNeedSMTPUTF8, "")
 	}
-	if !s.srv.beginTransaction() {
+	if path != "" {
+		if tx.from, _, err = mailtext.CanonicalAddress(path); err != nil {
+			return addressError("sender", err)
+		}
+	}
+	if err := c.srv.roomFor(tx.size); err != nil {
+		c.srv.opts.Logger.Warn("transaction refused: no room", "client", c.clientIP.String(), "reason", err.Error())
+		return reply(452, 4, 3, 1, "Insufficient system resources, try again later")
+	}
+	if !c.srv.beginTransaction() {
 		return toSMTPError(errShuttingDown, "")
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.inTx, s.from, s.utf8 = true, from, utf8
-	s.requireTLS = opts != nil && opts.RequireTLS
-	return nil
+	c.tx = tx
+	return reply(250, 2, 1, 0, "Ok")
 }
 
-// Rcpt implements smtp.Session. Relay authorisation happens here, per
-// RFC 5321 §3.6.1.
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	if d := policy.MayRelay(s.clientIP, s.authUser, s.srv.trusted); !d.Allowed {
-		s.srv.opts.Logger.Warn("relay denied", "client", s.clientIP.String(), "helo", s.conn.Hostname(), "rcpt", to, "reason", d.Reason)
+// rcpt adds a recipient (RFC 5321 §4.1.1.3). Relay authorisation
+// happens here, per RFC 5321 §3.6.1.
+func (c *conn) rcpt(arg string) error {
+	if c.tx == nil {
+		return reply(503, 5, 5, 1, "Need MAIL before RCPT")
+	}
+	path, params, err := splitPath(arg, "TO:")
+	if err != nil || path == "" {
+		return reply(501, 5, 5, 4, "Syntax: RCPT TO:<address>")
+	}
+	if len(params) > 0 {
+		return reply(555, 5, 5, 4, "Unsupported RCPT parameter")
+	}
+	if d := policy.MayRelay(c.clientIP, c.authUser, c.srv.trusted); !d.Allowed {
+		c.srv.opts.Logger.Warn("relay denied", "client", c.clientIP.String(), "helo", c.helo, "rcpt", sanitizeTrace(path), "reason", d.Reason)
 		return toSMTPError(errRelayDenied, "")
 	}
-	at := strings.LastIndexByte(to, '@')
-	if at <= 0 || at == len(to)-1 {
-		return toSMTPError(errNoDomain, "")
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.utf8 && !mailtext.IsASCII(to) {
+	if !c.tx.utf8 && !mailtext.IsASCII(path) {
 		return toSMTPError(errNeedSMTPUTF8, "")
 	}
-	s.rcpts = append(s.rcpts, to)
-	return nil
+	addr, domain, err := mailtext.CanonicalAddress(path)
+	switch {
+	case err != nil:
+		return addressError("recipient", err)
+	case domain == "":
+		return toSMTPError(errNoDomain, "")
+	case strings.HasPrefix(domain, "["):
+		return reply(553, 5, 1, 3, "Address literals are not relayed")
+	}
+	if m := c.srv.opts.Config.MaxRecipients; m > 0 && len(c.tx.rcpts) >= m {
+		return reply(452, 4, 5, 3, "Too many recipients")
+	}
+	c.tx.rcpts = append(c.tx.rcpts, addr)
+	return reply(250, 2, 1, 5, "Ok")
 }
 
-// Data implements smtp.Session: it reads the whole message (bounded by
-// the size limit), refuses smuggling and loops, adds the Received header
-// and commits the message to the spool before answering 250.
-func (s *session) Data(r io.Reader) error {
-	start := s.srv.opts.Now()
-	s.mu.Lock()
-	from, rcpts, requireTLS := s.from, append([]string(nil), s.rcpts...), s.requireTLS
-	s.mu.Unlock()
-	log := s.srv.opts.Logger.With("client", s.clientIP.String(), "helo", s.conn.Hostname(), "from", from,
-		"rcpts", len(rcpts), "auth", s.authUser)
-	// Everything the Received header says is known before the first
-	// byte of DATA, so it goes first into the one buffer the message is
-	// read into: in the common case the body is never copied again.
-	facts := receivedFacts{Helo: s.conn.Hostname(), ClientIP: s.clientIP.String(), Hostname: s.srv.opts.Hostname,
-		AuthUser: s.authUser, Recipients: rcpts, Time: start}
-	tlsDesc := ""
-	if st, ok := s.tlsState(); ok {
-		facts.TLSVersion, facts.Cipher = certs.TLSVersionName(st.Version), tls.CipherSuiteName(st.CipherSuite)
-		tlsDesc = facts.TLSVersion + " " + facts.Cipher
+func addressError(which string, err error) *smtp.SMTPError {
+	if errors.Is(err, mailtext.ErrControlChar) {
+		return reply(501, 5, 1, 3, "Control characters are not allowed in the "+which+" address")
 	}
-	var buf bytes.Buffer
-	buf.Write(receivedHeader(facts))
-	traceLen := buf.Len()
-	if _, err := buf.ReadFrom(r); err != nil {
-		// Over the size limit (552 from go-smtp) or the client went away.
-		log.Info("message refused", "err", err.Error())
-		return toSMTPError(err, "")
+	if which == "sender" {
+		return reply(501, 5, 1, 7, "Bad sender address syntax")
 	}
-	msg, body := buf.Bytes(), buf.Bytes()[traceLen:]
-	if mailtext.HasBareLineEnding(body) {
-		if s.srv.opts.Config.BareLineEndings != "normalize" {
+	return reply(501, 5, 1, 3, "Bad recipient address syntax")
+}
+
+// splitPath reads "FROM:<path> params…" (or "TO:"): the path between the
+// angle brackets, not yet checked, and the ESMTP parameters after it.
+func splitPath(arg, keyword string) (string, []string, error) {
+	if len(arg) < len(keyword) || !strings.EqualFold(arg[:len(keyword)], keyword) {
+		return "", nil, errors.New("no " + keyword)
+	}
+	rest := strings.TrimLeft(arg[len(keyword):], " ")
+	if !strings.HasPrefix(rest, "<") {
+		return "", nil, errors.New("no <")
+	}
+	end := closingBracket(rest)
+	if end < 0 {
+		return "", nil, errors.New("no >")
+	}
+	path, after := rest[1:end], rest[end+1:]
+	if after != "" && after[0] != ' ' {
+		return "", nil, errors.New("junk after >")
+	}
+	return path, strings.Fields(after), nil
+}
+
+// closingBracket finds the ">" that ends the path, skipping any inside a
+// quoted local part ("a>b"@x).
+func closingBracket(s string) int {
+	quoted := false
+	for i := 1; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			if quoted {
+				i++
+			}
+		case '"':
+			quoted = !quoted
+		case '>':
+			if !quoted {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// endTransaction abandons the transaction and gives back what it held.
+func (c *conn) endTransaction() {
+	if c.tx == nil {
+		return
+	}
+	c.srv.budget.give(c.tx.held)
+	c.srv.active.Done()
+	c.tx = nil
+}
+
+// newBody starts the buffer a message is read into. Everything the
+// Received header says is known before the first byte, so it goes first:
+// in the common case the body is never copied again.
+func (c *conn) newBody() *bodySink {
+	facts := receivedFacts{Helo: c.helo, ClientIP: c.clientIP.String(), Hostname: c.srv.opts.Hostname,
+		AuthUser: c.authUser, Recipients: c.tx.rcpts, Time: c.srv.opts.Now()}
+	if c.tls != nil {
+		facts.TLSVersion, facts.Cipher = certs.TLSVersionName(c.tls.Version), tls.CipherSuiteName(c.tls.CipherSuite)
+	}
+	body := &bytes.Buffer{}
+	body.Write(receivedHeader(facts))
+	c.tx.body, c.tx.trace = body, body.Len()
+	tx := c.tx
+	sink := &bodySink{dst: body, limit: c.srv.opts.Config.MaxMessageBytes}
+	sink.reserve = func(total int) bool {
+		if total <= tx.held {
+			return true
+		}
+		// Reserve in steps, so the budget is not asked per line.
+		want := max(total, tx.held+256<<10)
+		if !c.srv.budget.take(want - tx.held) {
+			if !c.srv.budget.take(total - tx.held) {
+				return false
+			}
+			want = total
+		}
+		tx.held = want
+		return true
+	}
+	c.tx.chunks = sink
+	return sink
+}
+
+// data receives a message after DATA (RFC 5321 §4.1.1.4).
+func (c *conn) data(arg string) error {
+	switch {
+	case arg != "":
+		return reply(501, 5, 5, 4, "Syntax: DATA")
+	case c.tx == nil:
+		return reply(503, 5, 5, 1, "Need MAIL and RCPT before DATA")
+	case len(c.tx.rcpts) == 0:
+		return reply(554, 5, 5, 1, "No valid recipients")
+	case c.tx.body != nil:
+		return reply(503, 5, 5, 1, "DATA not allowed after BDAT")
+	case c.br.Buffered() > 0:
+		// RFC 2920 §3.1: DATA ends a pipelined group; content may only
+		// follow our 354. A client that does not wait is a bulk sender
+		// or a smuggling attempt.
+		return &replyErr{reply(554, 5, 5, 0, "Protocol error: message content sent before the 354 reply"), errContentBefore}
+	}
+	c.writeReply(&smtp.SMTPError{Code: 354, EnhancedCode: smtp.NoEnhancedCode, Message: "End data with <CR><LF>.<CR><LF>"})
+	c.flush()
+	sink := c.newBody()
+	c.dc.cap = c.dataCap()
+	err := readData(c.br, sink, c.srv.opts.Config.MaxLineLength)
+	c.dc.cap = c.sessionCap()
+	if err != nil {
+		return c.transferFailed("DATA", err)
+	}
+	return c.finishMessage()
+}
+
+// bdat receives one chunk (RFC 3030). Its octets are read whatever the
+// state, so that they are never taken for commands.
+func (c *conn) bdat(arg string) error {
+	fields := strings.Fields(arg)
+	var n int64 = -1
+	if len(fields) >= 1 && len(fields) <= 2 {
+		n, _ = strconv.ParseInt(fields[0], 10, 64)
+	}
+	last := len(fields) == 2 && strings.EqualFold(fields[1], "LAST")
+	if n < 0 || len(fields) == 2 && !last {
+		return &replyErr{reply(501, 5, 5, 4, "Syntax: BDAT size [LAST]; closing connection"), errBadChunkLength}
+	}
+	if c.tx == nil || len(c.tx.rcpts) == 0 {
+		sink := &bodySink{dst: &bytes.Buffer{}, limit: 1}
+		if err := readChunk(c.br, sink, n); err != nil {
+			return c.transferFailed("BDAT", err)
+		}
+		return reply(503, 5, 5, 1, "Need MAIL and RCPT before BDAT")
+	}
+	sink := c.tx.chunks
+	if sink == nil {
+		sink = c.newBody()
+	}
+	c.dc.cap = c.dataCap()
+	err := readChunk(c.br, sink, n)
+	c.dc.cap = c.sessionCap()
+	if err != nil {
+		return c.transferFailed("BDAT", err)
+	}
+	if !last {
+		return reply(250, 2, 0, 0, strconv.FormatInt(n, 10)+" octets received")
+	}
+	if !sink.flags.tooBig && !sink.flags.noMemory {
+		sink.flags.bareLineEnding = mailtext.HasBareLineEnding(c.tx.body.Bytes()[c.tx.trace:])
+	}
+	return c.finishMessage()
+}
+
+// transferFailed ends a connection whose message content did not arrive
+// whole (a timeout, a reset): what the client sends next cannot be known
+// to be a command, so nothing more is read.
+func (c *conn) transferFailed(what string, err error) error {
+	c.srv.opts.Logger.Info("message transfer failed; connection closed", "client", c.clientIP.String(), "phase", what, "err", err.Error())
+	return &replyErr{reply(421, 4, 4, 2, "Timeout or error during "+what+", closing connection"), err}
+}
+
+// finishMessage checks the received message, applies the policy and
+// commits it to the spool; the reply says how it went.
+func (c *conn) finishMessage() error {
+	defer c.endTransaction()
+	tx, opts := c.tx, c.srv.opts
+	flags := tx.chunks.flags
+	log := opts.Logger.With("client", c.clientIP.String(), "helo", c.helo, "from", tx.from, "rcpts", len(tx.rcpts), "auth", c.authUser)
+	switch {
+	case flags.tooBig:
+		log.Info("message refused: over the size limit", "size", flags.size)
+		return reply(552, 5, 3, 4, "Message size exceeds fixed limit")
+	case flags.noMemory:
+		log.Warn("message refused: the node's byte budget for messages in flight is exhausted", "size", flags.size)
+		return reply(452, 4, 3, 1, "Insufficient system resources, try again later")
+	case flags.nul:
+		log.Warn("message refused: NUL in content (SMTP smuggling defence)", "size", flags.size)
+		return reply(554, 5, 6, 0, "Message contains NUL characters")
+	case flags.longLine:
+		log.Info("message refused: line too long", "size", flags.size)
+		return reply(554, 5, 6, 0, "Message has lines longer than "+strconv.Itoa(opts.Config.MaxLineLength)+" octets")
+	}
+	msg, body := tx.body.Bytes(), tx.body.Bytes()[tx.trace:]
+	if flags.bareLineEnding {
+		if opts.Config.BareLineEndings != "normalize" {
 			log.Warn("message refused: bare CR or LF (SMTP smuggling defence)", "size", len(body))
 			return toSMTPError(errBareLineEnding, "")
 		}
 		body = mailtext.NormalizeLineEndings(body)
-		msg = append(append(make([]byte, 0, traceLen+len(body)), msg[:traceLen]...), body...)
+		msg = append(append(make([]byte, 0, tx.trace+len(body)), msg[:tx.trace]...), body...)
 	}
-	if countHops(body) > maxHops {
-		log.Warn("message refused: too many hops", "size", len(body))
-		return toSMTPError(errTooManyHops, "")
-	}
-
-	var decisions []queue.RcptDecision
-	hold, chains := "", ""
-	if s.srv.opts.Policy != nil {
-		if engine := s.srv.opts.Policy(); engine != nil {
-			trusted := s.authUser != "" || policy.MayRelay(s.clientIP, "", s.srv.trusted).Allowed
-			res, out := policy.Apply(engine, policy.Session{From: from, Recipients: rcpts, AuthUser: s.authUser,
-				ClientIP: s.clientIP, Trusted: trusted}, body)
-			if res.Reject != "" {
-				log.Info("message rejected by policy", "rule", res.RejectRule)
-				return toSMTPError(&replyError{Code: 550, Enhanced: smtp.EnhancedCode{5, 7, 1}, Public: mailtext.OneLine(res.Reject)}, "")
-			}
-			if !mailtext.SameBytes(out, body) { // the policy rewrote the header
-				msg = append(append(make([]byte, 0, traceLen+len(out)), msg[:traceLen]...), out...)
-			}
-			hold = res.Hold
-			for _, rd := range res.Recipients {
-				decisions = append(decisions, queue.RcptDecision{Chain: rd.Chain.Strings(), Rules: rd.Rules, Reasons: rd.Reasons})
-				chains += " " + rd.Chain.String()
-			}
-		}
-	}
-
-	env := queue.Envelope{
-		From:       from,
-		Recipients: rcpts,
-		ClientAddr: s.conn.Conn().RemoteAddr().String(),
-		ClientHelo: s.conn.Hostname(),
-		AuthUser:   s.authUser,
-		TLS:        tlsDesc,
-		RequireTLS: requireTLS,
-		Decisions:  decisions,
-		Hold:       hold,
-	}
-	id, err := s.srv.opts.Spool.Enqueue(s.ctx, env, msg)
-	if err != nil {
-		log.Error("message not spooled", "err", err, "size", len(msg))
-		return toSMTPError(err, "")
-	}
-	log.Info("message queued", "queue_id", id, "size", len(msg), "tls", tlsDesc, "chains", strings.TrimSpace(chains), "hold", hold,
-		"took", s.srv.opts.Now().Sub(start).Round(time.Microsecond).String())
-	s.srv.opts.OnQueued(id)
-	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + id}
-}
-
-// AuthMechanisms implements smtp.AuthSession. go-smtp offers them only
-// once the connection is under TLS (AllowInsecureAuth is off), and only
-// when users are configured.
-func (s *session) AuthMechanisms() []string {
-	if len(s.srv.opts.Config.Auth.Users) == 0 {
-		return nil
-	}
-	return []string{"PLAIN", "LOGIN"}
-}
-
-// Auth implements smtp.AuthSession.
-func (s *session) Auth(mech string) (sasl.Server, error) {
-	if _, isTLS := s.tlsState(); !isTLS || len(s.srv.opts.Config.Auth.Users) == 0 {
-		return nil, smtp.ErrAuthUnsupported
-	}
-	check := func(username, password string) error {
-		if s.checkUser(username, password) {
-			s.authUser = username
-			s.srv.opts.Logger.Info("authenticated", "client", s.clientIP.String(), "user", username)
-			return nil
-		}
-		s.authFail++
-		s.srv.opts.Logger.Warn("authentication failed", "client", s.clientIP.String(), "user", username, "failures", s.authFail)
-		if s.authFail >= maxAuthFailures {
-			// Answer, then hang up: the reply must reach the client first.
-			time.AfterFunc(100*time.Millisecond, func() { s.conn.Conn().Close() })
-			return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many authentication failures"}
-		}
-		return toSMTPError(errAuthFailed, "")
-	}
-	switch mech {
-	case "PLAIN":
-		return sasl.NewPlainServer(func(identity, username, password string) error {
-			if identity != "" && identity != username {
-				return toSMTPError(errAuthFailed, "")
-			}
-			return check(username, password)
-		}), nil
-	case "LOGIN":
-		return &loginServer{check: check}, nil
-	}
-	return nil, smtp.ErrAuthUnknownMechanism
-}
-
-func (s *session) checkUser(username, password string) bool {
-	for _, u := range s.srv.opts.Config.Auth.Users {
-		if u.Username == username {
-			return config.CheckPassword(u.PasswordHash, password)
-		}
-	}
-	// Spend the same time on an unknown user as on a wrong password, so
-	// that timing does not tell which users exist.
-	if users := s.srv.opts.Config.Auth.Users; len(users) > 0 {
-		config.CheckPassword(users[0].PasswordHash, password)
-	}
-	return false
-}
-
-// loginServer is the server side of the LOGIN mechanism (an obsolete
-// but widespread SASL mechanism; Outlook and many devices use it).
-type loginServer struct {
-	check    func(username, password string) error
-	username string
-	step     int
-}
-
-func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
-	switch l.step {
-	case 0:
-		l.step = 1
-		if len(response) == 0 {
-			return []byte("Username:"), false, nil
-		}
-		fallthrough // initial response carried the username
-	case 1:
-		l.username = string(response)
-		l.step = 2
-		return []byte("Password:"), false, nil
-	case 2:
-		l.step = 3
-		if err := l.check(l.username, string(response)); err != nil {
-			return nil, true, err
-		}
-		return nil, true, nil
-	}
-	return nil, true, errors.New("unexpected LOGIN response")
+	return c.commit(log, msg, body)
 }

@@ -66,6 +66,12 @@ func testInboundConfig(t testing.TB) config.Inbound {
 
 func startInbound(t testing.TB, cfg config.Inbound, loopbackIsRemote bool) *inboundFixture {
 	t.Helper()
+	return startInboundWith(t, cfg, func(o *Options) { o.loopbackIsRemote = loopbackIsRemote })
+}
+
+// startInboundWith is startInbound with a hook to change the options.
+func startInboundWith(t testing.TB, cfg config.Inbound, change func(*Options)) *inboundFixture {
+	t.Helper()
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	if err := certs.EnsureSelfSigned(certFile, keyFile, []string{"gw.test"}); err != nil {
@@ -85,11 +91,12 @@ func startInbound(t testing.TB, cfg config.Inbound, loopbackIsRemote bool) *inbo
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Options{
+	opts := Options{
 		Config: cfg, Hostname: "gw.test", TLSConfig: certs.ServerTLSConfig(r), Spool: f.spool,
-		Logger: slog.New(slog.DiscardHandler), loopbackIsRemote: loopbackIsRemote,
-		Policy: func() *policy.Engine { return engine },
-	})
+		Logger: slog.New(slog.DiscardHandler), Policy: func() *policy.Engine { return engine },
+	}
+	change(&opts)
+	srv, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,12 +39,17 @@ func NeedsSMTPUTF8(from string, rcpts []string) bool {
 	return false
 }
 
-// Domain returns the lower-cased domain part of an address ("" when it
-// has none).
+// Domain returns the domain part of an address in its canonical form
+// (CanonicalDomain; lower case when it is not a valid domain), "" when it
+// has none. Addresses spooled before intake canonicalised them get the
+// same TLS policy, history and grouping as new ones.
 func Domain(addr string) string {
 	at := strings.LastIndexByte(addr, '@')
 	if at < 0 {
 		return ""
+	}
+	if d, err := CanonicalDomain(addr[at+1:]); err == nil {
+		return d
 	}
 	return strings.ToLower(addr[at+1:])
 }

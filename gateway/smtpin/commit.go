@@ -1,0 +1,72 @@
+package smtpin
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/sealgate/sealgate/certs"
+	"github.com/sealgate/sealgate/internal/mailtext"
+	"github.com/sealgate/sealgate/policy"
+	"github.com/sealgate/sealgate/queue"
+)
+
+// commit refuses loops, applies the policy (which may reject the
+// message, hold it, or rewrite its header) and commits the message to
+// the spool; only then does the client hear 250 with the queue ID.
+func (c *conn) commit(log *slog.Logger, msg, body []byte) error {
+	tx, opts := c.tx, c.srv.opts
+	if countHops(body) > maxHops {
+		log.Warn("message refused: too many hops", "size", len(body))
+		return toSMTPError(errTooManyHops, "")
+	}
+	var decisions []queue.RcptDecision
+	hold, chains := "", ""
+	if opts.Policy != nil {
+		if engine := opts.Policy(); engine != nil {
+			trusted := c.authUser != "" || c.trusted
+			res, out := policy.Apply(engine, policy.Session{From: tx.from, Recipients: tx.rcpts, AuthUser: c.authUser,
+				ClientIP: c.clientIP, Trusted: trusted}, body)
+			if res.Reject != "" {
+				log.Info("message rejected by policy", "rule", res.RejectRule)
+				return toSMTPError(&replyError{Code: 550, Enhanced: smtp.EnhancedCode{5, 7, 1}, Public: mailtext.OneLine(res.Reject)}, "")
+			}
+			if !mailtext.SameBytes(out, body) { // the policy rewrote the header
+				msg = append(append(make([]byte, 0, tx.trace+len(out)), msg[:tx.trace]...), out...)
+			}
+			hold = res.Hold
+			for _, rd := range res.Recipients {
+				decisions = append(decisions, queue.RcptDecision{Chain: rd.Chain.Strings(), Rules: rd.Rules, Reasons: rd.Reasons})
+				chains += " " + rd.Chain.String()
+			}
+		}
+	}
+	tlsDesc := ""
+	if c.tls != nil {
+		tlsDesc = certs.TLSVersionName(c.tls.Version) + " " + tls.CipherSuiteName(c.tls.CipherSuite)
+	}
+	env := queue.Envelope{
+		From:       tx.from,
+		Recipients: tx.rcpts,
+		ClientAddr: c.nc.RemoteAddr().String(),
+		ClientHelo: c.helo,
+		AuthUser:   c.authUser,
+		TLS:        tlsDesc,
+		RequireTLS: tx.requireTLS,
+		Decisions:  decisions,
+		Hold:       hold,
+	}
+	start := opts.Now()
+	id, err := opts.Spool.Enqueue(c.ctx, env, msg)
+	if err != nil {
+		log.Error("message not spooled", "err", err, "size", len(msg))
+		return toSMTPError(err, "")
+	}
+	log.Info("message queued", "queue_id", id, "size", len(msg), "tls", tlsDesc, "chains", strings.TrimSpace(chains), "hold", hold,
+		"commit", opts.Now().Sub(start).Round(time.Microsecond).String())
+	opts.OnQueued(id)
+	return reply(250, 2, 0, 0, "Ok: queued as "+id)
+}
