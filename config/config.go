@@ -121,8 +121,11 @@ type Outbound struct {
 	Smarthost         Smarthost `yaml:"smarthost"`
 	MaxConcurrency    int       `yaml:"max_concurrency"`     // deliveries in flight, all destinations
 	MaxPerDestination int       `yaml:"max_per_destination"` // connections per destination domain
-	ConnectTimeout    Duration  `yaml:"connect_timeout"`
-	CommandTimeout    Duration  `yaml:"command_timeout"`
+	// MaxBytesInFlight bounds the message bodies that deliveries hold in
+	// memory together; an attempt waits for room.
+	MaxBytesInFlight int64    `yaml:"max_bytes_in_flight"`
+	ConnectTimeout   Duration `yaml:"connect_timeout"`
+	CommandTimeout   Duration `yaml:"command_timeout"`
 	// IdleConnTimeout is how long an open connection to a destination is
 	// kept for reuse by the next message to it.
 	IdleConnTimeout Duration `yaml:"idle_conn_timeout"`

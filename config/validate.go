@@ -76,6 +76,9 @@ func (v *validator) validate(c *Config) {
 	if in.MaxBytesInFlight != 0 && in.MaxBytesInFlight < in.MaxMessageBytes {
 		v.fail("inbound.max_bytes_in_flight", "must be 0 (no bound) or at least max_message_bytes (%d), got %d", in.MaxMessageBytes, in.MaxBytesInFlight)
 	}
+	if c.Outbound.MaxBytesInFlight < 0 {
+		v.fail("outbound.max_bytes_in_flight", "must not be negative (0: no bound)")
+	}
 	if in.MinFreeDiskBytes < 0 {
 		v.fail("inbound.min_free_disk_bytes", "must not be negative")
 	}

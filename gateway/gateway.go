@@ -145,14 +145,15 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		Logger:            logger.With("component", "delivery"),
 	})
 	sched := scheduler.Options{
-		Store:          store,
-		Deliverer:      g.deliverer,
-		Logger:         logger.With("component", "scheduler"),
-		MaxConcurrency: cfg.Outbound.MaxConcurrency,
-		Smarthost:      smarthost != nil,
-		Methods:        g.methods(),
-		DSN:            report.DSNBuilder{Hostname: hostname}.Build,
-		TLS:            transport,
+		Store:            store,
+		Deliverer:        g.deliverer,
+		Logger:           logger.With("component", "scheduler"),
+		MaxConcurrency:   cfg.Outbound.MaxConcurrency,
+		MaxBytesInFlight: cfg.Outbound.MaxBytesInFlight,
+		Smarthost:        smarthost != nil,
+		Methods:          g.methods(),
+		DSN:              report.DSNBuilder{Hostname: hostname}.Build,
+		TLS:              transport,
 	}
 	if signer != nil {
 		sched.Sign = (&dkimSigning{signer: signer, logger: logger.With("component", "dkim")}).sign

@@ -55,7 +55,7 @@ func run(addr string, n, c, size, perConn int, sinkAddr string, wait time.Durati
 	}
 	body := makeMessage(size)
 
-	var next atomic.Int64
+	var next, deferred atomic.Int64
 	latencies := make([][]time.Duration, c)
 	errs := make([]error, c)
 	var wg sync.WaitGroup
@@ -64,7 +64,7 @@ func run(addr string, n, c, size, perConn int, sinkAddr string, wait time.Durati
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			latencies[w], errs[w] = sendLoop(addr, body, perConn, func() bool { return next.Add(1) <= int64(n) })
+			latencies[w], errs[w] = sendLoop(addr, body, perConn, func() bool { return next.Add(1) <= int64(n) }, &deferred)
 		}()
 	}
 	wg.Wait()
@@ -77,6 +77,9 @@ func run(addr string, n, c, size, perConn int, sinkAddr string, wait time.Durati
 	fmt.Printf("sent %d messages of %d bytes over %d connections in %s\n", len(all), size, c, elapsed.Round(time.Millisecond))
 	fmt.Printf("accepted/s: %.0f\n", float64(len(all))/elapsed.Seconds())
 	fmt.Printf("accept latency p50: %s  p99: %s\n", pct(all, 50), pct(all, 99))
+	if d := deferred.Load(); d > 0 {
+		fmt.Printf("temporary refusals (4xx, retried): %d\n", d)
+	}
 
 	if sink != nil {
 		deadline := time.Now().Add(wait)
@@ -100,8 +103,10 @@ func run(addr string, n, c, size, perConn int, sinkAddr string, wait time.Durati
 }
 
 // sendLoop sends messages over one connection at a time while more()
-// says so, reconnecting every perConn messages.
-func sendLoop(addr string, body []byte, perConn int, more func() bool) ([]time.Duration, error) {
+// says so, reconnecting every perConn messages. A 4xx reply (the
+// gateway's byte budget, say) is retried after a pause, as an MTA would,
+// and counted in deferred.
+func sendLoop(addr string, body []byte, perConn int, more func() bool, deferred *atomic.Int64) ([]time.Duration, error) {
 	var lat []time.Duration
 	for {
 		cl, err := smtp.Dial(addr)
@@ -117,32 +122,51 @@ func sendLoop(addr string, body []byte, perConn int, more func() bool) ([]time.D
 				cl.Quit()
 				return lat, nil
 			}
-			if err := cl.Mail("load@sender.test", nil); err != nil {
-				cl.Close()
-				return lat, err
+			for tries := 0; ; tries++ {
+				d, err := sendOne(cl, body)
+				var se *smtp.SMTPError
+				if err != nil && errors.As(err, &se) && se.Code/100 == 4 && tries < 600 {
+					deferred.Add(1)
+					if cl.Reset() != nil {
+						cl.Close()
+						return lat, err
+					}
+					time.Sleep(100 * time.Millisecond)
+					continue
+				}
+				if err != nil {
+					cl.Close()
+					return lat, err
+				}
+				lat = append(lat, d)
+				break
 			}
-			if err := cl.Rcpt("sink@dest.test", nil); err != nil {
-				cl.Close()
-				return lat, err
-			}
-			w, err := cl.Data()
-			if err != nil {
-				cl.Close()
-				return lat, err
-			}
-			if _, err := w.Write(body); err != nil {
-				cl.Close()
-				return lat, err
-			}
-			t0 := time.Now()
-			if err := w.Close(); err != nil {
-				cl.Close()
-				return lat, err
-			}
-			lat = append(lat, time.Since(t0))
 		}
 		cl.Quit()
 	}
+}
+
+// sendOne runs one transaction and returns the time from the end of
+// the data to the 250.
+func sendOne(cl *smtp.Client, body []byte) (time.Duration, error) {
+	if err := cl.Mail("load@sender.test", &smtp.MailOptions{Size: int64(len(body))}); err != nil {
+		return 0, err
+	}
+	if err := cl.Rcpt("sink@dest.test", nil); err != nil {
+		return 0, err
+	}
+	w, err := cl.Data()
+	if err != nil {
+		return 0, err
+	}
+	if _, err := w.Write(body); err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	if err := w.Close(); err != nil {
+		return 0, err
+	}
+	return time.Since(t0), nil
 }
 
 // makeMessage builds a plain message of about size bytes with CRLF lines.

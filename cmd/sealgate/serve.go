@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -54,6 +56,7 @@ func serve(cfg *config.Config, configPath string) error {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
+	setMemoryLimit(cfg, logger)
 	gw, err := gateway.New(cfg, logger)
 	if err != nil {
 		return err
@@ -102,4 +105,18 @@ func serve(cfg *config.Config, configPath string) error {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// setMemoryLimit gives the Go runtime a soft memory limit of what the
+// byte budgets allow (message bodies in, bodies out) plus room for
+// everything else, so that garbage from large messages is collected
+// before the heap doubles. GOMEMLIMIT in the environment wins.
+func setMemoryLimit(cfg *config.Config, logger *slog.Logger) {
+	in, out := cfg.Inbound.MaxBytesInFlight, cfg.Outbound.MaxBytesInFlight
+	if os.Getenv("GOMEMLIMIT") != "" || in <= 0 || out <= 0 {
+		return
+	}
+	limit := in + out + 256<<20
+	debug.SetMemoryLimit(limit)
+	logger.Debug("soft memory limit set", "bytes", limit)
 }

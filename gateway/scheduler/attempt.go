@@ -34,6 +34,13 @@ func (s *Scheduler) attempt(ctx context.Context, id string) time.Time {
 	if len(groups) == 0 {
 		return nextAttempt(m)
 	}
+	if s.bytes != nil {
+		n := min(max(m.Size, 1), s.opts.MaxBytesInFlight)
+		if err := s.bytes.Acquire(ctx, n); err != nil {
+			return s.now() // shutting down; the spool keeps it due
+		}
+		defer s.bytes.Release(n)
+	}
 	body, err := s.opts.Store.Body(id)
 	if err != nil {
 		log.Error("cannot read message body", "err", err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sealgate/sealgate/policy"
 	"github.com/sealgate/sealgate/queue"
+	"golang.org/x/sync/semaphore"
 )
 
 // Options are what a scheduler works with. Store and Deliverer are
@@ -20,6 +21,10 @@ type Options struct {
 	Now       func() time.Time // nil: time.Now
 	// MaxConcurrency bounds attempts in flight (at least 1).
 	MaxConcurrency int
+	// MaxBytesInFlight bounds the message bodies attempts hold in memory
+	// together (0: no bound): an attempt waits for room before it reads
+	// its body. A message larger than the bound goes out alone.
+	MaxBytesInFlight int64
 	// Smarthost routes every recipient as one group instead of per
 	// destination domain.
 	Smarthost bool
@@ -47,8 +52,9 @@ type Options struct {
 // deliveries at once, and never has more than one attempt of the same
 // message in flight.
 type Scheduler struct {
-	opts Options
-	now  func() time.Time
+	opts  Options
+	now   func() time.Time
+	bytes *semaphore.Weighted // nil: no bound
 
 	wakeCh  chan string
 	doneCh  chan schedDone
@@ -83,7 +89,12 @@ func New(o Options) *Scheduler {
 	if o.Methods == nil {
 		o.Methods = Builtin()
 	}
+	var bytes *semaphore.Weighted
+	if o.MaxBytesInFlight > 0 {
+		bytes = semaphore.NewWeighted(o.MaxBytesInFlight)
+	}
 	return &Scheduler{
+		bytes:    bytes,
 		opts:     o,
 		now:      o.Now,
 		wakeCh:   make(chan string, 1024),

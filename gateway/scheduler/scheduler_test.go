@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 // memStore is a scheduler-only stand-in for the spool: recipients are
 // delivered or deferred by a fixed delay, nothing else.
 type memStore struct {
+	gets     atomic.Int64 // Get calls: how many attempts have started
 	mu       sync.Mutex
 	msgs     map[string]*queue.Message
 	deferFor time.Duration
@@ -29,6 +31,7 @@ func (s *memStore) add(id string, held bool, rcpts ...string) {
 }
 
 func (s *memStore) Get(id string) (*queue.Message, error) {
+	s.gets.Add(1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m, ok := s.msgs[id]
@@ -214,4 +217,46 @@ func TestSchedulerRetriesDeferredAndWakes(t *testing.T) {
 		m, _ := st.Get("m2")
 		return m.Recipients[0].State == queue.StateDelivered
 	})
+}
+
+// TestSchedulerBoundsBodyBytesInFlight: with room for one 800-octet body
+// at a time, deliveries of such messages never overlap, however many
+// slots are free.
+func TestSchedulerBoundsBodyBytesInFlight(t *testing.T) {
+	st := &memStore{msgs: map[string]*queue.Message{}}
+	for _, id := range []string{"m1", "m2", "m3", "m4"} {
+		st.add(id, false, "a@"+id+".test")
+		st.msgs[id].Size = 800
+	}
+	d := &gateDeliverer{inFlight: map[string]int{}, release: make(chan struct{}), fail: map[string]bool{}}
+	s := New(Options{Store: st, Deliverer: d, MaxConcurrency: 4, MaxBytesInFlight: 1000})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	// All four attempts start (four slots); one holds its body, the
+	// others wait for room before reading theirs.
+	waitFor(t, "four attempts started", func() bool { return st.gets.Load() >= 4 })
+	time.Sleep(100 * time.Millisecond) // let any attempt that could overlap reach the deliverer
+	for delivered := 0; delivered < 4; {
+		select {
+		case d.release <- struct{}{}:
+			delivered++
+		case <-time.After(10 * time.Second):
+			t.Fatal("deliveries stalled")
+		}
+	}
+	waitFor(t, "all delivered", func() bool {
+		for _, id := range []string{"m1", "m2", "m3", "m4"} {
+			if m, _ := st.Get(id); !nextAttempt(m).IsZero() {
+				return false
+			}
+		}
+		return true
+	})
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.maxAll != 1 {
+		t.Errorf("%d deliveries overlapped; the byte budget allows 1", d.maxAll)
+	}
 }
