@@ -161,6 +161,29 @@ func (e *e2e) waitState(id, rcpt string, state queue.State) *queue.Message {
 	}
 }
 
+// waitAttempts polls the spool until rcpt of id has had at least n
+// recorded delivery attempts or is final, and returns the message. A test asserts a
+// negative ("nothing went out in plaintext") after a known number of
+// attempts, never after a sleep.
+func (e *e2e) waitAttempts(id, rcpt string, n int) *queue.Message {
+	e.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		m, err := e.gw.Store().Get(id)
+		if err == nil {
+			for _, r := range m.Recipients {
+				if r.Address == rcpt && (r.Attempts >= n || r.State.Final()) {
+					return m
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s for %s never had %d attempts; last: %+v (err %v)", id, rcpt, n, m, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func message(subject, body string) string {
 	return "From: Alice <alice@org.test>\r\nTo: bob@dest.test\r\nSubject: " + subject +
 		"\r\nMessage-ID: <" + subject + "@org.test>\r\n\r\n" + body + "\r\n"
