@@ -98,6 +98,7 @@ func (d *Deliverer) Close() { d.pool.closeAll() }
 // outboundConn is an open, greeted connection to one destination host.
 type outboundConn struct {
 	client   *smtp.Client
+	raw      net.Conn // the TCP connection under client (and under TLS)
 	host     string
 	ip       string
 	tls      *tls.ConnectionState
@@ -138,7 +139,13 @@ func (d *Deliverer) Deliver(ctx context.Context, req Request) (queue.Attempt, []
 	}
 	att.MTASTS = mtastsOutcome(req.TLS, conn)
 	att.DANE = conn.dane
+	// go-smtp's client knows no context: a shutdown closes the socket
+	// under it, so a transaction stuck on a slow server ends at once.
+	stop := context.AfterFunc(ctx, func() { conn.raw.Close() })
 	outcomes, reply, reusable := d.transaction(conn, req)
+	if !stop() {
+		outcomes, reply, reusable = cancelled(outcomes, req.Recipients, conn.host), "delivery cancelled", false
+	}
 	att.Reply = reply
 	if reusable {
 		d.pool.put(dest, conn)
@@ -163,7 +170,9 @@ func (d *Deliverer) connect(ctx context.Context, req Request) (*outboundConn, er
 		}
 		c.client.CommandTimeout = d.opts.CommandTimeout
 		if meetsTLS(c, req.TLS.Level) == nil {
-			if err := c.client.Reset(); err == nil {
+			stop := context.AfterFunc(ctx, func() { c.raw.Close() })
+			err := c.client.Reset()
+			if stop() && err == nil {
 				return c, nil
 			}
 		}
@@ -265,8 +274,11 @@ func (d *Deliverer) dialHost(ctx context.Context, host, addr string, sh *Smartho
 	if err != nil {
 		return nil, err
 	}
+	// The greeting, EHLO, STARTTLS and AUTH are not context-aware either.
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
+	defer stop()
 	ip, _, _ := net.SplitHostPort(raw.RemoteAddr().String())
-	oc := &outboundConn{host: host, ip: ip, daneRequired: len(dane.Records) > 0}
+	oc := &outboundConn{host: host, ip: ip, raw: raw, daneRequired: len(dane.Records) > 0}
 	tlsConf := d.tlsConfig(host, oc, dane.Records)
 
 	wantTLS := (sh == nil || sh.TLS != "none") && level != policy.TLSNone

@@ -45,10 +45,16 @@ func (s *Scheduler) attempt(ctx context.Context, id string) time.Time {
 			break
 		}
 		att, outcomes := s.runGroup(ctx, log, m, g, body, signed)
-		if ctx.Err() != nil {
+		cut := ctx.Err() != nil
+		if cut {
 			// Shutting down: the attempt was cut short and says nothing
-			// about the destination; leave the recipients as they were.
-			break
+			// about the destination; leave the recipients it did not
+			// settle as they were. What the destination did settle is
+			// recorded: a message it accepted must not go out again
+			// after the restart.
+			if outcomes = settled(outcomes); len(outcomes) == 0 {
+				break
+			}
 		}
 		dsn := func(m *queue.Message, bounced []queue.Recipient) (queue.Envelope, []byte, error) {
 			return s.opts.DSN(m, bounced, body)
@@ -63,8 +69,23 @@ func (s *Scheduler) attempt(ctx context.Context, id string) time.Time {
 			log.Info("delivery status notification queued", "dsn_id", dsnID)
 			s.schedule(dsnID, s.now())
 		}
+		if cut {
+			break
+		}
 	}
 	return nextAttempt(m)
+}
+
+// settled keeps the outcomes that are final: delivered, bounced or
+// dropped.
+func settled(outcomes []queue.RcptOutcome) []queue.RcptOutcome {
+	var out []queue.RcptOutcome
+	for _, o := range outcomes {
+		if o.Delivered || o.Permanent || o.Dropped {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // runGroup asks the group's method what to do and does it: settle the

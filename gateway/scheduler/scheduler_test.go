@@ -215,3 +215,42 @@ func TestSchedulerRetriesDeferredAndWakes(t *testing.T) {
 		return m.Recipients[0].State == queue.StateDelivered
 	})
 }
+
+// settleOnCancel blocks until its context ends, then reports the first
+// recipient accepted (the server's 250 arrived just before the shutdown)
+// and the others cut short.
+type settleOnCancel struct{ started chan struct{} }
+
+func (d settleOnCancel) Deliver(ctx context.Context, req delivery.Request) (queue.Attempt, []queue.RcptOutcome) {
+	close(d.started)
+	<-ctx.Done()
+	out := []queue.RcptOutcome{{Address: req.Recipients[0], Delivered: true, Status: "2.0.0"}}
+	for _, r := range req.Recipients[1:] {
+		out = append(out, queue.RcptOutcome{Address: r, Status: "4.4.5", Message: "delivery cancelled"})
+	}
+	return queue.Attempt{Destination: req.Domain, Recipients: req.Recipients}, out
+}
+
+// TestSchedulerShutdownKeepsSettledOutcomes: an attempt cut short by a
+// shutdown leaves the recipients it did not settle as they were (no
+// attempt counted), but records what the destination did settle, so a
+// message it accepted is not sent again after the restart.
+func TestSchedulerShutdownKeepsSettledOutcomes(t *testing.T) {
+	st := &memStore{msgs: map[string]*queue.Message{}}
+	st.add("m1", false, "a@one.test", "b@one.test")
+	d := settleOnCancel{started: make(chan struct{})}
+	s := New(Options{Store: st, Deliverer: d, MaxConcurrency: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	<-d.started
+	cancel()
+	<-done
+	m, _ := st.Get("m1")
+	if r := m.Recipients[0]; r.State != queue.StateDelivered {
+		t.Errorf("accepted recipient: %+v", r)
+	}
+	if r := m.Recipients[1]; r.State != queue.StateQueued || r.Attempts != 0 {
+		t.Errorf("cut-short recipient must stay as it was: %+v", r)
+	}
+}
