@@ -238,7 +238,10 @@ func (g *Gateway) Start() error {
 		g.goServe("smtps", func() error { return g.inbound.ServeImplicitTLS(g.implicitLn) })
 	}
 	if g.adminLn != nil {
-		api := admin.New(admin.Options{Store: g.store, Wake: g.sched.Wake, Ready: g.ready.Load,
+		// Ready once serving and once the scheduler has loaded the queue:
+		// a node that accepts mail it will not deliver is not ready.
+		ready := func() bool { return g.ready.Load() && g.sched.Loaded() }
+		api := admin.New(admin.Options{Store: g.store, Wake: g.sched.Wake, Ready: ready,
 			ReloadPolicy: g.reloadPolicyFromFile, Logger: g.logger.With("component", "admin")})
 		g.admin = &http.Server{
 			Handler:           api.Handler(g.cfg.Admin.Pprof),
