@@ -64,6 +64,7 @@ outbound:
   extra_root_cas: [%s]
   connect_timeout: 2s
   command_timeout: 5s
+  allowed_private_networks: [127.0.0.0/8] # the sinks
 %s`, filepath.Join(e.dir, "data"), e.dns.Addr(), e.port, caFile, extra)
 	cfg, err := config.Parse("e2e.yaml", mergeYAML(t, yaml))
 	if err != nil {

@@ -143,6 +143,10 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		MaxPerDestination: cfg.Outbound.MaxPerDestination,
 		Smarthost:         smarthost,
 		Logger:            logger.With("component", "delivery"),
+		// Loop and SSRF guard: no MX on an internal address unless allowed,
+		// never our own listeners.
+		AllowedPrivateNetworks: cfg.Outbound.PrivateNetworks(),
+		Self:                   g.listenerAddrs,
 	})
 	sched := scheduler.Options{
 		Store:          store,
@@ -321,6 +325,18 @@ func (g *Gateway) Config() *config.Config { return g.cfg }
 
 // Store gives tests and the CLI's in-process commands the spool.
 func (g *Gateway) Store() *queue.Store { return g.store }
+
+// listenerAddrs are the addresses of the inbound SMTP listeners (after
+// Start): delivery never sends there.
+func (g *Gateway) listenerAddrs() []net.Addr {
+	var out []net.Addr
+	for _, l := range []net.Listener{g.smtpLn, g.implicitLn} {
+		if l != nil {
+			out = append(out, l.Addr())
+		}
+	}
+	return out
+}
 
 func addrString(l net.Listener) string {
 	if l == nil {
