@@ -153,10 +153,13 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		Deliverer:      g.deliverer,
 		Logger:         logger.With("component", "scheduler"),
 		MaxConcurrency: cfg.Outbound.MaxConcurrency,
-		Smarthost:      smarthost != nil,
-		Methods:        g.methods(),
-		DSN:            report.DSNBuilder{Hostname: hostname}.Build,
-		TLS:            transport,
+		// Enforced here, where waiting costs no global slot; delivery's
+		// own bound of the same size never blocks behind it.
+		MaxPerDestination: cfg.Outbound.MaxPerDestination,
+		Smarthost:         smarthost != nil,
+		Methods:           g.methods(),
+		DSN:               report.DSNBuilder{Hostname: hostname}.Build,
+		TLS:               transport,
 	}
 	if signer != nil {
 		sched.Sign = (&dkimSigning{signer: signer, logger: logger.With("component", "dkim")}).sign

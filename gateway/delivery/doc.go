@@ -17,7 +17,8 @@
 // An MX host is dialled only at a public address or one in
 // outbound.allowed_private_networks, and never at our own listener
 // (guard.go): DNS must not aim the gateway at internal services.
-// Bounds: at most outbound.max_per_destination sessions per destination,
+// Bounds: at most outbound.max_per_destination sessions per destination
+// (the scheduler keeps to it without blocking; this bound is a backstop),
 // dnsres.MaxMXHosts hosts and MaxAddrsPerHost addresses per attempt, and
 // a 64 KiB plaintext prelude before TLS.
 package delivery

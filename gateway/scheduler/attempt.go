@@ -34,17 +34,31 @@ func (s *Scheduler) attempt(ctx context.Context, id string) time.Time {
 	if len(groups) == 0 {
 		return nextAttempt(m)
 	}
-	body, err := s.opts.Store.Body(id)
-	if err != nil {
-		log.Error("cannot read message body", "err", err)
-		return s.now().Add(time.Minute)
-	}
+	var body []byte // read once a group has a slot
+	inLine := map[string]bool{}
 	signed := &signCache{sign: s.opts.Sign, id: id}
 	for _, g := range groups {
 		if ctx.Err() != nil {
 			break
 		}
+		if !s.slots.take(g.Domain, id) {
+			// The destination is full: the message waits in its line
+			// and is woken when a slot is handed to it.
+			for _, r := range g.Rcpts {
+				inLine[r] = true
+			}
+			continue
+		}
+		if body == nil {
+			var err error
+			if body, err = s.opts.Store.Body(id); err != nil {
+				s.releaseSlot(g.Domain)
+				log.Error("cannot read message body", "err", err)
+				return s.now().Add(time.Minute)
+			}
+		}
 		att, outcomes := s.runGroup(ctx, log, m, g, body, signed)
+		s.releaseSlot(g.Domain)
 		cut := ctx.Err() != nil
 		if cut {
 			// Shutting down: the attempt was cut short and says nothing
@@ -73,7 +87,15 @@ func (s *Scheduler) attempt(ctx context.Context, id string) time.Time {
 			break
 		}
 	}
-	return nextAttempt(m)
+	return nextAttemptExcept(m, inLine)
+}
+
+// releaseSlot gives back a destination slot and wakes the message it is
+// handed to, if any.
+func (s *Scheduler) releaseSlot(dest string) {
+	if w := s.slots.release(dest); w != "" {
+		s.schedule(w, s.now())
+	}
 }
 
 // settled keeps the outcomes that are final: delivered, bounced or
@@ -224,10 +246,14 @@ func (s *Scheduler) dueGroups(m *queue.Message, now time.Time) []Group {
 
 // nextAttempt is the earliest next attempt among pending recipients, or
 // zero when none is pending.
-func nextAttempt(m *queue.Message) time.Time {
+func nextAttempt(m *queue.Message) time.Time { return nextAttemptExcept(m, nil) }
+
+// nextAttemptExcept is nextAttempt leaving out the recipients waiting in
+// a destination's line (inLine): a slot handed to the message wakes it.
+func nextAttemptExcept(m *queue.Message, inLine map[string]bool) time.Time {
 	var next time.Time
 	for _, r := range m.Recipients {
-		if r.State.Final() {
+		if r.State.Final() || inLine[r.Address] {
 			continue
 		}
 		t := r.NextAttempt

@@ -21,6 +21,10 @@ type Options struct {
 	Now       func() time.Time // nil: time.Now
 	// MaxConcurrency bounds attempts in flight (at least 1).
 	MaxConcurrency int
+	// MaxPerDestination bounds deliveries in flight to one destination
+	// domain (or the smarthost); 0 means MaxConcurrency. A message whose
+	// destination is full waits in line without holding a global slot.
+	MaxPerDestination int
 	// Smarthost routes every recipient as one group instead of per
 	// destination domain.
 	Smarthost bool
@@ -60,6 +64,7 @@ type Scheduler struct {
 
 	wakeCh  chan string
 	doneCh  chan schedDone
+	slots   *destSlots
 	stopped chan struct{} // closed when Run returns
 	loaded  atomic.Bool   // the pending list is read: every spooled message is scheduled
 
@@ -95,11 +100,15 @@ func New(o Options) *Scheduler {
 	if o.LoadRetry <= 0 {
 		o.LoadRetry = time.Second
 	}
+	if o.MaxPerDestination <= 0 {
+		o.MaxPerDestination = o.MaxConcurrency
+	}
 	return &Scheduler{
 		opts:     o,
 		now:      o.Now,
 		wakeCh:   make(chan string, 1024),
 		doneCh:   make(chan schedDone, o.MaxConcurrency),
+		slots:    newDestSlots(o.MaxPerDestination),
 		stopped:  make(chan struct{}),
 		due:      map[string]time.Time{},
 		inflight: map[string]bool{},
@@ -272,6 +281,9 @@ func (s *Scheduler) startDue(ctx context.Context) {
 		go func(id string) {
 			defer s.running.Done()
 			next := s.attempt(ctx, id)
+			for _, w := range s.slots.drop(id) {
+				s.schedule(w, s.now())
+			}
 			s.doneCh <- schedDone{id: id, next: next}
 		}(top.id)
 	}
