@@ -23,11 +23,13 @@ import (
 
 // dkimHeaders are the header fields we sign (RFC 6376 §5.4.1). Fields
 // listed twice are oversigned: the second instance signs their absence, so
-// nobody can add a second From, Subject, To, Date, Message-ID or
-// Content-Type after signing without breaking the signature.
+// nobody can add a second From, Reply-To, Subject, Date, To, Cc,
+// Message-ID or Content-Type after signing without breaking the
+// signature (RFC 6376 §8.15). A field listed once that the message lacks
+// is protected too: adding it later breaks the signature.
 var dkimHeaders = []string{
-	"From", "From", "Reply-To", "Subject", "Subject", "Date", "Date",
-	"To", "To", "Cc", "Message-ID", "Message-ID", "In-Reply-To", "References",
+	"From", "From", "Reply-To", "Reply-To", "Subject", "Subject", "Date", "Date",
+	"To", "To", "Cc", "Cc", "Message-ID", "Message-ID", "In-Reply-To", "References",
 	"MIME-Version", "Content-Type", "Content-Type", "Content-Transfer-Encoding",
 	"List-Unsubscribe", "List-Unsubscribe-Post",
 }

@@ -13,7 +13,8 @@ import (
 	"github.com/sealgate/sealgate/config"
 )
 
-const dkimTestMessage = "From: Alice <alice@example.org>\r\nTo: bob@dest.test\r\nSubject: lab results\r\n" +
+const dkimTestMessage = "From: Alice <alice@example.org>\r\nTo: bob@dest.test\r\nCc: carol@dest.test\r\n" +
+	"Reply-To: alice@example.org\r\nSubject: lab results\r\n" +
 	"Date: Mon, 23 Nov 2026 06:00:00 +0000\r\nMessage-ID: <1@example.org>\r\n\r\nYour results are ready.\r\n"
 
 // dualSigner writes an RSA and an Ed25519 key for example.org and returns
@@ -72,12 +73,27 @@ func TestDKIMDualSigningVerifies(t *testing.T) {
 		}
 	}
 
-	// A Subject added after signing is caught (From, Subject … are oversigned).
-	tampered := bytes.Replace(signed, []byte("Subject: lab results\r\n"), []byte("Subject: lab results\r\nSubject: pay here\r\n"), 1)
-	verifs, _ = dkim.VerifyWithOptions(bytes.NewReader(tampered), &dkim.VerifyOptions{LookupTXT: lookup})
-	for _, v := range verifs {
-		if v.Err == nil {
-			t.Error("a tampered message verified")
+	// A second instance of a signed field added after signing is caught
+	// because the field is oversigned. The forgery goes above the
+	// original: a verifier takes instances from the bottom up (RFC 6376
+	// §5.4.2), so without oversigning it would check the original and
+	// pass, and many mail readers show the topmost instance.
+	for _, forged := range []string{
+		"From: Mallory <ceo@example.org>", "To: mallory@evil.test", "Cc: mallory@evil.test",
+		"Reply-To: mallory@evil.test", "Subject: pay here", "Date: Tue, 24 Nov 2026 06:00:00 +0000",
+		"Message-ID: <2@example.org>",
+	} {
+		field, _, _ := strings.Cut(forged, ":")
+		i := bytes.Index(signed, []byte("\r\n"+field+": "))
+		if i < 0 {
+			t.Fatalf("signed message lacks %s", field)
+		}
+		tampered := append(append(append([]byte(nil), signed[:i+2]...), forged+"\r\n"...), signed[i+2:]...)
+		verifs, _ = dkim.VerifyWithOptions(bytes.NewReader(tampered), &dkim.VerifyOptions{LookupTXT: lookup})
+		for _, v := range verifs {
+			if v.Err == nil {
+				t.Errorf("a second %s added above the original verified: %s is not oversigned", field, field)
+			}
 		}
 	}
 

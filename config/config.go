@@ -117,6 +117,12 @@ type Outbound struct {
 	// DNSSECTrustedResolver says the resolver validates DNSSEC, so its AD
 	// bit is believed and DANE (RFC 7672) applies.
 	DNSSECTrustedResolver bool `yaml:"dnssec_trusted_resolver"`
+	// AllowedPrivateNetworks are the non-public networks (loopback,
+	// RFC 1918, unique local, link-local, …) that a destination's MX host
+	// may resolve to and still be dialled. Empty: none, so that a
+	// domain's DNS cannot make the gateway connect to something internal.
+	// The smarthost is the admin's own choice and is not subject to it.
+	AllowedPrivateNetworks []string `yaml:"allowed_private_networks"`
 	// Smarthost, when Address is set, sends everything through one relay.
 	Smarthost         Smarthost `yaml:"smarthost"`
 	MaxConcurrency    int       `yaml:"max_concurrency"`     // deliveries in flight, all destinations

@@ -45,3 +45,15 @@ func (i *Inbound) Networks() []netip.Prefix {
 	}
 	return out
 }
+
+// PrivateNetworks returns outbound.allowed_private_networks parsed;
+// entries that do not parse are skipped (validation has refused them).
+func (o *Outbound) PrivateNetworks() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range o.AllowedPrivateNetworks {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+		}
+	}
+	return out
+}

@@ -116,6 +116,15 @@ func (v *validator) validate(c *Config) {
 	out := &c.Outbound
 	v.hostPort("outbound.dns_resolver", out.DNSResolver, true)
 	v.port("outbound.smtp_port", out.SMTPPort)
+	for i, cidr := range out.AllowedPrivateNetworks {
+		p := fmt.Sprintf("outbound.allowed_private_networks[%d]", i)
+		switch pfx, err := netip.ParsePrefix(cidr); {
+		case err != nil:
+			v.fail(p, "invalid CIDR %q (write 10.20.0.0/16 or fd00:1::/64)", cidr)
+		case pfx.Masked() != pfx:
+			v.fail(p, "%s has host bits set; did you mean %s?", cidr, pfx.Masked())
+		}
+	}
 	v.port("outbound.mta_sts_port", out.MTASTSPort)
 	for i, f := range out.ExtraRootCAs {
 		v.pemCerts(fmt.Sprintf("outbound.extra_root_cas[%d]", i), f)

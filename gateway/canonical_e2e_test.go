@@ -4,32 +4,10 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/sealgate/sealgate/internal/testutil"
 	"github.com/sealgate/sealgate/queue"
 )
-
-// waitAttempts waits until rcpt of id has been attempted at least n
-// times and returns the message.
-func (e *e2e) waitAttempts(id, rcpt string, n int) *queue.Message {
-	e.t.Helper()
-	var last *queue.Message
-	waitUntil(e.t, fmt.Sprintf("%d attempts for %s", n, rcpt), func() bool {
-		m, err := e.gw.Store().Get(id)
-		if err != nil {
-			return false
-		}
-		last = m
-		for _, r := range m.Recipients {
-			if r.Address == rcpt && r.Attempts >= n {
-				return true
-			}
-		}
-		return false
-	})
-	return last
-}
 
 // TestTrailingDotAndCaseGetTheDomainsTLSPolicy: "Bob@DEST.Test." is the
 // same destination as "bob@dest.test": it gets the domain's configured
@@ -81,17 +59,5 @@ func TestQuotedLocalPartReachesNextHopQuoted(t *testing.T) {
 	got := sink.Messages()[0].From
 	if got == "" || !strings.Contains(got, "> ENVID=x") || !strings.HasSuffix(got, "@org.test") {
 		t.Errorf("next hop got MAIL FROM %q, want the quoted sender intact", got)
-	}
-}
-
-// waitUntil polls cond every 20 ms for at most 20 seconds.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -64,6 +64,7 @@ outbound:
   extra_root_cas: [%s]
   connect_timeout: 2s
   command_timeout: 5s
+  allowed_private_networks: [127.0.0.0/8] # the sinks
 %s`, filepath.Join(e.dir, "data"), e.dns.Addr(), e.port, caFile, extra)
 	cfg, err := config.Parse("e2e.yaml", mergeYAML(t, yaml))
 	if err != nil {
@@ -156,6 +157,29 @@ func (e *e2e) waitState(id, rcpt string, state queue.State) *queue.Message {
 		}
 		if time.Now().After(deadline) {
 			e.t.Fatalf("%s for %s never reached %s; last: %+v (err %v)", id, rcpt, state, m, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitAttempts polls the spool until rcpt of id has had at least n
+// recorded delivery attempts or is final, and returns the message. A test asserts a
+// negative ("nothing went out in plaintext") after a known number of
+// attempts, never after a sleep.
+func (e *e2e) waitAttempts(id, rcpt string, n int) *queue.Message {
+	e.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		m, err := e.gw.Store().Get(id)
+		if err == nil {
+			for _, r := range m.Recipients {
+				if r.Address == rcpt && (r.Attempts >= n || r.State.Final()) {
+					return m
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s for %s never had %d attempts; last: %+v (err %v)", id, rcpt, n, m, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

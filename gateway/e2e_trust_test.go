@@ -111,9 +111,9 @@ func TestForcedTLSNeverFallsBackToPlaintext(t *testing.T) {
 	if att := lastAttempt(m); att == nil || att.TLSLevel != "verify" || att.TLSRequiredBy != "tls_policy verify (dest.test)" {
 		t.Errorf("attempt record %+v", att)
 	}
-	time.Sleep(300 * time.Millisecond) // a few retries
-	if n := len(sink.Messages()); n != 0 {
-		t.Errorf("%d messages delivered in plaintext to a verify-only domain", n)
+	m = e.waitAttempts(id, "bob@dest.test", 3) // each attempt reached the sink and refused it
+	if n := len(sink.Messages()); n != 0 || m.Recipients[0].State != queue.StateDeferred {
+		t.Errorf("%d messages delivered in plaintext to a verify-only domain (%s)", n, m.Recipients[0].State)
 	}
 }
 
@@ -276,9 +276,9 @@ func TestTLSHistoryDefersUntilTLSIsBack(t *testing.T) {
 	if r := m.Recipients[0]; r.Status != "4.7.5" || !strings.Contains(r.LastError, "domain history") {
 		t.Errorf("deferral %+v", r)
 	}
-	time.Sleep(300 * time.Millisecond) // retries happen meanwhile
-	if n := len(plain.Messages()); n != 0 {
-		t.Fatalf("%d messages went out in plaintext", n)
+	m = e.waitAttempts(id, "bob@dest.test", 3)
+	if n := len(plain.Messages()); n != 0 || m.Recipients[0].State != queue.StateDeferred {
+		t.Fatalf("%d messages went out in plaintext (%s)", n, m.Recipients[0].State)
 	}
 
 	// TLS is back: the deferred message goes out over it.

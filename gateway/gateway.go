@@ -143,6 +143,10 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		MaxPerDestination: cfg.Outbound.MaxPerDestination,
 		Smarthost:         smarthost,
 		Logger:            logger.With("component", "delivery"),
+		// Loop and SSRF guard: no MX on an internal address unless allowed,
+		// never our own listeners.
+		AllowedPrivateNetworks: cfg.Outbound.PrivateNetworks(),
+		Self:                   g.listenerAddrs,
 	})
 	sched := scheduler.Options{
 		Store:            store,
@@ -150,10 +154,13 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		Logger:           logger.With("component", "scheduler"),
 		MaxConcurrency:   cfg.Outbound.MaxConcurrency,
 		MaxBytesInFlight: cfg.Outbound.MaxBytesInFlight,
-		Smarthost:        smarthost != nil,
-		Methods:          g.methods(),
-		DSN:              report.DSNBuilder{Hostname: hostname}.Build,
-		TLS:              transport,
+		// Enforced here, where waiting costs no global slot; delivery's
+		// own bound of the same size never blocks behind it.
+		MaxPerDestination: cfg.Outbound.MaxPerDestination,
+		Smarthost:         smarthost != nil,
+		Methods:           g.methods(),
+		DSN:               report.DSNBuilder{Hostname: hostname}.Build,
+		TLS:               transport,
 	}
 	if signer != nil {
 		sched.Sign = (&dkimSigning{signer: signer, logger: logger.With("component", "dkim")}).sign
@@ -240,7 +247,10 @@ func (g *Gateway) Start() error {
 		g.goServe("smtps", func() error { return g.inbound.ServeImplicitTLS(g.implicitLn) })
 	}
 	if g.adminLn != nil {
-		api := admin.New(admin.Options{Store: g.store, Wake: g.sched.Wake, Ready: g.ready.Load,
+		// Ready once serving and once the scheduler has loaded the queue:
+		// a node that accepts mail it will not deliver is not ready.
+		ready := func() bool { return g.ready.Load() && g.sched.Loaded() }
+		api := admin.New(admin.Options{Store: g.store, Wake: g.sched.Wake, Ready: ready,
 			ReloadPolicy: g.reloadPolicyFromFile, Logger: g.logger.With("component", "admin")})
 		g.admin = &http.Server{
 			Handler:           api.Handler(g.cfg.Admin.Pprof),
@@ -320,6 +330,18 @@ func (g *Gateway) Config() *config.Config { return g.cfg }
 
 // Store gives tests and the CLI's in-process commands the spool.
 func (g *Gateway) Store() *queue.Store { return g.store }
+
+// listenerAddrs are the addresses of the inbound SMTP listeners (after
+// Start): delivery never sends there.
+func (g *Gateway) listenerAddrs() []net.Addr {
+	var out []net.Addr
+	for _, l := range []net.Listener{g.smtpLn, g.implicitLn} {
+		if l != nil {
+			out = append(out, l.Addr())
+		}
+	}
+	return out
+}
 
 func addrString(l net.Listener) string {
 	if l == nil {

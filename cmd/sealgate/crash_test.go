@@ -53,6 +53,7 @@ outbound:
   dns_resolver: %s
   smtp_port: %d
   connect_timeout: 2s
+  allowed_private_networks: [127.0.0.0/8] # the sink
 `, filepath.Join(dir, "data"), smtpAddr, testutil.FreePort(t), dns.Addr(), destPort))
 
 	srv := startServer(t, bin, cfgPath, smtpAddr)

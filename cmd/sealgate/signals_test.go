@@ -39,11 +39,21 @@ func TestSignalsReloadAndDrain(t *testing.T) {
 	srv := startServer(t, bin, cfgPath, smtpAddr)
 
 	for _, path := range []string{"/healthz", "/readyz"} {
-		resp, err := http.Get("http://" + adminAddr + path)
-		if err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("GET %s: %v %v", path, resp, err)
+		// Ready comes once the scheduler has loaded the queue, which
+		// may be just after the SMTP listener opens: poll, as a probe does.
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			resp, err := http.Get("http://" + adminAddr + path)
+			if err == nil {
+				resp.Body.Close()
+			}
+			if err == nil && resp.StatusCode == http.StatusOK {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("GET %s: %v %v", path, resp, err)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		resp.Body.Close()
 	}
 	servedName := func() string {
 		c, err := tls.Dial("tcp", implicitAddr, &tls.Config{InsecureSkipVerify: true})

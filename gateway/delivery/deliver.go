@@ -42,6 +42,13 @@ type Options struct {
 	Smarthost         *Smarthost
 	Logger            *slog.Logger
 	Dial              func(ctx context.Context, network, addr string) (net.Conn, error)
+	// AllowedPrivateNetworks are the non-public networks an MX host may
+	// resolve to and still be dialled (outbound.allowed_private_networks);
+	// none by default. The smarthost is not subject to them.
+	AllowedPrivateNetworks []netip.Prefix
+	// Self, when set, returns the node's inbound listener addresses: an
+	// MX host or smarthost there is a mail loop and is never used.
+	Self func() []net.Addr
 }
 
 // Request is one message for the recipients of one destination.
@@ -98,6 +105,7 @@ func (d *Deliverer) Close() { d.pool.closeAll() }
 // outboundConn is an open, greeted connection to one destination host.
 type outboundConn struct {
 	client   *smtp.Client
+	raw      net.Conn // the TCP connection under client (and under TLS)
 	host     string
 	ip       string
 	tls      *tls.ConnectionState
@@ -138,7 +146,13 @@ func (d *Deliverer) Deliver(ctx context.Context, req Request) (queue.Attempt, []
 	}
 	att.MTASTS = mtastsOutcome(req.TLS, conn)
 	att.DANE = conn.dane
+	// go-smtp's client knows no context: a shutdown closes the socket
+	// under it, so a transaction stuck on a slow server ends at once.
+	stop := context.AfterFunc(ctx, func() { conn.raw.Close() })
 	outcomes, reply, reusable := d.transaction(conn, req)
+	if !stop() {
+		outcomes, reply, reusable = cancelled(outcomes, req.Recipients, conn.host), "delivery cancelled", false
+	}
 	att.Reply = reply
 	if reusable {
 		d.pool.put(dest, conn)
@@ -163,7 +177,9 @@ func (d *Deliverer) connect(ctx context.Context, req Request) (*outboundConn, er
 		}
 		c.client.CommandTimeout = d.opts.CommandTimeout
 		if meetsTLS(c, req.TLS.Level) == nil {
-			if err := c.client.Reset(); err == nil {
+			stop := context.AfterFunc(ctx, func() { c.raw.Close() })
+			err := c.client.Reset()
+			if stop() && err == nil {
 				return c, nil
 			}
 		}
@@ -195,7 +211,7 @@ func (d *Deliverer) connect(ctx context.Context, req Request) (*outboundConn, er
 		return nil, err
 	}
 	var errs []string
-	tlsFailures := 0
+	tlsFailures, dialled, refused, loops := 0, 0, 0, 0
 	for _, h := range hosts {
 		dane, err := d.opts.Resolver.DANE(ctx, h.Name, h.Secure)
 		if err != nil {
@@ -223,6 +239,15 @@ func (d *Deliverer) connect(ctx context.Context, req Request) (*outboundConn, er
 			}
 		}
 		for _, ip := range h.Addrs {
+			if r := d.guardMX(ip, d.opts.Port); r != nil {
+				errs = append(errs, fmt.Sprintf("%s[%s]: %s", h.Name, ip, r.reason))
+				refused++
+				if r.loop {
+					loops++
+				}
+				continue
+			}
+			dialled++
 			c, err := d.dialHost(ctx, h.Name, netip.AddrPortFrom(ip, uint16(d.opts.Port)).String(), nil, req.TLS.Level, dane)
 			if err == nil {
 				if c.tls != nil && req.Observe != nil {
@@ -248,6 +273,17 @@ func (d *Deliverer) connect(ctx context.Context, req Request) (*outboundConn, er
 		return nil, tempErr("4.7.5", "TLS level %s required by %s not met by %s: %s",
 			req.TLS.Level, req.TLS.RequiredBy, req.Domain, strings.Join(errs, "; "))
 	}
+	if dialled == 0 && refused > 0 {
+		if loops == refused {
+			// Postfix's "loops back to myself": DNS sends the domain's mail
+			// to us; retrying cannot help, the sender must hear of it.
+			return nil, permErr("5.4.6", "mail for %s loops back to myself: %s", req.Domain, strings.Join(errs, "; "))
+		}
+		// Often a split-horizon DNS view or a network the admin has not
+		// allowed yet: kept and retried (bounced at expiry), so that a
+		// configuration fix loses no mail.
+		return nil, tempErr("4.4.4", "no mail host of %s has an address we may dial: %s", req.Domain, strings.Join(errs, "; "))
+	}
 	return nil, tempErr("4.4.1", "no mail host of %s accepted a connection: %s", req.Domain, strings.Join(errs, "; "))
 }
 
@@ -265,8 +301,19 @@ func (d *Deliverer) dialHost(ctx context.Context, host, addr string, sh *Smartho
 	if err != nil {
 		return nil, err
 	}
+	if sh != nil {
+		// The smarthost's name is resolved by the dialer: check where it
+		// led before saying anything.
+		if ap, err := netip.ParseAddrPort(raw.RemoteAddr().String()); err == nil && d.isSelf(ap.Addr().Unmap(), int(ap.Port())) {
+			raw.Close()
+			return nil, errors.New("the smarthost is this gateway's own listener (mail loop)")
+		}
+	}
+	// The greeting, EHLO, STARTTLS and AUTH are not context-aware either.
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
+	defer stop()
 	ip, _, _ := net.SplitHostPort(raw.RemoteAddr().String())
-	oc := &outboundConn{host: host, ip: ip, daneRequired: len(dane.Records) > 0}
+	oc := &outboundConn{host: host, ip: ip, raw: raw, daneRequired: len(dane.Records) > 0}
 	tlsConf := d.tlsConfig(host, oc, dane.Records)
 
 	wantTLS := (sh == nil || sh.TLS != "none") && level != policy.TLSNone

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +39,7 @@ func newDeliveryFixture(t *testing.T, sh *Smarthost) *deliveryFixture {
 		Hostname: "gw.test", Resolver: r, Port: f.port, RootCAs: f.ca.Pool(),
 		ConnectTimeout: 2 * time.Second, CommandTimeout: 5 * time.Second, IdleConnTimeout: 5 * time.Second,
 		MaxPerDestination: 2, Smarthost: sh,
+		AllowedPrivateNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, // the sinks
 	})
 	t.Cleanup(f.d.Close)
 	return f

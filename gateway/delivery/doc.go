@@ -11,7 +11,14 @@
 // It does not decide the TLS level (the scheduler asks package policy),
 // does not fetch MTA-STS policies (package mtasts), does not touch the
 // spool, and never retries: when to try again is the scheduler's call.
-// Bounds: at most outbound.max_per_destination sessions per destination,
+// The caller's context ends a delivery at any step: go-smtp's client has
+// no context, so its socket is closed under it (a shutdown never waits
+// for a slow server), and the unsettled recipients come back 4.4.5.
+// An MX host is dialled only at a public address or one in
+// outbound.allowed_private_networks, and never at our own listener
+// (guard.go): DNS must not aim the gateway at internal services.
+// Bounds: at most outbound.max_per_destination sessions per destination
+// (the scheduler keeps to it without blocking; this bound is a backstop),
 // dnsres.MaxMXHosts hosts and MaxAddrsPerHost addresses per attempt, and
 // a 64 KiB plaintext prelude before TLS.
 package delivery

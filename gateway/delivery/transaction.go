@@ -98,6 +98,20 @@ func fillRest(out []queue.RcptOutcome, rcpts []string, e *Error, host string) []
 	return out
 }
 
+// cancelled is the result of a transaction cut short by the caller's
+// context: what the server already settled (accepted, or refused for
+// good) stands; every other recipient is deferred with 4.4.5, and the
+// caller does not count that against it.
+func cancelled(out []queue.RcptOutcome, rcpts []string, host string) []queue.RcptOutcome {
+	e := tempErr("4.4.5", "delivery cancelled (the gateway is shutting down)")
+	for i := range out {
+		if !out[i].Delivered && !out[i].Permanent {
+			out[i] = outcomeFor(rcpts[i], e, host)
+		}
+	}
+	return out
+}
+
 // failAll reports the same failure for every recipient (DNS, connection).
 func (d *Deliverer) failAll(req Request, att queue.Attempt, err error) (queue.Attempt, []queue.RcptOutcome) {
 	e := asDeliveryError(err)

@@ -9,7 +9,6 @@ import (
 	"net/textproto"
 	"time"
 
-	"github.com/sealgate/sealgate/internal/mailtext"
 	"github.com/sealgate/sealgate/queue"
 )
 
@@ -69,7 +68,7 @@ func (b DSNBuilder) Build(m *queue.Message, bounced []queue.Recipient, original 
 		m.ID, m.Received.UTC().Format(time.RFC1123Z))
 	fmt.Fprintf(w, "to the following recipients:\r\n\r\n")
 	for _, r := range bounced {
-		fmt.Fprintf(w, "<%s>: %s\r\n", r.Address, mailtext.OneLine(r.LastError))
+		fmt.Fprintf(w, "%s\r\n", foldLine("<"+r.Address+">: "+diagnostic(r.LastError), softLineLimit))
 	}
 
 	status := textproto.MIMEHeader{}
@@ -88,10 +87,12 @@ func (b DSNBuilder) Build(m *queue.Message, bounced []queue.Recipient, original 
 		if r.RemoteMTA != "" {
 			fmt.Fprintf(w, "Remote-MTA: dns; %s\r\n", r.RemoteMTA)
 		}
+		// The fields are header fields (RFC 3464 §2.1): a long
+		// diagnostic is folded, never a line over 998 octets.
 		if r.LastCode != 0 {
-			fmt.Fprintf(w, "Diagnostic-Code: smtp; %s\r\n", mailtext.OneLine(r.LastError))
+			fmt.Fprintf(w, "%s\r\n", foldLine("Diagnostic-Code: smtp; "+diagnostic(r.LastError), softLineLimit))
 		} else if r.LastError != "" {
-			fmt.Fprintf(w, "Diagnostic-Code: X-Sealgate; %s\r\n", mailtext.OneLine(r.LastError))
+			fmt.Fprintf(w, "%s\r\n", foldLine("Diagnostic-Code: X-Sealgate; "+diagnostic(r.LastError), softLineLimit))
 		}
 		if !r.DoneAt.IsZero() {
 			fmt.Fprintf(w, "Last-Attempt-Date: %s\r\n", r.DoneAt.Format(time.RFC1123Z))
@@ -104,7 +105,7 @@ func (b DSNBuilder) Build(m *queue.Message, bounced []queue.Recipient, original 
 	if err != nil {
 		return queue.Envelope{}, nil, err
 	}
-	w.Write(originalHeader(original))
+	w.Write(foldLongLines(originalHeader(original)))
 	if err := mw.Close(); err != nil {
 		return queue.Envelope{}, nil, err
 	}

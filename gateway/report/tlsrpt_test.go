@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/mail"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -187,7 +188,8 @@ func newFixture(t *testing.T) *fixture {
 	}
 	f.resolver = r
 	f.d = delivery.New(delivery.Options{Hostname: "gw.test", Resolver: r, Port: f.port, RootCAs: f.ca.Pool(),
-		ConnectTimeout: 2 * time.Second, CommandTimeout: 5 * time.Second, MaxPerDestination: 2})
+		ConnectTimeout: 2 * time.Second, CommandTimeout: 5 * time.Second, MaxPerDestination: 2,
+		AllowedPrivateNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}) // the sinks
 	t.Cleanup(f.d.Close)
 	return f
 }

@@ -34,28 +34,55 @@ func (s *Scheduler) attempt(ctx context.Context, id string) time.Time {
 	if len(groups) == 0 {
 		return nextAttempt(m)
 	}
-	if s.bytes != nil {
-		n := min(max(m.Size, 1), s.opts.MaxBytesInFlight)
-		if err := s.bytes.Acquire(ctx, n); err != nil {
-			return s.now() // shutting down; the spool keeps it due
+	var body []byte // read once a group has a slot
+	inLine := map[string]bool{}
+	held := int64(0) // octets of the byte budget held for body
+	defer func() {
+		if held > 0 {
+			s.bytes.Release(held)
 		}
-		defer s.bytes.Release(n)
-	}
-	body, err := s.opts.Store.Body(id)
-	if err != nil {
-		log.Error("cannot read message body", "err", err)
-		return s.now().Add(time.Minute)
-	}
+	}()
 	signed := &signCache{sign: s.opts.Sign, id: id}
 	for _, g := range groups {
 		if ctx.Err() != nil {
 			break
 		}
+		if !s.slots.take(g.Domain, id) {
+			// The destination is full: the message waits in its line
+			// and is woken when a slot is handed to it.
+			for _, r := range g.Rcpts {
+				inLine[r] = true
+			}
+			continue
+		}
+		if body == nil {
+			if s.bytes != nil {
+				n := min(max(m.Size, 1), s.opts.MaxBytesInFlight)
+				if err := s.bytes.Acquire(ctx, n); err != nil {
+					s.releaseSlot(g.Domain)
+					return s.now() // shutting down; the spool keeps it due
+				}
+				held = n
+			}
+			var err error
+			if body, err = s.opts.Store.Body(id); err != nil {
+				s.releaseSlot(g.Domain)
+				log.Error("cannot read message body", "err", err)
+				return s.now().Add(time.Minute)
+			}
+		}
 		att, outcomes := s.runGroup(ctx, log, m, g, body, signed)
-		if ctx.Err() != nil {
+		s.releaseSlot(g.Domain)
+		cut := ctx.Err() != nil
+		if cut {
 			// Shutting down: the attempt was cut short and says nothing
-			// about the destination; leave the recipients as they were.
-			break
+			// about the destination; leave the recipients it did not
+			// settle as they were. What the destination did settle is
+			// recorded: a message it accepted must not go out again
+			// after the restart.
+			if outcomes = settled(outcomes); len(outcomes) == 0 {
+				break
+			}
 		}
 		dsn := func(m *queue.Message, bounced []queue.Recipient) (queue.Envelope, []byte, error) {
 			return s.opts.DSN(m, bounced, body)
@@ -70,8 +97,31 @@ func (s *Scheduler) attempt(ctx context.Context, id string) time.Time {
 			log.Info("delivery status notification queued", "dsn_id", dsnID)
 			s.schedule(dsnID, s.now())
 		}
+		if cut {
+			break
+		}
 	}
-	return nextAttempt(m)
+	return nextAttemptExcept(m, inLine)
+}
+
+// releaseSlot gives back a destination slot and wakes the message it is
+// handed to, if any.
+func (s *Scheduler) releaseSlot(dest string) {
+	if w := s.slots.release(dest); w != "" {
+		s.schedule(w, s.now())
+	}
+}
+
+// settled keeps the outcomes that are final: delivered, bounced or
+// dropped.
+func settled(outcomes []queue.RcptOutcome) []queue.RcptOutcome {
+	var out []queue.RcptOutcome
+	for _, o := range outcomes {
+		if o.Delivered || o.Permanent || o.Dropped {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // runGroup asks the group's method what to do and does it: settle the
@@ -210,10 +260,14 @@ func (s *Scheduler) dueGroups(m *queue.Message, now time.Time) []Group {
 
 // nextAttempt is the earliest next attempt among pending recipients, or
 // zero when none is pending.
-func nextAttempt(m *queue.Message) time.Time {
+func nextAttempt(m *queue.Message) time.Time { return nextAttemptExcept(m, nil) }
+
+// nextAttemptExcept is nextAttempt leaving out the recipients waiting in
+// a destination's line (inLine): a slot handed to the message wakes it.
+func nextAttemptExcept(m *queue.Message, inLine map[string]bool) time.Time {
 	var next time.Time
 	for _, r := range m.Recipients {
-		if r.State.Final() {
+		if r.State.Final() || inLine[r.Address] {
 			continue
 		}
 		t := r.NextAttempt

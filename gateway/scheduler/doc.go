@@ -1,7 +1,11 @@
 // Package scheduler decides when each spooled message is attempted and
 // what each of its recipients gets: it keeps a timer heap of message IDs
 // (rebuilt from the spool at start), runs at most max_concurrency
-// attempts at once, never two of the same message, groups a message's due
+// attempts at once, never two of the same message, and at most
+// max_per_destination deliveries to one destination — a message whose
+// destination is full waits in that destination's line without holding
+// one of the global slots (fairness.go), so one slow destination cannot
+// starve the others — groups a message's due
 // recipients by destination and chain method, asks the registered Method
 // for each group what to do (deliver this form of the message, skip to
 // the next method, or settle the recipients without delivery), decides

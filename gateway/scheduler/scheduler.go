@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sealgate/sealgate/policy"
@@ -25,6 +26,10 @@ type Options struct {
 	// together (0: no bound): an attempt waits for room before it reads
 	// its body. A message larger than the bound goes out alone.
 	MaxBytesInFlight int64
+	// MaxPerDestination bounds deliveries in flight to one destination
+	// domain (or the smarthost); 0 means MaxConcurrency. A message whose
+	// destination is full waits in line without holding a global slot.
+	MaxPerDestination int
 	// Smarthost routes every recipient as one group instead of per
 	// destination domain.
 	Smarthost bool
@@ -45,7 +50,14 @@ type Options struct {
 	MTASTS MTASTSLookup
 	// TLSReports, when set, counts TLS sessions for daily reports.
 	TLSReports TLSReporter
+	// LoadRetry is the first wait before reading the pending list again
+	// when the spool cannot list it at start (0: one second); it doubles
+	// up to maxLoadRetry.
+	LoadRetry time.Duration
 }
+
+// maxLoadRetry bounds the wait between attempts to read the pending list.
+const maxLoadRetry = time.Minute
 
 // Scheduler decides when each spooled message is attempted. It keeps a
 // timer heap of message IDs in memory, runs at most MaxConcurrency
@@ -58,7 +70,9 @@ type Scheduler struct {
 
 	wakeCh  chan string
 	doneCh  chan schedDone
+	slots   *destSlots
 	stopped chan struct{} // closed when Run returns
+	loaded  atomic.Bool   // the pending list is read: every spooled message is scheduled
 
 	mu       sync.Mutex
 	timers   schedHeap
@@ -93,12 +107,19 @@ func New(o Options) *Scheduler {
 	if o.MaxBytesInFlight > 0 {
 		bytes = semaphore.NewWeighted(o.MaxBytesInFlight)
 	}
+	if o.LoadRetry <= 0 {
+		o.LoadRetry = time.Second
+	}
+	if o.MaxPerDestination <= 0 {
+		o.MaxPerDestination = o.MaxConcurrency
+	}
 	return &Scheduler{
 		bytes:    bytes,
 		opts:     o,
 		now:      o.Now,
 		wakeCh:   make(chan string, 1024),
 		doneCh:   make(chan schedDone, o.MaxConcurrency),
+		slots:    newDestSlots(o.MaxPerDestination),
 		stopped:  make(chan struct{}),
 		due:      map[string]time.Time{},
 		inflight: map[string]bool{},
@@ -117,19 +138,20 @@ func (s *Scheduler) Wake(id string) {
 	}
 }
 
+// Loaded reports whether the scheduler has read the spool's pending list,
+// i.e. whether every spooled message will be attempted; until then the
+// node is not ready.
+func (s *Scheduler) Loaded() bool { return s.loaded.Load() }
+
 // Run loads the pending messages and schedules deliveries until ctx ends;
 // then it waits for attempts in flight (their contexts are cancelled) and
-// returns.
+// returns nil. A spool that cannot list its pending messages does not stop
+// it: it retries (see LoadRetry) until the list loads or ctx ends.
 func (s *Scheduler) Run(ctx context.Context) error {
 	defer close(s.stopped)
-	pending, err := s.opts.Store.Pending()
-	if err != nil {
-		return err
+	if !s.load(ctx) {
+		return nil
 	}
-	for _, p := range pending {
-		s.schedule(p.ID, p.Next)
-	}
-	s.opts.Logger.Info("scheduler started", "pending", len(pending))
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -156,6 +178,39 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			s.finish(d)
 		case <-timer.C:
 		}
+	}
+}
+
+// load reads the pending list, retrying with backoff while the spool
+// cannot list it. Meanwhile intake goes on and its wakes are scheduled, so
+// Wake never blocks. It returns false if ctx ends first.
+func (s *Scheduler) load(ctx context.Context) bool {
+	wait := s.opts.LoadRetry
+	for {
+		pending, err := s.opts.Store.Pending()
+		if err == nil {
+			for _, p := range pending {
+				s.schedule(p.ID, p.Next)
+			}
+			s.loaded.Store(true)
+			s.opts.Logger.Info("scheduler started", "pending", len(pending))
+			return true
+		}
+		s.opts.Logger.Error("cannot read the pending messages: delivery waits, node not ready", "err", err, "retry_in", wait)
+		retry := time.NewTimer(wait)
+	waiting:
+		for {
+			select {
+			case <-ctx.Done():
+				retry.Stop()
+				return false
+			case id := <-s.wakeCh:
+				s.schedule(id, s.now())
+			case <-retry.C:
+				break waiting
+			}
+		}
+		wait = min(2*wait, maxLoadRetry)
 	}
 }
 
@@ -237,6 +292,9 @@ func (s *Scheduler) startDue(ctx context.Context) {
 		go func(id string) {
 			defer s.running.Done()
 			next := s.attempt(ctx, id)
+			for _, w := range s.slots.drop(id) {
+				s.schedule(w, s.now())
+			}
 			s.doneCh <- schedDone{id: id, next: next}
 		}(top.id)
 	}

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +19,8 @@ type memStore struct {
 	mu       sync.Mutex
 	msgs     map[string]*queue.Message
 	deferFor time.Duration
+	// pendingFails makes that many Pending calls fail first.
+	pendingFails int
 }
 
 func (s *memStore) add(id string, held bool, rcpts ...string) {
@@ -51,6 +54,10 @@ func (s *memStore) ObserveTLS(queue.TLSObservation) error        { return nil }
 func (s *memStore) Pending() ([]queue.Due, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.pendingFails > 0 {
+		s.pendingFails--
+		return nil, errors.New("spool unavailable")
+	}
 	var due []queue.Due
 	for id, m := range s.msgs {
 		if next := nextAttempt(m); !next.IsZero() && !m.Held {
@@ -258,5 +265,80 @@ func TestSchedulerBoundsBodyBytesInFlight(t *testing.T) {
 	defer d.mu.Unlock()
 	if d.maxAll != 1 {
 		t.Errorf("%d deliveries overlapped; the byte budget allows 1", d.maxAll)
+	}
+}
+
+// settleOnCancel blocks until its context ends, then reports the first
+// recipient accepted (the server's 250 arrived just before the shutdown)
+// and the others cut short.
+type settleOnCancel struct{ started chan struct{} }
+
+func (d settleOnCancel) Deliver(ctx context.Context, req delivery.Request) (queue.Attempt, []queue.RcptOutcome) {
+	close(d.started)
+	<-ctx.Done()
+	out := []queue.RcptOutcome{{Address: req.Recipients[0], Delivered: true, Status: "2.0.0"}}
+	for _, r := range req.Recipients[1:] {
+		out = append(out, queue.RcptOutcome{Address: r, Status: "4.4.5", Message: "delivery cancelled"})
+	}
+	return queue.Attempt{Destination: req.Domain, Recipients: req.Recipients}, out
+}
+
+// TestSchedulerShutdownKeepsSettledOutcomes: an attempt cut short by a
+// shutdown leaves the recipients it did not settle as they were (no
+// attempt counted), but records what the destination did settle, so a
+// message it accepted is not sent again after the restart.
+func TestSchedulerShutdownKeepsSettledOutcomes(t *testing.T) {
+	st := &memStore{msgs: map[string]*queue.Message{}}
+	st.add("m1", false, "a@one.test", "b@one.test")
+	d := settleOnCancel{started: make(chan struct{})}
+	s := New(Options{Store: st, Deliverer: d, MaxConcurrency: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	<-d.started
+	cancel()
+	<-done
+	m, _ := st.Get("m1")
+	if r := m.Recipients[0]; r.State != queue.StateDelivered {
+		t.Errorf("accepted recipient: %+v", r)
+	}
+	if r := m.Recipients[1]; r.State != queue.StateQueued || r.Attempts != 0 {
+		t.Errorf("cut-short recipient must stay as it was: %+v", r)
+	}
+}
+
+// TestSchedulerRetriesLoadingThePendingList: a spool that cannot list
+// its pending messages at start does not stop delivery for good: the
+// scheduler says it has not loaded the queue (the node is not ready),
+// retries, and then delivers both the spooled messages and those woken
+// meanwhile.
+func TestSchedulerRetriesLoadingThePendingList(t *testing.T) {
+	st := &memStore{msgs: map[string]*queue.Message{}, pendingFails: 3}
+	st.add("m1", false, "a@one.test")
+	d := &gateDeliverer{inFlight: map[string]int{}, fail: map[string]bool{}}
+	s := New(Options{Store: st, Deliverer: d, MaxConcurrency: 2, LoadRetry: 20 * time.Millisecond})
+	if s.Loaded() {
+		t.Error("loaded before Run")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	st.add("m2", false, "b@two.test")
+	s.Wake("m2") // intake goes on while the list cannot be read
+	waitFor(t, "the pending list to load", s.Loaded)
+	for _, id := range []string{"m1", "m2"} {
+		waitFor(t, id+" delivered", func() bool {
+			m, _ := st.Get(id)
+			return m.Recipients[0].State == queue.StateDelivered
+		})
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.pendingFails != 0 {
+		t.Errorf("%d failures left: the scheduler did not retry", st.pendingFails)
 	}
 }
