@@ -57,3 +57,7 @@ func (o *Outbound) PrivateNetworks() []netip.Prefix {
 	}
 	return out
 }
+
+// AdminTokenFile holds the bearer token of the admin API: created 0600
+// in the data dir on first start, read by the CLI.
+func (c *Config) AdminTokenFile() string { return filepath.Join(c.DataDir, "admin.token") }

@@ -353,7 +353,11 @@ func TestAdminQueueAPI(t *testing.T) {
 	id := e.send("alice@org.test", []string{"bob@dest.test"}, message("admin", "body"))
 	e.waitState(id, "bob@dest.test", queue.StateDeferred)
 
-	c := admin.NewAdminClient(e.gw.AdminAddr())
+	tok, err := admin.ReadToken(e.gw.Config().AdminTokenFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := admin.NewAdminClient(e.gw.AdminAddr(), tok)
 	msgs, err := c.List()
 	if err != nil || len(msgs) != 1 || msgs[0].ID != id {
 		t.Fatalf("List = %v, %v", msgs, err)

@@ -53,6 +53,7 @@ type Gateway struct {
 	ready     atomic.Bool
 
 	smtpLn, implicitLn, adminLn net.Listener
+	adminToken                  string
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -117,6 +118,13 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		return nil, err
 	}
 
+	var adminToken string
+	if cfg.Admin.Listen != "" {
+		if adminToken, err = admin.LoadOrCreateToken(cfg.AdminTokenFile()); err != nil {
+			return nil, err
+		}
+	}
+
 	store, err := queue.Open(queue.Options{
 		Path:         cfg.SpoolDBFile(),
 		KeyFile:      cfg.SpoolKeyFile(),
@@ -130,7 +138,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
 
-	g := &Gateway{cfg: cfg, logger: logger, store: store, certs: reloader}
+	g := &Gateway{cfg: cfg, logger: logger, store: store, certs: reloader, adminToken: adminToken}
 	g.tlsConfig = certs.ServerTLSConfig(reloader)
 	g.deliverer = delivery.New(delivery.Options{
 		Hostname:          hostname,
@@ -251,7 +259,8 @@ func (g *Gateway) Start() error {
 		// a node that accepts mail it will not deliver is not ready.
 		ready := func() bool { return g.ready.Load() && g.sched.Loaded() }
 		api := admin.New(admin.Options{Store: g.store, Wake: g.sched.Wake, Ready: ready,
-			ReloadPolicy: g.reloadPolicyFromFile, Logger: g.logger.With("component", "admin")})
+			ReloadPolicy: g.reloadPolicyFromFile, Logger: g.logger.With("component", "admin"),
+			Token: g.adminToken, Hosts: admin.AllowedHosts(g.adminLn.Addr().String())})
 		g.admin = &http.Server{
 			Handler:           api.Handler(g.cfg.Admin.Pprof),
 			ReadHeaderTimeout: 10 * time.Second,

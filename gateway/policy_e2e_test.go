@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/gateway/admin"
 	"github.com/sealgate/sealgate/internal/testutil"
 	"github.com/sealgate/sealgate/policy"
 	"github.com/sealgate/sealgate/queue"
@@ -163,7 +164,14 @@ func TestPolicyReloadThroughAdminAPI(t *testing.T) {
 	cfgFile := filepath.Join(dir, "sealgate.yaml")
 	e := newE2E(t, policyYAML)
 	// The gateway was built from a config that has no file on disk.
-	resp, err := http.Post("http://"+e.gw.AdminAddr()+"/api/v1/policy/reload", "", nil)
+	tok, err := admin.ReadToken(e.gw.Config().AdminTokenFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+e.gw.AdminAddr()+"/api/v1/policy/reload", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

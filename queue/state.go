@@ -179,9 +179,15 @@ func (s *Store) Hold(id string) error {
 func (s *Store) Release(id string) error {
 	_, err := s.update(id, func(_ *bolt.Tx, m *Message) error {
 		now := s.now()
+		detail := "released by admin"
+		if m.Held && m.Envelope.Hold != "" {
+			// The policy held it for review: lifting that is an admin's
+			// decision, and the history says whose rule it overrode.
+			detail = "policy hold lifted by admin (held because: " + m.Envelope.Hold + ")"
+		}
 		m.Held = false
 		makeDue(m, now)
-		m.Events = append(m.Events, Event{Time: now, Kind: "released"})
+		m.Events = append(m.Events, Event{Time: now, Kind: "released", Detail: detail})
 		return nil
 	})
 	return err

@@ -35,9 +35,10 @@ type Store interface {
 	Stats() (queue.Stats, error)
 }
 
-// API serves health checks and the queue API on the admin listener.
-// It has no authentication of its own: the listener must be loopback
-// (config validation enforces it), as with Postfix's local-only tools.
+// API serves health checks and the queue API on the admin listener,
+// which must be loopback (config validation enforces it). Every route but
+// /healthz and /readyz needs the bearer token, the listener's own Host
+// and, to change anything, a JSON content type (auth.go).
 //
 //	GET  /healthz                       200 while the process runs
 //	GET  /readyz                        200 when serving, 503 while starting or draining
@@ -55,6 +56,8 @@ type API struct {
 	wake         func(id string)
 	ready        func() bool
 	logger       *slog.Logger
+	token        string
+	hosts        []string
 }
 
 // Options are what the admin API serves from.
@@ -67,6 +70,12 @@ type Options struct {
 	// ReloadPolicy re-reads the config file and swaps in its rules.
 	ReloadPolicy func() error
 	Logger       *slog.Logger
+	// Token is the bearer token every /api/ and /debug/ request must
+	// carry (LoadOrCreateToken); "" refuses them all.
+	Token string
+	// Hosts are the Host header values accepted (AllowedHosts of the
+	// listener's address).
+	Hosts []string
 }
 
 // New returns the admin API; Handler serves it.
@@ -74,7 +83,8 @@ func New(o Options) *API {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &API{reloadPolicy: o.ReloadPolicy, store: o.Store, wake: o.Wake, ready: o.Ready, logger: o.Logger}
+	return &API{reloadPolicy: o.ReloadPolicy, store: o.Store, wake: o.Wake, ready: o.Ready, logger: o.Logger,
+		token: o.Token, hosts: o.Hosts}
 }
 
 // Handler serves the API; withPprof adds /debug/pprof/.
@@ -99,7 +109,7 @@ func (a *API) Handler(withPprof bool) http.Handler {
 		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
-	return mux
+	return a.guard(mux)
 }
 
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {

@@ -57,9 +57,18 @@ func (w *wakes) got() []string {
 }
 
 // serve starts the API on a loopback listener; withPprof as for Handler.
+// testToken is the bearer token the test servers want unless told otherwise.
+const testToken = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
 func serve(t *testing.T, o Options, withPprof bool) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewServer(New(o).Handler(withPprof))
+	srv := httptest.NewUnstartedServer(nil)
+	if o.Token == "" {
+		o.Token = testToken
+	}
+	o.Hosts = AllowedHosts(srv.Listener.Addr().String())
+	srv.Config.Handler = New(o).Handler(withPprof)
+	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -70,6 +79,10 @@ func do(t *testing.T, srv *httptest.Server, method, path string) (int, string) {
 	req, err := http.NewRequest(method, srv.URL+path, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	if method != http.MethodGet {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := srv.Client().Do(req)
 	if err != nil {
@@ -103,7 +116,7 @@ func TestQueueOperationsThroughClient(t *testing.T) {
 	s := openStore(t)
 	var w wakes
 	srv := serve(t, Options{Store: s, Wake: w.wake}, false)
-	c := NewAdminClient(srv.Listener.Addr().String())
+	c := NewAdminClient(srv.Listener.Addr().String(), testToken)
 
 	id := enqueue(t, s, "alice@org.test", "bob@dest.test", "carol@dest.test")
 
@@ -209,7 +222,7 @@ func TestRetryAllLeavesHeldMessagesAlone(t *testing.T) {
 	s := openStore(t)
 	var w wakes
 	srv := serve(t, Options{Store: s, Wake: w.wake}, false)
-	c := NewAdminClient(srv.Listener.Addr().String())
+	c := NewAdminClient(srv.Listener.Addr().String(), testToken)
 
 	pending := enqueue(t, s, "alice@org.test", "bob@dest.test")
 	held := enqueue(t, s, "alice@org.test", "carol@dest.test")
@@ -231,7 +244,7 @@ func TestRetryAllLeavesHeldMessagesAlone(t *testing.T) {
 func TestDomainsThroughClient(t *testing.T) {
 	s := openStore(t)
 	srv := serve(t, Options{Store: s}, false)
-	c := NewAdminClient(srv.Listener.Addr().String())
+	c := NewAdminClient(srv.Listener.Addr().String(), testToken)
 
 	if ds, err := c.Domains(); err != nil || len(ds) != 0 {
 		t.Fatalf("Domains of an empty spool = %+v, %v", ds, err)
@@ -422,7 +435,11 @@ func TestOpenQueueOps(t *testing.T) {
 		s := spoolOf(t, cfg)
 		defer s.Close()
 		id := enqueue(t, s, "alice@org.test", "bob@dest.test")
-		srv := serve(t, Options{Store: s}, false)
+		token, err := LoadOrCreateToken(cfg.AdminTokenFile())
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := serve(t, Options{Store: s, Token: token}, false)
 		addr := srv.Listener.Addr().String()
 		cfg.Admin.Listen = addr
 

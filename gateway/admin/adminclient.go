@@ -14,16 +14,18 @@ import (
 // AdminClient runs queue operations against a running server through its
 // admin HTTP API. It implements QueueOps.
 type AdminClient struct {
-	base string
-	http *http.Client
+	base  string
+	token string
+	http  *http.Client
 }
 
 // NewAdminClient returns a client for the admin listener at addr
-// (host:port).
-func NewAdminClient(addr string) *AdminClient {
+// (host:port) that presents token (the data dir's admin.token).
+func NewAdminClient(addr, token string) *AdminClient {
 	return &AdminClient{
-		base: "http://" + addr,
-		http: &http.Client{Timeout: 30 * time.Second},
+		base:  "http://" + addr,
+		token: token,
+		http:  &http.Client{Timeout: 30 * time.Second},
 	}
 }
 
@@ -87,6 +89,10 @@ func (c *AdminClient) do(method, path string, out any) error {
 	if err != nil {
 		return err
 	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if method != http.MethodGet {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("admin API at %s: %w", c.base, err)
@@ -99,6 +105,8 @@ func (c *AdminClient) do(method, path string, out any) error {
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
 		return queue.ErrNotFound
+	case resp.StatusCode == http.StatusUnauthorized:
+		return ErrUnauthorized
 	case resp.StatusCode != http.StatusOK:
 		var e struct{ Error string }
 		_ = json.Unmarshal(body, &e)

@@ -34,7 +34,11 @@ func OpenQueueOps(cfg *config.Config) (ops QueueOps, where string, close func() 
 		if cfg.Admin.Listen == "" {
 			return nil, "", nil, fmt.Errorf("the spool is in use by a running server and admin.listen is off")
 		}
-		return NewAdminClient(cfg.Admin.Listen), "server at " + cfg.Admin.Listen, func() error { return nil }, nil
+		token, err := ReadToken(cfg.AdminTokenFile())
+		if err != nil {
+			return nil, "", nil, fmt.Errorf("the spool is in use by a running server, and its admin token cannot be read: %w", err)
+		}
+		return NewAdminClient(cfg.Admin.Listen, token), "server at " + cfg.Admin.Listen, func() error { return nil }, nil
 	default:
 		return nil, "", nil, err
 	}
