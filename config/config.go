@@ -227,6 +227,12 @@ type Policy struct {
 	// ContentScanBytes bounds how much of a message's text parts content
 	// rules read (default 1 MiB).
 	ContentScanBytes int64 `yaml:"content_scan_bytes"`
+	// OnScanError is the chain for a recipient whose content or
+	// attachment rules could not be decided because the body could not
+	// be read whole (a part it cannot decode, a broken boundary, too deep
+	// or too many parts, more text than ContentScanBytes). Empty: such
+	// rules count as matching.
+	OnScanError []string `yaml:"on_scan_error"`
 }
 
 // Rule is one policy rule: what it matches and what it does.

@@ -27,6 +27,9 @@ func (v *validator) validatePolicy(p *Policy) {
 	v.oneOf("policy.forwarding_method", p.ForwardingMethod, "tls-verified", "tls")
 	v.oneOf("policy.forwarding_fallback", p.ForwardingFallback, "drop", "bounce")
 	v.positive("policy.content_scan_bytes", p.ContentScanBytes)
+	if len(p.OnScanError) > 0 {
+		v.chain("policy.on_scan_error", p.OnScanError)
+	}
 	names := map[string]bool{}
 	for i, r := range p.Rules {
 		base := fmt.Sprintf("policy.rules[%d]", i)

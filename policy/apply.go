@@ -3,7 +3,6 @@ package policy
 import (
 	"bufio"
 	"bytes"
-	"mime"
 	"net/netip"
 	"net/textproto"
 	"sort"
@@ -53,13 +52,16 @@ func Apply(e *Engine, in Session, msg []byte) (Applied, []byte) {
 	if subjectField != nil {
 		rawSubject = strings.TrimSuffix(string(msg[subjectField.valueStart:subjectField.end]), "\r\n")
 	}
-	found, stripped := StripTags(rawSubject, e.Tags())
+	found, stripped, tagErr := StripTags(rawSubject, e.Tags())
 	res.SubjectRaw, res.SubjectChanged = strings.TrimLeft(stripped, " \t"), stripped != rawSubject
 	res.Subject = decodeHeaderValue(stripped)
 
 	pin := Input{
 		From: in.From, Recipients: in.Recipients, AuthUser: in.AuthUser, ClientIP: in.ClientIP,
 		Subject: res.Subject, Header: hdr, Size: int64(len(msg)), Tags: found,
+	}
+	if tagErr != nil {
+		pin.SubjectScanError = tagErr.Error()
 	}
 	if in.Trusted {
 		if v := strings.ToLower(strings.TrimSpace(textproto.MIMEHeader(hdr).Get(escalationHeader))); v == "escrow" || v == "encrypt" {
@@ -68,7 +70,8 @@ func Apply(e *Engine, in Session, msg []byte) (Applied, []byte) {
 	}
 	pin.Forwarded, pin.ForwardedBy = AutoForwarded(hdr)
 	if need, limit := e.NeedsBody(); need {
-		pin.Text, pin.HasAttachments = scanBody(msg, limit)
+		scan := scanBody(msg, limit)
+		pin.Text, pin.HasAttachments, pin.BodyScanError = scan.text, scan.attachments, scan.incomplete
 	}
 	res.Decision = e.Decide(pin)
 
@@ -163,7 +166,7 @@ func parseHeader(block []byte) map[string][]string {
 
 func decodeHeaderValue(v string) string {
 	v = strings.Join(strings.Fields(v), " ")
-	if dec, err := new(mime.WordDecoder).DecodeHeader(v); err == nil {
+	if dec, err := newWordDecoder().DecodeHeader(v); err == nil {
 		return dec
 	}
 	return v

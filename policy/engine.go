@@ -32,6 +32,10 @@ type Engine struct {
 	// looks at the body at all (then the gateway scans it).
 	scanBytes int64
 	needsBody bool
+	// onScanError is the chain for recipients whose decision the unread
+	// part of a body could have changed; nil means such content and
+	// attachment conditions count as matching.
+	onScanError Chain
 }
 
 type rule struct {
@@ -74,6 +78,11 @@ func Compile(p config.Policy) (*Engine, error) {
 		e.tagOrder = append(e.tagOrder, strings.ToLower(tag))
 	}
 	sort.Strings(e.tagOrder)
+	if len(p.OnScanError) > 0 {
+		if e.onScanError, err = ParseChain(p.OnScanError); err != nil {
+			return nil, fmt.Errorf("policy.on_scan_error: %w", err)
+		}
+	}
 	if p.Forwarding == "tls-only" {
 		e.fwdTLSOnly = true
 		e.fwdChain = Chain{Method(p.ForwardingMethod), Method(p.ForwardingFallback)}
@@ -171,6 +180,10 @@ type Input struct {
 	Header     map[string][]string // canonical names, decoded values
 	Size       int64
 	Tags       []string // Subject tags found (as configured)
+	// SubjectScanError says why the Subject could not be searched for
+	// tags ("" when it was): the message then counts as carrying the
+	// strongest tag.
+	SubjectScanError string
 	// HeaderEscalation is X-Sealgate-Escalate ("encrypt" or "escrow")
 	// from a trusted or authenticated client; "" otherwise.
 	HeaderEscalation string
@@ -181,6 +194,11 @@ type Input struct {
 	// carries any.
 	Text           string
 	HasAttachments bool
+	// BodyScanError says why the body could not be read whole ("" when
+	// it was, or was not needed): the Text and HasAttachments above are
+	// then only what was read, and content and attachment conditions
+	// that depend on the rest fail closed (see Decide).
+	BodyScanError string
 }
 
 // RecipientDecision is the outcome for one recipient.
@@ -201,6 +219,10 @@ type Decision struct {
 	RemoveHeaders []string            `json:"remove_headers,omitempty"`
 	Tags          []string            `json:"tags,omitempty"`
 	Forwarding    string              `json:"forwarding"`
+	// ScanErrors says what could not be read (the Subject for tags, the
+	// body for content and attachment rules) and how the decision made
+	// up for it; empty when everything was read.
+	ScanErrors []string `json:"scan_errors,omitempty"`
 }
 
 // Decide runs the rules for every recipient.
@@ -212,33 +234,27 @@ func (e *Engine) Decide(in Input) Decision {
 			d.Forwarding += ": TLS only, " + e.fwdChain.String()
 		}
 	}
+	if in.SubjectScanError != "" {
+		d.ScanErrors = append(d.ScanErrors, in.SubjectScanError+": treated as tagged")
+	}
+	if in.BodyScanError != "" {
+		how := "content and attachment rules that the unread part could satisfy are assumed to match"
+		if e.onScanError != nil {
+			how = "on_scan_error " + e.onScanError.String() + " for the recipients whose decision the unread part could change"
+		}
+		d.ScanErrors = append(d.ScanErrors, "body not read whole ("+in.BodyScanError+"): "+how)
+	}
 	var holds []string
 	for _, rcpt := range in.Recipients {
 		rd := RecipientDecision{Recipient: rcpt, Chain: Chain{MethodTLS}, Reasons: []string{"default [tls]"}}
-		for _, r := range e.rules {
-			if !r.matches(in, rcpt) {
-				continue
-			}
-			rd.Rules = append(rd.Rules, r.name)
-			if r.reject != "" && d.Reject == "" {
-				d.Reject, d.RejectRule = r.reject, r.name
-			}
-			if r.hold && !containsString(holds, r.name) {
-				holds = append(holds, r.name)
-			}
-			for k, v := range r.addHeaders {
-				if d.AddHeaders == nil {
-					d.AddHeaders = map[string]string{}
-				}
-				d.AddHeaders[k] = v
-			}
-			d.RemoveHeaders = append(d.RemoveHeaders, r.removeHeaders...)
-			if r.chain != nil {
-				rd.Chain = r.chain
-				rd.Reasons = append(rd.Reasons, "rule "+r.name+": "+r.chain.String())
-			}
-			if !r.cont {
-				break
+		unreadMattered := e.runRules(&d, &rd, &holds, in)
+		if unreadMattered && e.onScanError != nil {
+			why := "body not read whole (" + in.BodyScanError + "): on_scan_error " + e.onScanError.String()
+			if e.onScanError.strength() < rd.Chain.strength() {
+				rd.Reasons = append(rd.Reasons, why+" ignored: weaker than "+rd.Chain.String())
+			} else {
+				rd.Chain = e.onScanError
+				rd.Reasons = append(rd.Reasons, why)
 			}
 		}
 		switch {
@@ -259,11 +275,82 @@ func (e *Engine) Decide(in Input) Decision {
 	return d
 }
 
+// runRules runs the rules for one recipient, in order, and reports
+// whether a rule's verdict depended on a body that could not be read
+// whole. Without on_scan_error such a rule is assumed to match (fail
+// closed): its reject, hold and header actions apply, and its chain too
+// unless weaker than the chain so far. An assumed match never ends the
+// walk, and no later rule may lower the chain it set, so assuming a
+// permissive rule matched can neither weaken a recipient nor hide a
+// stricter rule behind it.
+func (e *Engine) runRules(d *Decision, rd *RecipientDecision, holds *[]string, in Input) (unreadMattered bool) {
+	var pinned Chain // the chain of the last assumed match
+	for _, r := range e.rules {
+		v := r.matches(in, rd.Recipient)
+		if v == noMatch {
+			continue
+		}
+		assumed := v == matchIfUnread
+		if assumed {
+			unreadMattered = true
+			if e.onScanError != nil {
+				continue // decided by on_scan_error instead
+			}
+		}
+		rd.Rules = append(rd.Rules, r.name)
+		if r.reject != "" && d.Reject == "" {
+			d.Reject, d.RejectRule = r.reject, r.name
+		}
+		if r.hold && !containsString(*holds, r.name) {
+			*holds = append(*holds, r.name)
+		}
+		for k, v := range r.addHeaders {
+			if d.AddHeaders == nil {
+				d.AddHeaders = map[string]string{}
+			}
+			d.AddHeaders[k] = v
+		}
+		d.RemoveHeaders = append(d.RemoveHeaders, r.removeHeaders...)
+		what := "rule " + r.name
+		if assumed {
+			what += " (assumed to match: body not read whole)"
+		}
+		switch {
+		case r.chain == nil:
+			if assumed {
+				rd.Reasons = append(rd.Reasons, what)
+			}
+		case assumed && r.chain.strength() < rd.Chain.strength():
+			rd.Reasons = append(rd.Reasons, what+": "+r.chain.String()+" ignored: weaker than "+rd.Chain.String())
+		case assumed:
+			rd.Chain, pinned = r.chain, r.chain
+			rd.Reasons = append(rd.Reasons, what+": "+r.chain.String())
+		case pinned != nil && r.chain.strength() < pinned.strength():
+			rd.Reasons = append(rd.Reasons, what+": "+r.chain.String()+" ignored: weaker than "+pinned.String()+" of a rule assumed to match")
+		default:
+			rd.Chain = r.chain
+			rd.Reasons = append(rd.Reasons, what+": "+r.chain.String())
+		}
+		if !r.cont && !assumed {
+			break
+		}
+	}
+	return unreadMattered
+}
+
 // escalate applies Subject tags and the escalation header: the strongest
 // asked for wins, and only if it is at least as strong as the rules'.
 func (e *Engine) escalate(rd *RecipientDecision, in Input) {
 	var best Chain
 	why := ""
+	if in.SubjectScanError != "" {
+		// Fail closed: as if the strongest configured tag were there.
+		for _, tag := range e.tagOrder {
+			if c := e.tags[tag]; c.strength() > best.strength() {
+				best, why = c, "Subject not searched for tags, treated as tagged "+tag
+			}
+		}
+	}
 	for _, tag := range in.Tags {
 		if c, ok := e.tags[strings.ToLower(tag)]; ok && c.strength() > best.strength() {
 			best, why = c, "tag "+tag
@@ -289,7 +376,52 @@ func (e *Engine) escalate(rd *RecipientDecision, in Input) {
 	rd.Reasons = append(rd.Reasons, why+": "+best.String())
 }
 
-func (r *rule) matches(in Input, rcpt string) bool {
+// verdict is a rule's answer for one recipient.
+type verdict int
+
+const (
+	noMatch verdict = iota
+	match
+	// matchIfUnread: every condition holds except a content or
+	// attachment condition that only the unread part of the body could
+	// satisfy.
+	matchIfUnread
+)
+
+func (r *rule) matches(in Input, rcpt string) verdict {
+	if !r.matchesHeaderFacts(in, rcpt) {
+		return noMatch
+	}
+	v := match
+	unread := in.BodyScanError != ""
+	switch r.attachments { // an attachment may hide in what was not read
+	case "yes":
+		if !in.HasAttachments {
+			if !unread {
+				return noMatch
+			}
+			v = matchIfUnread
+		}
+	case "no":
+		if in.HasAttachments {
+			return noMatch
+		}
+		if unread {
+			v = matchIfUnread
+		}
+	}
+	if r.content != nil && !r.content.MatchString(in.Text) {
+		if !unread {
+			return noMatch
+		}
+		v = matchIfUnread
+	}
+	return v
+}
+
+// matchesHeaderFacts checks the conditions on what is always known
+// whole: the envelope, the session, the header and the size.
+func (r *rule) matchesHeaderFacts(in Input, rcpt string) bool {
 	if len(r.from) > 0 && !matchAddress(r.from, in.From) {
 		return false
 	}
@@ -325,17 +457,13 @@ func (r *rule) matches(in Input, rcpt string) bool {
 			return false
 		}
 	}
-	tagged := len(in.Tags) > 0 || in.HeaderEscalation != ""
+	tagged := len(in.Tags) > 0 || in.HeaderEscalation != "" || in.SubjectScanError != ""
 	switch {
 	case r.tagged == "yes" && !tagged, r.tagged == "no" && tagged:
 		return false
 	case r.forwarded == "yes" && !in.Forwarded, r.forwarded == "no" && in.Forwarded:
 		return false
 	case r.minSize > 0 && in.Size < r.minSize, r.maxSize > 0 && in.Size > r.maxSize:
-		return false
-	case r.attachments == "yes" && !in.HasAttachments, r.attachments == "no" && in.HasAttachments:
-		return false
-	case r.content != nil && !r.content.MatchString(in.Text):
 		return false
 	}
 	return true

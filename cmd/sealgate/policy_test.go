@@ -52,6 +52,24 @@ func TestPolicyExplainAndCheck(t *testing.T) {
 		t.Errorf("explain --eml: %+v", res)
 	}
 
+	// A body part it cannot read: the content rule is assumed to match,
+	// and explain says why.
+	scanCfg := filepath.Join(dir, "scan.yaml")
+	writeFile(t, scanCfg, "policy:\n  rules:\n    - name: records\n      match: {content: 'MRN-\\d{6}'}\n      chain: [escrow]\n")
+	hidden := filepath.Join(dir, "hidden.eml")
+	writeFile(t, hidden, "From: alice@org.test\r\nTo: bob@else.test\r\nSubject: lab\r\nMIME-Version: 1.0\r\n"+
+		"Content-Type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: x-private\r\n\r\nzzz\r\n--b1--\r\n")
+	code, out, errOut = sealgate(t, "policy", "explain", "--config", scanCfg, "--eml", hidden)
+	for _, want := range []string{
+		`Not read:   body not read whole (part 1: cannot decode: encoding error: unhandled encoding "x-private")`,
+		"bob@else.test\n  chain: [escrow]\n  rules: records",
+		"rule records (assumed to match: body not read whole): [escrow]",
+	} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("explain of an unreadable body lacks %q (exit %d %s):\n%s", want, code, errOut, out)
+		}
+	}
+
 	if code, out, _ := sealgate(t, "policy", "check", cfgPath); code != 0 || !strings.Contains(out, "2 rules ok") {
 		t.Errorf("policy check: %d %s", code, out)
 	}

@@ -30,8 +30,9 @@ func newPolicyCmd() *cobra.Command {
 		Long: `Run a message through the policy exactly as the live gateway would (the same
 code), without sending anything: per recipient the matched rules in order,
 the tags found, the chain of methods, and the Subject as it will leave;
-plus the forwarding verdict and message-level actions (reject, hold,
-header changes). Give the message by flags or as an .eml file; --from and
+plus the forwarding verdict, message-level actions (reject, hold,
+header changes) and what could not be read (a Subject too long to
+search, a body part it cannot decode) with what was assumed instead. Give the message by flags or as an .eml file; --from and
 --to are the envelope (with --eml they default to its From and To).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -153,6 +154,9 @@ func printExplain(out io.Writer, r policy.Applied) {
 		fmt.Fprintf(out, "            (tags removed; leaves as %q)\n", r.SubjectRaw)
 	}
 	fmt.Fprintf(out, "Tags:       %s\n", dash(strings.Join(r.Tags, " ")))
+	for _, why := range r.ScanErrors { // fail closed: say what was not read and what was assumed
+		fmt.Fprintf(out, "Not read:   %s\n", why)
+	}
 	fmt.Fprintf(out, "Forwarding: %s\n", r.Forwarding)
 	if r.Reject != "" {
 		fmt.Fprintf(out, "REJECTED at SMTP time by rule %s: 550 5.7.1 %s\n", r.RejectRule, r.Reject)
