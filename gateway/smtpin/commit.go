@@ -1,8 +1,10 @@
 package smtpin
 
 import (
+	"bytes"
 	"crypto/tls"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +21,12 @@ import (
 // the spool; only then does the client hear 250 with the queue ID.
 func (c *conn) commit(log *slog.Logger, msg, body []byte) error {
 	tx, opts := c.tx, c.srv.opts
+	if headerLen(body) > maxHeaderBytes {
+		// Every later step parses the header: 8 million one-byte fields
+		// in a 48 MB message must not cost gigabytes.
+		log.Warn("message refused: header too large", "size", len(body))
+		return reply(552, 5, 3, 4, "Message header exceeds "+strconv.Itoa(maxHeaderBytes>>10)+" KiB")
+	}
 	if countHops(body) > maxHops {
 		log.Warn("message refused: too many hops", "size", len(body))
 		return toSMTPError(errTooManyHops, "")
@@ -38,6 +46,9 @@ func (c *conn) commit(log *slog.Logger, msg, body []byte) error {
 				msg = append(append(make([]byte, 0, tx.trace+len(out)), msg[:tx.trace]...), out...)
 			}
 			hold = res.Hold
+			if len(res.ScanErrors) > 0 {
+				log.Info("policy could not read the whole message; rules decided as if it matched", "why", strings.Join(res.ScanErrors, "; "))
+			}
 			for _, rd := range res.Recipients {
 				decisions = append(decisions, queue.RcptDecision{Chain: rd.Chain.Strings(), Rules: rd.Rules, Reasons: rd.Reasons})
 				chains += " " + rd.Chain.String()
@@ -69,4 +80,18 @@ func (c *conn) commit(log *slog.Logger, msg, body []byte) error {
 		"commit", opts.Now().Sub(start).Round(time.Microsecond).String())
 	opts.OnQueued(id)
 	return reply(250, 2, 0, 0, "Ok: queued as "+id)
+}
+
+// maxHeaderBytes bounds the header block of a message (Postfix's
+// header_size_limit is 100 KiB and truncates; we refuse, so that what is
+// relayed is what the policy saw).
+const maxHeaderBytes = 1 << 20
+
+// headerLen is the length of msg's header block (all of msg when it has
+// no body).
+func headerLen(msg []byte) int {
+	if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
+		return i
+	}
+	return len(msg)
 }

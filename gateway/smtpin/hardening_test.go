@@ -355,3 +355,17 @@ func TestUnknownUserCostsTheSlowestHash(t *testing.T) {
 		t.Error("the decoy is not the slowest hash")
 	}
 }
+
+// TestHugeHeaderIsRefused: a header of millions of tiny fields is
+// refused before anything parses it, and the session goes on.
+func TestHugeHeaderIsRefused(t *testing.T) {
+	f := startInbound(t, testInboundConfig(t), false)
+	c := dialSMTP(t, f.addr)
+	c.toData()
+	c.send("Subject: many fields\r\n" + strings.Repeat("X:\r\n", 400_000) + "\r\nbody\r\n.\r\n")
+	c.expect("552 5.3.4")
+	c.cmd("NOOP", "250 ")
+	if f.spool.count() != 0 {
+		t.Error("spooled")
+	}
+}
