@@ -24,10 +24,17 @@
 // inherits the relay's SPF, DKIM and reputation — spoofed mail from the
 // tenant's own domain.
 //
-// go-smtp only ends DATA at <CRLF>.<CRLF> and un-dot-stuffs, so a smuggled
-// "<LF>.<LF>" reaches us as bare LFs inside the body. We refuse any bare
-// CR or bare LF (the default, as Postfix's smtpd_forbid_bare_newline
-// does), or, when configured, rewrite each one to CRLF so that nothing
-// downstream can read a line ending differently from us. Either way, no
-// bare line ending leaves sealgate.
+// The protocol is spoken here, not by go-smtp's server: its reader takes
+// a bare LF for a line end in commands and, after a timeout in DATA,
+// reads the rest of the body as commands. Here a command ends at CRLF
+// only, the content ends at CRLF "." CRLF only, and anything else — a
+// bare CR or LF, NUL — is refused: a command line closes the connection,
+// message content gets the message refused while the session stays in
+// step (or, when configured, each bare line ending is rewritten to CRLF).
+// Either way, no bare line ending leaves sealgate. A timeout or a broken
+// transfer in DATA or BDAT closes the connection.
+//
+// Not supported: BINARYMIME, DSN parameters (RET, ENVID, NOTIFY, ORCPT),
+// source routes (accepted and dropped, RFC 5321 §4.1.2), address literals
+// as recipients.
 package smtpin
