@@ -82,6 +82,9 @@ type Scheduler struct {
 	// soon as the current attempt reports back.
 	again   map[string]bool
 	running sync.WaitGroup
+	// loops counts turns of the Run loop: a test reads it to see that a
+	// full scheduler sleeps instead of spinning.
+	loops atomic.Int64
 }
 
 type schedDone struct {
@@ -157,11 +160,15 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	defer timer.Stop()
 	defer s.running.Wait()
 	for {
+		s.loops.Add(1)
 		s.startDue(ctx)
 		wait := time.Hour
-		if next, ok := s.nextDue(); ok {
+		if next, ok := s.nextDue(); ok && !s.full() {
 			wait = max(next.Sub(s.now()), 0)
 		}
+		// At capacity nothing can start before an attempt reports back on
+		// doneCh: sleep until then (or a wake, or the next due time once
+		// there is room), never spin on a due time we cannot act on.
 		if !timer.Stop() {
 			select {
 			case <-timer.C:
@@ -179,6 +186,13 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		case <-timer.C:
 		}
 	}
+}
+
+// full reports whether every delivery slot is taken.
+func (s *Scheduler) full() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.inflight) >= s.opts.MaxConcurrency
 }
 
 // load reads the pending list, retrying with backoff while the spool

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -340,5 +341,30 @@ func TestSchedulerRetriesLoadingThePendingList(t *testing.T) {
 	defer st.mu.Unlock()
 	if st.pendingFails != 0 {
 		t.Errorf("%d failures left: the scheduler did not retry", st.pendingFails)
+	}
+}
+
+// TestSchedulerSleepsWhenFull: with every slot taken and more messages
+// due, the loop waits for an attempt to report back instead of turning
+// on a due time it cannot act on (it used to spin at 100 % CPU).
+func TestSchedulerSleepsWhenFull(t *testing.T) {
+	st := &memStore{msgs: map[string]*queue.Message{}}
+	for i := range 20 {
+		st.add(fmt.Sprintf("m%02d", i), false, fmt.Sprintf("a@d%02d.test", i))
+	}
+	d := &gateDeliverer{inFlight: map[string]int{}, release: make(chan struct{}), fail: map[string]bool{}}
+	s := runScheduler(t, st, d, 2)
+	waitFor(t, "two deliveries in flight", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.cur == 2
+	})
+	before := s.loops.Load()
+	time.Sleep(200 * time.Millisecond) // a spinning loop turns millions of times here
+	if n := s.loops.Load() - before; n > 20 {
+		t.Errorf("the scheduler loop turned %d times while full and idle", n)
+	}
+	for range 20 {
+		d.release <- struct{}{}
 	}
 }
