@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Load benchmark behind BENCHMARKS.md: builds sealgate and sealgate-load,
-# runs a gateway on loopback that relays everything to the load tool's
-# counting sink (outbound.smarthost), and sends N messages of SIZE bytes at
-# each concurrency. The spool fsyncs as in production.
+# runs a gateway on loopback on its default configuration, delivering by
+# MX: the load tool answers DNS (every domain's MX is its counting sink)
+# and the gateway asks it (outbound.dns_resolver, outbound.smtp_port, and
+# allowed_private_networks so that a loopback MX may be used). It sends N
+# messages of SIZE bytes at each concurrency. The spool fsyncs as in
+# production. MODE=smarthost relays through outbound.smarthost instead.
 #
 #   bash bench/run.sh            # N=5000 SIZE=10240 C="1 10 50"
 #   N=2000 C="10" bash bench/run.sh
+#   MODE=smarthost bash bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -13,6 +17,7 @@ export PATH="/usr/local/go/bin:$PATH"
 N=${N:-5000}
 SIZE=${SIZE:-10240}
 CS=${C:-"1 10 50"}
+MODE=${MODE:-mx}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -23,25 +28,27 @@ for c in $CS; do
 	rm -rf "$work/data"
 	cat >"$work/bench.yaml" <<YAML
 data_dir: $work/data
-log: {level: warn}
 inbound:
   listen: 127.0.0.1:2725
-  max_connections_per_ip: 1000
 admin:
   listen: 127.0.0.1:8725
-outbound:
-  smarthost: {address: 127.0.0.1:2726, tls: none}
-  max_per_destination: 50
 YAML
+	if [ "$MODE" = smarthost ]; then
+		printf 'outbound:\n  smarthost: {address: 127.0.0.1:2726, tls: none}\n  max_per_destination: 50\n' >>"$work/bench.yaml"
+		dns=()
+	else
+		printf 'outbound:\n  dns_resolver: 127.0.0.1:2753\n  smtp_port: 2726\n  allowed_private_networks: [127.0.0.0/8]\n' >>"$work/bench.yaml"
+		dns=(-dns 127.0.0.1:2753)
+	fi
 	"$work/sealgate" serve --config "$work/bench.yaml" 2>"$work/server.log" &
 	pid=$!
 	for _ in $(seq 100); do
 		(exec 3<>/dev/tcp/127.0.0.1/2725) 2>/dev/null && break
 		sleep 0.1
 	done
-	echo "== C=$c N=$N SIZE=$SIZE"
+	echo "== MODE=$MODE C=$c N=$N SIZE=$SIZE load=$(cut -d' ' -f1-3 /proc/loadavg)"
 	"$work/sealgate-load" -addr 127.0.0.1:2725 -n "$N" -c "$c" -size "$SIZE" \
-		-sink 127.0.0.1:2726 -pid "$pid"
+		-sink 127.0.0.1:2726 -pid "$pid" "${dns[@]}"
 	kill -TERM "$pid"
 	wait "$pid" || true
 done

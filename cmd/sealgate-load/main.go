@@ -3,7 +3,9 @@
 // gateway and reports accepted messages per second and the accept latency
 // (end of DATA to the 250 reply). With -sink it also runs a counting SMTP
 // sink, so a gateway configured to relay to it (outbound.smarthost) can be
-// measured end to end: delivered messages per second.
+// measured end to end: delivered messages per second. With -dns it also
+// answers DNS so that every domain's MX is the sink: MX delivery on the
+// default configuration, measured the same way.
 //
 // It is a measuring tool, not a test: run it against a gateway on
 // loopback, on a quiet machine, and record the figures with the command
@@ -37,7 +39,21 @@ func main() {
 	sinkAddr := flag.String("sink", "", "also run a counting SMTP sink on this address and wait for delivery")
 	wait := flag.Duration("wait", 2*time.Minute, "how long to wait for deliveries at the sink")
 	pid := flag.Int("pid", 0, "gateway process ID, to report its peak RSS (VmHWM)")
+	dnsAddr := flag.String("dns", "", "also answer DNS here: every domain's MX resolves to the sink's address (for MX delivery)")
 	flag.Parse()
+	if *dnsAddr != "" {
+		host, _, err := net.SplitHostPort(*sinkAddr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "sealgate-load: -dns needs -sink host:port")
+			os.Exit(2)
+		}
+		stop, err := startDNS(*dnsAddr, host)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "sealgate-load:", err)
+			os.Exit(1)
+		}
+		defer stop()
+	}
 	if err := run(*addr, *n, *c, *size, *perConn, *sinkAddr, *wait, *pid); err != nil {
 		fmt.Fprintln(os.Stderr, "sealgate-load:", err)
 		os.Exit(1)

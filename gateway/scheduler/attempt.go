@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -151,8 +152,10 @@ func (s *Scheduler) runGroup(ctx context.Context, log *slog.Logger, m *queue.Mes
 		SMTPUTF8:   mailtext.NeedsSMTPUTF8(m.Envelope.From, g.Rcpts),
 	}
 	var history *policy.TLSHistory
+	var info *queue.DomainInfo
 	if g.Domain != "" {
-		info, err := s.opts.Store.DomainInfo(g.Domain)
+		var err error
+		info, err = s.opts.Store.DomainInfo(g.Domain)
 		if err != nil {
 			// Never deliver without knowing the floor the history sets.
 			log.Error("cannot read domain TLS history", "domain", g.Domain, "err", err)
@@ -180,7 +183,9 @@ func (s *Scheduler) runGroup(ctx context.Context, log *slog.Logger, m *queue.Mes
 	if g.Domain != "" && att.MXHost != "" {
 		obs := queue.TLSObservation{Domain: g.Domain, Connected: true, TLSVersion: att.TLSVersion,
 			Verified: att.CertVerified, MTASTSMode: req.TLS.MTASTSMode(), DANE: att.DANE != ""}
-		if err := s.opts.Store.ObserveTLS(obs); err != nil {
+		if !observationChanges(info, obs, s.now()) {
+			// Nothing the history would learn: no spool commit.
+		} else if err := s.opts.Store.ObserveTLS(obs); err != nil {
 			log.Error("cannot record domain TLS history", "domain", g.Domain, "err", err)
 		}
 	}
@@ -279,4 +284,29 @@ func nextAttemptExcept(m *queue.Message, inLine map[string]bool) time.Time {
 		}
 	}
 	return next
+}
+
+// observationRefresh is how stale a domain's "last seen" may get before
+// a delivery that teaches its history nothing new is recorded anyway.
+const observationRefresh = 10 * time.Minute
+
+// observationChanges reports whether recording obs would change what the
+// TLS history knows of its domain (info, read before the delivery): a
+// first sighting, TLS where none was seen, a new version, a verified
+// certificate, a new MTA-STS mode, DANE — or a "last seen" grown stale.
+// A delivery that teaches nothing costs no spool commit.
+func observationChanges(info *queue.DomainInfo, obs queue.TLSObservation, now time.Time) bool {
+	switch {
+	case info == nil, now.Sub(info.LastSeen) >= observationRefresh:
+		return true
+	case obs.TLSVersion != "" && (!info.TLSSeen || !slices.Contains(info.TLSVersions, obs.TLSVersion)):
+		return true
+	case obs.TLSVersion != "" && obs.Verified && !info.Verified:
+		return true
+	case obs.MTASTSMode != "" && obs.MTASTSMode != info.MTASTSMode:
+		return true
+	case obs.DANE && !info.DANE:
+		return true
+	}
+	return false
 }

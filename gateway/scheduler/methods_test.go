@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sealgate/sealgate/queue"
 )
@@ -116,5 +117,32 @@ func TestMethodRegistry(t *testing.T) {
 	}
 	if !skipped {
 		t.Errorf("the skip and its reason are not in the history: %+v", m.Events)
+	}
+}
+
+func TestObservationChanges(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	known := &queue.DomainInfo{Domain: "d.test", TLSSeen: true, Verified: true, TLSVersions: []string{"TLS1.3"},
+		MTASTSMode: "enforce", LastSeen: now.Add(-time.Minute)}
+	same := queue.TLSObservation{Domain: "d.test", Connected: true, TLSVersion: "TLS1.3", Verified: true, MTASTSMode: "enforce"}
+	if observationChanges(known, same, now) {
+		t.Error("a delivery that teaches nothing new is recorded")
+	}
+	for name, tc := range map[string]struct {
+		info *queue.DomainInfo
+		obs  queue.TLSObservation
+	}{
+		"first sighting": {nil, same},
+		"stale last seen": {&queue.DomainInfo{TLSSeen: true, Verified: true, TLSVersions: []string{"TLS1.3"}, MTASTSMode: "enforce",
+			LastSeen: now.Add(-observationRefresh)}, same},
+		"new version":  {known, queue.TLSObservation{TLSVersion: "TLS1.2", Verified: true}},
+		"first TLS":    {&queue.DomainInfo{LastSeen: now}, queue.TLSObservation{TLSVersion: "TLS1.3"}},
+		"now verified": {&queue.DomainInfo{TLSSeen: true, TLSVersions: []string{"TLS1.3"}, LastSeen: now}, queue.TLSObservation{TLSVersion: "TLS1.3", Verified: true}},
+		"mode change":  {known, queue.TLSObservation{MTASTSMode: "testing"}},
+		"DANE seen":    {known, queue.TLSObservation{DANE: true}},
+	} {
+		if !observationChanges(tc.info, tc.obs, now) {
+			t.Errorf("%s: not recorded", name)
+		}
 	}
 }

@@ -38,6 +38,7 @@ func permErr(status, format string, args ...any) *Error {
 type Resolver struct {
 	server  string
 	timeout time.Duration
+	cache   *answerCache
 	// DNSSECTrusted: the server validates DNSSEC and its AD bit can be
 	// believed (outbound.dnssec_trusted_resolver), which DANE needs.
 	DNSSECTrusted bool
@@ -77,13 +78,17 @@ func New(server string, timeout time.Duration) (*Resolver, error) {
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	return &Resolver{server: server, timeout: timeout}, nil
+	return &Resolver{server: server, timeout: timeout, cache: newAnswerCache()}, nil
 }
 
-// Query asks one question; a truncated UDP answer is retried over TCP.
+// Query asks one question, or answers it from the cache while an
+// earlier answer's TTL lasts; a truncated UDP answer is retried over TCP.
 // Transport failures and SERVFAIL-like answers are temporary *Error;
 // NXDOMAIN is returned as a message with that rcode.
 func (r *Resolver) Query(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
+	if cached := r.cache.get(name, qtype); cached != nil {
+		return cached, nil
+	}
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), qtype)
 	m.RecursionDesired = true
@@ -100,6 +105,7 @@ func (r *Resolver) Query(ctx context.Context, name string, qtype uint16) (*dns.M
 	}
 	switch resp.Rcode {
 	case dns.RcodeSuccess, dns.RcodeNameError:
+		r.cache.put(name, qtype, resp)
 		return resp, nil
 	}
 	return nil, tempErr("4.4.3", "DNS lookup of %s %s failed: %s", dns.TypeToString[qtype], name, dns.RcodeToString[resp.Rcode])

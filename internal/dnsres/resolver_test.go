@@ -89,3 +89,47 @@ func TestLookupMXBoundsHostsAndAddresses(t *testing.T) {
 		}
 	}
 }
+
+// TestAnswersAreCachedForTheirTTL: a burst of lookups asks the server
+// once while the answer's TTL lasts, and again once it has passed; an
+// answer with TTL 0 and a failure are never kept.
+func TestAnswersAreCachedForTheirTTL(t *testing.T) {
+	srv := testutil.NewDNSServer(t)
+	srv.AddMX("cached.test", "mx.cached.test", 10)
+	srv.AddA("mx.cached.test", "127.0.0.2")
+	srv.SetTTL(60)
+	r, err := New(srv.Addr(), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	r.cache.now = func() time.Time { return now }
+	ctx := context.Background()
+	for range 5 {
+		if hosts, err := r.MX(ctx, "cached.test"); err != nil || len(hosts) != 1 {
+			t.Fatalf("MX: %v %v", hosts, err)
+		}
+	}
+	if n := srv.Queries("cached.test"); n != 1 {
+		t.Errorf("%d MX queries within the TTL, want 1", n)
+	}
+	now = now.Add(61 * time.Second)
+	r.MX(ctx, "cached.test")
+	if n := srv.Queries("cached.test"); n != 2 {
+		t.Errorf("%d MX queries after the TTL, want 2", n)
+	}
+
+	srv.SetTTL(0)
+	srv.AddTXT("zero.test", "v=STSv1; id=1")
+	r.TXT(ctx, "zero.test")
+	r.TXT(ctx, "zero.test")
+	if n := srv.Queries("zero.test"); n != 2 {
+		t.Errorf("%d queries for a TTL-0 answer, want 2 (never cached)", n)
+	}
+	srv.SetServfail("fail.test")
+	r.TXT(ctx, "fail.test")
+	r.TXT(ctx, "fail.test")
+	if n := srv.Queries("fail.test"); n != 2 {
+		t.Errorf("%d queries for SERVFAIL, want 2", n)
+	}
+}

@@ -27,6 +27,15 @@ type DNSServer struct {
 	drop    map[string]bool     // never answer
 	ad      bool
 	queries map[string]int
+	ttl     uint32 // of every answer: 0 unless SetTTL, as records change mid-test
+}
+
+// SetTTL makes every answer carry ttl seconds (default 0, so that a
+// caching resolver never keeps an answer a test is about to change).
+func (s *DNSServer) SetTTL(ttl uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ttl = ttl
 }
 
 // NewDNSServer starts a server; it stops when the test ends.
@@ -193,7 +202,9 @@ func (s *DNSServer) serve(w dns.ResponseWriter, req *dns.Msg) {
 	var answer []dns.RR
 	for _, rr := range rrs {
 		if rr.Header().Rrtype == q.Qtype {
-			answer = append(answer, dns.Copy(rr))
+			c := dns.Copy(rr)
+			c.Header().Ttl = s.ttl
+			answer = append(answer, c)
 		}
 	}
 	s.mu.Unlock()
