@@ -98,7 +98,7 @@ func (s *Store) ObserveTLS(obs TLSObservation) error {
 // DomainInfo returns the record of domain, or nil when there is none.
 func (s *Store) DomainInfo(domain string) (*DomainInfo, error) {
 	var d *DomainInfo
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		var err error
 		d, err = s.getDomain(tx, strings.ToLower(domain))
 		return err
@@ -109,7 +109,7 @@ func (s *Store) DomainInfo(domain string) (*DomainInfo, error) {
 // Domains lists every domain record, by name.
 func (s *Store) Domains() ([]DomainInfo, error) {
 	var out []DomainInfo
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketDomains).ForEach(func(k, v []byte) error {
 			d, err := s.decodeDomain(string(k), v)
 			if err != nil {

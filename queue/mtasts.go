@@ -29,7 +29,7 @@ type MTASTSEntry struct {
 // MTASTS returns the cached policy of domain, or nil.
 func (s *Store) MTASTS(domain string) (*MTASTSEntry, error) {
 	var e *MTASTSEntry
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketMTASTS).Get([]byte(strings.ToLower(domain)))
 		if v == nil {
 			return nil

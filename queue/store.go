@@ -42,12 +42,6 @@ const (
 	kindBody    = "body"
 )
 
-// Batch bounds of the group commit.
-const (
-	maxBatchRequests = 256
-	maxBatchBytes    = 64 << 20
-)
-
 // Options configures Open. Zero durations take the documented defaults.
 type Options struct {
 	Path         string        // bbolt file; its directory is created 0700
@@ -73,6 +67,7 @@ type Store struct {
 	stop      chan struct{}
 	committed chan struct{} // closed when the committer has exited
 	closeOnce sync.Once
+	closeErr  error
 
 	batches     atomic.Int64 // group-commit transactions, for tests and stats
 	quarantined atomic.Int64
@@ -137,49 +132,12 @@ func Open(opts Options) (*Store, error) {
 	}
 	s := &Store{
 		db: db, seal: sl, opts: opts, now: opts.Now, logger: opts.Logger,
-		reqs:      make(chan *commitReq, maxBatchRequests),
+		reqs:      make(chan *commitReq),
 		stop:      make(chan struct{}),
 		committed: make(chan struct{}),
 	}
 	go s.commitLoop()
 	return s, nil
-}
-
-// Close stops the committer (requests not yet taken get ErrClosed) and
-// closes the database.
-func (s *Store) Close() error {
-	var err error
-	s.closeOnce.Do(func() {
-		close(s.stop)
-		<-s.committed
-		err = s.db.Close()
-	})
-	return err
-}
-
-// commitReq is one mutation waiting for the group committer.
-type commitReq struct {
-	fn   func(tx *bolt.Tx) error
-	size int // bytes it writes, to bound a batch
-	done chan error
-}
-
-// commit hands fn to the group committer and waits until the transaction
-// that ran it is committed (and fsynced) or failed. fn may run more than
-// once (a failed batch is retried one request at a time), so it must only
-// write through tx and set results it is allowed to overwrite.
-func (s *Store) commit(ctx context.Context, size int, fn func(tx *bolt.Tx) error) error {
-	req := &commitReq{fn: fn, size: size, done: make(chan error, 1)}
-	select {
-	case s.reqs <- req:
-	case <-s.stop:
-		return ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	// Once handed over, wait for the verdict even if ctx ends: the
-	// change may be committed, and the caller must know.
-	return <-req.done
 }
 
 // Enqueue spools a message and returns its ID once the record and body
@@ -200,77 +158,6 @@ func (s *Store) Enqueue(ctx context.Context, env Envelope, body []byte) (string,
 		return "", err
 	}
 	return id, nil
-}
-
-// commitLoop is the group committer: it takes every request waiting,
-// runs them in one transaction, and answers each. New requests queue up
-// while a commit is in progress and form the next batch.
-func (s *Store) commitLoop() {
-	defer close(s.committed)
-	for {
-		var first *commitReq
-		select {
-		case first = <-s.reqs:
-		case <-s.stop:
-			s.refuseWaiting()
-			return
-		}
-		batch, size := []*commitReq{first}, first.size
-	gather:
-		for len(batch) < maxBatchRequests && size < maxBatchBytes {
-			select {
-			case r := <-s.reqs:
-				batch = append(batch, r)
-				size += r.size
-			default:
-				break gather
-			}
-		}
-		s.commitBatch(batch)
-	}
-}
-
-func (s *Store) refuseWaiting() {
-	for {
-		select {
-		case r := <-s.reqs:
-			r.done <- ErrClosed
-		default:
-			return
-		}
-	}
-}
-
-// commitBatch runs a batch in one transaction. If any request fails, the
-// transaction is rolled back and every request runs again on its own, so
-// one bad request cannot fail the others.
-func (s *Store) commitBatch(batch []*commitReq) {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		for _, r := range batch {
-			if err := r.fn(tx); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	s.batches.Add(1)
-	if err == nil || len(batch) == 1 {
-		for _, r := range batch {
-			r.done <- wrapCommitErr(err)
-		}
-		return
-	}
-	for _, r := range batch {
-		r.done <- wrapCommitErr(s.db.Update(r.fn))
-		s.batches.Add(1)
-	}
-}
-
-func wrapCommitErr(err error) error {
-	if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, errCorrupt) {
-		return err
-	}
-	return fmt.Errorf("queue: commit: %w", err)
 }
 
 // putNew writes a new message and its body inside tx.
@@ -345,7 +232,7 @@ func newID(now time.Time) string {
 // Get returns the message record (without body).
 func (s *Store) Get(id string) (*Message, error) {
 	var m *Message
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		var err error
 		m, err = s.getMessage(tx, id)
 		return err
@@ -360,7 +247,7 @@ func (s *Store) Get(id string) (*Message, error) {
 // Body returns the decrypted message body.
 func (s *Store) Body(id string) ([]byte, error) {
 	var body []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		sealed := tx.Bucket(bucketBodies).Get([]byte(id))
 		if sealed == nil {
 			if tx.Bucket(bucketMessages).Get([]byte(id)) != nil {
@@ -387,7 +274,7 @@ func (s *Store) Body(id string) ([]byte, error) {
 func (s *Store) List() ([]Message, error) {
 	var msgs []Message
 	bad := map[string]error{}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMessages).ForEach(func(k, v []byte) error {
 			m, err := s.decodeMessage(string(k), v)
 			if err != nil {
@@ -440,7 +327,7 @@ func (s *Store) Pending() ([]Due, error) {
 // message and body go, as they are, to the quarantine bucket for an
 // admin to examine. Nothing is deleted outright.
 func (s *Store) quarantine(id string, cause error) {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
 		q := tx.Bucket(bucketQuarantine)
 		for _, b := range []struct {
 			bucket []byte

@@ -101,7 +101,7 @@ func (s *Store) RecordTLSSession(sess TLSSession) error {
 // whose reports are due), oldest first.
 func (s *Store) TLSRPTBefore(day string) ([]TLSRPTRecord, error) {
 	var out []TLSRPTRecord
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketTLSRPT).ForEach(func(k, v []byte) error {
 			if string(k) >= day {
 				return nil
