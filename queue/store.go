@@ -8,14 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Errors callers branch on.
@@ -26,8 +23,16 @@ var (
 	ErrLocked = errors.New("queue: spool is locked by another process")
 	// ErrBodyGone: the message is finished and its body was removed.
 	ErrBodyGone = errors.New("queue: message finished, body removed")
-	// ErrClosed: the store was closed.
+	// ErrClosed: the store was closed before or during the call.
 	ErrClosed = errors.New("queue: store closed")
+	// ErrKeyMissing: the spool key file does not exist, but the spool
+	// holds records sealed with a key; a new key would open none.
+	ErrKeyMissing = errors.New("queue: spool key missing")
+	// ErrWrongKey: the spool key does not open this spool's records.
+	ErrWrongKey = errors.New("queue: spool key does not match the spool")
+	// ErrSpoolCorrupt: the spool file is truncated, overwritten or
+	// otherwise not a readable spool; nothing was changed.
+	ErrSpoolCorrupt = errors.New("queue: spool file corrupt")
 )
 
 var (
@@ -35,6 +40,20 @@ var (
 	bucketBodies     = []byte("bodies")
 	bucketQuarantine = []byte("quarantine")
 )
+
+// sealedBucket names a bucket whose values are sealed records and the
+// kind they are sealed as (each keyed by its bucket key).
+type sealedBucket struct {
+	name []byte
+	kind string
+}
+
+func sealedBuckets() []sealedBucket {
+	return []sealedBucket{
+		{bucketMessages, kindMessage}, {bucketBodies, kindBody}, {bucketDomains, kindDomain},
+		{bucketMTASTS, kindMTASTS}, {bucketTLSRPT, kindTLSRPT},
+	}
+}
 
 // Record kinds, part of each record's additional authenticated data.
 const (
@@ -45,7 +64,7 @@ const (
 // Options configures Open. Zero durations take the documented defaults.
 type Options struct {
 	Path         string        // bbolt file; its directory is created 0700
-	KeyFile      string        // 32-byte spool key, created 0600 on first open
+	KeyFile      string        // 32-byte spool key, created 0600 when the spool is new
 	RetryInitial time.Duration // first retry delay (1m), doubled per attempt …
 	RetryMax     time.Duration // … up to this cap (1h)
 	Expiry       time.Duration // a recipient still pending after this is bounced (120h)
@@ -73,7 +92,10 @@ type Store struct {
 	quarantined atomic.Int64
 }
 
-// Open opens (or creates) the spool and starts its committer.
+// Open opens (or creates) the spool and starts its committer. It takes
+// the file lock first (ErrLocked after LockTimeout), then the key (see
+// key.go): a spool whose key is missing or wrong is refused with
+// ErrKeyMissing or ErrWrongKey, a damaged file with ErrSpoolCorrupt.
 func Open(opts Options) (*Store, error) {
 	if opts.RetryInitial <= 0 {
 		opts.RetryInitial = time.Minute
@@ -96,30 +118,15 @@ func Open(opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	key, err := loadOrCreateKey(opts.KeyFile)
+	if opts.Path == "" || opts.KeyFile == "" {
+		return nil, errors.New("queue: Options.Path and Options.KeyFile are required")
+	}
+	db, err := openDB(opts.Path, opts.LockTimeout, opts.Logger)
 	if err != nil {
 		return nil, err
-	}
-	sl, err := newSealer(key)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Dir(opts.Path), 0o700); err != nil {
-		return nil, err
-	}
-	db, err := bolt.Open(opts.Path, 0o600, &bolt.Options{
-		Timeout:        opts.LockTimeout,
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-	})
-	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("%w: %s", ErrLocked, opts.Path)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("open spool %s: %w", opts.Path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMessages, bucketBodies, bucketQuarantine, bucketDomains, bucketMTASTS, bucketTLSRPT} {
+		for _, b := range [][]byte{bucketMessages, bucketBodies, bucketQuarantine, bucketMeta, bucketDomains, bucketMTASTS, bucketTLSRPT} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -129,6 +136,11 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open spool %s: %w", opts.Path, err)
+	}
+	sl, err := unlockSpool(db, opts.KeyFile, opts.Path)
+	if err != nil {
+		db.Close()
+		return nil, err
 	}
 	s := &Store{
 		db: db, seal: sl, opts: opts, now: opts.Now, logger: opts.Logger,
