@@ -12,7 +12,8 @@ import (
 // key, so a record copied under another ID or into another bucket fails
 // to open instead of being taken for something it is not.
 type sealer struct {
-	aead cipher.AEAD
+	aead        cipher.AEAD
+	indexSecret []byte // HMAC key of index.go, derived from the spool key
 }
 
 func newSealer(key []byte) (*sealer, error) {
@@ -24,7 +25,11 @@ func newSealer(key []byte) (*sealer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sealer{aead: aead}, nil
+	idx, err := deriveIndexKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return &sealer{aead: aead, indexSecret: idx}, nil
 }
 
 func (s *sealer) seal(kind, id string, plain []byte) []byte {

@@ -142,6 +142,19 @@ func Open(opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	var migrated int
+	err = db.Update(func(tx *bolt.Tx) error {
+		var err error
+		migrated, err = migrateIndexKeys(tx, sl)
+		return err
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open spool %s: %w", opts.Path, err)
+	}
+	if migrated > 0 {
+		opts.Logger.Info("destination records moved from clear names to hashed keys", "records", migrated)
+	}
 	s := &Store{
 		db: db, seal: sl, opts: opts, now: opts.Now, logger: opts.Logger,
 		reqs:      make(chan *commitReq),
