@@ -127,6 +127,10 @@ func opensAnyRecord(db *bolt.DB, sl *sealer) bool {
 	return ok || tried == 0
 }
 
+// ReadKeyFile reads a spool key file with the checks Open applies, for
+// handing an earlier key to RestoreQuarantined.
+func ReadKeyFile(path string) ([]byte, error) { return readKey(path) }
+
 // readKey reads the spool key, refusing a file that is not a regular
 // file, that group or others may access, or that has the wrong size.
 // The checks run on the opened file, so the file checked is the file

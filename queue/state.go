@@ -300,7 +300,7 @@ func (s *Store) Stats() (Stats, error) {
 		}
 	}
 	err = s.view(func(tx *bolt.Tx) error {
-		st.Quarantined = tx.Bucket(bucketQuarantine).Stats().KeyN
+		st.Quarantined = quarantinedRecords(tx)
 		return nil
 	})
 	return st, err

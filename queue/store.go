@@ -347,33 +347,3 @@ func (s *Store) Pending() ([]Due, error) {
 	}
 	return due, nil
 }
-
-// quarantine moves a record that cannot be read out of the way: its
-// message and body go, as they are, to the quarantine bucket for an
-// admin to examine. Nothing is deleted outright.
-func (s *Store) quarantine(id string, cause error) {
-	err := s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
-		q := tx.Bucket(bucketQuarantine)
-		for _, b := range []struct {
-			bucket []byte
-			kind   string
-		}{{bucketMessages, kindMessage}, {bucketBodies, kindBody}} {
-			src := tx.Bucket(b.bucket)
-			if v := src.Get([]byte(id)); v != nil {
-				if err := q.Put([]byte(id+"/"+b.kind), append([]byte(nil), v...)); err != nil {
-					return err
-				}
-				if err := src.Delete([]byte(id)); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		s.logger.Error("cannot quarantine corrupt spool record", "queue_id", id, "err", err)
-		return
-	}
-	s.quarantined.Add(1)
-	s.logger.Error("corrupt spool record quarantined", "queue_id", id, "reason", cause.Error())
-}
