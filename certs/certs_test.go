@@ -3,11 +3,14 @@ package certs
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sealgate/sealgate/internal/safeio"
 )
 
 func TestSelfSignedReloadAndTLSFloor(t *testing.T) {
@@ -52,6 +55,16 @@ func TestSelfSignedReloadAndTLSFloor(t *testing.T) {
 	second, _ := r.GetCertificate(nil)
 	if string(second.Certificate[0]) == string(first.Certificate[0]) {
 		t.Error("Reload did not pick up the new certificate")
+	}
+	// A key that others may read is refused, like sshd's host keys; the
+	// working certificate stays. Group-readable (ssl-cert) is accepted.
+	os.Chmod(keyFile, 0o644)
+	if err := r.Reload(); !errors.Is(err, safeio.ErrTooOpen) || !strings.Contains(err.Error(), keyFile) {
+		t.Errorf("Reload with a world-readable key = %v, want ErrTooOpen naming it", err)
+	}
+	os.Chmod(keyFile, 0o640)
+	if err := r.Reload(); err != nil {
+		t.Errorf("Reload with a group-readable key: %v", err)
 	}
 	os.WriteFile(certFile, []byte("not a certificate"), 0o644)
 	if err := r.Reload(); err == nil {

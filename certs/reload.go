@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"fmt"
 	"sync/atomic"
+
+	"github.com/sealgate/sealgate/internal/safeio"
 )
 
 // CertReloader serves the listener certificate and swaps it on Reload,
@@ -24,7 +26,14 @@ func NewCertReloader(certFile, keyFile string) (*CertReloader, error) {
 }
 
 // Reload reads the files again; on failure the current certificate stays.
+// A private key that others may read, or that group or others may
+// write, is refused, as sshd refuses its host keys. A group-readable key
+// is accepted: Debian's ssl-cert group convention (0640 root:ssl-cert)
+// depends on it.
 func (r *CertReloader) Reload() error {
+	if _, err := safeio.CheckPerm(r.keyFile, 0o027); err != nil {
+		return fmt.Errorf("certificate key: %w; chmod 600 (or 640) it", err)
+	}
 	c, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
 	if err != nil {
 		return fmt.Errorf("certificate %s with key %s: %w", r.certFile, r.keyFile, err)

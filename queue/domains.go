@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -98,7 +99,7 @@ func (s *Store) ObserveTLS(obs TLSObservation) error {
 // DomainInfo returns the record of domain, or nil when there is none.
 func (s *Store) DomainInfo(domain string) (*DomainInfo, error) {
 	var d *DomainInfo
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		var err error
 		d, err = s.getDomain(tx, strings.ToLower(domain))
 		return err
@@ -109,11 +110,11 @@ func (s *Store) DomainInfo(domain string) (*DomainInfo, error) {
 // Domains lists every domain record, by name.
 func (s *Store) Domains() ([]DomainInfo, error) {
 	var out []DomainInfo
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketDomains).ForEach(func(k, v []byte) error {
-			d, err := s.decodeDomain(string(k), v)
+			d, err := s.decodeDomain(k, v)
 			if err != nil {
-				s.logger.Error("unreadable domain record skipped", "domain", string(k), "err", err)
+				s.logger.Error("unreadable domain record skipped", "key", fmt.Sprintf("%x", k), "err", err)
 				return nil
 			}
 			out = append(out, *d)
@@ -128,7 +129,7 @@ func (s *Store) Domains() ([]DomainInfo, error) {
 func (s *Store) ResetDomain(domain string) error {
 	return s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDomains)
-		key := []byte(strings.ToLower(domain))
+		key := s.seal.indexKey(kindDomain, strings.ToLower(domain))
 		if b.Get(key) == nil {
 			return ErrNotFound
 		}
@@ -137,15 +138,16 @@ func (s *Store) ResetDomain(domain string) error {
 }
 
 func (s *Store) getDomain(tx *bolt.Tx, domain string) (*DomainInfo, error) {
-	v := tx.Bucket(bucketDomains).Get([]byte(domain))
+	key := s.seal.indexKey(kindDomain, domain)
+	v := tx.Bucket(bucketDomains).Get(key)
 	if v == nil {
 		return nil, nil
 	}
-	return s.decodeDomain(domain, v)
+	return s.decodeDomain(key, v)
 }
 
-func (s *Store) decodeDomain(domain string, sealed []byte) (*DomainInfo, error) {
-	plain, err := s.seal.open(kindDomain, domain, sealed)
+func (s *Store) decodeDomain(key, sealed []byte) (*DomainInfo, error) {
+	plain, err := s.seal.open(kindDomain, string(key), sealed)
 	if err != nil {
 		return nil, err
 	}
@@ -161,5 +163,6 @@ func (s *Store) putDomain(tx *bolt.Tx, d *DomainInfo) error {
 	if err != nil {
 		return err
 	}
-	return tx.Bucket(bucketDomains).Put([]byte(d.Domain), s.seal.seal(kindDomain, d.Domain, data))
+	key := s.seal.indexKey(kindDomain, d.Domain)
+	return tx.Bucket(bucketDomains).Put(key, s.seal.seal(kindDomain, string(key), data))
 }

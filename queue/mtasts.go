@@ -29,12 +29,13 @@ type MTASTSEntry struct {
 // MTASTS returns the cached policy of domain, or nil.
 func (s *Store) MTASTS(domain string) (*MTASTSEntry, error) {
 	var e *MTASTSEntry
-	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketMTASTS).Get([]byte(strings.ToLower(domain)))
+	err := s.view(func(tx *bolt.Tx) error {
+		key := s.seal.indexKey(kindMTASTS, strings.ToLower(domain))
+		v := tx.Bucket(bucketMTASTS).Get(key)
 		if v == nil {
 			return nil
 		}
-		plain, err := s.seal.open(kindMTASTS, strings.ToLower(domain), v)
+		plain, err := s.seal.open(kindMTASTS, string(key), v)
 		if err != nil {
 			return err
 		}
@@ -52,6 +53,7 @@ func (s *Store) PutMTASTS(e MTASTSEntry) error {
 		return err
 	}
 	return s.commit(context.Background(), len(data), func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMTASTS).Put([]byte(e.Domain), s.seal.seal(kindMTASTS, e.Domain, data))
+		key := s.seal.indexKey(kindMTASTS, e.Domain)
+		return tx.Bucket(bucketMTASTS).Put(key, s.seal.seal(kindMTASTS, string(key), data))
 	})
 }

@@ -5,21 +5,15 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"errors"
-	"fmt"
-	"os"
-
-	"github.com/sealgate/sealgate/internal/safeio"
 )
-
-// keySize is the spool key length: AES-256.
-const keySize = 32
 
 // sealer encrypts spool records with AES-256-GCM. Each record gets a fresh
 // random nonce; the additional data binds the ciphertext to its bucket and
 // key, so a record copied under another ID or into another bucket fails
 // to open instead of being taken for something it is not.
 type sealer struct {
-	aead cipher.AEAD
+	aead        cipher.AEAD
+	indexSecret []byte // HMAC key of index.go, derived from the spool key
 }
 
 func newSealer(key []byte) (*sealer, error) {
@@ -31,7 +25,11 @@ func newSealer(key []byte) (*sealer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sealer{aead: aead}, nil
+	idx, err := deriveIndexKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return &sealer{aead: aead, indexSecret: idx}, nil
 }
 
 func (s *sealer) seal(kind, id string, plain []byte) []byte {
@@ -52,35 +50,4 @@ func (s *sealer) open(kind, id string, sealed []byte) ([]byte, error) {
 
 func additionalData(kind, id string) []byte {
 	return []byte(kind + "\x00" + id)
-}
-
-// loadOrCreateKey reads the spool key, creating it (0600, written to a
-// temporary file, synced and renamed into place) when it does not exist.
-// A key that others can read, or of the wrong size, is refused.
-func loadOrCreateKey(path string) ([]byte, error) {
-	key, err := os.ReadFile(path)
-	if err == nil {
-		fi, err := os.Stat(path)
-		if err != nil {
-			return nil, err
-		}
-		if fi.Mode().Perm()&0o077 != 0 {
-			return nil, fmt.Errorf("spool key %s is readable by others (mode %o); chmod 600 it", path, fi.Mode().Perm())
-		}
-		if len(key) != keySize {
-			return nil, fmt.Errorf("spool key %s has %d bytes, want %d", path, len(key), keySize)
-		}
-		return key, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("spool key: %w", err)
-	}
-	key = make([]byte, keySize)
-	if _, err := rand.Read(key); err != nil {
-		return nil, err
-	}
-	if err := safeio.WriteFile(path, key, 0o600); err != nil {
-		return nil, fmt.Errorf("spool key %s: %w", path, err)
-	}
-	return key, nil
 }

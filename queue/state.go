@@ -234,7 +234,7 @@ func makeDue(m *Message, now time.Time) {
 
 // Delete removes a message and its body without delivering it.
 func (s *Store) Delete(id string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
 		msgs := tx.Bucket(bucketMessages)
 		if msgs.Get([]byte(id)) == nil {
 			return ErrNotFound
@@ -263,7 +263,7 @@ func (s *Store) GC() (int, error) {
 	if len(old) == 0 {
 		return 0, nil
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
 		for _, id := range old {
 			if err := tx.Bucket(bucketMessages).Delete([]byte(id)); err != nil {
 				return err
@@ -305,8 +305,8 @@ func (s *Store) Stats() (Stats, error) {
 			st.Recipients[r.State]++
 		}
 	}
-	err = s.db.View(func(tx *bolt.Tx) error {
-		st.Quarantined = tx.Bucket(bucketQuarantine).Stats().KeyN
+	err = s.view(func(tx *bolt.Tx) error {
+		st.Quarantined = quarantinedRecords(tx)
 		return nil
 	})
 	return st, err
@@ -317,7 +317,7 @@ func (s *Store) Stats() (Stats, error) {
 // message. It changes nothing and returns every problem found.
 func (s *Store) Check() error {
 	var problems []string
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		msgs, bodies := tx.Bucket(bucketMessages), tx.Bucket(bucketBodies)
 		err := msgs.ForEach(func(k, v []byte) error {
 			id := string(k)

@@ -8,14 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Errors callers branch on.
@@ -26,8 +23,16 @@ var (
 	ErrLocked = errors.New("queue: spool is locked by another process")
 	// ErrBodyGone: the message is finished and its body was removed.
 	ErrBodyGone = errors.New("queue: message finished, body removed")
-	// ErrClosed: the store was closed.
+	// ErrClosed: the store was closed before or during the call.
 	ErrClosed = errors.New("queue: store closed")
+	// ErrKeyMissing: the spool key file does not exist, but the spool
+	// holds records sealed with a key; a new key would open none.
+	ErrKeyMissing = errors.New("queue: spool key missing")
+	// ErrWrongKey: the spool key does not open this spool's records.
+	ErrWrongKey = errors.New("queue: spool key does not match the spool")
+	// ErrSpoolCorrupt: the spool file is truncated, overwritten or
+	// otherwise not a readable spool; nothing was changed.
+	ErrSpoolCorrupt = errors.New("queue: spool file corrupt")
 )
 
 var (
@@ -36,22 +41,30 @@ var (
 	bucketQuarantine = []byte("quarantine")
 )
 
+// sealedBucket names a bucket whose values are sealed records and the
+// kind they are sealed as (each keyed by its bucket key).
+type sealedBucket struct {
+	name []byte
+	kind string
+}
+
+func sealedBuckets() []sealedBucket {
+	return []sealedBucket{
+		{bucketMessages, kindMessage}, {bucketBodies, kindBody}, {bucketDomains, kindDomain},
+		{bucketMTASTS, kindMTASTS}, {bucketTLSRPT, kindTLSRPT},
+	}
+}
+
 // Record kinds, part of each record's additional authenticated data.
 const (
 	kindMessage = "message"
 	kindBody    = "body"
 )
 
-// Batch bounds of the group commit.
-const (
-	maxBatchRequests = 256
-	maxBatchBytes    = 64 << 20
-)
-
 // Options configures Open. Zero durations take the documented defaults.
 type Options struct {
 	Path         string        // bbolt file; its directory is created 0700
-	KeyFile      string        // 32-byte spool key, created 0600 on first open
+	KeyFile      string        // 32-byte spool key, created 0600 when the spool is new
 	RetryInitial time.Duration // first retry delay (1m), doubled per attempt …
 	RetryMax     time.Duration // … up to this cap (1h)
 	Expiry       time.Duration // a recipient still pending after this is bounced (120h)
@@ -73,12 +86,16 @@ type Store struct {
 	stop      chan struct{}
 	committed chan struct{} // closed when the committer has exited
 	closeOnce sync.Once
+	closeErr  error
 
 	batches     atomic.Int64 // group-commit transactions, for tests and stats
 	quarantined atomic.Int64
 }
 
-// Open opens (or creates) the spool and starts its committer.
+// Open opens (or creates) the spool and starts its committer. It takes
+// the file lock first (ErrLocked after LockTimeout), then the key (see
+// key.go): a spool whose key is missing or wrong is refused with
+// ErrKeyMissing or ErrWrongKey, a damaged file with ErrSpoolCorrupt.
 func Open(opts Options) (*Store, error) {
 	if opts.RetryInitial <= 0 {
 		opts.RetryInitial = time.Minute
@@ -101,30 +118,15 @@ func Open(opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	key, err := loadOrCreateKey(opts.KeyFile)
+	if opts.Path == "" || opts.KeyFile == "" {
+		return nil, errors.New("queue: Options.Path and Options.KeyFile are required")
+	}
+	db, err := openDB(opts.Path, opts.LockTimeout, opts.Logger)
 	if err != nil {
 		return nil, err
-	}
-	sl, err := newSealer(key)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Dir(opts.Path), 0o700); err != nil {
-		return nil, err
-	}
-	db, err := bolt.Open(opts.Path, 0o600, &bolt.Options{
-		Timeout:        opts.LockTimeout,
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-	})
-	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("%w: %s", ErrLocked, opts.Path)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("open spool %s: %w", opts.Path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMessages, bucketBodies, bucketQuarantine, bucketDomains, bucketMTASTS, bucketTLSRPT} {
+		for _, b := range [][]byte{bucketMessages, bucketBodies, bucketQuarantine, bucketMeta, bucketDomains, bucketMTASTS, bucketTLSRPT} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -135,51 +137,32 @@ func Open(opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open spool %s: %w", opts.Path, err)
 	}
+	sl, err := unlockSpool(db, opts.KeyFile, opts.Path)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	var migrated int
+	err = db.Update(func(tx *bolt.Tx) error {
+		var err error
+		migrated, err = migrateIndexKeys(tx, sl)
+		return err
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open spool %s: %w", opts.Path, err)
+	}
+	if migrated > 0 {
+		opts.Logger.Info("destination records moved from clear names to hashed keys", "records", migrated)
+	}
 	s := &Store{
 		db: db, seal: sl, opts: opts, now: opts.Now, logger: opts.Logger,
-		reqs:      make(chan *commitReq, maxBatchRequests),
+		reqs:      make(chan *commitReq),
 		stop:      make(chan struct{}),
 		committed: make(chan struct{}),
 	}
 	go s.commitLoop()
 	return s, nil
-}
-
-// Close stops the committer (requests not yet taken get ErrClosed) and
-// closes the database.
-func (s *Store) Close() error {
-	var err error
-	s.closeOnce.Do(func() {
-		close(s.stop)
-		<-s.committed
-		err = s.db.Close()
-	})
-	return err
-}
-
-// commitReq is one mutation waiting for the group committer.
-type commitReq struct {
-	fn   func(tx *bolt.Tx) error
-	size int // bytes it writes, to bound a batch
-	done chan error
-}
-
-// commit hands fn to the group committer and waits until the transaction
-// that ran it is committed (and fsynced) or failed. fn may run more than
-// once (a failed batch is retried one request at a time), so it must only
-// write through tx and set results it is allowed to overwrite.
-func (s *Store) commit(ctx context.Context, size int, fn func(tx *bolt.Tx) error) error {
-	req := &commitReq{fn: fn, size: size, done: make(chan error, 1)}
-	select {
-	case s.reqs <- req:
-	case <-s.stop:
-		return ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	// Once handed over, wait for the verdict even if ctx ends: the
-	// change may be committed, and the caller must know.
-	return <-req.done
 }
 
 // Enqueue spools a message and returns its ID once the record and body
@@ -200,77 +183,6 @@ func (s *Store) Enqueue(ctx context.Context, env Envelope, body []byte) (string,
 		return "", err
 	}
 	return id, nil
-}
-
-// commitLoop is the group committer: it takes every request waiting,
-// runs them in one transaction, and answers each. New requests queue up
-// while a commit is in progress and form the next batch.
-func (s *Store) commitLoop() {
-	defer close(s.committed)
-	for {
-		var first *commitReq
-		select {
-		case first = <-s.reqs:
-		case <-s.stop:
-			s.refuseWaiting()
-			return
-		}
-		batch, size := []*commitReq{first}, first.size
-	gather:
-		for len(batch) < maxBatchRequests && size < maxBatchBytes {
-			select {
-			case r := <-s.reqs:
-				batch = append(batch, r)
-				size += r.size
-			default:
-				break gather
-			}
-		}
-		s.commitBatch(batch)
-	}
-}
-
-func (s *Store) refuseWaiting() {
-	for {
-		select {
-		case r := <-s.reqs:
-			r.done <- ErrClosed
-		default:
-			return
-		}
-	}
-}
-
-// commitBatch runs a batch in one transaction. If any request fails, the
-// transaction is rolled back and every request runs again on its own, so
-// one bad request cannot fail the others.
-func (s *Store) commitBatch(batch []*commitReq) {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		for _, r := range batch {
-			if err := r.fn(tx); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	s.batches.Add(1)
-	if err == nil || len(batch) == 1 {
-		for _, r := range batch {
-			r.done <- wrapCommitErr(err)
-		}
-		return
-	}
-	for _, r := range batch {
-		r.done <- wrapCommitErr(s.db.Update(r.fn))
-		s.batches.Add(1)
-	}
-}
-
-func wrapCommitErr(err error) error {
-	if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, errCorrupt) {
-		return err
-	}
-	return fmt.Errorf("queue: commit: %w", err)
 }
 
 // putNew writes a new message and its body inside tx.
@@ -345,7 +257,7 @@ func newID(now time.Time) string {
 // Get returns the message record (without body).
 func (s *Store) Get(id string) (*Message, error) {
 	var m *Message
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		var err error
 		m, err = s.getMessage(tx, id)
 		return err
@@ -360,7 +272,7 @@ func (s *Store) Get(id string) (*Message, error) {
 // Body returns the decrypted message body.
 func (s *Store) Body(id string) ([]byte, error) {
 	var body []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		sealed := tx.Bucket(bucketBodies).Get([]byte(id))
 		if sealed == nil {
 			if tx.Bucket(bucketMessages).Get([]byte(id)) != nil {
@@ -387,7 +299,7 @@ func (s *Store) Body(id string) ([]byte, error) {
 func (s *Store) List() ([]Message, error) {
 	var msgs []Message
 	bad := map[string]error{}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMessages).ForEach(func(k, v []byte) error {
 			m, err := s.decodeMessage(string(k), v)
 			if err != nil {
@@ -434,34 +346,4 @@ func (s *Store) Pending() ([]Due, error) {
 		}
 	}
 	return due, nil
-}
-
-// quarantine moves a record that cannot be read out of the way: its
-// message and body go, as they are, to the quarantine bucket for an
-// admin to examine. Nothing is deleted outright.
-func (s *Store) quarantine(id string, cause error) {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		q := tx.Bucket(bucketQuarantine)
-		for _, b := range []struct {
-			bucket []byte
-			kind   string
-		}{{bucketMessages, kindMessage}, {bucketBodies, kindBody}} {
-			src := tx.Bucket(b.bucket)
-			if v := src.Get([]byte(id)); v != nil {
-				if err := q.Put([]byte(id+"/"+b.kind), append([]byte(nil), v...)); err != nil {
-					return err
-				}
-				if err := src.Delete([]byte(id)); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		s.logger.Error("cannot quarantine corrupt spool record", "queue_id", id, "err", err)
-		return
-	}
-	s.quarantined.Add(1)
-	s.logger.Error("corrupt spool record quarantined", "queue_id", id, "reason", cause.Error())
 }

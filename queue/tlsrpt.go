@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -44,13 +45,15 @@ type TLSSession struct {
 	Failure                 TLSRPTFailure // when !OK; Count is ignored
 }
 
-func tlsrptKey(day, domain, policyType string) []byte {
-	return []byte(day + "/" + strings.ToLower(domain) + "/" + policyType)
+// tlsrptKey is the day in clear (TLSRPTBefore selects by it) and the
+// domain and policy type as an index key (index.go).
+func tlsrptKey(sl *sealer, day, domain, policyType string) []byte {
+	return append([]byte(day+"/"), sl.indexKey(kindTLSRPT, strings.ToLower(domain)+"\x00"+policyType)...)
 }
 
 // RecordTLSSession counts a session in its day's aggregate.
 func (s *Store) RecordTLSSession(sess TLSSession) error {
-	key := tlsrptKey(sess.Day, sess.Domain, sess.PolicyType)
+	key := tlsrptKey(s.seal, sess.Day, sess.Domain, sess.PolicyType)
 	return s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketTLSRPT)
 		r := TLSRPTRecord{Day: sess.Day, Domain: strings.ToLower(sess.Domain), PolicyType: sess.PolicyType}
@@ -101,14 +104,14 @@ func (s *Store) RecordTLSSession(sess TLSSession) error {
 // whose reports are due), oldest first.
 func (s *Store) TLSRPTBefore(day string) ([]TLSRPTRecord, error) {
 	var out []TLSRPTRecord
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketTLSRPT).ForEach(func(k, v []byte) error {
 			if string(k) >= day {
 				return nil
 			}
 			plain, err := s.seal.open(kindTLSRPT, string(k), v)
 			if err != nil {
-				s.logger.Error("unreadable TLSRPT record skipped", "key", string(k), "err", err)
+				s.logger.Error("unreadable TLSRPT record skipped", "key", fmt.Sprintf("%x", k), "err", err)
 				return nil
 			}
 			var r TLSRPTRecord
@@ -126,6 +129,6 @@ func (s *Store) TLSRPTBefore(day string) ([]TLSRPTRecord, error) {
 // to be unwanted).
 func (s *Store) DeleteTLSRPT(r TLSRPTRecord) error {
 	return s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketTLSRPT).Delete(tlsrptKey(r.Day, r.Domain, r.PolicyType))
+		return tx.Bucket(bucketTLSRPT).Delete(tlsrptKey(s.seal, r.Day, r.Domain, r.PolicyType))
 	})
 }

@@ -56,7 +56,7 @@ func TestHelpOnEveryCommand(t *testing.T) {
 		{"--help"}, {"serve", "--help"}, {"config", "--help"}, {"config", "check", "--help"},
 		{"queue", "--help"}, {"queue", "list", "--help"}, {"queue", "show", "--help"},
 		{"queue", "retry", "--help"}, {"queue", "delete", "--help"}, {"queue", "hold", "--help"},
-		{"queue", "release", "--help"}, {"version", "--help"}, {"config", "hash-password", "--help"},
+		{"queue", "release", "--help"}, {"queue", "quarantine", "list", "--help"}, {"queue", "quarantine", "restore", "--help"}, {"version", "--help"}, {"config", "hash-password", "--help"},
 		{"policy", "explain", "--help"}, {"policy", "check", "--help"},
 		{"domains", "list", "--help"}, {"domains", "check", "--help"}, {"domains", "scan", "--help"}, {"domains", "reset", "--help"},
 		{"dkim", "keygen", "--help"}, {"dkim", "check", "--help"},

@@ -125,6 +125,7 @@ open the data dir directly. Message bodies are never shown.`,
 			func(o admin.QueueOps, id string) error { return o.Hold(id) }),
 		simple("release", "Let a held message be delivered again", "released",
 			func(o admin.QueueOps, id string) error { return o.Release(id) }),
+		newQuarantineCmd(&configPath),
 	)
 	return cmd
 }

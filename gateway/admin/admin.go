@@ -26,6 +26,11 @@ type QueueOps interface {
 	// Domains and ResetDomain are the TLS history of destinations.
 	Domains() ([]queue.DomainInfo, error)
 	ResetDomain(domain string) error
+	// Quarantined lists the messages whose records could not be read;
+	// RestoreQuarantined puts them back (all when ids is empty), trying
+	// oldKeys as well as the spool key, and says per message what it did.
+	Quarantined() ([]queue.QuarantinedMessage, error)
+	RestoreQuarantined(ids []string, oldKeys ...[]byte) ([]queue.RestoreResult, error)
 }
 
 // Store is what the admin API needs: the queue operations and the
@@ -47,6 +52,8 @@ type Store interface {
 //	GET  /api/v1/queue/{id}             one message: envelope, recipients, history
 //	DELETE /api/v1/queue/{id}           remove it
 //	POST /api/v1/queue/{id}/{action}    retry | hold | release
+//	GET  /api/v1/queue/quarantine       quarantined messages (IDs, sizes, reasons)
+//	POST /api/v1/queue/quarantine/restore  {"ids": [...], "old_keys": [base64…]}: put them back
 //	POST /api/v1/policy/reload          re-read the config file's policy rules
 //	GET  /api/v1/domains                TLS history of destination domains
 //	POST /api/v1/domains/{domain}/reset forget a domain's TLS history
@@ -99,6 +106,8 @@ func (a *API) Handler(withPprof bool) http.Handler {
 	mux.HandleFunc("GET /api/v1/queue/{id}", a.show)
 	mux.HandleFunc("DELETE /api/v1/queue/{id}", a.delete)
 	mux.HandleFunc("POST /api/v1/queue/{id}/{action}", a.action)
+	mux.HandleFunc("GET /api/v1/queue/quarantine", a.quarantined)
+	mux.HandleFunc("POST /api/v1/queue/quarantine/restore", a.restoreQuarantined)
 	mux.HandleFunc("GET /api/v1/domains", a.domains)
 	mux.HandleFunc("POST /api/v1/policy/reload", a.policyReload)
 	mux.HandleFunc("POST /api/v1/domains/{domain}/reset", a.resetDomain)
