@@ -100,8 +100,12 @@ func (s *Store) unreadable(id string, rec, body []byte) bool {
 		return true
 	}
 	if body != nil {
-		if _, err := s.seal.open(kindBody, id, body); err != nil {
+		plain, err := s.seal.open(kindBody, id, body)
+		if err != nil {
 			return true
+		}
+		if _, err := s.resolveBody(id, plain); err != nil {
+			return true // its body file is missing or damaged
 		}
 	}
 	return false

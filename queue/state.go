@@ -260,6 +260,11 @@ func (s *Store) GC() (int, error) {
 			old = append(old, m.ID)
 		}
 	}
+	if n, err := s.sweepBodyFiles(); err != nil {
+		s.logger.Error("cannot sweep body files", "err", err)
+	} else if n > 0 {
+		s.logger.Debug("body files of finished messages removed", "files", n)
+	}
 	if len(old) == 0 {
 		return 0, nil
 	}

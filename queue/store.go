@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -161,6 +162,10 @@ func Open(opts Options) (*Store, error) {
 		stop:      make(chan struct{}),
 		committed: make(chan struct{}),
 	}
+	if err := os.MkdirAll(s.bodiesDir(), 0o700); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("spool bodies directory: %w", err)
+	}
 	go s.commitLoop()
 	return s, nil
 }
@@ -172,6 +177,9 @@ func Open(opts Options) (*Store, error) {
 func (s *Store) Enqueue(ctx context.Context, env Envelope, body []byte) (string, error) {
 	if len(env.Recipients) == 0 {
 		return "", errors.New("queue: message without recipients")
+	}
+	if len(body) > inlineBodyMax {
+		return s.enqueueToFile(ctx, env, body)
 	}
 	var id string
 	err := s.commit(ctx, len(body), func(tx *bolt.Tx) error {
@@ -185,14 +193,46 @@ func (s *Store) Enqueue(ctx context.Context, env Envelope, body []byte) (string,
 	return id, nil
 }
 
+// enqueueToFile commits a large message: its body sealed in a file
+// (fsynced first), the record naming the file, then the file's name made
+// durable — only then is the message accepted.
+func (s *Store) enqueueToFile(ctx context.Context, env Envelope, body []byte) (string, error) {
+	ref, tmp, err := s.writeBodyFile(body)
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp)
+	var id string
+	err = s.commit(ctx, 4<<10, func(tx *bolt.Tx) error {
+		var err error
+		if id, err = s.putNewRecord(tx, env, int64(len(body)), encodeBodyRef(ref), ""); err != nil {
+			return err
+		}
+		return s.linkBody(tmp, id)
+	})
+	if err != nil {
+		return "", err
+	}
+	if err := s.syncBodiesDir(); err != nil {
+		return "", fmt.Errorf("body file: %w", err)
+	}
+	return id, nil
+}
+
 // putNew writes a new message and its body inside tx.
 func (s *Store) putNew(tx *bolt.Tx, env Envelope, body []byte, detail string) (string, error) {
+	return s.putNewRecord(tx, env, int64(len(body)), body, detail)
+}
+
+// putNewRecord writes a new message of size octets inside tx, with
+// bodyRecord (the body, or a reference to its file) as its body record.
+func (s *Store) putNewRecord(tx *bolt.Tx, env Envelope, size int64, bodyRecord []byte, detail string) (string, error) {
 	now := s.now()
 	id := newID(now)
 	m := &Message{
 		ID:       id,
 		Envelope: env,
-		Size:     int64(len(body)),
+		Size:     size,
 		Received: now,
 		Expires:  now.Add(s.opts.Expiry),
 		Events:   []Event{{Time: now, Kind: "received", Detail: detail}},
@@ -211,7 +251,7 @@ func (s *Store) putNew(tx *bolt.Tx, env Envelope, body []byte, detail string) (s
 	if err := s.putMessage(tx, m); err != nil {
 		return "", err
 	}
-	return id, tx.Bucket(bucketBodies).Put([]byte(id), s.seal.seal(kindBody, id, body))
+	return id, tx.Bucket(bucketBodies).Put([]byte(id), s.seal.seal(kindBody, id, bodyRecord))
 }
 
 func (s *Store) putMessage(tx *bolt.Tx, m *Message) error {
@@ -283,6 +323,9 @@ func (s *Store) Body(id string) ([]byte, error) {
 		var err error
 		body, err = s.seal.open(kindBody, id, sealed)
 		if err != nil {
+			return fmt.Errorf("%w: body %s: %v", errCorrupt, id, err)
+		}
+		if body, err = s.resolveBody(id, body); err != nil {
 			return fmt.Errorf("%w: body %s: %v", errCorrupt, id, err)
 		}
 		return nil

@@ -116,7 +116,7 @@ func setMemoryLimit(cfg *config.Config, logger *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") != "" || in <= 0 || out <= 0 {
 		return
 	}
-	limit := in + out + 256<<20
+	limit := in + out + 128<<20
 	debug.SetMemoryLimit(limit)
 	logger.Debug("soft memory limit set", "bytes", limit)
 }

@@ -190,10 +190,17 @@ func (c *conn) newBody() *bodySink {
 	if c.tls != nil {
 		facts.TLSVersion, facts.Cipher = certs.TLSVersionName(c.tls.Version), tls.CipherSuiteName(c.tls.CipherSuite)
 	}
+	trace := receivedHeader(facts)
 	body := &bytes.Buffer{}
-	body.Write(receivedHeader(facts))
-	c.tx.body, c.tx.trace = body, body.Len()
 	tx := c.tx
+	if m := c.srv.opts.Config.MaxMessageBytes; tx.size > 0 && (m <= 0 || tx.size <= m) && c.srv.budget.take(int(tx.size)) {
+		// The client said how large (SIZE=): one buffer of that size
+		// instead of doubling into garbage, its room held at once.
+		tx.held = int(tx.size)
+		body.Grow(len(trace) + int(tx.size) + 2)
+	}
+	body.Write(trace)
+	tx.body, tx.trace = body, body.Len()
 	sink := &bodySink{dst: body, limit: c.srv.opts.Config.MaxMessageBytes}
 	sink.reserve = func(total int) bool {
 		if total <= tx.held {
