@@ -45,7 +45,6 @@ func TestBareLineEndingInCommandClosesSession(t *testing.T) {
 		"bare LF ends MAIL":      "MAIL FROM:<a@org.test>\nRCPT TO:<b@dest.test>\r\n",
 		"bare CR inside RCPT":    "RCPT TO:<b@dest.test>\rDATA\r\n",
 		"bare LF after NOOP":     "NOOP\n",
-		"NUL in a command":       "NOOP\x00RSET\r\n",
 		"LF CR instead of CRLF":  "NOOP\n\r",
 		"bare LF inside EHLO":    "EHLO a\nMAIL FROM:<x@org.test>\r\n",
 		"CR CR LF after a RCPT":  "RCPT TO:<b@dest.test>\r\r\n",
@@ -73,9 +72,12 @@ func TestControlCharactersInEnvelopeRefused(t *testing.T) {
 	c := dialSMTP(t, f.addr)
 	c.cmd("EHLO client.test", "250 ")
 	c.cmd("MAIL FROM:<a\x01b@org.test>", "501 5.1.3")
+	c.cmd("MAIL FROM:<a\x00b@org.test>", "501 5.1.3")
+	c.cmd("NOOP\x00RSET", "501 5.5.2")
 	c.cmd("MAIL FROM:<\"a\x1bb\"@org.test>", "501 5.1.3")
 	c.cmd("MAIL FROM:<a@org.test>", "250 ")
 	c.cmd("RCPT TO:<b\x7f@dest.test>", "501 5.1.3")
+	c.cmd("RCPT TO:<b@dest.test\x00>", "501 5.1.3")
 	c.cmd("RCPT TO:<b@dest\x08.test>", "501 5.1.3")
 	c.cmd("RCPT TO:<b@[127.0.0.1]>", "553 5.1.3")
 	c.cmd("RCPT TO:<b@dest.test>", "250 ")

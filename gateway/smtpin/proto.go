@@ -153,10 +153,10 @@ func (c *conn) readFailed(err error) {
 	switch {
 	case errors.Is(err, errLineTooLong):
 		c.replyAndClose(&smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Line too long, closing connection"})
-	case errors.Is(err, errBareInCommand), errors.Is(err, errNULInCommand):
-		log.Warn("bare CR, LF or NUL in a command; disconnected (SMTP smuggling defence)")
+	case errors.Is(err, errBareInCommand):
+		log.Warn("bare CR or LF in a command; disconnected (SMTP smuggling defence)")
 		c.replyAndClose(&smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 2},
-			Message: "Command lines must end in CRLF and hold no CR, LF or NUL; closing connection"})
+			Message: "Command lines must end in CRLF and hold no other CR or LF; closing connection"})
 	case errors.As(err, &ne) && ne.Timeout():
 		c.replyAndClose(&smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout, closing connection"})
 	}
@@ -167,6 +167,13 @@ func (c *conn) dispatch(line string) bool {
 	verb, arg, _ := strings.Cut(line, " ")
 	verb = strings.ToUpper(verb)
 	var err error
+	if strings.IndexByte(line, 0) >= 0 && verb != "MAIL" && verb != "RCPT" {
+		// In MAIL and RCPT the address check answers 501 5.1.3; anywhere
+		// else a NUL has no business either, and is never passed on.
+		c.bad++
+		c.writeReply(reply(501, 5, 5, 2, "NUL in command"))
+		return false
+	}
 	switch verb {
 	case "EHLO", "HELO":
 		err = c.hello(verb, strings.TrimSpace(arg))

@@ -21,7 +21,6 @@ import (
 var (
 	errLineTooLong    = errors.New("command line too long")
 	errBareInCommand  = errors.New("bare CR or LF in a command line")
-	errNULInCommand   = errors.New("NUL in a command line")
 	errEarlyTalker    = errors.New("client talked before the greeting")
 	errContentBefore  = errors.New("message content before the 354 reply")
 	errPipelinedTLS   = errors.New("commands pipelined after STARTTLS")
@@ -77,9 +76,6 @@ func readCommand(br *bufio.Reader, max int) (string, error) {
 		body := line[:len(line)-2]
 		if bytes.IndexByte(body, '\r') >= 0 {
 			return "", errBareInCommand
-		}
-		if bytes.IndexByte(body, 0) >= 0 {
-			return "", errNULInCommand
 		}
 		return string(body), nil
 	}
