@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -383,4 +384,37 @@ func BenchmarkEnqueue(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchmarkCountsWith100kRecords: what /readyz costs on a large spool
+// (BENCHMARKS.md). Filling the spool takes a while; the timed part is
+// Counts alone.
+func BenchmarkCountsWith100kRecords(b *testing.B) {
+	dir := b.TempDir()
+	s, err := Open(Options{Path: filepath.Join(dir, "spool.db"), KeyFile: filepath.Join(dir, "spool.key")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	body := []byte("Subject: x\r\n\r\n" + strings.Repeat("y", 1000) + "\r\n")
+	var wg sync.WaitGroup
+	for w := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < 100_000; i += 50 {
+				if _, err := s.Enqueue(context.Background(), Envelope{From: "a@org.test", Recipients: []string{"b@dest.test"}}, body); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ResetTimer()
+	for range b.N {
+		if c, err := s.Counts(); err != nil || c.Messages != 100_000 {
+			b.Fatalf("Counts = %+v, %v", c, err)
+		}
+	}
 }

@@ -38,6 +38,7 @@ type QueueOps interface {
 type Store interface {
 	QueueOps
 	Stats() (queue.Stats, error)
+	Counts() (queue.Counts, error)
 }
 
 // API serves health checks and the queue API on the admin listener,
@@ -46,7 +47,8 @@ type Store interface {
 // and, to change anything, a JSON content type (auth.go).
 //
 //	GET  /healthz                       200 while the process runs
-//	GET  /readyz                        200 when serving, 503 while starting or draining
+//	GET  /readyz                        200 when serving (with cheap spool counts), 503 while starting or draining
+//	GET  /api/v1/stats                  messages and recipients by state (reads every record)
 //	GET  /api/v1/queue                  list (JSON array of messages, no bodies)
 //	POST /api/v1/queue/retry            retry every pending message now
 //	GET  /api/v1/queue/{id}             one message: envelope, recipients, history
@@ -101,6 +103,7 @@ func (a *API) Handler(withPprof bool) http.Handler {
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", a.readyz)
+	mux.HandleFunc("GET /api/v1/stats", a.stats)
 	mux.HandleFunc("GET /api/v1/queue", a.list)
 	mux.HandleFunc("POST /api/v1/queue/retry", a.retryAll)
 	mux.HandleFunc("GET /api/v1/queue/{id}", a.show)
@@ -126,13 +129,25 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not ready\n", http.StatusServiceUnavailable)
 		return
 	}
-	st, err := a.store.Stats()
+	// Counts, not Stats: a probe must stay cheap however large the spool.
+	c, err := a.store.Counts()
 	if err != nil {
-		a.logger.Error("readyz: spool stats", "err", err)
+		a.logger.Error("readyz: spool counts", "err", err)
 		http.Error(w, "spool unavailable\n", http.StatusServiceUnavailable)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "spool": st})
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "spool": c})
+}
+
+// stats counts every message and recipient by state (it reads every
+// record: for admins, not for probes).
+func (a *API) stats(w http.ResponseWriter, r *http.Request) {
+	st, err := a.store.Stats()
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
 }
 
 func (a *API) list(w http.ResponseWriter, r *http.Request) {

@@ -297,14 +297,19 @@ func TestHealthAndReadiness(t *testing.T) {
 	}
 	var got struct {
 		Status string
-		Spool  queue.Stats
+		Spool  queue.Counts
 	}
 	if err := json.Unmarshal([]byte(body), &got); err != nil {
 		t.Fatalf("GET /readyz body %q: %v", body, err)
 	}
-	if got.Status != "ready" || got.Spool.Messages != 1 || got.Spool.Held != 0 ||
-		got.Spool.Recipients[queue.StateQueued] != 2 {
-		t.Errorf("GET /readyz = %s; want ready with 1 message, 2 queued recipients", body)
+	if got.Status != "ready" || got.Spool.Messages != 1 || got.Spool.Unfinished != 1 {
+		t.Errorf("GET /readyz = %s; want ready with 1 unfinished message", body)
+	}
+	code, body = do(t, srv, "GET", "/api/v1/stats")
+	var st queue.Stats
+	if err := json.Unmarshal([]byte(body), &st); code != http.StatusOK || err != nil ||
+		st.Messages != 1 || st.Held != 0 || st.Recipients[queue.StateQueued] != 2 {
+		t.Errorf("GET /api/v1/stats = %d %s; want 1 message, 2 queued recipients", code, body)
 	}
 
 	// draining: not ready again
