@@ -359,6 +359,42 @@ func (s *Store) List() ([]Message, error) {
 	return msgs, err
 }
 
+// ListPage returns at most limit messages (limit <= 0: all) whose IDs
+// sort after after ("" for the start), oldest first, and the ID to pass
+// as after for the next page ("" when there is none). IDs sort by
+// arrival, so pages walk the spool in order without reading it whole.
+func (s *Store) ListPage(after string, limit int) ([]Message, string, error) {
+	var msgs []Message
+	next := ""
+	bad := map[string]error{}
+	err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketMessages).Cursor()
+		k, v := c.First()
+		if after != "" {
+			if k, v = c.Seek([]byte(after)); k != nil && string(k) == after {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil; k, v = c.Next() {
+			if limit > 0 && len(msgs) == limit {
+				next = msgs[len(msgs)-1].ID
+				return nil
+			}
+			m, err := s.decodeMessage(string(k), v)
+			if err != nil {
+				bad[string(k)] = err
+				continue
+			}
+			msgs = append(msgs, *m)
+		}
+		return nil
+	})
+	for id, cause := range bad {
+		s.quarantine(id, cause)
+	}
+	return msgs, next, err
+}
+
 // Due is a message with recipients still to deliver, and when the
 // earliest of them is next due.
 type Due struct {

@@ -157,3 +157,40 @@ func TestHashPassword(t *testing.T) {
 		t.Errorf("config refuses the hash: %v", err)
 	}
 }
+
+// TestQueueListPages: --limit and --after walk the spool in arrival
+// order, and the JSON stays one valid array however it is paged.
+func TestQueueListPages(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "sealgate.yaml")
+	writeFile(t, cfg, "data_dir: "+filepath.Join(dir, "data")+"\n")
+	for range 5 {
+		seedSpool(t, filepath.Join(dir, "data"))
+	}
+	page := func(args ...string) []string {
+		t.Helper()
+		code, stdout, stderr := sealgate(t, append([]string{"queue", "list", "--json", "--config", cfg}, args...)...)
+		var msgs []struct{ ID string }
+		if err := json.Unmarshal([]byte(stdout), &msgs); code != 0 || err != nil {
+			t.Fatalf("queue list %v: exit %d, %v: %s%s", args, code, err, stdout, stderr)
+		}
+		var ids []string
+		for _, m := range msgs {
+			ids = append(ids, m.ID)
+		}
+		return ids
+	}
+	all := page()
+	if len(all) != 5 {
+		t.Fatalf("%d messages, want 5", len(all))
+	}
+	first := page("--limit", "2")
+	second := page("--limit", "2", "--after", first[1])
+	rest := page("--after", second[1])
+	if got := strings.Join(append(append(first, second...), rest...), " "); got != strings.Join(all, " ") {
+		t.Errorf("pages %v + %v + %v, want %v", first, second, rest, all)
+	}
+	if len(page("--after", all[4])) != 0 {
+		t.Error("a page after the last message is not empty")
+	}
+}

@@ -37,23 +37,19 @@ open the data dir directly. Message bodies are never shown.`,
 	}
 
 	var listJSON bool
+	var listLimit int
+	var listAfter string
 	list := &cobra.Command{
 		Use:   "list",
-		Short: "List spooled messages (--json for machine-readable output)",
+		Short: "List spooled messages (--json for machine-readable output; --limit and --after page through a large spool)",
 		Args:  cobra.NoArgs,
 		RunE: withOps(func(ops admin.QueueOps, out io.Writer) error {
-			msgs, err := ops.List()
-			if err != nil {
-				return err
-			}
-			if listJSON {
-				return printJSON(out, msgs)
-			}
-			printQueueTable(out, msgs)
-			return nil
+			return listQueue(ops, out, listAfter, listLimit, listJSON)
 		}),
 	}
-	list.Flags().BoolVar(&listJSON, "json", false, "print JSON")
+	list.Flags().BoolVar(&listJSON, "json", false, "print JSON (a JSON array, written page by page)")
+	list.Flags().IntVar(&listLimit, "limit", 0, "at most this many messages (0: all)")
+	list.Flags().StringVar(&listAfter, "after", "", "start after this queue ID (the last one of the previous page)")
 
 	var showJSON bool
 	show := &cobra.Command{
@@ -152,21 +148,66 @@ func printJSON(out io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func printQueueTable(out io.Writer, msgs []queue.Message) {
+// listQueue prints the queue a page at a time, so that neither the
+// server nor this command holds a large spool in memory at once: up to
+// limit messages (0: all) after the ID after.
+func listQueue(ops admin.QueueOps, out io.Writer, after string, limit int, asJSON bool) error {
+	const page = 1000
+	n := 0
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tRECEIVED\tSIZE\tFROM\tRECIPIENTS\tSTATE\tNEXT ATTEMPT")
-	for _, m := range msgs {
-		from := m.Envelope.From
-		if from == "" {
-			from = "<>"
+	if asJSON {
+		fmt.Fprint(out, "[")
+	} else {
+		fmt.Fprintln(tw, "ID\tRECEIVED\tSIZE\tFROM\tRECIPIENTS\tSTATE\tNEXT ATTEMPT")
+	}
+	for {
+		want := page
+		if limit > 0 {
+			want = min(page, limit-n)
 		}
-		state, next := summarise(m)
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\n", m.ID, m.Received.Local().Format(time.DateTime),
-			m.Size, from, len(m.Recipients), state, next)
+		msgs, next, err := ops.ListPage(after, want)
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			if asJSON {
+				data, err := json.MarshalIndent(m, "  ", "  ")
+				if err != nil {
+					return err
+				}
+				if n > 0 {
+					fmt.Fprint(out, ",")
+				}
+				fmt.Fprintf(out, "\n  %s", data)
+			} else {
+				printQueueRow(tw, m)
+			}
+			n++
+		}
+		if next == "" || limit > 0 && n >= limit {
+			break
+		}
+		after = next
+	}
+	if asJSON {
+		fmt.Fprintln(out, "\n]")
+		return nil
 	}
 	tw.Flush()
-	fmt.Fprintf(out, "%d messages\n", len(msgs))
+	fmt.Fprintf(out, "%d messages\n", n)
+	return nil
 }
+
+func printQueueRow(tw io.Writer, m queue.Message) {
+	from := m.Envelope.From
+	if from == "" {
+		from = "<>"
+	}
+	state, next := summarise(m)
+	fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\n", m.ID, m.Received.Local().Format(time.DateTime),
+		m.Size, from, len(m.Recipients), state, next)
+}
+
 
 // summarise gives a one-word state of a message and its next attempt.
 func summarise(m queue.Message) (string, string) {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"strconv"
 
 	"github.com/sealgate/sealgate/queue"
 )
@@ -17,6 +18,9 @@ import (
 // matching queue.ErrNotFound when there is no such message.
 type QueueOps interface {
 	List() ([]queue.Message, error)
+	// ListPage is one page of List: at most limit messages after the
+	// ID after, and the ID to ask for next ("" at the end).
+	ListPage(after string, limit int) ([]queue.Message, string, error)
 	Get(id string) (*queue.Message, error)
 	Retry(id string) error
 	RetryAll() (int, error)
@@ -49,7 +53,7 @@ type Store interface {
 //	GET  /healthz                       200 while the process runs
 //	GET  /readyz                        200 when serving (with cheap spool counts), 503 while starting or draining
 //	GET  /api/v1/stats                  messages and recipients by state (reads every record)
-//	GET  /api/v1/queue                  list (JSON array of messages, no bodies)
+//	GET  /api/v1/queue?after=&limit=    one page of the list (JSON array, no bodies; Next-After header)
 //	POST /api/v1/queue/retry            retry every pending message now
 //	GET  /api/v1/queue/{id}             one message: envelope, recipients, history
 //	DELETE /api/v1/queue/{id}           remove it
@@ -150,8 +154,19 @@ func (a *API) stats(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, st)
 }
 
+// list serves one page of the queue: ?after=ID&limit=N (default and
+// maximum 1000). The ID to ask for next is in the Next-After header.
 func (a *API) list(w http.ResponseWriter, r *http.Request) {
-	msgs, err := a.store.List()
+	limit := maxPage
+	if l := r.URL.Query().Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n <= 0 {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "limit must be a positive number"})
+			return
+		}
+		limit = min(n, maxPage)
+	}
+	msgs, next, err := a.store.ListPage(r.URL.Query().Get("after"), limit)
 	if err != nil {
 		a.fail(w, err)
 		return
@@ -159,8 +174,12 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 	if msgs == nil {
 		msgs = []queue.Message{}
 	}
+	w.Header().Set("Next-After", next)
 	writeJSON(w, http.StatusOK, msgs)
 }
+
+// maxPage bounds one page of the queue list.
+const maxPage = 1000
 
 func (a *API) show(w http.ResponseWriter, r *http.Request) {
 	m, err := a.store.Get(r.PathValue("id"))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/sealgate/sealgate/queue"
@@ -32,9 +33,36 @@ func NewAdminClient(addr, token string) *AdminClient {
 
 // List returns every message in the spool, oldest first.
 func (c *AdminClient) List() ([]queue.Message, error) {
+	var all []queue.Message
+	after := ""
+	for {
+		msgs, next, err := c.ListPage(after, maxPage)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, msgs...)
+		if next == "" {
+			return all, nil
+		}
+		after = next
+	}
+}
+
+// ListPage returns one page of the queue (see QueueOps).
+func (c *AdminClient) ListPage(after string, limit int) ([]queue.Message, string, error) {
+	q := url.Values{}
+	if after != "" {
+		q.Set("after", after)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
 	var msgs []queue.Message
-	err := c.do(http.MethodGet, "/api/v1/queue", &msgs)
-	return msgs, err
+	h, err := c.call(http.MethodGet, "/api/v1/queue?"+q.Encode(), nil, &msgs)
+	if err != nil {
+		return nil, "", err
+	}
+	return msgs, h.Get("Next-After"), nil
 }
 
 // Get returns one message's envelope, recipients and history.
@@ -92,17 +120,24 @@ func (c *AdminClient) do(method, path string, out any) error {
 // doBody sends in (when not nil) as a JSON body and decodes the reply
 // into out.
 func (c *AdminClient) doBody(method, path string, in, out any) error {
+	_, err := c.call(method, path, in, out)
+	return err
+}
+
+// call sends one request and decodes the answer into out; it returns
+// the response's header.
+func (c *AdminClient) call(method, path string, in, out any) (http.Header, error) {
 	var reqBody io.Reader
 	if in != nil {
 		data, err := json.Marshal(in)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		reqBody = bytes.NewReader(data)
 	}
 	req, err := http.NewRequest(method, c.base+path, reqBody)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	if in != nil || method != http.MethodGet {
@@ -110,28 +145,28 @@ func (c *AdminClient) doBody(method, path string, in, out any) error {
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("admin API at %s: %w", c.base, err)
+		return nil, fmt.Errorf("admin API at %s: %w", c.base, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("admin API at %s: %w", c.base, err)
+		return nil, fmt.Errorf("admin API at %s: %w", c.base, err)
 	}
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
-		return queue.ErrNotFound
+		return nil, queue.ErrNotFound
 	case resp.StatusCode == http.StatusUnauthorized:
-		return ErrUnauthorized
+		return nil, ErrUnauthorized
 	case resp.StatusCode != http.StatusOK:
 		var e struct{ Error string }
 		_ = json.Unmarshal(body, &e)
-		return fmt.Errorf("admin API at %s: %s: %s", c.base, resp.Status, e.Error)
+		return nil, fmt.Errorf("admin API at %s: %s: %s", c.base, resp.Status, e.Error)
 	}
 	if out == nil {
-		return nil
+		return resp.Header, nil
 	}
 	if err := json.Unmarshal(body, out); err != nil {
-		return fmt.Errorf("admin API at %s: bad response: %w", c.base, err)
+		return nil, fmt.Errorf("admin API at %s: bad response: %w", c.base, err)
 	}
-	return nil
+	return resp.Header, nil
 }
