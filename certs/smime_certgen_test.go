@@ -103,9 +103,8 @@ func smimeTestCert(t testing.TB, spec smimeCertSpec) *x509.Certificate {
 	if spec.extUsage == nil && !spec.noExtUsage {
 		spec.extUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection}
 	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
 	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: "Bob Partner"},
+		SerialNumber: smimeSerial(), Subject: pkix.Name{CommonName: "Bob Partner"},
 		NotBefore: spec.notBefore, NotAfter: spec.notAfter,
 		KeyUsage: spec.keyUsage, ExtKeyUsage: spec.extUsage,
 		EmailAddresses: spec.emails, BasicConstraintsValid: true, IsCA: spec.isCA,
@@ -126,4 +125,9 @@ func smimeTestCert(t testing.TB, spec smimeCertSpec) *x509.Certificate {
 		t.Fatal(err)
 	}
 	return cert
+}
+
+func smimeSerial() *big.Int {
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	return serial.Add(serial, big.NewInt(2))
 }
