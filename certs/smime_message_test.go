@@ -158,6 +158,17 @@ func TestBuildSMIMEOpenSSL(t *testing.T) {
 				t.Fatal(err)
 			}
 			smimeCheckOuter(t, out, tc.opts)
+			fullB64Lines := 0
+			for _, line := range bytes.Split(body, []byte("\r\n")) {
+				if len(line) == 76 { // the attachment's base64: a sample is enough
+					if fullB64Lines++; fullB64Lines > 20 {
+						continue
+					}
+				}
+				if len(line) >= 8 && bytes.Contains(out, line) && string(line) != "Content-Transfer-Encoding: base64" {
+					t.Fatalf("original line %q readable in the message as sent", line)
+				}
+			}
 			path := filepath.Join(dir, tc.name+".eml")
 			if err := os.WriteFile(path, out, 0o600); err != nil {
 				t.Fatal(err)

@@ -42,8 +42,12 @@ func TestEncryptSMIMEOpenSSL(t *testing.T) {
 		"rsa@partner.example":  "rsa:2048",
 		"p256@partner.example": "ec:P-256",
 		"p384@partner.example": "ec:P-384",
+		"p521@partner.example": "ec:P-521",
 	})
-	all := []*x509.Certificate{peers["rsa@partner.example"].cert, peers["p256@partner.example"].cert, peers["p384@partner.example"].cert}
+	var all []*x509.Certificate
+	for _, p := range peers {
+		all = append(all, p.cert)
+	}
 	entity := []byte("Content-Type: text/plain; charset=utf-8\r\n\r\nThe quarterly figures, for your eyes only.\r\n")
 	for _, opts := range []SMIMEOptions{
 		{},
