@@ -27,7 +27,7 @@ type smimeCertSpec struct {
 	noKeyUsage bool
 	extUsage   []x509.ExtKeyUsage // nil: emailProtection
 	noExtUsage bool
-	isCA       bool
+	extra      []pkix.Extension
 	issuer     *smimeTestIssuer
 }
 
@@ -71,15 +71,7 @@ func smimeTestRoot(t testing.TB, name string) *smimeTestIssuer {
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(48 * time.Hour),
 		KeyUsage: x509.KeyUsageCertSign, IsCA: true, BasicConstraintsValid: true,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &smimeTestIssuer{cert: cert, key: key}
+	return &smimeTestIssuer{cert: smimeCreateCert(t, tmpl, tmpl, key, key), key: key}
 }
 
 func smimeTestCert(t testing.TB, spec smimeCertSpec) *x509.Certificate {
@@ -107,7 +99,7 @@ func smimeTestCert(t testing.TB, spec smimeCertSpec) *x509.Certificate {
 		SerialNumber: smimeSerial(), Subject: pkix.Name{CommonName: "Bob Partner"},
 		NotBefore: spec.notBefore, NotAfter: spec.notAfter,
 		KeyUsage: spec.keyUsage, ExtKeyUsage: spec.extUsage,
-		EmailAddresses: spec.emails, BasicConstraintsValid: true, IsCA: spec.isCA,
+		EmailAddresses: spec.emails, BasicConstraintsValid: true, ExtraExtensions: spec.extra,
 	}
 	if spec.subjectDN != "" {
 		tmpl.Subject.ExtraNames = []pkix.AttributeTypeAndValue{{Type: smimeOIDEmailAddress, Value: spec.subjectDN}}
@@ -116,6 +108,11 @@ func smimeTestCert(t testing.TB, spec smimeCertSpec) *x509.Certificate {
 	if spec.issuer != nil {
 		parent, signer = spec.issuer.cert, spec.issuer.key
 	}
+	return smimeCreateCert(t, tmpl, parent, key, signer)
+}
+
+func smimeCreateCert(t testing.TB, tmpl, parent *x509.Certificate, key, signer crypto.Signer) *x509.Certificate {
+	t.Helper()
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), signer)
 	if err != nil {
 		t.Fatal(err)

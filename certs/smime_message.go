@@ -144,7 +144,12 @@ func smimeSubjectField(placeholder string) (string, error) {
 // smimeMarkProtected adds hp="cipher" (RFC 9788 §2.1.1) to a raw
 // Content-Type field so that a client knows the header fields in the
 // entity are the protected ones, to show instead of the outer ones.
+// A field that already has an hp parameter is left as it is: a second
+// one would make the field unparsable.
 func smimeMarkProtected(raw []byte) []byte {
+	if _, params, err := mime.ParseMediaType(string(raw[bytes.IndexByte(raw, ':')+1:])); err == nil && params["hp"] != "" {
+		return raw
+	}
 	value := bytes.TrimRight(raw, " \t\r\n;")
 	out := make([]byte, 0, len(value)+20)
 	out = append(out, value...)

@@ -310,3 +310,15 @@ func TestBuildSMIMEHeaderEdges(t *testing.T) {
 		})
 	}
 }
+
+func TestSMIMEMarkProtected(t *testing.T) {
+	for raw, want := range map[string]string{
+		"Content-Type: text/plain\r\n":                       "Content-Type: text/plain;\r\n hp=\"cipher\"\r\n",
+		"Content-Type: multipart/mixed;\r\n boundary=b;\r\n": "Content-Type: multipart/mixed;\r\n boundary=b;\r\n hp=\"cipher\"\r\n",
+		"Content-Type: text/plain; hp=\"cipher\"\r\n":        "Content-Type: text/plain; hp=\"cipher\"\r\n",
+	} {
+		if got := string(smimeMarkProtected([]byte(raw))); got != want {
+			t.Errorf("%q: got %q, want %q", raw, got, want)
+		}
+	}
+}

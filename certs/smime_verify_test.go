@@ -1,7 +1,6 @@
 package certs
 
 import (
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -111,18 +110,7 @@ func smimeCapabilitiesExt(oids ...asn1.ObjectIdentifier) pkix.Extension {
 
 func TestSMIMECipherFor(t *testing.T) {
 	withCaps := func(ext ...pkix.Extension) *x509.Certificate {
-		key := smimeTestKey(t, "p256")
-		tmpl := &x509.Certificate{SerialNumber: smimeSerial(), NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour),
-			EmailAddresses: []string{"bob@partner.example"}, ExtraExtensions: ext}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cert, err := x509.ParseCertificate(der)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cert
+		return smimeTestCert(t, smimeCertSpec{key: "p256", extra: ext})
 	}
 	gcm := withCaps(smimeCapabilitiesExt(oidAES256GCM, oidAES256CBC))
 	cbcOnly := withCaps(smimeCapabilitiesExt(oidAES256CBC))
