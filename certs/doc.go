@@ -6,5 +6,25 @@
 // certificates are verified against. DKIM keys, the OpenPGP keyring and
 // S/MIME certificates come with their issues.
 //
+// S/MIME encryption (smime*.go): BuildSMIME turns a spooled message into
+// an RFC 8551 application/pkcs7-mime message, header fields protected as
+// RFC 9788 describes (the Subject and everything but routing, threading
+// and trace fields travel only inside; the outer Subject is a
+// placeholder). EncryptSMIME writes the CMS (RFC 5652): EnvelopedData
+// with AES-256-CBC (RFC 3565) by default, AuthEnvelopedData with
+// AES-256-GCM (RFC 5083, RFC 5084) when the caller asks, which it should
+// only when every recipient lists it in its S/MIME capabilities
+// (SMIMECipherFor). RSA recipients (2048 bits or more) get key transport,
+// RSAES-PKCS1-v1_5 by default or RSAES-OAEP with SHA-256 (RFC 3560, RFC
+// 4055); EC recipients (P-256, P-384, P-521) get ephemeral-static ECDH,
+// dhSinglePass-stdDH with the X9.63 KDF on SHA-256/384/512 and AES-256
+// key wrap (RFC 5753, RFC 3394), built on the standard library because no
+// maintained Go CMS library does key agreement. VerifySMIMERecipient
+// decides whether a certificate may be encrypted to (RFC 8550 §4.4).
+// Not done: signing, decryption, 3DES, RC2 or AES-128 content encryption
+// (never written), RSA-KEM, X25519/X448 (RFC 8418), KEKRecipientInfo and
+// password recipients, BER/indefinite lengths (output is DER), and
+// revocation checks (CRL, OCSP).
+//
 // It never logs or returns private key material in errors.
 package certs
