@@ -124,7 +124,7 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open spool %s: %w", opts.Path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMessages, bucketBodies, bucketQuarantine, bucketDomains, bucketMTASTS, bucketTLSRPT} {
+		for _, b := range [][]byte{bucketMessages, bucketBodies, bucketQuarantine, bucketDomains, bucketMTASTS, bucketTLSRPT, bucketKeys} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
