@@ -34,10 +34,10 @@ func NewKeyring(store KeyStore, now func() time.Time) *Keyring {
 	return &Keyring{store: store, now: now}
 }
 
-// Import checks and stores the public keys in data (armored or binary
+// ImportKeys checks and stores the public keys in data (armored or binary
 // OpenPGP) and returns the entries it stored. Nothing is stored when any
 // key in data is refused (ErrBadKey).
-func (r *Keyring) Import(data []byte) ([]Key, error) {
+func (r *Keyring) ImportKeys(data []byte) ([]Key, error) {
 	keys, err := ParseOpenPGP(data, r.now())
 	if err != nil {
 		return nil, err
@@ -53,21 +53,21 @@ func (r *Keyring) Import(data []byte) ([]Key, error) {
 	return keys, nil
 }
 
-// List returns every entry, without key material.
-func (r *Keyring) List() ([]Key, error) {
+// Keys returns every entry, without key material.
+func (r *Keyring) Keys() ([]Key, error) {
 	keys, err := r.store.List()
 	return stripData(keys), err
 }
 
-// Lookup returns the entries of address, newest first, without key
+// KeysFor returns the entries of address, newest first, without key
 // material.
-func (r *Keyring) Lookup(address string) ([]Key, error) {
+func (r *Keyring) KeysFor(address string) ([]Key, error) {
 	keys, err := r.store.Lookup(address)
 	return stripData(keys), err
 }
 
-// Remove deletes every entry of a fingerprint (ErrNoKey if none).
-func (r *Keyring) Remove(fingerprint string) (int, error) { return r.store.Remove(fingerprint) }
+// RemoveKey deletes every entry of a fingerprint (ErrNoKey if none).
+func (r *Keyring) RemoveKey(fingerprint string) (int, error) { return r.store.Remove(fingerprint) }
 
 func stripData(keys []Key) []Key {
 	for i := range keys {

@@ -170,14 +170,14 @@ func TestKeyringRoundTrip(t *testing.T) {
 	if err := bob.AddUserId("Bob at work", "", "robert@partner.test", &packet.Config{Time: func() time.Time { return testNow.Add(-time.Hour) }}); err != nil {
 		t.Fatal(err)
 	}
-	added, err := ring.Import(armored(t, bob, false))
+	added, err := ring.ImportKeys(armored(t, bob, false))
 	if err != nil || len(added) != 2 {
 		t.Fatalf("Import = %+v, %v", added, err)
 	}
-	if _, err := ring.Import([]byte("garbage")); !errors.Is(err, certs.ErrBadKey) {
+	if _, err := ring.ImportKeys([]byte("garbage")); !errors.Is(err, certs.ErrBadKey) {
 		t.Errorf("garbage import: %v", err)
 	}
-	all, err := ring.List()
+	all, err := ring.Keys()
 	if err != nil || len(all) != 2 || all[0].Address != "bob@dest.test" || all[1].Address != "robert@partner.test" {
 		t.Fatalf("List = %+v, %v", all, err)
 	}
@@ -190,7 +190,7 @@ func TestKeyringRoundTrip(t *testing.T) {
 		}
 	}
 	// Lookup folds the case of the local part and canonicalises the domain.
-	got, err := ring.Lookup("BOB@DEST.TEST.")
+	got, err := ring.KeysFor("BOB@DEST.TEST.")
 	if err != nil || len(got) != 1 || got[0].Fingerprint != hexFP(bob) {
 		t.Fatalf("Lookup = %+v, %v", got, err)
 	}
@@ -202,14 +202,14 @@ func TestKeyringRoundTrip(t *testing.T) {
 		t.Errorf("no key: %v", err)
 	}
 
-	n, err := ring.Remove(strings.ToLower(hexFP(bob)))
+	n, err := ring.RemoveKey(strings.ToLower(hexFP(bob)))
 	if err != nil || n != 2 {
 		t.Fatalf("Remove = %d, %v", n, err)
 	}
-	if _, err := ring.Remove(hexFP(bob)); !errors.Is(err, certs.ErrNoKey) {
+	if _, err := ring.RemoveKey(hexFP(bob)); !errors.Is(err, certs.ErrNoKey) {
 		t.Errorf("second Remove: %v", err)
 	}
-	if all, _ := ring.List(); len(all) != 0 {
+	if all, _ := ring.Keys(); len(all) != 0 {
 		t.Errorf("after Remove: %+v", all)
 	}
 }
@@ -219,7 +219,7 @@ func TestKeyExpiredAfterImportIsNotUsed(t *testing.T) {
 	now := testNow
 	ring := certs.NewKeyring(certs.NewSpoolKeyStore(store), func() time.Time { return now })
 	e := newEntity(t, "Bob", "bob@dest.test", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA, KeyLifetimeSecs: 2 * 3600})
-	if _, err := ring.Import(armored(t, e, false)); err != nil {
+	if _, err := ring.ImportKeys(armored(t, e, false)); err != nil {
 		t.Fatal(err)
 	}
 	now = testNow.Add(2 * time.Hour)
@@ -236,7 +236,7 @@ func TestEncryptOpenPGPDecrypts(t *testing.T) {
 	carol := newEntity(t, "Carol", "carol@dest.test", &packet.Config{Algorithm: packet.PubKeyAlgoRSA, RSABits: 2048})
 	var to []*certs.OpenPGPRecipient
 	for _, e := range []*openpgp.Entity{bob, carol} {
-		if _, err := ring.Import(armored(t, e, false)); err != nil {
+		if _, err := ring.ImportKeys(armored(t, e, false)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -85,7 +86,20 @@ func (c *AdminClient) ResetDomain(domain string) error {
 }
 
 func (c *AdminClient) do(method, path string, out any) error {
-	req, err := http.NewRequest(method, c.base+path, nil)
+	return c.send(method, path, nil, out)
+}
+
+// send makes one API call with in (if not nil) as its JSON body.
+func (c *AdminClient) send(method, path string, in, out any) error {
+	var reqBody io.Reader
+	if in != nil {
+		data, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		reqBody = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, c.base+path, reqBody)
 	if err != nil {
 		return err
 	}
@@ -107,6 +121,10 @@ func (c *AdminClient) do(method, path string, out any) error {
 		return queue.ErrNotFound
 	case resp.StatusCode == http.StatusUnauthorized:
 		return ErrUnauthorized
+	case resp.StatusCode == http.StatusUnprocessableEntity:
+		var e struct{ Error string }
+		_ = json.Unmarshal(body, &e)
+		return &refusedError{msg: e.Error}
 	case resp.StatusCode != http.StatusOK:
 		var e struct{ Error string }
 		_ = json.Unmarshal(body, &e)
