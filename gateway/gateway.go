@@ -428,3 +428,6 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.logger.Info("stopped")
 	return errors.Join(errs...)
 }
+
+// Keys is the key store of correspondents' public keys.
+func (g *Gateway) Keys() *certs.Keyring { return g.keys }
