@@ -171,7 +171,11 @@ func TestPGPInteropWithGnuPG(t *testing.T) {
 	orig := labMessage(pdf)
 	id := e.send("alice@org.test", []string{"bob@dest.test", "carol@dest.test"}, orig)
 	e.waitState(id, "bob@dest.test", queue.StateDelivered)
-	e.waitState(id, "carol@dest.test", queue.StateDelivered)
+	m := e.waitState(id, "carol@dest.test", queue.StateDelivered)
+	if att := lastAttempt(m); att == nil || !strings.Contains(att.Protection, "pgp: PGP/MIME encrypted to bob@dest.test key "+bob.fingerprint()) ||
+		!strings.Contains(att.Protection, "carol@dest.test key "+carol.fingerprint()+" (RSA-3072)") {
+		t.Errorf("the attempt record does not name the keys: %+v", att)
+	}
 	got := sink.WaitMessages(t, 1, 20*time.Second)[0]
 	if got.TLS == "" {
 		t.Error("the encrypted message left without TLS although the destination offers it")

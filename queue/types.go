@@ -95,7 +95,10 @@ type Attempt struct {
 	MTASTS string `json:"mta_sts,omitempty"`
 	// DANE is the DANE outcome: the TLSA record that matched, "" when
 	// DANE did not apply.
-	DANE       string   `json:"dane,omitempty"`
+	DANE string `json:"dane,omitempty"`
+	// Protection is how the chain method protected the content beyond
+	// the transport ("PGP/MIME to …, key …"), "" when it sent it as is.
+	Protection string   `json:"protection,omitempty"`
 	Reply      string   `json:"reply,omitempty"` // last SMTP reply or error text
 	Recipients []string `json:"recipients"`
 }

@@ -82,10 +82,10 @@ func (p *PGP) Prepare(ctx context.Context, m *queue.Message, g scheduler.Group, 
 		p.logger.Error("OpenPGP encryption failed", "queue_id", m.ID, "err", err)
 		return scheduler.Action{Outcome: &queue.RcptOutcome{Status: "4.3.0", Message: "OpenPGP encryption failed"}}
 	}
-	fps := make([]string, len(to))
+	keys := make([]string, len(to))
 	for i, r := range to {
-		fps[i] = r.Key.Address + "=" + r.Key.Fingerprint
+		keys[i] = r.Key.Address + " key " + r.Key.Fingerprint + " (" + r.Key.Algorithm + ")"
 	}
-	p.logger.Info("message encrypted with OpenPGP", "queue_id", m.ID, "domain", g.Domain, "keys", strings.Join(fps, " "))
-	return scheduler.Action{Send: out}
+	p.logger.Info("message encrypted with OpenPGP", "queue_id", m.ID, "domain", g.Domain, "keys", strings.Join(keys, ", "))
+	return scheduler.Action{Send: out, Protection: "pgp: PGP/MIME encrypted to " + strings.Join(keys, ", ")}
 }
