@@ -95,12 +95,14 @@ type Attempt struct {
 	MTASTS string `json:"mta_sts,omitempty"`
 	// DANE is the DANE outcome: the TLSA record that matched, "" when
 	// DANE did not apply.
-	DANE string `json:"dane,omitempty"`
-	// Protection is how the chain method protected the content beyond
-	// the transport ("PGP/MIME to …, key …"), "" when it sent it as is.
-	Protection string   `json:"protection,omitempty"`
+	DANE       string   `json:"dane,omitempty"`
 	Reply      string   `json:"reply,omitempty"` // last SMTP reply or error text
 	Recipients []string `json:"recipients"`
+
+	// Protection is how the chain method protected the content beyond
+	// the transport ("pgp: PGP/MIME encrypted to … key …"), "" when it
+	// sent the message as is.
+	Protection string `json:"protection,omitempty"`
 }
 
 // Event is one entry of a message's history.
