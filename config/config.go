@@ -18,6 +18,7 @@ type Config struct {
 	Queue    Queue    `yaml:"queue"`
 	Outbound Outbound `yaml:"outbound"`
 	DKIM     DKIM     `yaml:"dkim"`
+	Keys     Keys     `yaml:"keys"`
 	Policy   Policy   `yaml:"policy"`
 
 	// Source is the file the config was loaded from ("" for the embedded

@@ -161,6 +161,7 @@ func (v *validator) validate(c *Config) {
 	v.positive("outbound.tls_monitor.report_after", int64(out.TLSMonitor.ReportAfter))
 	v.positive("outbound.tls_monitor.concurrency", int64(out.TLSMonitor.Concurrency))
 	v.validateDKIM(&c.DKIM)
+	v.validateKeys(&c.Keys)
 	v.validatePolicy(&c.Policy)
 }
 

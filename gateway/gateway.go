@@ -41,6 +41,7 @@ type Gateway struct {
 	logger *slog.Logger
 
 	store     *queue.Store
+	keys      *certs.Keyring // correspondents' public keys, sealed in the spool
 	certs     *certs.CertReloader
 	tlsConfig *tls.Config
 	inbound   *smtpin.Server
@@ -139,6 +140,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	}
 
 	g := &Gateway{cfg: cfg, logger: logger, store: store, certs: reloader, adminToken: adminToken}
+	g.keys = certs.NewKeyring(certs.NewSpoolKeyStore(store), nil)
 	g.tlsConfig = certs.ServerTLSConfig(reloader)
 	g.deliverer = delivery.New(delivery.Options{
 		Hostname:          hostname,
@@ -258,7 +260,7 @@ func (g *Gateway) Start() error {
 		// Ready once serving and once the scheduler has loaded the queue:
 		// a node that accepts mail it will not deliver is not ready.
 		ready := func() bool { return g.ready.Load() && g.sched.Loaded() }
-		api := admin.New(admin.Options{Store: g.store, Wake: g.sched.Wake, Ready: ready,
+		api := admin.New(admin.Options{Store: g.store, Keys: g.keys, Wake: g.sched.Wake, Ready: ready,
 			ReloadPolicy: g.reloadPolicyFromFile, Logger: g.logger.With("component", "admin"),
 			Token: g.adminToken, Hosts: admin.AllowedHosts(g.adminLn.Addr().String())})
 		g.admin = &http.Server{
@@ -426,3 +428,6 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.logger.Info("stopped")
 	return errors.Join(errs...)
 }
+
+// Keys is the key store of correspondents' public keys.
+func (g *Gateway) Keys() *certs.Keyring { return g.keys }

@@ -1,13 +1,23 @@
 package gateway
 
-import "github.com/sealgate/sealgate/gateway/scheduler"
+import (
+	"github.com/sealgate/sealgate/gateway/scheduler"
+	"github.com/sealgate/sealgate/gateway/seal"
+	"github.com/sealgate/sealgate/policy"
+)
 
 // methods are the chain-method handlers this node provides: the ones
-// that need nothing but the transport. A method that transforms the
-// message (pgp, smime, escrow) is added here when it is configured;
-// until then the scheduler holds its recipients as "not provided".
+// that need nothing but the transport, and those that transform the
+// message when they are configured (keys.pgp). A method without a
+// handler (smime, escrow for now) holds its recipients as "not
+// provided".
 func (g *Gateway) methods() scheduler.Methods {
-	return scheduler.Builtin()
+	m := scheduler.Builtin()
+	if g.cfg.Keys.PGP {
+		m[string(policy.MethodPGP)] = seal.NewPGP(seal.PGPOptions{Keys: g.keys, Subject: g.cfg.Keys.EncryptedSubject,
+			Logger: g.logger.With("component", "seal")})
+	}
+	return m
 }
 
 // wake tells the scheduler a message is due now (report mail, admin

@@ -58,12 +58,26 @@ func TestDefaultEscalationHoldsUntilEncryptionExists(t *testing.T) {
 	sink := e.destination("dest.test", "127.0.0.2", testutil.SinkOptions{TLS: true, CA: e.ca})
 	id := e.send("alice@org.test", []string{"bob@dest.test"}, message("[encrypt] results", "x"))
 	m := e.waitState(id, "bob@dest.test", queue.StateDeferred)
-	if r := m.Recipients[0]; r.Method() != "pgp" || !strings.Contains(r.LastError, "needs pgp") {
+	// No OpenPGP key: pgp is skipped with the reason; smime is not
+	// provided yet and holds.
+	if r := m.Recipients[0]; r.Method() != "smime" || !strings.Contains(r.LastError, "needs smime") {
 		t.Errorf("recipient %+v", r)
+	}
+	if !hasEvent(m, "skipped", "bob@dest.test: method pgp skipped: no OpenPGP key for bob@dest.test") {
+		t.Errorf("history does not say why pgp was skipped: %+v", m.Events)
 	}
 	if len(sink.Messages()) != 0 {
 		t.Error("an escalated message went out by plain TLS")
 	}
+}
+
+func hasEvent(m *queue.Message, kind, detail string) bool {
+	for _, ev := range m.Events {
+		if ev.Kind == kind && strings.Contains(ev.Detail, detail) {
+			return true
+		}
+	}
+	return false
 }
 
 func TestForcedTLSBouncesAndExclusiveDrops(t *testing.T) {

@@ -127,7 +127,7 @@ func Open(opts Options) (*Store, error) {
 		return nil, err
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMessages, bucketBodies, bucketQuarantine, bucketMeta, bucketDomains, bucketMTASTS, bucketTLSRPT} {
+		for _, b := range [][]byte{bucketMessages, bucketBodies, bucketQuarantine, bucketMeta, bucketDomains, bucketMTASTS, bucketTLSRPT, bucketKeys} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -98,6 +98,11 @@ type Attempt struct {
 	DANE       string   `json:"dane,omitempty"`
 	Reply      string   `json:"reply,omitempty"` // last SMTP reply or error text
 	Recipients []string `json:"recipients"`
+
+	// Protection is how the chain method protected the content beyond
+	// the transport ("pgp: PGP/MIME encrypted to … key …"), "" when it
+	// sent the message as is.
+	Protection string `json:"protection,omitempty"`
 }
 
 // Event is one entry of a message's history.

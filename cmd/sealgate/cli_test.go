@@ -60,6 +60,7 @@ func TestHelpOnEveryCommand(t *testing.T) {
 		{"policy", "explain", "--help"}, {"policy", "check", "--help"},
 		{"domains", "list", "--help"}, {"domains", "check", "--help"}, {"domains", "scan", "--help"}, {"domains", "reset", "--help"},
 		{"dkim", "keygen", "--help"}, {"dkim", "check", "--help"},
+		{"keys", "import", "--help"}, {"keys", "list", "--help"}, {"keys", "show", "--help"}, {"keys", "remove", "--help"},
 	} {
 		code, stdout, _ := sealgate(t, args...)
 		if code != 0 || !strings.Contains(stdout, "Usage:") {

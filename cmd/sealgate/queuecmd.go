@@ -309,6 +309,9 @@ func printMessage(out io.Writer, m *queue.Message) {
 			if a.DANE != "" {
 				fmt.Fprintf(out, "      DANE: certificate matched TLSA %s\n", a.DANE)
 			}
+			if a.Protection != "" {
+				fmt.Fprintf(out, "      content: %s\n", a.Protection)
+			}
 			fmt.Fprintf(out, "      recipients: %s\n", strings.Join(a.Recipients, ", "))
 			if a.Reply != "" {
 				fmt.Fprintf(out, "      reply: %s\n", a.Reply)

@@ -63,9 +63,14 @@ type Store interface {
 //	POST /api/v1/policy/reload          re-read the config file's policy rules
 //	GET  /api/v1/domains                TLS history of destination domains
 //	POST /api/v1/domains/{domain}/reset forget a domain's TLS history
+//	GET  /api/v1/keys                   the key store (keys.go)
+//	POST /api/v1/keys                   import a key file {"data": base64}
+//	GET  /api/v1/keys/{address}         the keys of one address
+//	DELETE /api/v1/keys/{fingerprint}   remove a key
 type API struct {
 	reloadPolicy func() error
 	store        Store
+	keys         KeyOps
 	wake         func(id string)
 	ready        func() bool
 	logger       *slog.Logger
@@ -76,6 +81,8 @@ type API struct {
 // Options are what the admin API serves from.
 type Options struct {
 	Store Store
+	// Keys is the key store; nil leaves the /api/v1/keys routes out.
+	Keys KeyOps
 	// Wake tells the scheduler that a message is due now (retry, release).
 	Wake func(id string)
 	// Ready reports whether the node accepts mail (/readyz).
@@ -96,7 +103,7 @@ func New(o Options) *API {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &API{reloadPolicy: o.ReloadPolicy, store: o.Store, wake: o.Wake, ready: o.Ready, logger: o.Logger,
+	return &API{reloadPolicy: o.ReloadPolicy, store: o.Store, keys: o.Keys, wake: o.Wake, ready: o.Ready, logger: o.Logger,
 		token: o.Token, hosts: o.Hosts}
 }
 
@@ -118,6 +125,12 @@ func (a *API) Handler(withPprof bool) http.Handler {
 	mux.HandleFunc("GET /api/v1/domains", a.domains)
 	mux.HandleFunc("POST /api/v1/policy/reload", a.policyReload)
 	mux.HandleFunc("POST /api/v1/domains/{domain}/reset", a.resetDomain)
+	if a.keys != nil {
+		mux.HandleFunc("GET /api/v1/keys", a.listKeys)
+		mux.HandleFunc("POST /api/v1/keys", a.importKeys)
+		mux.HandleFunc("GET /api/v1/keys/{address}", a.showKeys)
+		mux.HandleFunc("DELETE /api/v1/keys/{fingerprint}", a.removeKey)
+	}
 	if withPprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)

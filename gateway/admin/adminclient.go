@@ -124,6 +124,11 @@ func (c *AdminClient) doBody(method, path string, in, out any) error {
 	return err
 }
 
+// send is doBody under the name the key commands use.
+func (c *AdminClient) send(method, path string, in, out any) error {
+	return c.doBody(method, path, in, out)
+}
+
 // call sends one request and decodes the answer into out; it returns
 // the response's header.
 func (c *AdminClient) call(method, path string, in, out any) (http.Header, error) {
@@ -157,6 +162,10 @@ func (c *AdminClient) call(method, path string, in, out any) (http.Header, error
 		return nil, queue.ErrNotFound
 	case resp.StatusCode == http.StatusUnauthorized:
 		return nil, ErrUnauthorized
+	case resp.StatusCode == http.StatusUnprocessableEntity:
+		var e struct{ Error string }
+		_ = json.Unmarshal(body, &e)
+		return nil, &refusedError{msg: e.Error}
 	case resp.StatusCode != http.StatusOK:
 		var e struct{ Error string }
 		_ = json.Unmarshal(body, &e)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/sealgate/sealgate/certs"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/queue"
 )
@@ -42,4 +43,22 @@ func OpenQueueOps(cfg *config.Config) (ops QueueOps, where string, close func() 
 	default:
 		return nil, "", nil, err
 	}
+}
+
+// OpenKeyOps gives the keys CLI its view of the key store, as
+// OpenQueueOps does for the queue: the spool file when no server holds
+// it, the running server's admin API when one does.
+func OpenKeyOps(cfg *config.Config) (ops KeyOps, where string, close func() error, err error) {
+	q, where, closeQ, err := OpenQueueOps(cfg)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	switch q := q.(type) {
+	case *queue.Store:
+		return certs.NewKeyring(certs.NewSpoolKeyStore(q), nil), where, closeQ, nil
+	case *AdminClient:
+		return q, where, closeQ, nil
+	}
+	closeQ()
+	return nil, "", nil, fmt.Errorf("unexpected spool access %T", q)
 }

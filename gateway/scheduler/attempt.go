@@ -180,6 +180,7 @@ func (s *Scheduler) runGroup(ctx context.Context, log *slog.Logger, m *queue.Mes
 		req.Observe = func(ts delivery.TLSSession) { s.opts.TLSReports.Record(domain, tlsReq, ts) }
 	}
 	att, outcomes := s.opts.Deliverer.Deliver(ctx, req)
+	att.Protection = act.Protection
 	if g.Domain != "" && att.MXHost != "" {
 		obs := queue.TLSObservation{Domain: g.Domain, Connected: true, TLSVersion: att.TLSVersion,
 			Verified: att.CertVerified, MTASTSMode: req.TLS.MTASTSMode(), DANE: att.DANE != ""}

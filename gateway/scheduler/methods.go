@@ -36,6 +36,9 @@ type Action struct {
 	// requirement and the chain goes on, move to the next method now
 	// instead of deferring.
 	SkipOnTLSFailure bool
+	// Protection says how the method protected Send beyond the
+	// transport (the keys it encrypted to), for the attempt record.
+	Protection string
 
 	// Outcome settles every recipient of the group without a delivery:
 	// a final result (delivered elsewhere, dropped, bounced), a

@@ -1,0 +1,91 @@
+package seal
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/sealgate/sealgate/certs"
+	"github.com/sealgate/sealgate/gateway/scheduler"
+	"github.com/sealgate/sealgate/queue"
+)
+
+// RecipientKeys finds the OpenPGP key to encrypt to for an address, or
+// an error saying why there is none (wrapping certs.ErrNoUsableKey when
+// there simply is no usable key). certs.Keyring implements it.
+type RecipientKeys interface {
+	OpenPGPRecipient(address string) (*certs.OpenPGPRecipient, error)
+}
+
+// PGP is the pgp chain method.
+type PGP struct {
+	keys        RecipientKeys
+	placeholder string
+	now         func() time.Time
+	logger      *slog.Logger
+}
+
+// PGPOptions configure NewPGP; nil Now and Logger take time.Now and a
+// discarding logger.
+type PGPOptions struct {
+	Keys RecipientKeys
+	// Subject is the placeholder Subject outside (keys.encrypted_subject).
+	Subject string
+	Now     func() time.Time
+	Logger  *slog.Logger
+}
+
+// NewPGP returns the pgp method.
+func NewPGP(o PGPOptions) *PGP {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &PGP{keys: o.Keys, placeholder: o.Subject, now: o.Now, logger: o.Logger}
+}
+
+// Prepare encrypts body to the key of every recipient of g. A recipient
+// without a usable key makes the whole group move on to the next method
+// of its chain (Skip, with the reason); at the end of a chain there is
+// nothing to skip to, and the group is held (deferred with the reason,
+// bounced at expiry) so that a key imported meanwhile still serves it.
+func (p *PGP) Prepare(ctx context.Context, m *queue.Message, g scheduler.Group, body []byte) scheduler.Action {
+	var to []*certs.OpenPGPRecipient
+	var missing []string
+	for _, rcpt := range g.Rcpts {
+		r, err := p.keys.OpenPGPRecipient(rcpt)
+		if err != nil {
+			missing = append(missing, strings.TrimPrefix(err.Error(), certs.ErrNoUsableKey.Error()+": "))
+			continue
+		}
+		to = append(to, r)
+	}
+	if len(missing) > 0 {
+		why := strings.Join(missing, "; ")
+		if g.HasNext {
+			return scheduler.Action{Outcome: &queue.RcptOutcome{Skip: true, Status: "4.7.0", Message: why}}
+		}
+		return scheduler.Action{Outcome: &queue.RcptOutcome{Status: "4.7.0", Message: "held: the chain ends in pgp and " + why}}
+	}
+	if err := ctx.Err(); err != nil {
+		return scheduler.Action{Outcome: &queue.RcptOutcome{Status: "4.3.0", Message: "encryption interrupted"}}
+	}
+	now := p.now()
+	out, err := pgpMIME(body, p.placeholder, func(w io.Writer) (io.WriteCloser, error) {
+		return certs.EncryptOpenPGP(w, to, now)
+	})
+	if err != nil {
+		p.logger.Error("OpenPGP encryption failed", "queue_id", m.ID, "err", err)
+		return scheduler.Action{Outcome: &queue.RcptOutcome{Status: "4.3.0", Message: "OpenPGP encryption failed"}}
+	}
+	keys := make([]string, len(to))
+	for i, r := range to {
+		keys[i] = r.Key.Address + " key " + r.Key.Fingerprint + " (" + r.Key.Algorithm + ")"
+	}
+	p.logger.Info("message encrypted with OpenPGP", "queue_id", m.ID, "domain", g.Domain, "keys", strings.Join(keys, ", "))
+	return scheduler.Action{Send: out, Protection: "pgp: PGP/MIME encrypted to " + strings.Join(keys, ", ")}
+}
