@@ -32,10 +32,10 @@ func (f *deliveryFixture) deliverCancelledAfter(domain string, d time.Duration) 
 func TestDeliverCancelledInsideTransaction(t *testing.T) {
 	f := newDeliveryFixture(t, nil) // command timeout 5 s
 	stall := make(chan struct{})
-	t.Cleanup(func() { close(stall) })
 	sink := f.mx("slow.test", "mx.slow.test", "127.0.0.2", 10, testutil.SinkOptions{
 		DataReply: func() *smtp.SMTPError { <-stall; return nil },
 	})
+	t.Cleanup(func() { close(stall) }) // before the sink stops: it waits for its sessions
 	out, took := f.deliverCancelledAfter("slow.test", 300*time.Millisecond)
 	if took > 2*time.Second {
 		t.Errorf("Deliver returned %v after its context ended", took-300*time.Millisecond)

@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -59,6 +60,7 @@ type SMTPSink struct {
 	failN   int
 	failErr *smtp.SMTPError
 	conns   atomic.Int64
+	open    *connSet
 	leaf    *x509.Certificate
 }
 
@@ -75,7 +77,7 @@ func NewSMTPSink(t testing.TB, opts SinkOptions) *SMTPSink {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &SMTPSink{t: t, opts: opts, ln: ln}
+	s := &SMTPSink{t: t, opts: opts, ln: ln, open: &connSet{}}
 	s.srv = smtp.NewServer(smtp.BackendFunc(s.newSession))
 	s.srv.Domain = opts.Hostname
 	s.srv.EnableSMTPUTF8 = true
@@ -95,10 +97,18 @@ func NewSMTPSink(t testing.TB, opts SinkOptions) *SMTPSink {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		s.srv.Serve(countingListener{ln, &s.conns})
+		s.srv.Serve(countingListener{Listener: ln, n: &s.conns, open: s.open})
 	}()
 	t.Cleanup(func() {
-		s.srv.Close()
+		// Cut the sockets under the sessions, then wait for them to end:
+		// go-smtp's own Close swaps a connection it may be upgrading
+		// with STARTTLS at that moment, a race inside the library.
+		s.open.closeAll()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := s.srv.Shutdown(ctx); err != nil {
+			s.srv.Close()
+		}
 		<-done
 	})
 	return s
@@ -229,15 +239,38 @@ func (ss *sinkSession) Data(r io.Reader) error {
 
 type countingListener struct {
 	net.Listener
-	n *atomic.Int64
+	n    *atomic.Int64
+	open *connSet
 }
 
 func (l countingListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err == nil {
 		l.n.Add(1)
+		l.open.add(c)
 	}
 	return c, err
+}
+
+// connSet holds the sink's accepted sockets, to cut them at the end.
+type connSet struct {
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func (s *connSet) add(c net.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conns = append(s.conns, c)
+}
+
+func (s *connSet) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.conns {
+		c.Close()
+	}
+	s.conns = nil
 }
 
 type quietLog struct{}
