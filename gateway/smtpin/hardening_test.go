@@ -371,3 +371,25 @@ func TestHugeHeaderIsRefused(t *testing.T) {
 		t.Error("spooled")
 	}
 }
+
+// TestBDATBadSizeClosesSession: a chunk size that is not all digits
+// cannot be read past, so the connection ends. It must not be taken for
+// "BDAT 0" (which would commit the message so far and read the chunk's
+// octets as commands).
+func TestBDATBadSizeClosesSession(t *testing.T) {
+	for _, size := range []string{"5x", "abc", "+5", "-0", "99999999999999999999"} {
+		t.Run(size, func(t *testing.T) {
+			f := startInbound(t, testInboundConfig(t), false)
+			c := dialSMTP(t, f.addr)
+			c.cmd("EHLO client.test", "250 ")
+			c.cmd("MAIL FROM:<a@org.test>", "250 ")
+			c.cmd("RCPT TO:<b@dest.test>", "250 ")
+			c.send("BDAT " + size + " LAST\r\nNOOP\r\n")
+			c.expect("501 5.5.4")
+			c.expectClosed()
+			if n := f.spool.count(); n != 0 {
+				t.Errorf("%d messages spooled, want 0", n)
+			}
+		})
+	}
+}

@@ -256,7 +256,7 @@ func (c *conn) bdat(arg string) error {
 	fields := strings.Fields(arg)
 	var n int64 = -1
 	if len(fields) >= 1 && len(fields) <= 2 {
-		n, _ = strconv.ParseInt(fields[0], 10, 64)
+		n = chunkSize(fields[0])
 	}
 	last := len(fields) == 2 && strings.EqualFold(fields[1], "LAST")
 	if n < 0 || len(fields) == 2 && !last {
@@ -286,6 +286,22 @@ func (c *conn) bdat(arg string) error {
 		sink.flags.bareLineEnding = mailtext.HasBareLineEnding(c.tx.body.Bytes()[c.tx.trace:])
 	}
 	return c.finishMessage()
+}
+
+// chunkSize reads a BDAT chunk-size (RFC 3030 §2: 1*DIGIT); -1 when it
+// is anything else or does not fit, since such a chunk cannot be read
+// past.
+func chunkSize(s string) int64 {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return -1
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 // transferFailed ends a connection whose message content did not arrive
