@@ -393,3 +393,32 @@ func TestBDATBadSizeClosesSession(t *testing.T) {
 		})
 	}
 }
+
+// TestBDATLongLineRefusedAsInDATA: the line length limit that DATA
+// enforces holds for BDAT content too, also when the long line is split
+// across chunks; otherwise CHUNKING is a way around it.
+func TestBDATLongLineRefusedAsInDATA(t *testing.T) {
+	f := startInbound(t, testInboundConfig(t), false)
+	c := dialSMTP(t, f.addr)
+	long := "Subject: x\r\n\r\n" + strings.Repeat("y", 5000) + "\r\n"
+	c.toData()
+	c.send(long + ".\r\n")
+	c.expect("554 5.6.0")
+
+	c.cmd("MAIL FROM:<a@org.test>", "250 ")
+	c.cmd("RCPT TO:<b@dest.test>", "250 ")
+	c.send("BDAT " + strconv.Itoa(len(long)) + " LAST\r\n" + long)
+	c.expect("554 5.6.0")
+
+	c.cmd("MAIL FROM:<a@org.test>", "250 ")
+	c.cmd("RCPT TO:<b@dest.test>", "250 ")
+	half := len(long) / 2
+	c.send("BDAT " + strconv.Itoa(half) + "\r\n" + long[:half])
+	c.expect("250 ")
+	c.send("BDAT " + strconv.Itoa(len(long)-half) + " LAST\r\n" + long[half:])
+	c.expect("554 5.6.0")
+	c.cmd("NOOP", "250 ")
+	if n := f.spool.count(); n != 0 {
+		t.Errorf("%d messages spooled, want 0", n)
+	}
+}

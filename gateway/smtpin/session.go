@@ -283,7 +283,9 @@ func (c *conn) bdat(arg string) error {
 		return reply(250, 2, 0, 0, strconv.FormatInt(n, 10)+" octets received")
 	}
 	if !sink.flags.tooBig && !sink.flags.noMemory {
-		sink.flags.bareLineEnding = mailtext.HasBareLineEnding(c.tx.body.Bytes()[c.tx.trace:])
+		body := c.tx.body.Bytes()[c.tx.trace:]
+		sink.flags.bareLineEnding = mailtext.HasBareLineEnding(body)
+		sink.flags.longLine = hasLongLine(body, c.srv.opts.Config.MaxLineLength)
 	}
 	return c.finishMessage()
 }
