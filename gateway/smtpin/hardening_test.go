@@ -422,3 +422,22 @@ func TestBDATLongLineRefusedAsInDATA(t *testing.T) {
 		t.Errorf("%d messages spooled, want 0", n)
 	}
 }
+
+// TestContentAfterRefusedDataIsRefused: content sent without waiting
+// for a 354 is refused and the connection closed also when DATA itself
+// fails (here: no valid recipient); otherwise the body's lines run as
+// commands.
+func TestContentAfterRefusedDataIsRefused(t *testing.T) {
+	f := startInbound(t, testInboundConfig(t), false)
+	c := dialSMTP(t, f.addr)
+	c.cmd("EHLO client.test", "250 ")
+	c.send("MAIL FROM:<a@org.test>\r\nRCPT TO:<b@[192.0.2.1]>\r\nDATA\r\n" +
+		"MAIL FROM:<a@org.test>\r\nRCPT TO:<victim@dest.test>\r\nBDAT 5 LAST\r\nhello")
+	c.expect("250 ")
+	c.expect("553 ")
+	c.expect("554 5.5.0")
+	c.expectClosed()
+	if n := f.spool.count(); n != 0 {
+		t.Errorf("%d messages spooled, want 0", n)
+	}
+}

@@ -224,6 +224,12 @@ func (c *conn) newBody() *bodySink {
 // data receives a message after DATA (RFC 5321 §4.1.1.4).
 func (c *conn) data(arg string) error {
 	switch {
+	case c.br.Buffered() > 0:
+		// RFC 2920 §3.1: DATA ends a pipelined group; content may only
+		// follow our 354. A client that does not wait is a bulk sender
+		// or a smuggling attempt. Checked first: when DATA fails too,
+		// that content must not be read as commands.
+		return &replyErr{reply(554, 5, 5, 0, "Protocol error: message content sent before the 354 reply"), errContentBefore}
 	case arg != "":
 		return reply(501, 5, 5, 4, "Syntax: DATA")
 	case c.tx == nil:
@@ -232,11 +238,6 @@ func (c *conn) data(arg string) error {
 		return reply(554, 5, 5, 1, "No valid recipients")
 	case c.tx.body != nil:
 		return reply(503, 5, 5, 1, "DATA not allowed after BDAT")
-	case c.br.Buffered() > 0:
-		// RFC 2920 §3.1: DATA ends a pipelined group; content may only
-		// follow our 354. A client that does not wait is a bulk sender
-		// or a smuggling attempt.
-		return &replyErr{reply(554, 5, 5, 0, "Protocol error: message content sent before the 354 reply"), errContentBefore}
 	}
 	c.writeReply(&smtp.SMTPError{Code: 354, EnhancedCode: smtp.NoEnhancedCode, Message: "End data with <CR><LF>.<CR><LF>"})
 	c.flush()
