@@ -2,6 +2,7 @@ package smtpin
 
 import (
 	"bufio"
+	"context"
 	"encoding/base64"
 	"errors"
 	"io"
@@ -440,4 +441,35 @@ func TestContentAfterRefusedDataIsRefused(t *testing.T) {
 	if n := f.spool.count(); n != 0 {
 		t.Errorf("%d messages spooled, want 0", n)
 	}
+}
+
+// TestLastReplyIsSentWithPipelinedInput: replies held back because more
+// pipelined input was waiting (RFC 2920) are still sent when the session
+// ends on that command: a 221 to QUIT, a 421 while shutting down.
+func TestLastReplyIsSentWithPipelinedInput(t *testing.T) {
+	f := startInbound(t, testInboundConfig(t), false)
+	c := dialSMTP(t, f.addr)
+	c.cmd("EHLO client.test", "250 ")
+	c.send("NOOP\r\nQUIT\r\nNOOP\r\n")
+	c.expect("250 ")
+	c.expect("221 ")
+	c.expectClosed()
+
+	// A transaction in flight keeps the server draining; a new MAIL with
+	// more commands behind it gets its 421.
+	busy := dialSMTP(t, f.addr)
+	busy.cmd("EHLO client.test", "250 ")
+	busy.cmd("MAIL FROM:<a@org.test>", "250 ")
+	late := dialSMTP(t, f.addr)
+	late.cmd("EHLO client.test", "250 ")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	go f.srv.Shutdown(ctx)
+	for !f.srv.isDraining() {
+		time.Sleep(time.Millisecond)
+	}
+	late.send("NOOP\r\nMAIL FROM:<a@org.test>\r\nRCPT TO:<b@dest.test>\r\n")
+	late.expect("250 ")
+	late.expect("421 4.3.2")
+	late.expectClosed()
 }

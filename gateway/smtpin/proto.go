@@ -199,7 +199,7 @@ func (c *conn) dispatch(line string) bool {
 	case "HELP":
 		err = reply(214, 2, 0, 0, "See RFC 5321")
 	case "QUIT":
-		c.writeReply(&smtp.SMTPError{Code: 221, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Bye"})
+		c.replyAndClose(&smtp.SMTPError{Code: 221, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Bye"})
 		return true
 	case "EXPN", "TURN", "ETRN":
 		err = reply(502, 5, 5, 1, "Command not implemented")
@@ -221,8 +221,12 @@ func (c *conn) dispatch(line string) bool {
 			c.replyAndClose(&smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many errors, closing connection"})
 			return true
 		}
+		if se.Code == 421 {
+			c.replyAndClose(se)
+			return true
+		}
 		c.writeReply(se)
-		return se.Code == 421
+		return false
 	}
 	if err != nil { // the transport failed
 		return true
