@@ -473,3 +473,16 @@ func TestLastReplyIsSentWithPipelinedInput(t *testing.T) {
 	late.expect("421 4.3.2")
 	late.expectClosed()
 }
+
+// TestNULCommandsCountAsBadCommands: lines with NUL are answered 501
+// and count towards the bad command limit like any other error, so a
+// client cannot send them for ever.
+func TestNULCommandsCountAsBadCommands(t *testing.T) {
+	f := startInbound(t, testInboundConfig(t), false)
+	c := dialSMTP(t, f.addr)
+	for range maxBadCommands - 1 {
+		c.cmd("NOOP\x00", "501 5.5.2")
+	}
+	c.cmd("NOOP\x00", "421 4.7.0")
+	c.expectClosed()
+}

@@ -170,11 +170,11 @@ func (c *conn) dispatch(line string) bool {
 	if strings.IndexByte(line, 0) >= 0 && verb != "MAIL" && verb != "RCPT" {
 		// In MAIL and RCPT the address check answers 501 5.1.3; anywhere
 		// else a NUL has no business either, and is never passed on.
-		c.bad++
-		c.writeReply(reply(501, 5, 5, 2, "NUL in command"))
-		return false
+		verb = "\x00"
 	}
 	switch verb {
+	case "\x00":
+		err = reply(501, 5, 5, 2, "NUL in command")
 	case "EHLO", "HELO":
 		err = c.hello(verb, strings.TrimSpace(arg))
 	case "STARTTLS":
