@@ -2,6 +2,7 @@ package smtpin
 
 import (
 	"bufio"
+	"context"
 	"encoding/base64"
 	"errors"
 	"io"
@@ -370,4 +371,118 @@ func TestHugeHeaderIsRefused(t *testing.T) {
 	if f.spool.count() != 0 {
 		t.Error("spooled")
 	}
+}
+
+// TestBDATBadSizeClosesSession: a chunk size that is not all digits
+// cannot be read past, so the connection ends. It must not be taken for
+// "BDAT 0" (which would commit the message so far and read the chunk's
+// octets as commands).
+func TestBDATBadSizeClosesSession(t *testing.T) {
+	for _, size := range []string{"5x", "abc", "+5", "-0", "99999999999999999999"} {
+		t.Run(size, func(t *testing.T) {
+			f := startInbound(t, testInboundConfig(t), false)
+			c := dialSMTP(t, f.addr)
+			c.cmd("EHLO client.test", "250 ")
+			c.cmd("MAIL FROM:<a@org.test>", "250 ")
+			c.cmd("RCPT TO:<b@dest.test>", "250 ")
+			c.send("BDAT " + size + " LAST\r\nNOOP\r\n")
+			c.expect("501 5.5.4")
+			c.expectClosed()
+			if n := f.spool.count(); n != 0 {
+				t.Errorf("%d messages spooled, want 0", n)
+			}
+		})
+	}
+}
+
+// TestBDATLongLineRefusedAsInDATA: the line length limit that DATA
+// enforces holds for BDAT content too, also when the long line is split
+// across chunks; otherwise CHUNKING is a way around it.
+func TestBDATLongLineRefusedAsInDATA(t *testing.T) {
+	f := startInbound(t, testInboundConfig(t), false)
+	c := dialSMTP(t, f.addr)
+	long := "Subject: x\r\n\r\n" + strings.Repeat("y", 5000) + "\r\n"
+	c.toData()
+	c.send(long + ".\r\n")
+	c.expect("554 5.6.0")
+
+	c.cmd("MAIL FROM:<a@org.test>", "250 ")
+	c.cmd("RCPT TO:<b@dest.test>", "250 ")
+	c.send("BDAT " + strconv.Itoa(len(long)) + " LAST\r\n" + long)
+	c.expect("554 5.6.0")
+
+	c.cmd("MAIL FROM:<a@org.test>", "250 ")
+	c.cmd("RCPT TO:<b@dest.test>", "250 ")
+	half := len(long) / 2
+	c.send("BDAT " + strconv.Itoa(half) + "\r\n" + long[:half])
+	c.expect("250 ")
+	c.send("BDAT " + strconv.Itoa(len(long)-half) + " LAST\r\n" + long[half:])
+	c.expect("554 5.6.0")
+	c.cmd("NOOP", "250 ")
+	if n := f.spool.count(); n != 0 {
+		t.Errorf("%d messages spooled, want 0", n)
+	}
+}
+
+// TestContentAfterRefusedDataIsRefused: content sent without waiting
+// for a 354 is refused and the connection closed also when DATA itself
+// fails (here: no valid recipient); otherwise the body's lines run as
+// commands.
+func TestContentAfterRefusedDataIsRefused(t *testing.T) {
+	f := startInbound(t, testInboundConfig(t), false)
+	c := dialSMTP(t, f.addr)
+	c.cmd("EHLO client.test", "250 ")
+	c.send("MAIL FROM:<a@org.test>\r\nRCPT TO:<b@[192.0.2.1]>\r\nDATA\r\n" +
+		"MAIL FROM:<a@org.test>\r\nRCPT TO:<victim@dest.test>\r\nBDAT 5 LAST\r\nhello")
+	c.expect("250 ")
+	c.expect("553 ")
+	c.expect("554 5.5.0")
+	c.expectClosed()
+	if n := f.spool.count(); n != 0 {
+		t.Errorf("%d messages spooled, want 0", n)
+	}
+}
+
+// TestLastReplyIsSentWithPipelinedInput: replies held back because more
+// pipelined input was waiting (RFC 2920) are still sent when the session
+// ends on that command: a 221 to QUIT, a 421 while shutting down.
+func TestLastReplyIsSentWithPipelinedInput(t *testing.T) {
+	f := startInbound(t, testInboundConfig(t), false)
+	c := dialSMTP(t, f.addr)
+	c.cmd("EHLO client.test", "250 ")
+	c.send("NOOP\r\nQUIT\r\nNOOP\r\n")
+	c.expect("250 ")
+	c.expect("221 ")
+	c.expectClosed()
+
+	// A transaction in flight keeps the server draining; a new MAIL with
+	// more commands behind it gets its 421.
+	busy := dialSMTP(t, f.addr)
+	busy.cmd("EHLO client.test", "250 ")
+	busy.cmd("MAIL FROM:<a@org.test>", "250 ")
+	late := dialSMTP(t, f.addr)
+	late.cmd("EHLO client.test", "250 ")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	go f.srv.Shutdown(ctx)
+	for !f.srv.isDraining() {
+		time.Sleep(time.Millisecond)
+	}
+	late.send("NOOP\r\nMAIL FROM:<a@org.test>\r\nRCPT TO:<b@dest.test>\r\n")
+	late.expect("250 ")
+	late.expect("421 4.3.2")
+	late.expectClosed()
+}
+
+// TestNULCommandsCountAsBadCommands: lines with NUL are answered 501
+// and count towards the bad command limit like any other error, so a
+// client cannot send them for ever.
+func TestNULCommandsCountAsBadCommands(t *testing.T) {
+	f := startInbound(t, testInboundConfig(t), false)
+	c := dialSMTP(t, f.addr)
+	for range maxBadCommands - 1 {
+		c.cmd("NOOP\x00", "501 5.5.2")
+	}
+	c.cmd("NOOP\x00", "421 4.7.0")
+	c.expectClosed()
 }

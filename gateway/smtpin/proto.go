@@ -170,11 +170,11 @@ func (c *conn) dispatch(line string) bool {
 	if strings.IndexByte(line, 0) >= 0 && verb != "MAIL" && verb != "RCPT" {
 		// In MAIL and RCPT the address check answers 501 5.1.3; anywhere
 		// else a NUL has no business either, and is never passed on.
-		c.bad++
-		c.writeReply(reply(501, 5, 5, 2, "NUL in command"))
-		return false
+		verb = "\x00"
 	}
 	switch verb {
+	case "\x00":
+		err = reply(501, 5, 5, 2, "NUL in command")
 	case "EHLO", "HELO":
 		err = c.hello(verb, strings.TrimSpace(arg))
 	case "STARTTLS":
@@ -199,7 +199,7 @@ func (c *conn) dispatch(line string) bool {
 	case "HELP":
 		err = reply(214, 2, 0, 0, "See RFC 5321")
 	case "QUIT":
-		c.writeReply(&smtp.SMTPError{Code: 221, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Bye"})
+		c.replyAndClose(&smtp.SMTPError{Code: 221, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Bye"})
 		return true
 	case "EXPN", "TURN", "ETRN":
 		err = reply(502, 5, 5, 1, "Command not implemented")
@@ -221,8 +221,12 @@ func (c *conn) dispatch(line string) bool {
 			c.replyAndClose(&smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many errors, closing connection"})
 			return true
 		}
+		if se.Code == 421 {
+			c.replyAndClose(se)
+			return true
+		}
 		c.writeReply(se)
-		return se.Code == 421
+		return false
 	}
 	if err != nil { // the transport failed
 		return true

@@ -199,6 +199,22 @@ func readData(br *bufio.Reader, sink *bodySink, maxLine int) error {
 	}
 }
 
+// hasLongLine reports whether b has a line over max octets, counted as
+// readData counts them (a line ends at LF), for BDAT content.
+func hasLongLine(b []byte, max int) bool {
+	for len(b) > 0 {
+		n := bytes.IndexByte(b, '\n') + 1
+		if n == 0 {
+			n = len(b)
+		}
+		if n > max+2 {
+			return true
+		}
+		b = b[n:]
+	}
+	return false
+}
+
 // readChunk reads exactly n octets of BDAT content into sink (RFC 3030).
 func readChunk(br *bufio.Reader, sink *bodySink, n int64) error {
 	buf := make([]byte, 32<<10)

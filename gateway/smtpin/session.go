@@ -224,6 +224,12 @@ func (c *conn) newBody() *bodySink {
 // data receives a message after DATA (RFC 5321 §4.1.1.4).
 func (c *conn) data(arg string) error {
 	switch {
+	case c.br.Buffered() > 0:
+		// RFC 2920 §3.1: DATA ends a pipelined group; content may only
+		// follow our 354. A client that does not wait is a bulk sender
+		// or a smuggling attempt. Checked first: when DATA fails too,
+		// that content must not be read as commands.
+		return &replyErr{reply(554, 5, 5, 0, "Protocol error: message content sent before the 354 reply"), errContentBefore}
 	case arg != "":
 		return reply(501, 5, 5, 4, "Syntax: DATA")
 	case c.tx == nil:
@@ -232,11 +238,6 @@ func (c *conn) data(arg string) error {
 		return reply(554, 5, 5, 1, "No valid recipients")
 	case c.tx.body != nil:
 		return reply(503, 5, 5, 1, "DATA not allowed after BDAT")
-	case c.br.Buffered() > 0:
-		// RFC 2920 §3.1: DATA ends a pipelined group; content may only
-		// follow our 354. A client that does not wait is a bulk sender
-		// or a smuggling attempt.
-		return &replyErr{reply(554, 5, 5, 0, "Protocol error: message content sent before the 354 reply"), errContentBefore}
 	}
 	c.writeReply(&smtp.SMTPError{Code: 354, EnhancedCode: smtp.NoEnhancedCode, Message: "End data with <CR><LF>.<CR><LF>"})
 	c.flush()
@@ -256,7 +257,7 @@ func (c *conn) bdat(arg string) error {
 	fields := strings.Fields(arg)
 	var n int64 = -1
 	if len(fields) >= 1 && len(fields) <= 2 {
-		n, _ = strconv.ParseInt(fields[0], 10, 64)
+		n = chunkSize(fields[0])
 	}
 	last := len(fields) == 2 && strings.EqualFold(fields[1], "LAST")
 	if n < 0 || len(fields) == 2 && !last {
@@ -283,9 +284,27 @@ func (c *conn) bdat(arg string) error {
 		return reply(250, 2, 0, 0, strconv.FormatInt(n, 10)+" octets received")
 	}
 	if !sink.flags.tooBig && !sink.flags.noMemory {
-		sink.flags.bareLineEnding = mailtext.HasBareLineEnding(c.tx.body.Bytes()[c.tx.trace:])
+		body := c.tx.body.Bytes()[c.tx.trace:]
+		sink.flags.bareLineEnding = mailtext.HasBareLineEnding(body)
+		sink.flags.longLine = hasLongLine(body, c.srv.opts.Config.MaxLineLength)
 	}
 	return c.finishMessage()
+}
+
+// chunkSize reads a BDAT chunk-size (RFC 3030 §2: 1*DIGIT); -1 when it
+// is anything else or does not fit, since such a chunk cannot be read
+// past.
+func chunkSize(s string) int64 {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return -1
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 // transferFailed ends a connection whose message content did not arrive

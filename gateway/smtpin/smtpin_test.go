@@ -53,6 +53,7 @@ func (f *fakeSpool) count() int {
 type inboundFixture struct {
 	addr, tlsAddr string
 	spool         *fakeSpool
+	srv           *Server
 }
 
 func testInboundConfig(t testing.TB) config.Inbound {
@@ -108,7 +109,7 @@ func startInboundWith(t testing.TB, cfg config.Inbound, change func(*Options)) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.addr, f.tlsAddr = l.Addr().String(), lt.Addr().String()
+	f.addr, f.tlsAddr, f.srv = l.Addr().String(), lt.Addr().String(), srv
 	go srv.Serve(l)
 	go srv.ServeImplicitTLS(lt)
 	t.Cleanup(func() {
@@ -419,4 +420,10 @@ func TestInboundSpoolFailureHidesDetails(t *testing.T) {
 	if hasLine(lines, "secret") || hasLine(lines, "disk") {
 		t.Errorf("internal error text reached the client: %q", lines)
 	}
+}
+
+func (s *Server) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
 }
