@@ -31,6 +31,7 @@ const pressureIdle = 10 * time.Second
 // goroutine runs it from greeting to close.
 type conn struct {
 	srv      *Server
+	raw      net.Conn // the socket, set once: what Shutdown cuts
 	nc       net.Conn // the socket, or the TLS connection over it
 	dc       *deadlineConn
 	br       *bufio.Reader
@@ -93,11 +94,11 @@ func (c *conn) serve() {
 	c.writeReply(&smtp.SMTPError{Code: 220, EnhancedCode: smtp.NoEnhancedCode, Message: opts.Hostname + " ESMTP ready"})
 	idle := opts.Config.IdleTimeout.D()
 	for {
-		// Under pressure (most slots taken), a client that is not in a
-		// transaction gets a short idle time: it must not hold a slot
+		// Under pressure (most slots taken), a client without a
+		// transaction that has a recipient gets a short idle time: it must not hold a slot
 		// doing nothing while others are refused.
 		c.dc.idle = idle
-		if c.tx == nil && c.srv.limits.underPressure() {
+		if (c.tx == nil || len(c.tx.rcpts) == 0) && c.srv.limits.underPressure() {
 			c.dc.idle = min(idle, pressureIdle)
 		}
 		line, err := readCommand(c.br, opts.Config.MaxLineLength)
@@ -214,7 +215,11 @@ func (c *conn) dispatch(line string) bool {
 	}
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
-		if se.Code >= 500 && se.Code != 550 && se.Code != 552 && se.Code != 554 && se.Code != 535 {
+		// Refusals of a message (after DATA or BDAT) and of AUTH (which
+		// has its own limit) are the client's content, not its errors;
+		// every other 5xx counts, relay refusals included, as Postfix's
+		// error limit does.
+		if se.Code >= 500 && verb != "DATA" && verb != "BDAT" && verb != "AUTH" {
 			c.bad++
 		}
 		if c.bad >= maxBadCommands {
@@ -242,6 +247,8 @@ func reply(code, a, b, d int, msg string) *smtp.SMTPError {
 // commands are waiting (RFC 2920 §3.2: the server may hold replies while
 // input is pending, and must flush before it would block).
 func (c *conn) writeReply(r *smtp.SMTPError) {
+	// Every write may flush a full buffer: each gets a fresh deadline.
+	c.nc.SetWriteDeadline(time.Now().Add(max(c.srv.opts.Config.IdleTimeout.D(), time.Second)))
 	lines := strings.Split(r.Message, "\n")
 	for i, l := range lines {
 		sep := " "

@@ -48,7 +48,7 @@ type receivedFacts struct {
 // sanitizeTrace keeps client-supplied text from breaking the header.
 func sanitizeTrace(s string) string {
 	return strings.Map(func(r rune) rune {
-		if r < 0x21 || r == 0x7f || r == '(' || r == ')' || r == ';' {
+		if r < 0x21 || r >= 0x7f || r == '(' || r == ')' || r == ';' {
 			return '_'
 		}
 		return r

@@ -153,6 +153,7 @@ func (s *Server) newConn(nc net.Conn, implicitTLS bool) *conn {
 		c.clientIP = ap.Addr().Unmap()
 	}
 	c.trusted = s.isTrusted(c.clientIP)
+	c.raw = nc
 	if implicitTLS {
 		nc = tls.Server(nc, s.opts.TLSConfig)
 	}
@@ -185,7 +186,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	n := len(s.conns)
 	for c := range s.conns {
-		c.nc.Close()
+		// The socket, not the TLS layer over it: a TLS close waits to
+		// send its close_notify to a client that may not read.
+		c.raw.Close()
 	}
 	s.mu.Unlock()
 	stopped := make(chan struct{})

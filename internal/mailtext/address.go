@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/net/idna"
@@ -119,6 +120,9 @@ func canonicalLiteral(d string) (string, error) {
 // characters are refused. A bare local part without "@" (RCPT
 // TO:<postmaster>) is returned unchanged with domain "".
 func CanonicalAddress(s string) (addr, domain string, err error) {
+	if strings.IndexFunc(s, unicode.IsControl) >= 0 {
+		return "", "", ErrControlChar // C0, DEL and C1 (U+0080–U+009F) alike
+	}
 	if strings.HasPrefix(s, "@") { // source route
 		i := strings.IndexByte(s, ':')
 		if i < 0 {

@@ -27,6 +27,8 @@ func TestCanonicalAddress(t *testing.T) {
 		{"a@x\x00.example", "", "", ErrControlChar},
 		{"\"a\x01\"@x.example", "", "", ErrControlChar},
 		{"a\rb@x.example", "", "", ErrControlChar},
+		{"a\u0085b@x.example", "", "", ErrControlChar}, // C1 NEL
+		{"a@x\u009b.example", "", "", ErrControlChar},  // C1 CSI
 		{"a b@x.example", "", "", ErrBadAddress},
 		{"a..b@x.example", "", "", ErrBadAddress},
 		{`"unterminated@x.example`, "", "", ErrBadAddress},
