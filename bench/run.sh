@@ -5,7 +5,9 @@
 # and the gateway asks it (outbound.dns_resolver, outbound.smtp_port, and
 # allowed_private_networks so that a loopback MX may be used). It sends N
 # messages of SIZE bytes at each concurrency. The spool fsyncs as in
-# production. MODE=smarthost relays through outbound.smarthost instead.
+# production. It prints accepted/s, delivered/s, the accept latency, the
+# gateway's CPU per message and its peak RSS. MODE=smarthost relays
+# through outbound.smarthost instead.
 #
 #   bash bench/run.sh            # N=5000 SIZE=10240 C="1 10 50"
 #   N=2000 C="10" bash bench/run.sh

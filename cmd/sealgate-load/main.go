@@ -71,6 +71,7 @@ func run(addr string, n, c, size, perConn int, sinkAddr string, wait time.Durati
 	}
 	body := makeMessage(size)
 
+	cpu0, cpuErr := cpuTime(pid)
 	var next, deferred atomic.Int64
 	latencies := make([][]time.Duration, c)
 	errs := make([]error, c)
@@ -109,6 +110,9 @@ func run(addr string, n, c, size, perConn int, sinkAddr string, wait time.Durati
 			got, len(all), float64(got)/d.Seconds(), d.Round(time.Millisecond))
 	}
 	if pid != 0 {
+		if cpu1, err := cpuTime(pid); err == nil && cpuErr == nil && len(all) > 0 {
+			fmt.Printf("gateway CPU: %.3f ms per message\n", float64((cpu1-cpu0).Microseconds())/1000/float64(len(all)))
+		}
 		if hwm, err := peakRSS(pid); err == nil {
 			fmt.Printf("gateway peak RSS: %s\n", hwm)
 		} else {
@@ -262,3 +266,28 @@ type discardLog struct{}
 
 func (discardLog) Printf(string, ...any) {}
 func (discardLog) Println(...any)        {}
+
+// cpuTime is the CPU time (user + system) pid has used so far.
+func cpuTime(pid int) (time.Duration, error) {
+	if pid == 0 {
+		return 0, errors.New("no pid")
+	}
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses and may
+	// hold spaces: utime and stime are the 14th and 15th of the line.
+	s := string(data)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 13 {
+		return 0, errors.New("short /proc stat")
+	}
+	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
+	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, errors.New("bad /proc stat")
+	}
+	const ticks = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / ticks, nil
+}
