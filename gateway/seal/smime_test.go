@@ -10,6 +10,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -24,7 +25,7 @@ import (
 
 // testCertificate makes a self-signed S/MIME certificate for email
 // ("rsa" or "ec" key) and its store entry, as keys import makes it.
-func testCertificate(t *testing.T, email, kind string) *certs.SMIMERecipient {
+func testCertificate(t *testing.T, email, kind string, extra ...pkix.Extension) *certs.SMIMERecipient {
 	t.Helper()
 	var pub any
 	var signer crypto.Signer
@@ -48,6 +49,7 @@ func testCertificate(t *testing.T, email, kind string) *certs.SMIMERecipient {
 		SerialNumber: big.NewInt(int64(len(email)) + 0x100), Subject: pkix.Name{CommonName: email},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: usage,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection}, EmailAddresses: []string{email},
+		ExtraExtensions: extra,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, signer)
 	if err != nil {
@@ -122,5 +124,35 @@ func TestSMIMEWithoutCertificate(t *testing.T) {
 	act = s.Prepare(context.Background(), &queue.Message{ID: "q1"}, group, []byte("From a@org.test\r\n\r\nbody\r\n"))
 	if o := act.Outcome; o == nil || !o.Permanent || o.Status != "5.6.0" || !strings.Contains(o.Message, "cannot be encrypted with S/MIME") {
 		t.Errorf("malformed header at the end of the chain: %+v", act.Outcome)
+	}
+}
+
+// gcmCapability is an smimeCapabilities extension (RFC 4262) listing
+// AES-256-GCM.
+func gcmCapability() pkix.Extension {
+	// SMIMECapabilities ::= SEQUENCE OF SEQUENCE { capabilityID, … }
+	value, _ := asn1.Marshal([]struct{ ID asn1.ObjectIdentifier }{{asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 46}}})
+	return pkix.Extension{Id: asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 15}, Value: value}
+}
+
+func TestSMIMEUsesGCMOnlyWhenEveryCertificateListsIt(t *testing.T) {
+	both := certificateBook{
+		"b@dest.test": testCertificate(t, "b@dest.test", "ec", gcmCapability()),
+		"c@dest.test": testCertificate(t, "c@dest.test", "rsa", gcmCapability()),
+		"d@dest.test": testCertificate(t, "d@dest.test", "rsa"),
+	}
+	s := NewSMIME(SMIMEOptions{Certificates: both, Subject: "Encrypted message"})
+	for rcpts, want := range map[string]string{
+		"b@dest.test c@dest.test": "smime: S/MIME authenveloped-data, aes256-gcm encrypted to ",
+		"b@dest.test d@dest.test": "smime: S/MIME enveloped-data, aes256-cbc encrypted to ",
+	} {
+		act := s.Prepare(context.Background(), &queue.Message{ID: "q1"},
+			scheduler.Group{Domain: "dest.test", Method: "smime", Rcpts: strings.Fields(rcpts)}, []byte(smimeTestMessage))
+		if !strings.HasPrefix(act.Protection, want) {
+			t.Errorf("%s: protection %q, want %q…", rcpts, act.Protection, want)
+		}
+		if gcm := strings.Contains(want, "gcm"); gcm != bytes.Contains(act.Send, []byte("smime-type=authEnveloped-data")) {
+			t.Errorf("%s: outer Content-Type does not match the cipher:\n%.400s", rcpts, act.Send)
+		}
 	}
 }
