@@ -17,8 +17,18 @@
 // that refuses AES-256), SEIPD v2 with AEAD when every recipient key
 // advertises it, else SEIPD v1 with MDC, never CAST5 or 3DES.
 //
-// It does not discover keys (WKD, OPENPGPKEY), build MIME (gateway/seal
-// does) or hold S/MIME certificates yet.
+// The same store keeps S/MIME recipient certificates (smime_keys.go):
+// PEM, DER or PKCS #7 certs-only bundles, one entry per rfc822Name,
+// named by the SHA-256 fingerprint of the certificate and showing its
+// serial and issuer. An import is checked as VerifySMIMERecipient checks
+// an explicitly imported certificate (valid now, a key and usage that
+// allow email encryption, an email address; no chain required); private
+// keys and PKCS #12 files are refused, CA certificates in a bundle are
+// passed over. A stored certificate is checked again each time it is
+// used.
+//
+// It does not discover keys (WKD, OPENPGPKEY, SMIMEA) or build
+// PGP/MIME (gateway/seal does).
 //
 // S/MIME encryption (smime*.go): BuildSMIME turns a spooled message into
 // an RFC 8551 application/pkcs7-mime message, header fields protected as

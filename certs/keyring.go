@@ -34,11 +34,16 @@ func NewKeyring(store KeyStore, now func() time.Time) *Keyring {
 	return &Keyring{store: store, now: now}
 }
 
-// ImportKeys checks and stores the public keys in data (armored or binary
-// OpenPGP) and returns the entries it stored. Nothing is stored when any
-// key in data is refused (ErrBadKey).
+// ImportKeys checks and stores the public keys in data — armored or
+// binary OpenPGP (ParseOpenPGP), or S/MIME certificates in PEM, DER or
+// a PKCS #7 bundle (ParseSMIME) — and returns the entries it stored.
+// Nothing is stored when any key in data is refused (ErrBadKey).
 func (r *Keyring) ImportKeys(data []byte) ([]Key, error) {
-	keys, err := ParseOpenPGP(data, r.now())
+	parse := ParseOpenPGP
+	if looksLikeSMIME(data) {
+		parse = ParseSMIME
+	}
+	keys, err := parse(data, r.now())
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,7 @@ var (
 // Key kinds.
 const (
 	KindOpenPGP = "openpgp"
+	KindSMIME   = "smime"
 )
 
 // Key sources: where a stored key came from.
@@ -32,19 +33,32 @@ const (
 
 // Key is one entry of the key store: one correspondent address and one
 // public key that may be used to encrypt to it. A key with two email
-// user IDs is two entries with the same fingerprint.
+// user IDs (a certificate with two rfc822Names) is two entries with the
+// same fingerprint.
+//
+// For an OpenPGP key the fingerprint is the primary key's; for an
+// S/MIME certificate it is the SHA-256 of the certificate's DER, as
+// `openssl x509 -noout -fingerprint -sha256` prints it (without the
+// colons). A serial number alone does not name a certificate — it is
+// unique only per issuer — so the fingerprint is what removes one.
 type Key struct {
 	Address     string    `json:"address"` // KeyAddress form
-	Kind        string    `json:"kind"`    // KindOpenPGP
+	Kind        string    `json:"kind"`    // KindOpenPGP or KindSMIME
 	Fingerprint string    `json:"fingerprint"`
-	Algorithm   string    `json:"algorithm"` // of the encryption (sub)key, e.g. "RSA-3072", "X25519"
-	Created     time.Time `json:"created"`
+	Algorithm   string    `json:"algorithm"`        // of the encryption (sub)key, e.g. "RSA-3072", "X25519", "EC-P256"
+	Created     time.Time `json:"created"`          // a certificate's notBefore
 	Expires     time.Time `json:"expires,omitzero"` // zero: never
 	Source      string    `json:"source"`           // SourceImport
 	Added       time.Time `json:"added"`
 	UserID      string    `json:"user_id,omitempty"` // the user ID the address was taken from
-	// Data is the public key (binary OpenPGP transferable public key).
-	// It is public, but bulky: listings leave it out.
+	// Serial (hex), Subject and Issuer identify an S/MIME certificate
+	// as mail clients and CMS do (issuer and serial number).
+	Serial  string `json:"serial,omitempty"`
+	Subject string `json:"subject,omitempty"`
+	Issuer  string `json:"issuer,omitempty"`
+	// Data is the public key (binary OpenPGP transferable public key, or
+	// the certificate's DER). It is public, but bulky: listings leave it
+	// out.
 	Data []byte `json:"data,omitempty"`
 }
 

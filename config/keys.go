@@ -9,6 +9,10 @@ type Keys struct {
 	// recipients' OpenPGP keys. Off, a chain that reaches pgp holds the
 	// recipient as "not provided".
 	PGP bool `yaml:"pgp"`
+	// SMIME provides the smime chain method: S/MIME (RFC 8551)
+	// enveloped data to the recipients' certificates. Off, a chain that
+	// reaches smime holds the recipient as "not provided".
+	SMIME bool `yaml:"smime"`
 	// EncryptedSubject replaces the Subject outside an encrypted
 	// message; the real one travels inside (protected headers).
 	EncryptedSubject string `yaml:"encrypted_subject"`

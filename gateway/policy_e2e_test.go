@@ -58,13 +58,16 @@ func TestDefaultEscalationHoldsUntilEncryptionExists(t *testing.T) {
 	sink := e.destination("dest.test", "127.0.0.2", testutil.SinkOptions{TLS: true, CA: e.ca})
 	id := e.send("alice@org.test", []string{"bob@dest.test"}, message("[encrypt] results", "x"))
 	m := e.waitState(id, "bob@dest.test", queue.StateDeferred)
-	// No OpenPGP key: pgp is skipped with the reason; smime is not
-	// provided yet and holds.
-	if r := m.Recipients[0]; r.Method() != "smime" || !strings.Contains(r.LastError, "needs smime") {
+	// No OpenPGP key and no S/MIME certificate: pgp and smime are
+	// skipped with their reasons; escrow is not provided yet and holds.
+	if r := m.Recipients[0]; r.Method() != "escrow" || !strings.Contains(r.LastError, "needs escrow") {
 		t.Errorf("recipient %+v", r)
 	}
 	if !hasEvent(m, "skipped", "bob@dest.test: method pgp skipped: no OpenPGP key for bob@dest.test") {
 		t.Errorf("history does not say why pgp was skipped: %+v", m.Events)
+	}
+	if !hasEvent(m, "skipped", "bob@dest.test: method smime skipped: no S/MIME certificate for bob@dest.test") {
+		t.Errorf("history does not say why smime was skipped: %+v", m.Events)
 	}
 	if len(sink.Messages()) != 0 {
 		t.Error("an escalated message went out by plain TLS")

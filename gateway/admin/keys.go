@@ -17,7 +17,8 @@ import (
 // implements them directly (the server is stopped and the CLI opens the
 // data dir itself); AdminClient implements them over the admin API of a
 // running server. ImportKeys checks and stores every key in one file
-// (armored or binary OpenPGP) or refuses the file with an error wrapping
+// (armored or binary OpenPGP; S/MIME certificates in PEM, DER or a
+// PKCS #7 bundle) or refuses the file with an error wrapping
 // certs.ErrBadKey; RemoveKey returns an error wrapping certs.ErrNoKey
 // when no entry has that fingerprint. Listings never carry key material.
 type KeyOps interface {

@@ -1,7 +1,8 @@
 // Package seal holds the chain-method handlers that transform a message
-// before it leaves: for now pgp, which sends PGP/MIME (RFC 3156) to
-// recipients whose OpenPGP keys are in the key store. S/MIME and the
-// escrow notice will live here too.
+// before it leaves: pgp, which sends PGP/MIME (RFC 3156) to recipients
+// whose OpenPGP keys are in the key store, and smime, which sends S/MIME
+// (RFC 8551) to recipients whose certificates are. The escrow notice
+// will live here too.
 //
 // What pgp does: the whole original MIME entity — every part, every
 // attachment byte for byte — is encrypted to the key of every recipient
@@ -15,10 +16,21 @@
 // original Content-* fields and Thread-Topic (which repeats the Subject)
 // are gone.
 //
-// What it does not do: sign (sealgate holds no user's key), discover
+// What smime does: the same, as one application/pkcs7-mime
+// enveloped-data message built by certs.BuildSMIME (RFC 9788 header
+// protection, hp="cipher"): AES-256-GCM when every recipient's
+// certificate lists it in its S/MIME capabilities, else AES-256-CBC;
+// RSA key transport (PKCS #1 v1.5, which every client reads) or ECDH
+// key agreement. Each certificate is checked at the moment of use
+// (valid now, key usage and extended key usage allow email encryption,
+// it names the address), and the attempt record names every
+// certificate by serial and fingerprint with its algorithms.
+//
+// What they do not do: sign (sealgate holds no user's key), discover
 // keys (certs will), or split a group whose recipients are partly
 // without a key — such a group skips to the next method of the chain,
-// with the reason in the message's history. The scheduler DKIM-signs
-// the form this package returns, and delivers it over the TLS the
-// transport policy asks for.
+// with the reason in the message's history, or, when the method ends
+// the chain, is held with that reason. The scheduler DKIM-signs the
+// form this package returns, and delivers it over the TLS the transport
+// policy asks for.
 package seal
