@@ -59,8 +59,9 @@ func TestDefaultEscalationHoldsUntilEncryptionExists(t *testing.T) {
 	id := e.send("alice@org.test", []string{"bob@dest.test"}, message("[encrypt] results", "x"))
 	m := e.waitState(id, "bob@dest.test", queue.StateDeferred)
 	// No OpenPGP key: pgp is skipped with the reason; smime is not
-	// provided yet and holds.
-	if r := m.Recipients[0]; r.Method() != "smime" || !strings.Contains(r.LastError, "needs smime") {
+	// provided and skipped; escrow without a portal is not provided
+	// either and, at the end of the chain, holds.
+	if r := m.Recipients[0]; r.Method() != "escrow" || !strings.Contains(r.LastError, "needs escrow") {
 		t.Errorf("recipient %+v", r)
 	}
 	if !hasEvent(m, "skipped", "bob@dest.test: method pgp skipped: no OpenPGP key for bob@dest.test") {
