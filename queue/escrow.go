@@ -72,6 +72,7 @@ const (
 
 // Escrow event kinds, in the order a recipient meets them.
 const (
+	EscrowLinkIssued   = "link issued"
 	EscrowNoticeSent   = "notice sent"
 	EscrowCodeSent     = "code sent"
 	EscrowCodeFailed   = "code failed"
@@ -316,8 +317,8 @@ func (e *Escrow) Deposit(d EscrowDeposit, body []byte) (rcptID, token string, er
 			m.Recipients = append(m.Recipients, r.ID)
 		}
 		r.TokenHashes = append(r.TokenHashes, hash)
-		r.Events = append(r.Events, EscrowEvent{Time: now, Kind: EscrowNoticeSent, Client: d.Client,
-			Detail: "notice with a new link handed to delivery (queue ID " + d.QueueID + ")"})
+		r.Events = append(r.Events, EscrowEvent{Time: now, Kind: EscrowLinkIssued, Client: d.Client,
+			Detail: fmt.Sprintf("link %d for a notice (queue ID %s)", len(r.TokenHashes), d.QueueID)})
 		rcptID = r.ID
 		if err := tx.Bucket(bucketEscrowTokens).Put([]byte(hash), []byte(r.ID)); err != nil {
 			return err
@@ -486,5 +487,19 @@ func (e *Escrow) Record(token, kind, client, detail string) error {
 	return e.updateByToken(token, func(r *EscrowRecipient, _ *EscrowMessage, now time.Time) error {
 		r.Events = append(r.Events, EscrowEvent{Time: now, Kind: kind, Client: client, Detail: detail})
 		return nil
+	})
+}
+
+// RecordFor adds an event to the access log of a recipient by its
+// access record ID, whatever the message's state (the notice's fate is
+// logged even if the message was revoked meanwhile).
+func (e *Escrow) RecordFor(rcptID, kind, client, detail string) error {
+	return e.s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
+		r, err := e.getRecipient(tx, rcptID)
+		if err != nil {
+			return err
+		}
+		r.Events = append(r.Events, EscrowEvent{Time: e.now(), Kind: kind, Client: client, Detail: detail})
+		return e.putRecipient(tx, r)
 	})
 }

@@ -168,11 +168,11 @@ func TestEscrowCodeSingleUseTriesAndRate(t *testing.T) {
 	var kinds []string
 	for _, ev := range en.Recipient.Events {
 		kinds = append(kinds, ev.Kind)
-		if ev.Kind != EscrowNoticeSent && ev.Client != "192.0.2.1" {
+		if ev.Kind != EscrowLinkIssued && ev.Client != "192.0.2.1" {
 			t.Errorf("event without the client address: %+v", ev)
 		}
 	}
-	for _, want := range []string{EscrowNoticeSent, EscrowCodeSent, EscrowCodeFailed, EscrowOpened, EscrowLocked} {
+	for _, want := range []string{EscrowLinkIssued, EscrowCodeSent, EscrowCodeFailed, EscrowOpened, EscrowLocked} {
 		if !strings.Contains(strings.Join(kinds, ","), want) {
 			t.Errorf("events %v lack %q", kinds, want)
 		}
