@@ -19,6 +19,8 @@ type Config struct {
 	Outbound Outbound `yaml:"outbound"`
 	DKIM     DKIM     `yaml:"dkim"`
 	Keys     Keys     `yaml:"keys"`
+	Escrow   Escrow   `yaml:"escrow"`
+	Portal   Portal   `yaml:"portal"`
 	Policy   Policy   `yaml:"policy"`
 
 	// Source is the file the config was loaded from ("" for the embedded

@@ -162,6 +162,7 @@ func (v *validator) validate(c *Config) {
 	v.positive("outbound.tls_monitor.concurrency", int64(out.TLSMonitor.Concurrency))
 	v.validateDKIM(&c.DKIM)
 	v.validateKeys(&c.Keys)
+	v.validateEscrow(&c.Escrow, &c.Portal)
 	v.validatePolicy(&c.Policy)
 }
 

@@ -41,6 +41,7 @@ type Gateway struct {
 	logger *slog.Logger
 
 	store     *queue.Store
+	escrow    *queue.Escrow  // nil unless escrow is on (escrow.enabled and a portal)
 	keys      *certs.Keyring // correspondents' public keys, sealed in the spool
 	certs     *certs.CertReloader
 	tlsConfig *tls.Config
@@ -51,10 +52,11 @@ type Gateway struct {
 	tlsrpt    *report.TLSReporter // nil unless outbound.tlsrpt.enabled
 	policy    atomic.Pointer[policy.Engine]
 	admin     *http.Server
+	portal    *http.Server // nil unless escrow is on
 	ready     atomic.Bool
 
-	smtpLn, implicitLn, adminLn net.Listener
-	adminToken                  string
+	smtpLn, implicitLn, adminLn, portalLn net.Listener
+	adminToken                            string
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -140,6 +142,12 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	}
 
 	g := &Gateway{cfg: cfg, logger: logger, store: store, certs: reloader, adminToken: adminToken}
+	if cfg.EscrowOn() {
+		if g.escrow, err = store.OpenEscrow(queue.EscrowOptions{KeyFile: cfg.EscrowKeyFile(), Expiry: cfg.Escrow.Expiry.D()}); err != nil {
+			store.Close()
+			return nil, err
+		}
+	}
 	g.keys = certs.NewKeyring(certs.NewSpoolKeyStore(store), nil)
 	g.tlsConfig = certs.ServerTLSConfig(reloader)
 	g.deliverer = delivery.New(delivery.Options{
@@ -243,6 +251,17 @@ func (g *Gateway) Start() error {
 		}
 	}
 
+	if g.escrow != nil {
+		if g.portalLn, err = g.listenPortal(); err != nil {
+			for _, l := range []net.Listener{g.smtpLn, g.implicitLn, g.adminLn} {
+				if l != nil {
+					l.Close()
+				}
+			}
+			return err
+		}
+	}
+
 	ctx, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
 	g.goServe("scheduler", func() error { return g.sched.Run(ctx) })
@@ -269,11 +288,15 @@ func (g *Gateway) Start() error {
 		}
 		g.goServe("admin", func() error { return g.admin.Serve(g.adminLn) })
 	}
+	if g.portalLn != nil {
+		g.startPortal(ctx)
+	}
 	g.ready.Store(true)
 	g.logger.Info("sealgate started",
 		"smtp", g.smtpLn.Addr().String(),
 		"smtps", addrString(g.implicitLn),
 		"admin", addrString(g.adminLn),
+		"portal", addrString(g.portalLn),
 		"data_dir", g.cfg.DataDir)
 	return nil
 }
@@ -410,6 +433,11 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	if g.admin != nil {
 		if err := g.admin.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("admin: %w", err))
+		}
+	}
+	if g.portal != nil {
+		if err := g.portal.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("portal: %w", err))
 		}
 	}
 	stopped := make(chan struct{})

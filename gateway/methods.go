@@ -8,9 +8,9 @@ import (
 
 // methods are the chain-method handlers this node provides: the ones
 // that need nothing but the transport, and those that transform the
-// message when they are configured (keys.pgp, keys.smime). A method
-// without a handler (escrow for now, or one switched off) holds its
-// recipients as "not provided".
+// message when they are configured (keys.pgp, keys.smime; escrow with a
+// portal). A method without a handler is skipped to the next of the
+// chain, or at its end holds its recipients as "not provided".
 func (g *Gateway) methods() scheduler.Methods {
 	m := scheduler.Builtin()
 	if g.cfg.Keys.PGP {
@@ -20,6 +20,12 @@ func (g *Gateway) methods() scheduler.Methods {
 	if g.cfg.Keys.SMIME {
 		m[string(policy.MethodSMIME)] = seal.NewSMIME(seal.SMIMEOptions{Certificates: g.keys, Subject: g.cfg.Keys.EncryptedSubject,
 			Logger: g.logger.With("component", "seal")})
+	}
+	if g.escrow != nil {
+		e := g.cfg.Escrow
+		m[string(policy.MethodEscrow)] = seal.NewEscrow(seal.EscrowOptions{Store: g.escrow, PublicURL: g.cfg.Portal.PublicURL,
+			Hostname: g.cfg.ServerHostname(), Organization: e.Organization, LogoURL: e.LogoURL, AccentColor: e.AccentColor,
+			Subject: e.NoticeSubject, SubjectInNotice: e.SubjectInNotice, Logger: g.logger.With("component", "escrow")})
 	}
 	return m
 }

@@ -59,7 +59,8 @@ func TestDefaultEscalationHoldsUntilEncryptionExists(t *testing.T) {
 	id := e.send("alice@org.test", []string{"bob@dest.test"}, message("[encrypt] results", "x"))
 	m := e.waitState(id, "bob@dest.test", queue.StateDeferred)
 	// No OpenPGP key and no S/MIME certificate: pgp and smime are
-	// skipped with their reasons; escrow is not provided yet and holds.
+	// skipped with their reasons; escrow without a portal is not
+	// provided and, at the end of the chain, holds.
 	if r := m.Recipients[0]; r.Method() != "escrow" || !strings.Contains(r.LastError, "needs escrow") {
 		t.Errorf("recipient %+v", r)
 	}

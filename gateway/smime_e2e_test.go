@@ -331,7 +331,7 @@ func TestChainPGPThenSMIMEThenEscrow(t *testing.T) {
 		}
 	}
 	for _, r := range m.Recipients {
-		if r.Address == "dave@none.test" && (r.Method() != "escrow" || r.Status != "4.7.0" || !strings.Contains(r.LastError, "needs escrow, which this gateway does not provide yet")) {
+		if r.Address == "dave@none.test" && (r.Method() != "escrow" || r.Status != "4.7.0" || !strings.Contains(r.LastError, "needs escrow, which this gateway does not provide")) {
 			t.Errorf("dave: %+v, want held at escrow as not provided", r)
 		}
 	}

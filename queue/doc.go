@@ -20,6 +20,9 @@
 //   - A bounce and the DSN it causes are written in one transaction.
 //   - A record that cannot be read is quarantined, never dropped, and
 //     can be restored, under the key it was sealed with (quarantine.go).
+//   - Escrowed messages (escrow.go) sit in buckets of their own, each
+//     sealed with a key of its own that the escrow master key wraps; a
+//     recipient's link token is kept only as its hash.
 //   - Finished messages lose their body at once and their record after
 //     Retention, so the file does not grow under steady load (bbolt
 //     reuses freed pages).

@@ -135,38 +135,44 @@ func ReadKeyFile(path string) ([]byte, error) { return readKey(path) }
 // file, that group or others may access, or that has the wrong size.
 // The checks run on the opened file, so the file checked is the file
 // read.
-func readKey(path string) ([]byte, error) {
+func readKey(path string) ([]byte, error) { return readKeyNamed("spool key", path) }
+
+// readKeyNamed is readKey for a key file of another use (what names it
+// in errors: "spool key", "escrow key").
+func readKeyNamed(what, path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("spool key %s: %w", path, err)
+		return nil, fmt.Errorf("%s %s: %w", what, path, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("spool key %s: %w", path, err)
+		return nil, fmt.Errorf("%s %s: %w", what, path, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("spool key %s is not a regular file", path)
+		return nil, fmt.Errorf("%s %s is not a regular file", what, path)
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("spool key %s: %w (mode %04o): only its owner may read it; chmod 600 it", path, safeio.ErrTooOpen, perm)
+		return nil, fmt.Errorf("%s %s: %w (mode %04o): only its owner may read it; chmod 600 it", what, path, safeio.ErrTooOpen, perm)
 	}
 	key, err := io.ReadAll(io.LimitReader(f, keySize+1))
 	if err != nil {
-		return nil, fmt.Errorf("spool key %s: %w", path, err)
+		return nil, fmt.Errorf("%s %s: %w", what, path, err)
 	}
 	if len(key) != keySize {
-		return nil, fmt.Errorf("spool key %s has the wrong size (want %d bytes)", path, keySize)
+		return nil, fmt.Errorf("%s %s has the wrong size (want %d bytes)", what, path, keySize)
 	}
 	return key, nil
 }
 
 // createKey writes a new random key, 0600, never over an existing file.
-func createKey(path string) ([]byte, error) {
+func createKey(path string) ([]byte, error) { return createKeyNamed("spool key", path) }
+
+func createKeyNamed(what, path string) ([]byte, error) {
 	key := make([]byte, keySize)
 	rand.Read(key) // never fails (crypto/rand, Go 1.24+)
 	if err := safeio.CreateFile(path, key, 0o600); err != nil {
-		return nil, fmt.Errorf("spool key %s: %w", path, err)
+		return nil, fmt.Errorf("%s %s: %w", what, path, err)
 	}
 	return key, nil
 }

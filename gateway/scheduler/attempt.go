@@ -133,7 +133,7 @@ func (s *Scheduler) runGroup(ctx context.Context, log *slog.Logger, m *queue.Mes
 	if h, ok := s.opts.Methods[g.Method]; ok {
 		act = h.Prepare(ctx, m, g, body)
 	} else {
-		act = notProvided(g.Method)
+		act = notProvided(g)
 	}
 	if act.Outcome != nil || act.Send == nil {
 		if act.Outcome == nil { // a handler that decided nothing holds, never loses
@@ -181,6 +181,9 @@ func (s *Scheduler) runGroup(ctx context.Context, log *slog.Logger, m *queue.Mes
 	}
 	att, outcomes := s.opts.Deliverer.Deliver(ctx, req)
 	att.Protection = act.Protection
+	if act.Delivered != nil {
+		act.Delivered(outcomes)
+	}
 	if g.Domain != "" && att.MXHost != "" {
 		obs := queue.TLSObservation{Domain: g.Domain, Connected: true, TLSVersion: att.TLSVersion,
 			Verified: att.CertVerified, MTASTSMode: req.TLS.MTASTSMode(), DANE: att.DANE != ""}
@@ -253,6 +256,9 @@ func (s *Scheduler) dueGroups(m *queue.Message, now time.Time) []Group {
 		method := r.Method()
 		hasNext := r.Step+1 < len(r.Chain)
 		key := domain + "\x00" + method + "\x00" + strconv.FormatBool(hasNext)
+		if _, solo := s.opts.Methods[method].(PerRecipient); solo {
+			key += "\x00" + r.Address
+		}
 		i, ok := index[key]
 		if !ok {
 			i = len(groups)

@@ -40,6 +40,12 @@ type Action struct {
 	// transport (the keys it encrypted to), for the attempt record.
 	Protection string
 
+	// Delivered, when set, is told the outcome of delivering Send (per
+	// recipient), after the delivery and before the spool records it: a
+	// method that keeps its own records (escrow's access log) learns
+	// whether its form arrived.
+	Delivered func(outcomes []queue.RcptOutcome)
+
 	// Outcome settles every recipient of the group without a delivery:
 	// a final result (delivered elsewhere, dropped, bounced), a
 	// temporary one (held, with the reason), or Skip to the next method
@@ -54,6 +60,15 @@ type Action struct {
 // encryption) honours ctx.
 type Method interface {
 	Prepare(ctx context.Context, m *queue.Message, g Group, body []byte) Action
+}
+
+// PerRecipient is implemented by a Method whose form differs from one
+// recipient to the next (an escrow notice holds each recipient's own
+// link): the scheduler gives it groups of exactly one recipient, so one
+// recipient never receives what was made for another.
+type PerRecipient interface {
+	Method
+	PerRecipient()
 }
 
 // MethodFunc adapts a function to Method.
@@ -106,11 +121,17 @@ func bounce(context.Context, *queue.Message, Group, []byte) Action {
 		Message: "returned by policy: no method of the chain could deliver (TLS with a verified certificate was required) and the chain ends in bounce"}}
 }
 
-// notProvided holds recipients whose chain needs a method this node has
-// no handler for, until an admin configures it or the message expires.
-func notProvided(method string) Action {
+// notProvided handles recipients whose chain reaches a method this node
+// has no handler for: the next method of the chain is tried, as when a
+// method cannot apply (pgp without a key); at the end of the chain they
+// are held until an admin configures it or the message expires.
+func notProvided(g Group) Action {
+	if g.HasNext {
+		return Action{Outcome: &queue.RcptOutcome{Skip: true, Status: "4.7.0",
+			Message: "this gateway does not provide " + g.Method}}
+	}
 	return Action{Outcome: &queue.RcptOutcome{Status: "4.7.0",
-		Message: "held: the policy chain needs " + method + ", which this gateway does not provide yet"}}
+		Message: "held: the policy chain needs " + g.Method + ", which this gateway does not provide"}}
 }
 
 // recipientRules names the policy rules that decided the group's chain.

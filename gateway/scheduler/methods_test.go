@@ -146,3 +146,87 @@ func TestObservationChanges(t *testing.T) {
 		}
 	}
 }
+
+// soloMethod makes a form naming its one recipient, as an escrow notice
+// holds its recipient's own link, and counts what it was told.
+type soloMethod struct {
+	mu        sync.Mutex
+	groups    [][]string
+	delivered []string
+}
+
+func (m *soloMethod) PerRecipient() {}
+
+func (m *soloMethod) Prepare(_ context.Context, _ *queue.Message, g Group, _ []byte) Action {
+	m.mu.Lock()
+	m.groups = append(m.groups, g.Rcpts)
+	m.mu.Unlock()
+	return Action{Send: []byte("Subject: link\r\n\r\nfor " + strings.Join(g.Rcpts, ",") + "\r\n"),
+		Delivered: func(out []queue.RcptOutcome) {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			for _, o := range out {
+				if o.Delivered {
+					m.delivered = append(m.delivered, o.Address)
+				}
+			}
+		}}
+}
+
+// TestPerRecipientMethodAndMissingMethodSkipped: a method the node
+// does not provide, with more chain after it, is skipped with the
+// reason; a PerRecipient method gets (and sends to) one recipient at a
+// time, and hears how its form fared.
+func TestPerRecipientMethodAndMissingMethodSkipped(t *testing.T) {
+	dir := t.TempDir()
+	st, err := queue.Open(queue.Options{Path: filepath.Join(dir, "s.db"), KeyFile: filepath.Join(dir, "k")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	chain := []string{"smime", "solo"}
+	env := queue.Envelope{From: "a@org.test", Recipients: []string{"b@x.test", "c@x.test"},
+		Decisions: []queue.RcptDecision{{Chain: chain}, {Chain: chain}}}
+	id, err := st.Enqueue(context.Background(), env, []byte("Subject: s\r\n\r\nsecret\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	solo := &soloMethod{}
+	methods := Builtin()
+	methods["solo"] = solo
+	d := &gateDeliverer{inFlight: map[string]int{}, fail: map[string]bool{}}
+	s := New(Options{Store: st, Deliverer: d, Methods: methods})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, "both recipients delivered", func() bool {
+		m, _ := st.Get(id)
+		return m != nil && m.Recipients[0].State == queue.StateDelivered && m.Recipients[1].State == queue.StateDelivered
+	})
+	d.mu.Lock()
+	for _, c := range d.calls {
+		if len(c.Recipients) != 1 || !bytes.Contains(c.Body, []byte("for "+c.Recipients[0]+"\r\n")) {
+			t.Errorf("delivery to %v of %q: want one recipient and its own form", c.Recipients, c.Body)
+		}
+	}
+	if len(d.calls) != 2 {
+		t.Errorf("%d deliveries, want one per recipient", len(d.calls))
+	}
+	d.mu.Unlock()
+	solo.mu.Lock()
+	if len(solo.groups) != 2 || len(solo.delivered) != 2 {
+		t.Errorf("groups %v, told delivered %v", solo.groups, solo.delivered)
+	}
+	solo.mu.Unlock()
+	m, _ := st.Get(id)
+	n := 0
+	for _, e := range m.Events {
+		if e.Kind == "skipped" && strings.Contains(e.Detail, "method smime skipped: this gateway does not provide smime") {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("history does not say smime was skipped for both: %+v", m.Events)
+	}
+}

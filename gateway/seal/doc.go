@@ -1,8 +1,9 @@
 // Package seal holds the chain-method handlers that transform a message
 // before it leaves: pgp, which sends PGP/MIME (RFC 3156) to recipients
-// whose OpenPGP keys are in the key store, and smime, which sends S/MIME
-// (RFC 8551) to recipients whose certificates are. The escrow notice
-// will live here too.
+// whose OpenPGP keys are in the key store, smime, which sends S/MIME
+// (RFC 8551) to recipients whose certificates are, and escrow
+// (escrow.go), which keeps the message in the escrow store and sends each
+// recipient a notice with a link of their own to the portal.
 //
 // What pgp does: the whole original MIME entity — every part, every
 // attachment byte for byte — is encrypted to the key of every recipient

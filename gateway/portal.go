@@ -1,0 +1,64 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/sealgate/sealgate/certs"
+	"github.com/sealgate/sealgate/gateway/portal"
+	"github.com/sealgate/sealgate/queue"
+)
+
+// listenPortal binds the portal's HTTPS listener (portal.listen) with
+// its certificate: portal.tls, else the gateway's own.
+func (g *Gateway) listenPortal() (net.Listener, error) {
+	tlsConfig := g.tlsConfig
+	if c := g.cfg.Portal.TLS; c.CertFile != "" {
+		reloader, err := certs.NewCertReloader(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("portal.tls: %w", err)
+		}
+		tlsConfig = certs.ServerTLSConfig(reloader)
+	}
+	tlsConfig = tlsConfig.Clone()
+	tlsConfig.NextProtos = []string{"h2", "http/1.1"}
+	tlsConfig.MinVersion = max(tlsConfig.MinVersion, tls.VersionTLS12)
+	ln, err := net.Listen("tcp", g.cfg.Portal.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("portal.listen: %w", err)
+	}
+	return tls.NewListener(ln, tlsConfig), nil
+}
+
+// startPortal serves the portal and sweeps expired escrowed messages.
+func (g *Gateway) startPortal(ctx context.Context) {
+	e, p := g.cfg.Escrow, g.cfg.Portal
+	handler := portal.New(portal.Options{Store: g.escrow, Spool: g.store, Wake: g.sched.Wake,
+		PublicURL: p.PublicURL, MailFrom: g.cfg.PortalMailFrom(), Hostname: g.cfg.ServerHostname(),
+		Organization: e.Organization, LogoURL: e.LogoURL, AccentColor: e.AccentColor,
+		SessionLifetime: p.SessionLifetime.D(), Logger: g.logger.With("component", "portal")}).Handler()
+	g.portal = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute,
+		WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+	}
+	g.goServe("portal", func() error { return g.portal.Serve(g.portalLn) })
+	g.goServe("escrow expiry", func() error {
+		every(ctx, time.Minute, func(context.Context) {
+			if n, err := g.escrow.Sweep(); err != nil {
+				g.logger.Error("escrow expiry", "err", err)
+			} else if n > 0 {
+				g.logger.Info("escrowed messages expired: content destroyed", "messages", n)
+			}
+		})
+		return nil
+	})
+}
+
+// PortalAddr is the address of the portal listener, "" if off.
+func (g *Gateway) PortalAddr() string { return addrString(g.portalLn) }
+
+// Escrow is the escrow store, nil unless escrow is on.
+func (g *Gateway) Escrow() *queue.Escrow { return g.escrow }

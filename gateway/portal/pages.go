@@ -1,0 +1,56 @@
+package portal
+
+import (
+	"embed"
+	"html/template"
+)
+
+// texts are every sentence the portal shows, in one place so that they
+// can be translated later.
+type texts struct {
+	Title, Gone, GoneDetail                                  string
+	Intro, SendCode, CodeSent, CodeLabel, CodeHint, Open     string
+	SendNew, WrongCode, NoCode, TooMany, Failed              string
+	From, To, Cc, Date, Subject, Attachments, RemoteBlocked  string
+	Download, Footer, SessionEnded                           string
+	ReplyTitle, ReplyLabel, ReplyFiles, ReplySend, ReplySent string
+	ReplyTooBig                                              string
+}
+
+var english = texts{
+	Title:         "Secure message",
+	Gone:          "This message is not available",
+	GoneDetail:    "The link is not valid, the message has expired, or the sender has withdrawn it. If you expected a message, ask the sender to send it again.",
+	Intro:         "You have a secure message. To prove that the mailbox it was sent to is yours, we will email a one-time code to it.",
+	SendCode:      "Email me a code",
+	CodeSent:      "We have emailed a code to %s. It is valid for 10 minutes.",
+	CodeLabel:     "One-time code",
+	CodeHint:      "8 digits, from the email we just sent you",
+	Open:          "Open the message",
+	SendNew:       "Send a new code",
+	WrongCode:     "That code is not right. Tries left: %d.",
+	NoCode:        "There is no valid code: it expired, was used, or was entered wrongly too often. Request a new one.",
+	TooMany:       "Too many requests. Please wait a while and try again.",
+	Failed:        "Something went wrong. Please try again.",
+	From:          "From",
+	To:            "To",
+	Cc:            "Cc",
+	Date:          "Date",
+	Subject:       "Subject",
+	Attachments:   "Attachments",
+	RemoteBlocked: "Images and other remote content in this message were blocked for your privacy.",
+	Download:      "Download",
+	Footer:        "This page was sent securely. Close it when you are done.",
+	SessionEnded:  "Your session has ended. Request a new code to read the message again.",
+	ReplyTitle:    "Reply securely",
+	ReplyLabel:    "Your reply",
+	ReplyFiles:    "Attach files (optional)",
+	ReplySend:     "Send reply",
+	ReplySent:     "Your reply was sent securely.",
+	ReplyTooBig:   "The reply is too large.",
+}
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+var pages = template.Must(template.New("").ParseFS(templateFS, "templates/*.html"))

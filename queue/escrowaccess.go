@@ -1,0 +1,256 @@
+package queue
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// One-time codes, revocation, expiry and listing of the escrow store.
+
+// Errors of the code exchange.
+var (
+	// ErrEscrowCodeWrong: the code does not match; the recipient may
+	// try again (until the code's tries are used up).
+	ErrEscrowCodeWrong = errors.New("queue: wrong code")
+	// ErrEscrowCodeVoid: there is no code to check against — none was
+	// sent, it expired, it was used, or too many wrong tries voided it.
+	// A new one must be requested.
+	ErrEscrowCodeVoid = errors.New("queue: no valid code")
+	// ErrEscrowRateLimited: too many codes were requested for this
+	// recipient in the last hour.
+	ErrEscrowRateLimited = errors.New("queue: too many codes requested")
+)
+
+// CodeDigits is the length of a one-time code: 8 digits, so that the
+// tries an attacker holding a forwarded link gets over a message's
+// life (5 per code, 5 codes an hour, 30 days) stay below one in 5,000.
+const CodeDigits = 8
+
+// IssueCode makes a new one-time code for a token's recipient,
+// replacing any earlier code, and returns it with the address to mail
+// it to. It refuses (ErrEscrowRateLimited) past CodesPerHour.
+func (e *Escrow) IssueCode(token, client string) (code, address string, err error) {
+	n, _ := rand.Int(rand.Reader, big.NewInt(100_000_000))
+	code = fmt.Sprintf("%0*d", CodeDigits, n)
+	var salt [16]byte
+	rand.Read(salt[:])
+	err = e.updateByToken(token, func(r *EscrowRecipient, _ *EscrowMessage, now time.Time) error {
+		recent := r.CodesSent[:0:0]
+		for _, t := range r.CodesSent {
+			if now.Sub(t) < time.Hour {
+				recent = append(recent, t)
+			}
+		}
+		r.CodesSent = recent
+		if len(recent) >= e.opts.CodesPerHour {
+			r.Events = append(r.Events, EscrowEvent{Time: now, Kind: EscrowCodeFailed, Client: client, Detail: "code request refused: too many in the last hour"})
+			return ErrEscrowRateLimited
+		}
+		r.CodesSent = append(r.CodesSent, now)
+		r.Code = &EscrowCode{Salt: salt[:], Hash: codeHash(salt[:], code), Expires: now.Add(e.opts.CodeTTL)}
+		r.Events = append(r.Events, EscrowEvent{Time: now, Kind: EscrowCodeSent, Client: client})
+		address = r.Address
+		return nil
+	})
+	if err != nil {
+		return "", "", err
+	}
+	return code, address, nil
+}
+
+func codeHash(salt []byte, code string) []byte {
+	h := sha256.Sum256(append(append([]byte(nil), salt...), code...))
+	return h[:]
+}
+
+// CheckCode checks a code for a token's recipient. The right code is
+// spent (single use) and the recipient's "opened" event recorded; a
+// wrong one counts, and the last allowed wrong try voids the code
+// ("locked"). It returns the tries left with ErrEscrowCodeWrong.
+func (e *Escrow) CheckCode(token, code, client string) (left int, err error) {
+	code = strings.TrimSpace(code)
+	err = e.updateByToken(token, func(r *EscrowRecipient, _ *EscrowMessage, now time.Time) error {
+		c := r.Code
+		if c == nil || !now.Before(c.Expires) {
+			r.Code = nil
+			r.Events = append(r.Events, EscrowEvent{Time: now, Kind: EscrowCodeFailed, Client: client, Detail: "no valid code"})
+			return ErrEscrowCodeVoid
+		}
+		if subtle.ConstantTimeCompare(codeHash(c.Salt, code), c.Hash) == 1 {
+			r.Code = nil
+			if r.Opened.IsZero() {
+				r.Opened = now
+			}
+			r.Events = append(r.Events, EscrowEvent{Time: now, Kind: EscrowOpened, Client: client})
+			return nil
+		}
+		c.Tries++
+		r.Events = append(r.Events, EscrowEvent{Time: now, Kind: EscrowCodeFailed, Client: client, Detail: fmt.Sprintf("wrong code (%d of %d)", c.Tries, e.opts.CodeTries)})
+		if c.Tries >= e.opts.CodeTries {
+			r.Code = nil
+			r.Events = append(r.Events, EscrowEvent{Time: now, Kind: EscrowLocked, Client: client, Detail: "code voided after too many wrong tries"})
+			left = 0
+			return ErrEscrowCodeVoid
+		}
+		left = e.opts.CodeTries - c.Tries
+		return ErrEscrowCodeWrong
+	})
+	return left, err
+}
+
+// Revoke ends access to an escrowed message (ID of the message: every
+// recipient; ID of an access record, "<message>.<n>": that recipient)
+// and, for a whole message, destroys its content. by says who, for the
+// log.
+func (e *Escrow) Revoke(id, by string) error {
+	return e.s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
+		now := e.now()
+		msgID, one, _ := strings.Cut(id, ".")
+		m, err := e.getMessage(tx, msgID)
+		if err != nil {
+			return err
+		}
+		if one != "" {
+			r, err := e.getRecipient(tx, id)
+			if err != nil {
+				return err
+			}
+			for _, h := range r.TokenHashes {
+				if err := tx.Bucket(bucketEscrowTokens).Delete([]byte(h)); err != nil {
+					return err
+				}
+			}
+			r.Code = nil
+			r.Events = append(r.Events, EscrowEvent{Time: now, Kind: EscrowRevoked, Detail: "access revoked by " + by})
+			return e.putRecipient(tx, r)
+		}
+		if !m.Revoked.IsZero() {
+			return nil
+		}
+		m.Revoked, m.RevokedBy = now, by
+		return e.destroy(tx, m, now, EscrowRevoked, "message revoked by "+by)
+	})
+}
+
+// destroy removes a message's content and key and logs kind for each
+// recipient.
+func (e *Escrow) destroy(tx *bolt.Tx, m *EscrowMessage, now time.Time, kind, detail string) error {
+	m.Destroyed, m.WrappedKey = now, nil
+	if err := tx.Bucket(bucketEscrowContent).Delete([]byte(m.ID)); err != nil {
+		return err
+	}
+	for _, id := range m.Recipients {
+		r, err := e.getRecipient(tx, id)
+		if err != nil {
+			return err
+		}
+		r.Code = nil
+		r.Events = append(r.Events, EscrowEvent{Time: now, Kind: kind, Detail: detail})
+		if err := e.putRecipient(tx, r); err != nil {
+			return err
+		}
+	}
+	return e.putMessage(tx, tx.Bucket(bucketEscrowMsgs), m)
+}
+
+// Sweep destroys the content of every message past its expiry and
+// returns how many it destroyed. The records stay, for the audit.
+func (e *Escrow) Sweep() (int, error) {
+	now := e.now()
+	var due []string
+	err := e.s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketEscrowMsgs).ForEach(func(k, _ []byte) error {
+			m, err := e.getMessage(tx, string(k))
+			if err != nil {
+				return err
+			}
+			if m.Destroyed.IsZero() && !now.Before(m.Expires) {
+				due = append(due, m.ID)
+			}
+			return nil
+		})
+	})
+	if err != nil || len(due) == 0 {
+		return 0, err
+	}
+	err = e.s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
+		for _, id := range due {
+			m, err := e.getMessage(tx, id)
+			if err != nil {
+				return err
+			}
+			if m.Destroyed.IsZero() {
+				if err := e.destroy(tx, m, now, EscrowExpired, "content destroyed at expiry"); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return len(due), err
+}
+
+// List returns every recipient's access record with its message,
+// oldest first.
+func (e *Escrow) List() ([]EscrowEntry, error) {
+	var out []EscrowEntry
+	err := e.s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketEscrowMsgs).ForEach(func(k, _ []byte) error {
+			m, err := e.getMessage(tx, string(k))
+			if err != nil {
+				return err
+			}
+			for _, id := range m.Recipients {
+				r, err := e.getRecipient(tx, id)
+				if err != nil {
+					return err
+				}
+				out = append(out, EscrowEntry{Message: *m, Recipient: *r})
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Show returns the records of a message ID (every recipient) or of an
+// access record ID (that recipient).
+func (e *Escrow) Show(id string) ([]EscrowEntry, error) {
+	all, err := e.List()
+	if err != nil {
+		return nil, err
+	}
+	var out []EscrowEntry
+	for _, en := range all {
+		if en.Message.ID == id || en.Recipient.ID == id {
+			out = append(out, en)
+		}
+	}
+	if len(out) == 0 {
+		return nil, ErrEscrowGone
+	}
+	return out, nil
+}
+
+// ForQueueID returns the access records of the message escrowed from
+// a spool message, for queue show.
+func (e *Escrow) ForQueueID(queueID string) ([]EscrowEntry, error) {
+	var id string
+	e.s.view(func(tx *bolt.Tx) error {
+		id = string(tx.Bucket(bucketEscrowQueue).Get([]byte(queueID)))
+		return nil
+	})
+	if id == "" {
+		return nil, nil
+	}
+	return e.Show(id)
+}
