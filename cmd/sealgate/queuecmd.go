@@ -208,7 +208,6 @@ func printQueueRow(tw io.Writer, m queue.Message) {
 		m.Size, from, len(m.Recipients), state, next)
 }
 
-
 // summarise gives a one-word state of a message and its next attempt.
 func summarise(m queue.Message) (string, string) {
 	counts := map[queue.State]int{}
