@@ -133,7 +133,7 @@ func (r *Keyring) candidates(keys []Key, kind string, now time.Time) (out []Key,
 		return out, true
 	}
 	for _, k := range keys {
-		if now.Before(k.Until) && (r.disc == nil || r.disc.source.Uses(k.Source)) {
+		if now.Before(k.Until) && r.disc != nil && r.disc.source.Uses(k.Source) {
 			out = append(out, k)
 		}
 	}

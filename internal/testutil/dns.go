@@ -4,6 +4,7 @@
 package testutil
 
 import (
+	"encoding/base64"
 	"net"
 	"strconv"
 	"strings"
@@ -124,6 +125,12 @@ func (s *DNSServer) AddTXT(name string, txt ...string) {
 // AddTLSA adds a TLSA record (data in hex).
 func (s *DNSServer) AddTLSA(name string, usage, selector, matching uint8, data string) {
 	s.add(dns.Fqdn(name) + " 300 IN TLSA " + strconv.Itoa(int(usage)) + " " + strconv.Itoa(int(selector)) + " " + strconv.Itoa(int(matching)) + " " + data)
+}
+
+// AddOPENPGPKEY adds an OPENPGPKEY record (RFC 7929) holding key, a
+// binary OpenPGP key block, at name.
+func (s *DNSServer) AddOPENPGPKEY(name string, key []byte) {
+	s.add(dns.Fqdn(name) + " 300 IN OPENPGPKEY " + base64.StdEncoding.EncodeToString(key))
 }
 
 // ReplaceTXT replaces every TXT record of name.
