@@ -17,8 +17,18 @@
 // that refuses AES-256), SEIPD v2 with AEAD when every recipient key
 // advertises it, else SEIPD v1 with MDC, never CAST5 or 3DES.
 //
-// It does not discover keys (WKD, OPENPGPKEY), build MIME (gateway/seal
-// does) or hold S/MIME certificates yet.
+// Discovery (discover*.go): a keyring made with NewDiscoveringKeyring
+// asks an OpenPGPDiscoverer (certs/discovery does the network I/O: WKD,
+// OPENPGPKEY) when the store has no key for an address and none was
+// imported for it, keeps what it finds marked with its source until
+// Key.Until, remembers a lookup that found nothing for a short while,
+// lets one lookup per address run at a time, and keeps at most a
+// bounded number of discovered entries. A discovered key is checked as
+// an import is (DiscoveredOpenPGP) and must carry a valid user ID for
+// the address asked for; it never replaces an imported one.
+//
+// It does not build MIME (gateway/seal does) or hold S/MIME
+// certificates yet.
 //
 // S/MIME encryption (smime*.go): BuildSMIME turns a spooled message into
 // an RFC 8551 application/pkcs7-mime message, header fields protected as

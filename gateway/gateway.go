@@ -140,7 +140,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	}
 
 	g := &Gateway{cfg: cfg, logger: logger, store: store, certs: reloader, adminToken: adminToken}
-	g.keys = certs.NewKeyring(certs.NewSpoolKeyStore(store), nil)
+	g.keys = newKeyring(cfg, store, resolver, roots, logger)
 	g.tlsConfig = certs.ServerTLSConfig(reloader)
 	g.deliverer = delivery.New(delivery.Options{
 		Hostname:          hostname,

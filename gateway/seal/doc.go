@@ -15,8 +15,11 @@
 // original Content-* fields and Thread-Topic (which repeats the Subject)
 // are gone.
 //
-// What it does not do: sign (sealgate holds no user's key), discover
-// keys (certs will), or split a group whose recipients are partly
+// Keys come from certs.Keyring, which discovers them (WKD, OPENPGPKEY)
+// when none was imported; the skip reason says what was tried.
+//
+// What it does not do: sign (sealgate holds no user's key), or split a
+// group whose recipients are partly
 // without a key — such a group skips to the next method of the chain,
 // with the reason in the message's history. The scheduler DKIM-signs
 // the form this package returns, and delivers it over the TLS the
