@@ -276,14 +276,8 @@ func TestOPENPGPKEYNeedsAuthenticatedDNSSEC(t *testing.T) {
 func TestKeyringCachesWKDFailures(t *testing.T) {
 	f := newFixture(t)
 	host := newWKDHost(t, f.dns, f.ca, "127.0.0.8", f.port, "openpgpkey.dest.test")
-	dir := t.TempDir()
-	store, err := queue.Open(queue.Options{Path: filepath.Join(dir, "spool.db"), KeyFile: filepath.Join(dir, "spool.key")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
 	now := testNow
-	ring := certs.NewDiscoveringKeyring(certs.NewSpoolKeyStore(store), func() time.Time { return now },
+	ring := certs.NewDiscoveringKeyring(certs.NewSpoolKeyStore(openSpool(t)), func() time.Time { return now },
 		f.discoverer(Options{WKD: true, OPENPGPKEY: true}), certs.DiscoveryOptions{NegativeTTL: time.Minute})
 	for range 5 {
 		_, err := ring.FindOpenPGPRecipient(context.Background(), "bob@dest.test")
@@ -309,4 +303,40 @@ func TestKeyringCachesWKDFailures(t *testing.T) {
 
 func fp(e *openpgp.Entity) string {
 	return strings.ToUpper(hex.EncodeToString(e.PrimaryKey.Fingerprint))
+}
+
+// TestImportedKeyIsNeverOverriddenByWKD: the directory publishes
+// another key for an address the admin imported a key for; the imported
+// key is used and the directory is never asked.
+func TestImportedKeyIsNeverOverriddenByWKD(t *testing.T) {
+	f := newFixture(t)
+	host := newWKDHost(t, f.dns, f.ca, "127.0.0.8", f.port, "openpgpkey.dest.test")
+	_, published := newKey(t, "bob@dest.test")
+	host.publish("/.well-known/openpgpkey/dest.test/hu/"+wkdHash("bob"), published)
+	imported, importedKey := newKey(t, "bob@dest.test")
+	ring := certs.NewDiscoveringKeyring(certs.NewSpoolKeyStore(openSpool(t)), func() time.Time { return testNow },
+		f.discoverer(Options{WKD: true}), certs.DiscoveryOptions{})
+	if _, err := ring.ImportKeys(importedKey); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		r, err := ring.FindOpenPGPRecipient(context.Background(), "bob@dest.test")
+		if err != nil || r.Key.Fingerprint != fp(imported) || r.Key.Source != certs.SourceImport {
+			t.Fatalf("FindOpenPGPRecipient = %+v, %v", r, err)
+		}
+	}
+	if n := host.hitCount(); n != 0 {
+		t.Errorf("the directory was asked %d times for an address with an imported key", n)
+	}
+}
+
+func openSpool(t *testing.T) *queue.Store {
+	t.Helper()
+	dir := t.TempDir()
+	store, err := queue.Open(queue.Options{Path: filepath.Join(dir, "spool.db"), KeyFile: filepath.Join(dir, "spool.key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return store
 }

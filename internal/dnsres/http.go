@@ -15,19 +15,7 @@ import (
 // DialContext dials addr (host:port) after resolving host through this
 // resolver, like everything else outbound, not through the system's.
 func (r *Resolver) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, err
-	}
-	addrs, err := r.Addrs(ctx, host)
-	if err != nil {
-		return nil, err
-	}
-	if len(addrs) == 0 {
-		return nil, fmt.Errorf("no address for %s", host)
-	}
-	var d net.Dialer
-	return d.DialContext(ctx, network, net.JoinHostPort(addrs[0].String(), port))
+	return r.dialGuarded(ctx, network, addr, nil)
 }
 
 // HTTPSClient returns the client for outbound HTTPS fetches (MTA-STS
@@ -45,11 +33,8 @@ func (r *Resolver) HTTPSClient(roots *x509.CertPool, timeout time.Duration) *htt
 // discovery uses it with netguard.Refuse, so that a partner's DNS cannot
 // point the gateway at something internal.
 func (r *Resolver) GuardedHTTPSClient(roots *x509.CertPool, timeout time.Duration, guard func(netip.Addr) error) *http.Client {
-	dial := r.DialContext
-	if guard != nil {
-		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return r.dialGuarded(ctx, network, addr, guard)
-		}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return r.dialGuarded(ctx, network, addr, guard)
 	}
 	transport := &http.Transport{
 		TLSClientConfig:       &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
@@ -66,6 +51,8 @@ func (r *Resolver) GuardedHTTPSClient(roots *x509.CertPool, timeout time.Duratio
 	}
 }
 
+// dialGuarded dials the first address of host that guard (nil: any)
+// lets through.
 func (r *Resolver) dialGuarded(ctx context.Context, network, addr string, guard func(netip.Addr) error) (net.Conn, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -77,9 +64,10 @@ func (r *Resolver) dialGuarded(ctx context.Context, network, addr string, guard 
 	}
 	var refused error
 	for _, a := range addrs {
-		if err := guard(a); err != nil {
-			refused = err
-			continue
+		if guard != nil {
+			if refused = guard(a); refused != nil {
+				continue
+			}
 		}
 		var d net.Dialer
 		return d.DialContext(ctx, network, net.JoinHostPort(a.String(), port))
