@@ -32,6 +32,7 @@ const (
 	// preferred over an imported key.
 	SourceWKD        = "wkd"        // OpenPGP Web Key Directory
 	SourceOPENPGPKEY = "openpgpkey" // DNSSEC-authenticated OPENPGPKEY record (RFC 7929)
+	SourceSMIMEA     = "smimea"     // DNSSEC-authenticated SMIMEA record (RFC 8162)
 )
 
 // Key is one entry of the key store: one correspondent address and one

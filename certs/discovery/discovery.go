@@ -24,8 +24,12 @@ const DefaultTimeout = 10 * time.Second
 type Options struct {
 	Resolver *dnsres.Resolver
 	Roots    *x509.CertPool
-	// Which sources to ask (keys.discovery.wkd, .openpgpkey).
-	WKD, OPENPGPKEY bool
+	// Which sources to ask (keys.discovery.wkd, .openpgpkey; SMIMEA for
+	// DiscoverSMIME).
+	WKD, OPENPGPKEY, SMIMEA bool
+	// SMIMERoots is the S/MIME trust store that SMIMEA records of usage
+	// PKIX-EE must chain to; nil trusts none of them.
+	SMIMERoots *x509.CertPool
 	// WKDPort is the HTTPS port of key directories (keys.wkd_port).
 	WKDPort int
 	// AllowedPrivateNetworks are the non-public networks a directory
@@ -72,6 +76,8 @@ func (d *Discoverer) Uses(source string) bool {
 		return d.opts.WKD
 	case certs.SourceOPENPGPKEY:
 		return d.opts.OPENPGPKEY
+	case certs.SourceSMIMEA:
+		return d.opts.SMIMEA
 	}
 	return false
 }

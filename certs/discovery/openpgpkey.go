@@ -15,28 +15,34 @@ import (
 
 // openpgpkeyName is where RFC 7929 §3 publishes a local part's keys:
 // the SHA2-256 of the local part truncated to 28 octets, in hex, under
-// _openpgpkey.DOMAIN.
-func openpgpkeyName(local, domain string) string {
+// _openpgpkey.DOMAIN. RFC 8162 §3 names SMIMEA records the same way
+// under _smimecert.DOMAIN.
+func openpgpkeyName(local, domain string) string { return hashedOwner(local, "_openpgpkey", domain) }
+
+func hashedOwner(local, label, domain string) string {
 	sum := sha256.Sum256([]byte(local))
-	return hex.EncodeToString(sum[:28]) + "._openpgpkey." + domain
+	return hex.EncodeToString(sum[:28]) + "." + label + "." + domain
 }
 
-// openpgpkey asks the DNS for OPENPGPKEY records. RFC 7929 hashes the
-// local part as written and leaves case to the domain (§3); most
-// domains publish the lower-case form, so a local part with capitals is
-// asked both ways. An answer is used only when the resolver is trusted
+// localForms are the local parts to ask the DNS about: as written, and
+// lower-cased when that differs (RFC 7929 §3 and RFC 8162 §3 leave case
+// to the domain; most publish the lower-case form).
+func localForms(local string) []string {
+	if lower := strings.ToLower(local); lower != local {
+		return []string{local, lower}
+	}
+	return []string{local}
+}
+
+// openpgpkey asks the DNS for OPENPGPKEY records (localForms). An answer is used only when the resolver is trusted
 // to validate DNSSEC and says it did (the AD bit): without DNSSEC the
 // record proves nothing about who published it.
 func (d *Discoverer) openpgpkey(ctx context.Context, address, local, domain string) ([]certs.Key, time.Duration, string) {
 	if !d.opts.Resolver.DNSSECTrusted {
 		return nil, 0, "OPENPGPKEY not used (outbound.dnssec_trusted_resolver is off)"
 	}
-	locals := []string{local}
-	if lower := strings.ToLower(local); lower != local {
-		locals = append(locals, lower)
-	}
 	why := "no OPENPGPKEY record"
-	for _, l := range locals {
+	for _, l := range localForms(local) {
 		resp, err := d.opts.Resolver.Query(ctx, openpgpkeyName(l, domain), dns.TypeOPENPGPKEY)
 		if err != nil {
 			why = "OPENPGPKEY lookup failed"
