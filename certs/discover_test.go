@@ -199,3 +199,28 @@ func TestDiscoveryAsksOncePerBurstAndStaysBounded(t *testing.T) {
 		t.Error("the newest entry was dropped")
 	}
 }
+
+// FuzzDiscoveredOpenPGP: whatever a directory serves, reading it never
+// panics, and every entry it yields is for the address asked for.
+func FuzzDiscoveredOpenPGP(f *testing.F) {
+	bob := newEntity(f, "Bob", "bob@dest.test", nil)
+	f.Add(binary(f, bob))
+	f.Add(armored(f, bob, false))
+	f.Add(binary(f, newEntity(f, "Mallory", "mallory@dest.test", nil)))
+	f.Add([]byte("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n=AAAA\n-----END PGP PUBLIC KEY BLOCK-----\n"))
+	f.Add([]byte{0x99, 0x00, 0x00})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		keys, err := certs.DiscoveredOpenPGP(data, "bob@dest.test", certs.SourceWKD, testNow)
+		if err != nil {
+			if len(keys) != 0 || !errors.Is(err, certs.ErrBadKey) {
+				t.Fatalf("keys %d with error %v", len(keys), err)
+			}
+			return
+		}
+		for _, k := range keys {
+			if k.Address != "bob@dest.test" || k.Source != certs.SourceWKD || len(k.Data) == 0 {
+				t.Fatalf("entry %+v", k)
+			}
+		}
+	})
+}
