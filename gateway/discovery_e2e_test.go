@@ -2,7 +2,9 @@ package gateway_test
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log"
@@ -173,4 +175,58 @@ func attemptsOrSkips(m *queue.Message) []queue.Event {
 		}
 	}
 	return out
+}
+
+// TestSecureMailToAnOPENPGPKEYPublishedWithDNSSEC: with a resolver
+// trusted to validate DNSSEC, a key published in an authenticated
+// OPENPGPKEY record serves a [secure] message; the same record in an
+// answer without the AD bit serves nothing, and the history says so.
+func TestSecureMailToAnOPENPGPKEYPublishedWithDNSSEC(t *testing.T) {
+	needGPG(t)
+	bob := newGnuPG(t, "Bob <bob@dest.test>", "ed25519", false)
+	carol := newGnuPG(t, "Carol <carol@dest.test>", "ed25519", false)
+	dns := testutil.NewDNSServer(t)
+	owner := func(local string) string {
+		sum := sha256.Sum256([]byte(local))
+		return hex.EncodeToString(sum[:28]) + "._openpgpkey.dest.test"
+	}
+	dns.AddOPENPGPKEY(owner("bob"), bob.run(nil, "--export"))
+	dns.AddOPENPGPKEY(owner("carol"), carol.run(nil, "--export"))
+	dns.SetAD(true)
+	e := newE2EWith(t, dns, testutil.NewCA(t), "outbound: {dnssec_trusted_resolver: true}\nkeys: {discovery: {wkd: false}}\n")
+	sink := e.destination("dest.test", "127.0.0.2", testutil.SinkOptions{TLS: true, CA: e.ca})
+
+	id := e.send("alice@org.test", []string{"bob@dest.test"}, message("[secure] Minutes", "Minutes of the board."))
+	m := e.waitState(id, "bob@dest.test", queue.StateDelivered)
+	if att := lastAttempt(m); att == nil || !strings.Contains(att.Protection, "bob@dest.test key "+bob.fingerprint()) {
+		t.Errorf("attempt %+v", att)
+	}
+	got := sink.WaitMessages(t, 1, 20*time.Second)[0]
+	start := bytes.Index(got.Data, []byte("-----BEGIN PGP MESSAGE-----"))
+	if start < 0 || bytes.Contains(got.Data, []byte("Minutes of the board")) {
+		t.Fatalf("not encrypted:\n%s", got.Data)
+	}
+	if plain, status, err := bob.try(got.Data[start:], "--decrypt"); err != nil || !bytes.Contains(plain, []byte("Minutes of the board.")) {
+		t.Fatalf("gpg --decrypt: %v\n%s\n%s", err, status, plain)
+	}
+	if keys, _ := e.gw.Keys().KeysFor("bob@dest.test"); len(keys) != 1 || keys[0].Source != certs.SourceOPENPGPKEY {
+		t.Errorf("key store: %+v", keys)
+	}
+
+	dns.SetAD(false)
+	id = e.send("alice@org.test", []string{"carol@dest.test"}, message("[secure] Unsigned", "Not for an unauthenticated key."))
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		m, err := e.gw.Store().Get(id)
+		if err == nil && hasEvent(m, "skipped", "no OpenPGP key for carol@dest.test: OPENPGPKEY record not DNSSEC-authenticated, not used") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no skip with the reason: %+v", m.Events)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(sink.Messages()) != 1 {
+		t.Errorf("%d messages delivered, want only bob's", len(sink.Messages()))
+	}
 }
