@@ -27,6 +27,7 @@ func newKeyring(cfg *config.Config, store *queue.Store, resolver *dnsres.Resolve
 		WKD: d.WKD, OPENPGPKEY: d.OPENPGPKEY, WKDPort: cfg.Keys.WKDPort,
 		AllowedPrivateNetworks: cfg.Outbound.PrivateNetworks(),
 		Timeout:                d.Timeout.D(),
+		DomainFailureTTL:       d.NegativeTTL.D(),
 		Logger:                 logger.With("component", "key-discovery"),
 	})
 	return certs.NewDiscoveringKeyring(keyStore, nil, source, certs.DiscoveryOptions{

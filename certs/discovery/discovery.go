@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sealgate/sealgate/certs"
@@ -37,8 +38,13 @@ type Options struct {
 	// (outbound.allowed_private_networks).
 	AllowedPrivateNetworks []netip.Prefix
 	Timeout                time.Duration
-	Now                    func() time.Time
-	Logger                 *slog.Logger
+	// DomainFailureTTL is how long a directory host that could not be
+	// reached (DNS failure, refused or timed-out connection, bad
+	// certificate) is not asked again for any address of its domain
+	// (keys.discovery.negative_ttl); 0 means 10 minutes.
+	DomainFailureTTL time.Duration
+	Now              func() time.Time
+	Logger           *slog.Logger
 }
 
 // Discoverer asks the configured sources, in order WKD then OPENPGPKEY,
@@ -47,7 +53,18 @@ type Options struct {
 type Discoverer struct {
 	opts   Options
 	client *http.Client
+
+	mu   sync.Mutex
+	down map[string]domainDown // WKD directories that could not be reached, by domain
 }
+
+type domainDown struct {
+	why   string
+	until time.Time
+}
+
+// maxDownDomains bounds the unreachable directories remembered.
+const maxDownDomains = 10000
 
 // New returns a discoverer.
 func New(o Options) *Discoverer {
@@ -57,6 +74,9 @@ func New(o Options) *Discoverer {
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
 	}
+	if o.DomainFailureTTL <= 0 {
+		o.DomainFailureTTL = 10 * time.Minute
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -65,7 +85,38 @@ func New(o Options) *Discoverer {
 	}
 	allowed := o.AllowedPrivateNetworks
 	guard := func(ip netip.Addr) error { return netguard.Refuse(ip, allowed) }
-	return &Discoverer{opts: o, client: o.Resolver.GuardedHTTPSClient(o.Roots, o.Timeout, guard)}
+	return &Discoverer{opts: o, client: o.Resolver.GuardedHTTPSClient(o.Roots, o.Timeout, guard), down: map[string]domainDown{}}
+}
+
+// unreachable returns why domain's directory could not be reached, if
+// that was less than DomainFailureTTL ago: a group of recipients at a
+// partner whose directory is down waits for one timeout, not one each.
+func (d *Discoverer) unreachable(domain string) (string, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, ok := d.down[domain]
+	if !ok || !d.opts.Now().Before(e.until) {
+		delete(d.down, domain)
+		return "", false
+	}
+	return e.why, true
+}
+
+func (d *Discoverer) rememberUnreachable(domain, why string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.opts.Now()
+	if len(d.down) >= maxDownDomains {
+		for k, e := range d.down {
+			if !now.Before(e.until) {
+				delete(d.down, k)
+			}
+		}
+		if len(d.down) >= maxDownDomains {
+			clear(d.down)
+		}
+	}
+	d.down[domain] = domainDown{why: why, until: now.Add(d.opts.DomainFailureTTL)}
 }
 
 // Uses reports whether keys found by source may be used: the source is

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -339,4 +340,45 @@ func openSpool(t *testing.T) *queue.Store {
 	}
 	t.Cleanup(func() { store.Close() })
 	return store
+}
+
+// TestUnreachableDirectoryIsAskedOncePerDomain: a directory host that
+// does not complete a TLS handshake costs one attempt for all the
+// addresses of its domain until DomainFailureTTL has passed.
+func TestUnreachableDirectoryIsAskedOncePerDomain(t *testing.T) {
+	f := newFixture(t)
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.8", strconv.Itoa(f.port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var accepted atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	f.dns.AddA("openpgpkey.down.test", "127.0.0.8")
+	now := testNow
+	d := f.discoverer(Options{WKD: true})
+	d.opts.Now = func() time.Time { return now }
+	for _, a := range []string{"a@down.test", "b@down.test", "c@down.test"} {
+		got := d.DiscoverOpenPGP(context.Background(), a)
+		if len(got.Keys) != 0 || !strings.Contains(got.Tried[0], "WKD (advanced) openpgpkey.down.test unreachable") {
+			t.Fatalf("%s: %+v", a, got)
+		}
+	}
+	if n := accepted.Load(); n != 1 {
+		t.Errorf("%d connections for three addresses of an unreachable directory, want 1", n)
+	}
+	now = now.Add(10 * time.Minute)
+	d.DiscoverOpenPGP(context.Background(), "d@down.test")
+	if n := accepted.Load(); n != 2 {
+		t.Errorf("%d connections after DomainFailureTTL, want 2", n)
+	}
 }

@@ -59,9 +59,16 @@ func wkdURL(local, domain string, advanced bool, port int) string {
 // draft falls back only when that host does not exist, so a directory
 // host that is down is not bypassed).
 func (d *Discoverer) wkd(ctx context.Context, address, local, domain string) ([]certs.Key, time.Duration, string) {
+	if why, ok := d.unreachable(domain); ok {
+		return nil, 0, why
+	}
 	addrs, err := d.opts.Resolver.Addrs(ctx, "openpgpkey."+domain)
 	if err != nil {
-		return nil, 0, "WKD: DNS lookup of openpgpkey." + domain + " failed"
+		why := "WKD: DNS lookup of openpgpkey." + domain + " failed"
+		if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			d.rememberUnreachable(domain, why)
+		}
+		return nil, 0, why
 	}
 	advanced := len(addrs) > 0
 	method := "direct"
@@ -78,7 +85,11 @@ func (d *Discoverer) wkd(ctx context.Context, address, local, domain string) ([]
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, 0, fmt.Sprintf("WKD (%s) %s unreachable: %v", method, req.URL.Hostname(), err)
+		why := fmt.Sprintf("WKD (%s) %s unreachable: %v", method, req.URL.Hostname(), err)
+		if !errors.Is(err, context.Canceled) { // the caller gave up; the host may be fine
+			d.rememberUnreachable(domain, why)
+		}
+		return nil, 0, why
 	}
 	defer resp.Body.Close()
 	switch {
