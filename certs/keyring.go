@@ -85,8 +85,9 @@ type OpenPGPRecipient struct {
 
 // OpenPGPRecipient returns the newest key of address that can encrypt
 // now, from the store alone: imported keys if there are any, else
-// discovered ones until they are due for a new lookup. The error wraps ErrNoUsableKey and says why none can: none
-// stored, or each expired, revoked or unreadable.
+// discovered ones until they are due for a new lookup. The error wraps
+// ErrNoUsableKey and says why none can: none stored, or each expired,
+// revoked or unreadable.
 func (r *Keyring) OpenPGPRecipient(address string) (*OpenPGPRecipient, error) {
 	keys, err := r.store.Lookup(address)
 	if err != nil {
