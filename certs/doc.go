@@ -27,8 +27,20 @@
 // passed over. A stored certificate is checked again each time it is
 // used.
 //
-// It does not discover keys (WKD, OPENPGPKEY, SMIMEA) or build
-// PGP/MIME (gateway/seal does).
+//
+// Discovery (discover*.go): a keyring made with NewDiscoveringKeyring
+// asks an OpenPGPDiscoverer (certs/discovery does the network I/O: WKD,
+// OPENPGPKEY) when the store has no key for an address and none was
+// imported for it, keeps what it finds marked with its source until
+// Key.Until, remembers a lookup that found nothing for a short while,
+// lets one lookup per address run at a time, and keeps at most a
+// bounded number of discovered entries. A discovered key is checked as
+// an import is (DiscoveredOpenPGP) and must carry a valid user ID for
+// the address asked for; it never replaces an imported one.
+//
+// It does not build MIME (gateway/seal does), and it does not discover
+// S/MIME certificates yet (certs/discovery can look SMIMEA up; nothing
+// stores what it finds).
 //
 // S/MIME encryption (smime*.go): BuildSMIME turns a spooled message into
 // an RFC 8551 application/pkcs7-mime message, header fields protected as

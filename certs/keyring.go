@@ -24,6 +24,7 @@ var ErrNoUsableKey = errors.New("certs: no usable key")
 type Keyring struct {
 	store KeyStore
 	now   func() time.Time
+	disc  *discovery // nil: the store alone (discover.go)
 }
 
 // NewKeyring returns a keyring over store; now nil means time.Now.
@@ -88,14 +89,22 @@ type OpenPGPRecipient struct {
 }
 
 // OpenPGPRecipient returns the newest key of address that can encrypt
-// now. The error wraps ErrNoUsableKey and says why none can: none
-// stored, or each expired, revoked or unreadable.
+// now, from the store alone: imported keys if there are any, else
+// discovered ones until they are due for a new lookup. The error wraps
+// ErrNoUsableKey and says why none can: none stored, or each expired,
+// revoked or unreadable.
 func (r *Keyring) OpenPGPRecipient(address string) (*OpenPGPRecipient, error) {
 	keys, err := r.store.Lookup(address)
 	if err != nil {
 		return nil, err
 	}
 	now := r.now()
+	keys, _ = r.candidates(keys, KindOpenPGP, now)
+	return pickOpenPGP(keys, address, now)
+}
+
+// pickOpenPGP returns the first of keys that can encrypt now.
+func pickOpenPGP(keys []Key, address string, now time.Time) (*OpenPGPRecipient, error) {
 	var why []string
 	for _, k := range keys {
 		if k.Kind != KindOpenPGP {

@@ -29,6 +29,11 @@ const (
 // Key sources: where a stored key came from.
 const (
 	SourceImport = "import" // an admin imported it
+	// Found by discovery (discover.go): kept until Key.Until, never
+	// preferred over an imported key.
+	SourceWKD        = "wkd"        // OpenPGP Web Key Directory
+	SourceOPENPGPKEY = "openpgpkey" // DNSSEC-authenticated OPENPGPKEY record (RFC 7929)
+	SourceSMIMEA     = "smimea"     // DNSSEC-authenticated SMIMEA record (RFC 8162)
 )
 
 // Key is one entry of the key store: one correspondent address and one
@@ -48,7 +53,7 @@ type Key struct {
 	Algorithm   string    `json:"algorithm"`        // of the encryption (sub)key, e.g. "RSA-3072", "X25519", "EC-P256"
 	Created     time.Time `json:"created"`          // a certificate's notBefore
 	Expires     time.Time `json:"expires,omitzero"` // zero: never
-	Source      string    `json:"source"`           // SourceImport
+	Source      string    `json:"source"`           // SourceImport, SourceWKD, …
 	Added       time.Time `json:"added"`
 	UserID      string    `json:"user_id,omitempty"` // the user ID the address was taken from
 	// Serial (hex), Subject and Issuer identify an S/MIME certificate
@@ -60,6 +65,9 @@ type Key struct {
 	// the certificate's DER). It is public, but bulky: listings leave it
 	// out.
 	Data []byte `json:"data,omitempty"`
+	// Until is when a discovered entry must be looked up again; until
+	// then it is used as it is. Zero for imported keys.
+	Until time.Time `json:"until,omitzero"`
 }
 
 // KeyStore keeps correspondents' public keys. Put replaces the entry of

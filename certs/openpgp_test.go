@@ -19,7 +19,7 @@ import (
 var testNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // newEntity makes a Curve25519 key (fast) unless cfg says otherwise.
-func newEntity(t *testing.T, name, email string, cfg *packet.Config) *openpgp.Entity {
+func newEntity(t testing.TB, name, email string, cfg *packet.Config) *openpgp.Entity {
 	t.Helper()
 	if cfg == nil {
 		cfg = &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA}
@@ -34,7 +34,7 @@ func newEntity(t *testing.T, name, email string, cfg *packet.Config) *openpgp.En
 	return e
 }
 
-func armored(t *testing.T, e *openpgp.Entity, private bool) []byte {
+func armored(t testing.TB, e *openpgp.Entity, private bool) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	typ := openpgp.PublicKeyType
@@ -57,7 +57,7 @@ func armored(t *testing.T, e *openpgp.Entity, private bool) []byte {
 	return buf.Bytes()
 }
 
-func binary(t *testing.T, e *openpgp.Entity) []byte {
+func binary(t testing.TB, e *openpgp.Entity) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := e.Serialize(&buf); err != nil {

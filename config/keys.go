@@ -16,9 +16,43 @@ type Keys struct {
 	// EncryptedSubject replaces the Subject outside an encrypted
 	// message; the real one travels inside (protected headers).
 	EncryptedSubject string `yaml:"encrypted_subject"`
+	// WKDPort is the HTTPS port of Web Key Directories (443; tests use
+	// another).
+	WKDPort int `yaml:"wkd_port"`
+	// Discovery looks keys up where correspondents' domains publish them
+	// when the key store has none for a recipient.
+	Discovery KeyDiscovery `yaml:"discovery"`
+}
+
+// KeyDiscovery configures automatic key discovery (certs/discovery).
+type KeyDiscovery struct {
+	// WKD asks the OpenPGP Web Key Directory of the recipient's domain.
+	WKD bool `yaml:"wkd"`
+	// OPENPGPKEY asks the DNS for OPENPGPKEY records (RFC 7929); used
+	// only with outbound.dnssec_trusted_resolver.
+	OPENPGPKEY bool `yaml:"openpgpkey"`
+	// TTL is how long a discovered key is used before it is looked up
+	// again (a DNS record's shorter TTL wins).
+	TTL Duration `yaml:"ttl"`
+	// NegativeTTL is how long a lookup that found nothing is remembered.
+	NegativeTTL Duration `yaml:"negative_ttl"`
+	// Timeout bounds one source's lookup for one recipient.
+	Timeout Duration `yaml:"timeout"`
+	// MaxEntries bounds the discovered keys kept, and the failed lookups
+	// remembered, each.
+	MaxEntries int `yaml:"max_entries"`
 }
 
 func (v *validator) validateKeys(k *Keys) {
+	v.port("keys.wkd_port", k.WKDPort)
+	d := &k.Discovery
+	v.positive("keys.discovery.ttl", int64(d.TTL))
+	v.positive("keys.discovery.negative_ttl", int64(d.NegativeTTL))
+	v.positive("keys.discovery.timeout", int64(d.Timeout))
+	v.positive("keys.discovery.max_entries", int64(d.MaxEntries))
+	if d.TTL > 0 && d.NegativeTTL > d.TTL {
+		v.fail("keys.discovery.negative_ttl", "longer than keys.discovery.ttl: a missing key would be remembered longer than a found one")
+	}
 	switch {
 	case strings.TrimSpace(k.EncryptedSubject) == "":
 		v.fail("keys.encrypted_subject", "must not be empty: it is the Subject every encrypted message shows outside")

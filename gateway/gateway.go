@@ -148,7 +148,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 			return nil, err
 		}
 	}
-	g.keys = certs.NewKeyring(certs.NewSpoolKeyStore(store), nil)
+	g.keys = newKeyring(cfg, store, resolver, roots, logger)
 	g.tlsConfig = certs.ServerTLSConfig(reloader)
 	g.deliverer = delivery.New(delivery.Options{
 		Hostname:          hostname,

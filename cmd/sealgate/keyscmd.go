@@ -202,7 +202,15 @@ func printKey(out io.Writer, k certs.Key) {
 	fmt.Fprintf(out, "Algorithm:   %s (encryption key)\n", k.Algorithm)
 	fmt.Fprintf(out, "Created:     %s\n", k.Created.Format(time.RFC3339))
 	fmt.Fprintf(out, "Expires:     %s\n", expiry(k.Expires))
-	fmt.Fprintf(out, "Source:      %s, added %s\n\n", k.Source, k.Added.Format(time.RFC3339))
+	fmt.Fprintf(out, "Source:      %s, added %s%s\n\n", k.Source, k.Added.Format(time.RFC3339), lookedUpAgain(k.Until))
+}
+
+// lookedUpAgain says when a discovered key is due for a new lookup.
+func lookedUpAgain(until time.Time) string {
+	if until.IsZero() {
+		return ""
+	}
+	return ", looked up again after " + until.Format(time.RFC3339)
 }
 
 func printCertificate(out io.Writer, k certs.Key) {

@@ -27,8 +27,12 @@
 // it names the address), and the attempt record names every
 // certificate by serial and fingerprint with its algorithms.
 //
-// What they do not do: sign (sealgate holds no user's key), discover
-// keys (certs will), or split a group whose recipients are partly
+// OpenPGP keys come from certs.Keyring, which discovers them (WKD,
+// OPENPGPKEY) when none was imported; the skip reason says what was
+// tried.
+//
+// What they do not do: sign (sealgate holds no user's key), or split a
+// group whose recipients are partly
 // without a key — such a group skips to the next method of the chain,
 // with the reason in the message's history, or, when the method ends
 // the chain, is held with that reason. The scheduler DKIM-signs the

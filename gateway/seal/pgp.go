@@ -12,11 +12,12 @@ import (
 	"github.com/sealgate/sealgate/queue"
 )
 
-// RecipientKeys finds the OpenPGP key to encrypt to for an address, or
-// an error saying why there is none (wrapping certs.ErrNoUsableKey when
-// there simply is no usable key). certs.Keyring implements it.
+// RecipientKeys finds the OpenPGP key to encrypt to for an address —
+// from the key store, or discovered, within ctx — or an error saying
+// why there is none and what was tried (wrapping certs.ErrNoUsableKey
+// when there simply is no usable key). certs.Keyring implements it.
 type RecipientKeys interface {
-	OpenPGPRecipient(address string) (*certs.OpenPGPRecipient, error)
+	FindOpenPGPRecipient(ctx context.Context, address string) (*certs.OpenPGPRecipient, error)
 }
 
 // PGP is the pgp chain method.
@@ -57,7 +58,7 @@ func (p *PGP) Prepare(ctx context.Context, m *queue.Message, g scheduler.Group, 
 	var to []*certs.OpenPGPRecipient
 	var missing []string
 	for _, rcpt := range g.Rcpts {
-		r, err := p.keys.OpenPGPRecipient(rcpt)
+		r, err := p.keys.FindOpenPGPRecipient(ctx, rcpt)
 		if err != nil {
 			missing = append(missing, strings.TrimPrefix(err.Error(), certs.ErrNoUsableKey.Error()+": "))
 			continue

@@ -4,6 +4,8 @@
 package testutil
 
 import (
+	"encoding/base64"
+	"encoding/hex"
 	"net"
 	"strconv"
 	"strings"
@@ -124,6 +126,19 @@ func (s *DNSServer) AddTXT(name string, txt ...string) {
 // AddTLSA adds a TLSA record (data in hex).
 func (s *DNSServer) AddTLSA(name string, usage, selector, matching uint8, data string) {
 	s.add(dns.Fqdn(name) + " 300 IN TLSA " + strconv.Itoa(int(usage)) + " " + strconv.Itoa(int(selector)) + " " + strconv.Itoa(int(matching)) + " " + data)
+}
+
+// AddOPENPGPKEY adds an OPENPGPKEY record (RFC 7929) holding key, a
+// binary OpenPGP key block, at name.
+func (s *DNSServer) AddOPENPGPKEY(name string, key []byte) {
+	s.add(dns.Fqdn(name) + " 300 IN OPENPGPKEY " + base64.StdEncoding.EncodeToString(key))
+}
+
+// AddSMIMEA adds an SMIMEA record (RFC 8162) at name; data is the
+// DER certificate (matching type 0) or its digest.
+func (s *DNSServer) AddSMIMEA(name string, usage, selector, matching uint8, data []byte) {
+	s.add(dns.Fqdn(name) + " 300 IN SMIMEA " + strconv.Itoa(int(usage)) + " " + strconv.Itoa(int(selector)) + " " +
+		strconv.Itoa(int(matching)) + " " + hex.EncodeToString(data))
 }
 
 // ReplaceTXT replaces every TXT record of name.
