@@ -27,7 +27,6 @@
 // passed over. A stored certificate is checked again each time it is
 // used.
 //
-//
 // Discovery (discover*.go): a keyring made with NewDiscoveringKeyring
 // asks an OpenPGPDiscoverer (certs/discovery does the network I/O: WKD,
 // OPENPGPKEY) when the store has no key for an address and none was
