@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -24,6 +25,7 @@ import (
 	"github.com/sealgate/sealgate/gateway/scheduler"
 	"github.com/sealgate/sealgate/gateway/smtpin"
 	"github.com/sealgate/sealgate/internal/dnsres"
+	"github.com/sealgate/sealgate/internal/netguard"
 	"github.com/sealgate/sealgate/policy"
 	"github.com/sealgate/sealgate/queue"
 )
@@ -185,7 +187,10 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	}
 	var sts *mtasts.Resolver
 	if smarthost == nil {
-		https := resolver.HTTPSClient(roots, mtasts.FetchTimeout)
+		// A hostile domain's mta-sts host (or TLSRPT endpoint) must not
+		// point the gateway at something internal: the same guard as MX.
+		allowed := cfg.Outbound.PrivateNetworks()
+		https := resolver.GuardedHTTPSClient(roots, mtasts.FetchTimeout, func(ip netip.Addr) error { return netguard.Refuse(ip, allowed) })
 		sts = mtasts.New(store, resolver, https, cfg.Outbound.MTASTSPort, logger.With("component", "mta-sts"))
 		sched.MTASTS = sts
 		if rpt := cfg.Outbound.TLSRPT; rpt.Enabled {

@@ -23,7 +23,7 @@ func TestDomainsCommands(t *testing.T) {
 	dns.AddA("mx.plain.test", "127.0.0.3")
 	testutil.NewSMTPSink(t, testutil.SinkOptions{ListenAddr: fmt.Sprintf("127.0.0.3:%d", port), Hostname: "mx.plain.test"})
 	cfgPath := filepath.Join(dir, "sealgate.yaml")
-	writeFile(t, cfgPath, fmt.Sprintf("data_dir: %s\noutbound: {dns_resolver: %q, smtp_port: %d, extra_root_cas: [%q]}\n",
+	writeFile(t, cfgPath, fmt.Sprintf("data_dir: %s\noutbound: {dns_resolver: %q, smtp_port: %d, extra_root_cas: [%q], allowed_private_networks: [127.0.0.0/8]}\n",
 		filepath.Join(dir, "data"), dns.Addr(), port, ca.WritePEM(t, dir)))
 
 	code, out, _ := sealgate(t, "domains", "check", "secure.test", "--config", cfgPath)

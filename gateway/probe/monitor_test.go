@@ -45,7 +45,7 @@ func TestTLSMonitorProbesAndReports(t *testing.T) {
 	dns.AddTLSA("_25._tcp.mx.good.test", 3, 1, 1, strings.Repeat("ab", 32))
 	dns.SetAD(true)
 
-	cfg, err := config.Parse("t.yaml", []byte(fmt.Sprintf("outbound: {dns_resolver: %q, smtp_port: %d, extra_root_cas: [%q]}\n",
+	cfg, err := config.Parse("t.yaml", []byte(fmt.Sprintf("outbound: {dns_resolver: %q, smtp_port: %d, extra_root_cas: [%q], allowed_private_networks: [127.0.0.0/8]}\n",
 		dns.Addr(), port, ca.WritePEM(t, t.TempDir()))))
 	if err != nil {
 		t.Fatal(err)
@@ -79,5 +79,32 @@ func TestTLSMonitorProbesAndReports(t *testing.T) {
 	}
 	if out := logs.String(); !strings.Contains(out, "stopped offering TLS") || !strings.Contains(out, "dropped.test") || strings.Contains(out, "domain=good.test") {
 		t.Errorf("report:\n%s", out)
+	}
+}
+
+// TestProbeRefusesInternalAddresses: a domain whose MX (or MTA-STS host)
+// resolves to loopback is not probed unless the admin allowed that
+// network, as for delivery: a probe must not be a port scanner for
+// whoever controls a partner's DNS.
+func TestProbeRefusesInternalAddresses(t *testing.T) {
+	dns := testutil.NewDNSServer(t)
+	port := testutil.FreePort(t)
+	dns.AddMX("inside.test", "mx.inside.test", 10)
+	dns.AddA("mx.inside.test", "127.0.0.2")
+	sink := testutil.NewSMTPSink(t, testutil.SinkOptions{ListenAddr: fmt.Sprintf("127.0.0.2:%d", port), Hostname: "mx.inside.test"})
+	cfg, err := config.Parse("t.yaml", []byte(fmt.Sprintf("outbound: {dns_resolver: %q, smtp_port: %d}\n", dns.Addr(), port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := p.Probe(context.Background(), "inside.test")
+	if !strings.Contains(res.Error, "not dialled") || res.STARTTLS {
+		t.Errorf("probe of a loopback MX: %+v", res)
+	}
+	if n := sink.Connections(); n != 0 {
+		t.Errorf("the probe connected %d times to an internal address", n)
 	}
 }

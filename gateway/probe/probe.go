@@ -15,6 +15,7 @@ import (
 	"github.com/sealgate/sealgate/gateway/delivery"
 	"github.com/sealgate/sealgate/gateway/mtasts"
 	"github.com/sealgate/sealgate/internal/dnsres"
+	"github.com/sealgate/sealgate/internal/netguard"
 	"github.com/sealgate/sealgate/queue"
 )
 
@@ -54,6 +55,9 @@ type Prober struct {
 	connectTimeout time.Duration
 	commandTimeout time.Duration
 	sts            *mtasts.Resolver
+	// allowed are the non-public networks a probe may connect to
+	// (outbound.allowed_private_networks), as for delivery.
+	allowed []netip.Prefix
 }
 
 // New builds a prober from the outbound config (resolver, port, root
@@ -68,10 +72,13 @@ func New(cfg *config.Config) (*Prober, error) {
 		return nil, err
 	}
 	r.DNSSECTrusted = cfg.Outbound.DNSSECTrustedResolver
+	allowed := cfg.Outbound.PrivateNetworks()
 	return &Prober{
 		resolver: r, roots: roots, hostname: cfg.ServerHostname(), port: cfg.Outbound.SMTPPort,
 		connectTimeout: cfg.Outbound.ConnectTimeout.D(), commandTimeout: min(cfg.Outbound.CommandTimeout.D(), time.Minute),
-		sts: mtasts.New(nil, r, r.HTTPSClient(roots, mtasts.FetchTimeout), cfg.Outbound.MTASTSPort, nil),
+		sts: mtasts.New(nil, r, r.GuardedHTTPSClient(roots, mtasts.FetchTimeout, func(ip netip.Addr) error { return netguard.Refuse(ip, allowed) }),
+			cfg.Outbound.MTASTSPort, nil),
+		allowed: allowed,
 	}, nil
 }
 
@@ -103,6 +110,9 @@ func (p *Prober) Probe(ctx context.Context, domain string) ProbeResult {
 }
 
 func (p *Prober) probeHost(ctx context.Context, host string, ip netip.Addr, res *ProbeResult) error {
+	if err := netguard.Refuse(ip, p.allowed); err != nil {
+		return err
+	}
 	dctx, cancel := context.WithTimeout(ctx, p.connectTimeout+p.commandTimeout)
 	defer cancel()
 	d := net.Dialer{Timeout: p.connectTimeout}
