@@ -12,6 +12,10 @@
 #   bash bench/run.sh            # N=5000 SIZE=10240 C="1 10 50"
 #   N=2000 C="10" bash bench/run.sh
 #   MODE=smarthost bash bench/run.sh
+#   PORT_BASE=3700 bash bench/run.sh   # ports 3700-3703, not 2725 etc.
+#
+# The ports are fixed (PORT_BASE moves them all): two runs on one machine
+# at once must use different bases, or one measures the other's gateway.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -20,6 +24,11 @@ N=${N:-5000}
 SIZE=${SIZE:-10240}
 CS=${C:-"1 10 50"}
 MODE=${MODE:-mx}
+if [ -n "${PORT_BASE:-}" ]; then
+	smtp_port=$PORT_BASE admin_port=$((PORT_BASE + 1)) sink_port=$((PORT_BASE + 2)) dns_port=$((PORT_BASE + 3))
+else
+	smtp_port=2725 admin_port=8725 sink_port=2726 dns_port=2753
+fi
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -27,30 +36,41 @@ go build -o "$work/sealgate" ./cmd/sealgate
 go build -o "$work/sealgate-load" ./cmd/sealgate-load
 
 for c in $CS; do
+	for p in $smtp_port $sink_port; do
+		if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
+			echo "port $p is in use (another benchmark?); set PORT_BASE" >&2
+			exit 1
+		fi
+	done
 	rm -rf "$work/data"
 	cat >"$work/bench.yaml" <<YAML
 data_dir: $work/data
 inbound:
-  listen: 127.0.0.1:2725
+  listen: 127.0.0.1:$smtp_port
 admin:
-  listen: 127.0.0.1:8725
+  listen: 127.0.0.1:$admin_port
 YAML
 	if [ "$MODE" = smarthost ]; then
-		printf 'outbound:\n  smarthost: {address: 127.0.0.1:2726, tls: none}\n  max_per_destination: 50\n' >>"$work/bench.yaml"
+		printf 'outbound:\n  smarthost: {address: 127.0.0.1:%s, tls: none}\n  max_per_destination: 50\n' "$sink_port" >>"$work/bench.yaml"
 		dns=()
 	else
-		printf 'outbound:\n  dns_resolver: 127.0.0.1:2753\n  smtp_port: 2726\n  allowed_private_networks: [127.0.0.0/8]\n' >>"$work/bench.yaml"
-		dns=(-dns 127.0.0.1:2753)
+		printf 'outbound:\n  dns_resolver: 127.0.0.1:%s\n  smtp_port: %s\n  allowed_private_networks: [127.0.0.0/8]\n' "$dns_port" "$sink_port" >>"$work/bench.yaml"
+		dns=(-dns 127.0.0.1:$dns_port)
 	fi
 	"$work/sealgate" serve --config "$work/bench.yaml" 2>"$work/server.log" &
 	pid=$!
 	for _ in $(seq 100); do
-		(exec 3<>/dev/tcp/127.0.0.1/2725) 2>/dev/null && break
+		(exec 3<>/dev/tcp/127.0.0.1/$smtp_port) 2>/dev/null && break
 		sleep 0.1
 	done
+	if ! kill -0 "$pid" 2>/dev/null; then
+		echo "the gateway did not start:" >&2
+		cat "$work/server.log" >&2
+		exit 1
+	fi
 	echo "== MODE=$MODE C=$c N=$N SIZE=$SIZE load=$(cut -d' ' -f1-3 /proc/loadavg)"
-	"$work/sealgate-load" -addr 127.0.0.1:2725 -n "$N" -c "$c" -size "$SIZE" \
-		-sink 127.0.0.1:2726 -pid "$pid" "${dns[@]}"
+	"$work/sealgate-load" -addr 127.0.0.1:$smtp_port -n "$N" -c "$c" -size "$SIZE" \
+		-sink 127.0.0.1:$sink_port -pid "$pid" "${dns[@]}"
 	kill -TERM "$pid"
 	wait "$pid" || true
 done

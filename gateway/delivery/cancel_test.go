@@ -28,23 +28,27 @@ func (f *deliveryFixture) deliverCancelledAfter(domain string, d time.Duration) 
 // TestDeliverCancelledInsideTransaction: a shutdown aborts a transaction
 // that a slow server keeps waiting for its reply to the message, at once
 // rather than after the command timeout, and the recipient is deferred,
-// not delivered or bounced.
+// not delivered or bounced — with BDAT (the sink offers CHUNKING) and
+// with DATA.
 func TestDeliverCancelledInsideTransaction(t *testing.T) {
-	f := newDeliveryFixture(t, nil) // command timeout 5 s
-	stall := make(chan struct{})
-	sink := f.mx("slow.test", "mx.slow.test", "127.0.0.2", 10, testutil.SinkOptions{
-		DataReply: func() *smtp.SMTPError { <-stall; return nil },
-	})
-	t.Cleanup(func() { close(stall) }) // before the sink stops: it waits for its sessions
-	out, took := f.deliverCancelledAfter("slow.test", 300*time.Millisecond)
-	if took > 2*time.Second {
-		t.Errorf("Deliver returned %v after its context ended", took-300*time.Millisecond)
-	}
-	if out[0].Delivered || out[0].Permanent || out[0].Status != "4.4.5" {
-		t.Errorf("a cancelled delivery must defer with 4.4.5: %+v", out[0])
-	}
-	if n := len(sink.Messages()); n != 0 {
-		t.Errorf("sink recorded %d messages", n)
+	for _, noChunking := range []bool{false, true} {
+		f := newDeliveryFixture(t, nil) // command timeout 5 s
+		f.d.noChunking = noChunking
+		stall := make(chan struct{})
+		sink := f.mx("slow.test", "mx.slow.test", "127.0.0.2", 10, testutil.SinkOptions{
+			DataReply: func() *smtp.SMTPError { <-stall; return nil },
+		})
+		t.Cleanup(func() { close(stall) }) // before the sink stops: it waits for its sessions
+		out, took := f.deliverCancelledAfter("slow.test", 300*time.Millisecond)
+		if took > 2*time.Second {
+			t.Errorf("DATA=%v: Deliver returned %v after its context ended", noChunking, took-300*time.Millisecond)
+		}
+		if out[0].Delivered || out[0].Permanent || out[0].Status != "4.4.5" {
+			t.Errorf("DATA=%v: a cancelled delivery must defer with 4.4.5: %+v", noChunking, out[0])
+		}
+		if n := len(sink.Messages()); n != 0 {
+			t.Errorf("DATA=%v: sink recorded %d messages", noChunking, n)
+		}
 	}
 }
 

@@ -43,7 +43,7 @@ func (p *connPool) get(dest string) *outboundConn {
 // put returns a connection for reuse.
 func (p *connPool) put(dest string, c *outboundConn) {
 	if p.idle <= 0 {
-		c.client.Quit()
+		c.sess.quit()
 		return
 	}
 	p.mu.Lock()
@@ -58,7 +58,7 @@ func (p *connPool) sweepLocked() {
 		keep := list[:0]
 		for _, c := range list {
 			if c.since.Before(cutoff) {
-				go c.conn.client.Quit() // QUIT may wait on a slow peer; not under the lock
+				go c.conn.sess.quit() // QUIT may wait on a slow peer; not under the lock
 				continue
 			}
 			keep = append(keep, c)
@@ -77,7 +77,7 @@ func (p *connPool) closeAll() {
 	defer p.mu.Unlock()
 	for dest, list := range p.free {
 		for _, c := range list {
-			c.conn.client.Close()
+			c.conn.sess.close()
 		}
 		delete(p.free, dest)
 	}

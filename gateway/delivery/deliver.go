@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
 
 	"github.com/sealgate/sealgate/certs"
 	"github.com/sealgate/sealgate/internal/dnsres"
@@ -82,6 +81,9 @@ type Deliverer struct {
 	opts  Options
 	pool  *connPool
 	slots *destinationSlots
+	// Test hooks: never use CHUNKING; BDAT chunk size (0: bdatChunkSize).
+	noChunking    bool
+	bdatChunkSize int
 }
 
 func New(opts Options) *Deliverer {
@@ -104,8 +106,8 @@ func (d *Deliverer) Close() { d.pool.closeAll() }
 
 // outboundConn is an open, greeted connection to one destination host.
 type outboundConn struct {
-	client   *smtp.Client
-	raw      net.Conn // the TCP connection under client (and under TLS)
+	sess     *session
+	raw      net.Conn // the TCP connection under sess (and under TLS)
 	host     string
 	ip       string
 	tls      *tls.ConnectionState
@@ -146,8 +148,9 @@ func (d *Deliverer) Deliver(ctx context.Context, req Request) (queue.Attempt, []
 	}
 	att.MTASTS = mtastsOutcome(req.TLS, conn)
 	att.DANE = conn.dane
-	// go-smtp's client knows no context: a shutdown closes the socket
-	// under it, so a transaction stuck on a slow server ends at once.
+	// The session's reads and writes have deadlines, not a context: a
+	// shutdown closes the socket under it, so a transaction stuck on a
+	// slow server ends at once.
 	stop := context.AfterFunc(ctx, func() { conn.raw.Close() })
 	outcomes, reply, reusable := d.transaction(conn, req)
 	if !stop() {
@@ -157,7 +160,7 @@ func (d *Deliverer) Deliver(ctx context.Context, req Request) (queue.Attempt, []
 	if reusable {
 		d.pool.put(dest, conn)
 	} else {
-		conn.client.Close()
+		conn.sess.close()
 	}
 	d.logAttempt(req, att, outcomes)
 	return att, outcomes
@@ -175,15 +178,15 @@ func (d *Deliverer) connect(ctx context.Context, req Request) (*outboundConn, er
 		if c == nil {
 			break
 		}
-		c.client.CommandTimeout = d.opts.CommandTimeout
+		c.sess.timeout = d.opts.CommandTimeout
 		if meetsTLS(c, req.TLS.Level) == nil {
 			stop := context.AfterFunc(ctx, func() { c.raw.Close() })
-			err := c.client.Reset()
+			err := c.sess.reset()
 			if stop() && err == nil {
 				return c, nil
 			}
 		}
-		c.client.Close()
+		c.sess.close()
 	}
 	if sh := d.opts.Smarthost; sh != nil {
 		host, port, err := net.SplitHostPort(sh.Addr)
@@ -348,32 +351,35 @@ func (d *Deliverer) dialHost(ctx context.Context, host, addr string, sh *Smartho
 			raw.Close()
 			return nil, &tlsRequirementError{"STARTTLS not offered", "starttls-not-supported"}
 		}
-		raw.SetDeadline(time.Time{})
-		// The greeting is behind us; go-smtp's client expects one, so it
-		// reads a stand-in and then says EHLO (again, over TLS if any).
-		conn = &greetedConn{Conn: conn, greeting: strings.NewReader("220 " + host + " ESMTP\r\n")}
+		raw.SetDeadline(time.Time{}) // the session sets its own per command
 	}
 	if err := meetsTLS(oc, level); err != nil {
 		conn.Close()
 		return nil, err
 	}
-	c := smtp.NewClient(conn)
-	c.CommandTimeout = d.opts.CommandTimeout
-	c.SubmissionTimeout = d.opts.CommandTimeout
-	if err := c.Hello(d.opts.Hostname); err != nil {
-		c.Close()
+	sess := newSession(conn, d.opts.CommandTimeout)
+	if sh != nil && sh.TLS == "implicit" {
+		if err := sess.greet(); err != nil {
+			sess.close()
+			return nil, err
+		}
+	}
+	// After STARTTLS the session starts afresh (RFC 3207 §4.2); without
+	// TLS the server simply hears EHLO again.
+	if err := sess.hello(d.opts.Hostname); err != nil {
+		sess.close()
 		return nil, err
 	}
 	if sh != nil && sh.Username != "" {
 		if oc.tls == nil {
-			c.Close()
+			sess.close()
 			return nil, errors.New("refusing to send smarthost credentials without TLS")
 		}
-		if err := c.Auth(sasl.NewPlainClient("", sh.Username, sh.Password)); err != nil {
-			c.Close()
+		if err := sess.auth(sasl.NewPlainClient("", sh.Username, sh.Password)); err != nil {
+			sess.close()
 			return nil, fmt.Errorf("smarthost AUTH: %w", err)
 		}
 	}
-	oc.client = c
+	oc.sess = sess
 	return oc, nil
 }

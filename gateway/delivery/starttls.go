@@ -17,8 +17,7 @@ const maxPreludeBytes = 64 << 10
 // (RFC 3207 §4): it reads the greeting, says EHLO, and when the server
 // offers STARTTLS and tlsWanted, sends STARTTLS and reads the 220 that
 // precedes the handshake. It reports whether the caller must now start
-// TLS on conn. The go-smtp client cannot be told to STARTTLS after
-// inspecting the EHLO reply itself, hence this small prelude.
+// TLS on conn.
 func StartTLSIfOffered(conn net.Conn, ehloName string, tlsWanted bool) (bool, error) {
 	// A hostile server must not make us buffer an endless reply: the whole
 	// prelude (greeting, EHLO reply, STARTTLS reply) is read through a
@@ -34,7 +33,7 @@ func StartTLSIfOffered(conn net.Conn, ehloName string, tlsWanted bool) (bool, er
 	}
 	_, msg, err := tp.ReadResponse(250)
 	if err != nil {
-		// No ESMTP: no STARTTLS; the client's own HELO fallback follows.
+		// No ESMTP: no STARTTLS; the session's HELO fallback follows.
 		var te *textproto.Error
 		if errors.As(err, &te) {
 			return false, nil
@@ -57,25 +56,4 @@ func StartTLSIfOffered(conn net.Conn, ehloName string, tlsWanted bool) (bool, er
 		return false, fmt.Errorf("STARTTLS: %w", err)
 	}
 	return true, nil
-}
-
-// greetedConn replays a greeting before the connection's own bytes.
-type greetedConn struct {
-	net.Conn
-	greeting io.Reader
-}
-
-func (c *greetedConn) Read(p []byte) (int, error) {
-	if c.greeting != nil {
-		n, err := c.greeting.Read(p)
-		if err == io.EOF {
-			c.greeting = nil
-			if n > 0 {
-				return n, nil
-			}
-			return c.Conn.Read(p)
-		}
-		return n, err
-	}
-	return c.Conn.Read(p)
 }

@@ -1,20 +1,34 @@
 package delivery
 
-import (
-	"bytes"
+// One mail transaction on an open session (RFC 5321 §3.3): MAIL, a RCPT
+// per recipient, then the body with DATA or, where the server offers
+// CHUNKING, with BDAT (RFC 3030). Where the server offers PIPELINING
+// (RFC 2920) the envelope goes in one flight and the replies are read in
+// order afterwards; without it, one command at a time.
 
-	"github.com/emersion/go-smtp"
+import (
+	"strconv"
+	"strings"
+
 	"github.com/sealgate/sealgate/queue"
 )
 
-// transaction runs MAIL, RCPT per recipient and DATA. It returns an
+const (
+	// maxPipelined bounds the commands in flight before their replies are
+	// read, so that neither side's socket buffer fills with the other
+	// waiting (RFC 2920 §3.1).
+	maxPipelined = 100
+	// bdatChunkSize is the largest BDAT chunk.
+	bdatChunkSize = 1 << 20
+)
+
+// transaction runs MAIL, RCPT per recipient and the body. It returns an
 // outcome per recipient, the last reply, and whether the connection is
 // clean enough to reuse.
 func (d *Deliverer) transaction(conn *outboundConn, req Request) ([]queue.RcptOutcome, string, bool) {
-	c := conn.client
-	opts := &smtp.MailOptions{Size: int64(len(req.Body)), UTF8: req.SMTPUTF8, RequireTLS: req.TLS.RequireTLSExtension}
+	s := conn.sess
 	if req.TLS.RequireTLSExtension {
-		if ok, _ := c.Extension("REQUIRETLS"); !ok {
+		if ok, _ := s.extension("REQUIRETLS"); !ok {
 			// RFC 8689 §4.2.1: a REQUIRETLS message must not be relayed to
 			// a host that does not promise to keep requiring TLS.
 			e := permErr("5.7.30", "REQUIRETLS support required: %s does not offer REQUIRETLS (RFC 8689)", conn.host)
@@ -22,38 +36,94 @@ func (d *Deliverer) transaction(conn *outboundConn, req Request) ([]queue.RcptOu
 		}
 	}
 	if req.SMTPUTF8 {
-		if ok, _ := c.Extension("SMTPUTF8"); !ok {
+		if ok, _ := s.extension("SMTPUTF8"); !ok {
 			e := permErr("5.6.7", "%s does not support SMTPUTF8, needed for non-ASCII addresses", conn.host)
 			return allOutcomes(req.Recipients, e, conn.host), e.Msg, true
 		}
 	}
-	if err := c.Mail(req.From, opts); err != nil {
-		return allOutcomes(req.Recipients, asDeliveryError(err), conn.host), replyText(err), isSMTPReply(err)
+	if strings.ContainsAny(req.From, "\r\n") {
+		e := permErr("5.1.7", "bad sender address %q", req.From)
+		return allOutcomes(req.Recipients, e, conn.host), e.Msg, true
 	}
+	chunking, _ := s.extension("CHUNKING")
+	chunking = chunking && !d.noChunking
+
+	// The envelope: MAIL, the RCPTs we may send, and DATA unless BDAT
+	// follows. A recipient whose address cannot be written on a command
+	// line is refused here and never sent.
 	outcomes := make([]queue.RcptOutcome, len(req.Recipients))
-	var accepted []int
+	cmds := make([]string, 0, len(req.Recipients)+2)
+	cmds = append(cmds, d.mailCommand(s, req))
+	rcptCmd := make([]int, len(req.Recipients)) // index into cmds, or -1
 	last := ""
 	for i, r := range req.Recipients {
-		if err := c.Rcpt(r, nil); err != nil {
-			outcomes[i] = outcomeFor(r, asDeliveryError(err), conn.host)
+		if strings.ContainsAny(r, "\r\n") {
+			e := permErr("5.1.3", "bad recipient address %q", r)
+			outcomes[i], last, rcptCmd[i] = outcomeFor(r, e, conn.host), e.Msg, -1
+			continue
+		}
+		rcptCmd[i] = len(cmds)
+		cmds = append(cmds, "RCPT TO:<"+r+">")
+	}
+	if !chunking {
+		cmds = append(cmds, "DATA")
+	}
+	replies, err := s.envelope(cmds, !chunking)
+
+	if len(replies) == 0 {
+		return allOutcomes(req.Recipients, asDeliveryError(err), conn.host), replyText(err), false
+	}
+	// A 354 to a DATA that has no recipient behind it (a server that
+	// breaks RFC 2920 §3.1) leaves the server reading a message: the
+	// connection is not reused.
+	dataOpen := !chunking && len(replies) == len(cmds) && replies[len(cmds)-1].code == 354
+	if mailErr := replies[0].expect(250); mailErr != nil {
+		return allOutcomes(req.Recipients, asDeliveryError(mailErr), conn.host), replyText(mailErr), err == nil && !dataOpen
+	}
+	var accepted []int
+	for i, r := range req.Recipients {
+		c := rcptCmd[i]
+		if c < 0 {
+			continue
+		}
+		if c >= len(replies) {
 			last = replyText(err)
-			if !isSMTPReply(err) {
-				return fillRest(outcomes, req.Recipients, asDeliveryError(err), conn.host), last, false
-			}
+			return fillRest(outcomes, req.Recipients, asDeliveryError(err), conn.host), last, false
+		}
+		if rerr := replies[c].expect(25); rerr != nil {
+			outcomes[i] = outcomeFor(r, asDeliveryError(rerr), conn.host)
+			last = replyText(rerr)
 			continue
 		}
 		accepted = append(accepted, i)
 	}
 	if len(accepted) == 0 {
-		return outcomes, last, c.Reset() == nil
+		return outcomes, last, err == nil && !dataOpen && s.reset() == nil
 	}
-	err := d.sendData(c, req.Body)
-	if err != nil {
-		e := asDeliveryError(err)
+	settle := func(e *Error) {
 		for _, i := range accepted {
 			outcomes[i] = outcomeFor(req.Recipients[i], e, conn.host)
 		}
-		return outcomes, replyText(err), isSMTPReply(err) && c.Reset() == nil
+	}
+	if !chunking {
+		if len(replies) < len(cmds) {
+			settle(asDeliveryError(err))
+			return outcomes, replyText(err), false
+		}
+		if derr := replies[len(cmds)-1].expect(354); derr != nil {
+			settle(asDeliveryError(derr))
+			return outcomes, replyText(derr), s.reset() == nil
+		}
+	}
+	var final error
+	if chunking {
+		final = s.bdat(req.Body, d.bdatChunk())
+	} else {
+		final = s.data(req.Body)
+	}
+	if final != nil {
+		settle(asDeliveryError(final))
+		return outcomes, replyText(final), isSMTPReply(final) && s.reset() == nil
 	}
 	for _, i := range accepted {
 		outcomes[i] = queue.RcptOutcome{Address: req.Recipients[i], Delivered: true, Code: 250, Status: "2.0.0",
@@ -62,79 +132,157 @@ func (d *Deliverer) transaction(conn *outboundConn, req Request) ([]queue.RcptOu
 	return outcomes, "250 message accepted", true
 }
 
-func (d *Deliverer) sendData(c *smtp.Client, body []byte) error {
-	w, err := c.Data()
+// mailCommand is MAIL FROM with its parameters: BODY=8BITMIME when the
+// body has 8-bit bytes and the server offers 8BITMIME (RFC 6152), SIZE
+// when it offers SIZE (RFC 1870), REQUIRETLS (RFC 8689) and SMTPUTF8
+// (RFC 6531) when the message needs them (transaction checked that the
+// server offers them).
+func (d *Deliverer) mailCommand(s *session, req Request) string {
+	var b strings.Builder
+	b.Grow(len(req.From) + 64)
+	b.WriteString("MAIL FROM:<")
+	b.WriteString(req.From)
+	b.WriteString(">")
+	if ok, _ := s.extension("8BITMIME"); ok && has8bit(req.Body) {
+		b.WriteString(" BODY=8BITMIME")
+	}
+	if ok, _ := s.extension("SIZE"); ok && len(req.Body) > 0 {
+		b.WriteString(" SIZE=")
+		b.WriteString(strconv.Itoa(len(req.Body)))
+	}
+	if req.TLS.RequireTLSExtension {
+		b.WriteString(" REQUIRETLS")
+	}
+	if req.SMTPUTF8 {
+		b.WriteString(" SMTPUTF8")
+	}
+	return b.String()
+}
+
+func (d *Deliverer) bdatChunk() int {
+	if d.bdatChunkSize > 0 {
+		return d.bdatChunkSize
+	}
+	return bdatChunkSize
+}
+
+// envelope sends the envelope commands and returns the replies read, in
+// order, and the transport error that stopped it, if any. With
+// PIPELINING they go in one flight (at most maxPipelined unanswered);
+// without, one at a time, stopping after a refused MAIL and before a
+// DATA that no accepted RCPT needs. data says the last command is DATA.
+func (s *session) envelope(cmds []string, data bool) ([]reply, error) {
+	replies := make([]reply, 0, len(cmds))
+	if ok, _ := s.extension("PIPELINING"); ok {
+		for i, line := range cmds {
+			if err := s.command(line); err != nil {
+				return replies, err
+			}
+			if i+1-len(replies) < maxPipelined && i+1 < len(cmds) {
+				continue
+			}
+			if err := s.w.Flush(); err != nil {
+				return replies, err
+			}
+			for len(replies) <= i {
+				r, err := s.readReply()
+				if err != nil {
+					return replies, err
+				}
+				replies = append(replies, r)
+			}
+		}
+		return replies, nil
+	}
+	for i, line := range cmds {
+		if i > 0 && replies[0].expect(250) != nil {
+			break
+		}
+		if data && i == len(cmds)-1 && !anyAccepted(replies[1:]) {
+			break
+		}
+		r, err := s.exchange(line)
+		if err != nil {
+			return replies, err
+		}
+		replies = append(replies, r)
+	}
+	return replies, nil
+}
+
+func anyAccepted(rcpts []reply) bool {
+	for _, r := range rcpts {
+		if r.expect(25) == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// data sends the body after a 354, dot-stuffed, and reads the reply to
+// the final ".".
+func (s *session) data(body []byte) error {
+	dw := newDotWriter(s.w)
+	if _, err := dw.Write(body); err != nil {
+		return err
+	}
+	if err := dw.Close(); err != nil {
+		return err
+	}
+	if err := s.w.Flush(); err != nil {
+		return err
+	}
+	r, err := s.readReply()
 	if err != nil {
 		return err
 	}
-	if _, err := w.Write(body); err != nil {
-		w.Close()
-		return err
-	}
-	if !bytes.HasSuffix(body, []byte("\r\n")) {
-		w.Write([]byte("\r\n"))
-	}
-	return w.Close()
+	return r.expect(250)
 }
 
-func outcomeFor(rcpt string, e *Error, host string) queue.RcptOutcome {
-	return queue.RcptOutcome{Address: rcpt, Permanent: !e.Temporary, Code: e.Code, Status: e.Status, Message: e.Msg, RemoteMTA: host}
-}
-
-func allOutcomes(rcpts []string, e *Error, host string) []queue.RcptOutcome {
-	out := make([]queue.RcptOutcome, len(rcpts))
-	for i, r := range rcpts {
-		out[i] = outcomeFor(r, e, host)
-	}
-	return out
-}
-
-func fillRest(out []queue.RcptOutcome, rcpts []string, e *Error, host string) []queue.RcptOutcome {
-	for i := range out {
-		if out[i].Address == "" {
-			out[i] = outcomeFor(rcpts[i], e, host)
+// bdat sends the body in BDAT chunks of at most chunk bytes, the last
+// with LAST (RFC 3030 §2): no dot-stuffing, each chunk's size exact.
+// With PIPELINING every chunk goes without waiting and the replies are
+// read afterwards (a server discards the chunks after a refused one,
+// §4.2); without it, each chunk waits for its reply.
+func (s *session) bdat(body []byte, chunk int) error {
+	body = wholeLines(body)
+	pipelined, _ := s.extension("PIPELINING")
+	sent := 0
+	for off := 0; off == 0 || off < len(body); off += chunk {
+		n := min(chunk, len(body)-off)
+		line := "BDAT " + strconv.Itoa(n)
+		if off+n == len(body) {
+			line += " LAST"
+		}
+		s.command(line)
+		if _, err := s.w.Write(body[off : off+n]); err != nil {
+			return err
+		}
+		sent++
+		if pipelined && off+n < len(body) {
+			continue
+		}
+		if err := s.w.Flush(); err != nil {
+			return err
+		}
+		for ; sent > 0; sent-- {
+			r, err := s.readReply()
+			if err != nil {
+				return err
+			}
+			if refused := r.expect(250); refused != nil {
+				// Pipelined: the chunks still in flight are refused too;
+				// read their replies so that RSET finds the session in
+				// step (if that fails, RSET fails and the connection
+				// goes).
+				for sent--; sent > 0; sent-- {
+					if _, err := s.readReply(); err != nil {
+						break
+					}
+				}
+				return refused
+			}
 		}
 	}
-	return out
-}
-
-// cancelled is the result of a transaction cut short by the caller's
-// context: what the server already settled (accepted, or refused for
-// good) stands; every other recipient is deferred with 4.4.5, and the
-// caller does not count that against it.
-func cancelled(out []queue.RcptOutcome, rcpts []string, host string) []queue.RcptOutcome {
-	e := tempErr("4.4.5", "delivery cancelled (the gateway is shutting down)")
-	for i := range out {
-		if !out[i].Delivered && !out[i].Permanent {
-			out[i] = outcomeFor(rcpts[i], e, host)
-		}
-	}
-	return out
-}
-
-// failAll reports the same failure for every recipient (DNS, connection).
-func (d *Deliverer) failAll(req Request, att queue.Attempt, err error) (queue.Attempt, []queue.RcptOutcome) {
-	e := asDeliveryError(err)
-	att.Reply = e.Msg
-	outcomes := allOutcomes(req.Recipients, e, "")
-	d.logAttempt(req, att, outcomes)
-	return att, outcomes
-}
-
-func (d *Deliverer) logAttempt(req Request, att queue.Attempt, outcomes []queue.RcptOutcome) {
-	var delivered, deferred, bounced int
-	for _, o := range outcomes {
-		switch {
-		case o.Delivered:
-			delivered++
-		case o.Permanent:
-			bounced++
-		default:
-			deferred++
-		}
-	}
-	d.opts.Logger.Info("delivery attempt",
-		"queue_id", req.ID, "destination", att.Destination, "mx", att.MXHost, "ip", att.IP,
-		"tls", att.TLSVersion, "cipher", att.Cipher, "verified", att.CertVerified,
-		"delivered", delivered, "deferred", deferred, "bounced", bounced, "reply", att.Reply)
+	return nil
 }
