@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/sealgate/sealgate/internal/testutil"
 	"github.com/sealgate/sealgate/queue"
 )
 
@@ -243,5 +245,48 @@ func TestQueueShowHasEscrowEvents(t *testing.T) {
 	code, stdout, _ = sealgate(t, "queue", "show", msgs[1].ID, "--config", cfg)
 	if code != 0 || strings.Contains(stdout, "Escrow:") {
 		t.Errorf("queue show of a message never escrowed: exit %d\n%s", code, stdout)
+	}
+}
+
+// Against a running server the escrow commands and queue show's access
+// logs go through the admin API.
+func TestEscrowCommandsThroughRunningServer(t *testing.T) {
+	bin := buildBinary(t)
+	data, cfg := dataDirConfig(t)
+	seed := seedEscrow(t, data)
+	smtpAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	portal := testutil.FreePort(t)
+	writeFile(t, cfg, fmt.Sprintf("data_dir: %s\ninbound: {listen: %s}\nadmin: {listen: 127.0.0.1:%d}\n"+
+		"portal: {listen: 127.0.0.1:%d, public_url: https://127.0.0.1:%d}\n", data, smtpAddr, testutil.FreePort(t), portal, portal))
+	startServer(t, bin, cfg, smtpAddr)
+
+	code, stdout, stderr := sealgate(t, "escrow", "list", "--config", cfg)
+	if code != 0 || !strings.Contains(stdout, seed.bob) || !strings.Contains(stdout, "2 escrowed recipients") {
+		t.Fatalf("escrow list through the server: exit %d\n%s%s", code, stdout, stderr)
+	}
+	code, stdout, stderr = sealgate(t, "queue", "show", seed.queueID, "--config", cfg)
+	if code != 0 || !strings.Contains(stdout, "bob@dest.test: access "+seed.bob+", active, opened yes") || !strings.Contains(stdout, "192.0.2.7") {
+		t.Errorf("queue show through the server: exit %d\n%s%s", code, stdout, stderr)
+	}
+	code, stdout, stderr = sealgate(t, "escrow", "revoke", seed.messageID, "--recipient", "bob@dest.test", "--config", cfg)
+	if code != 0 || stdout != seed.bob+" bob@dest.test: revoked\n" {
+		t.Errorf("escrow revoke through the server: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if code, _, stderr := sealgate(t, "escrow", "revoke", seed.messageID, "--recipient", "erin@dest.test", "--config", cfg); code != 1 || !strings.Contains(stderr, "erin@dest.test") {
+		t.Errorf("escrow revoke of a recipient the message lacks, through the server: exit %d: %s", code, stderr)
+	}
+	if code, _, stderr := sealgate(t, "escrow", "show", "nosuch", "--config", cfg); code != 1 || !strings.Contains(stderr, "no escrowed message nosuch") {
+		t.Errorf("escrow show of an unknown ID through the server: exit %d: %s", code, stderr)
+	}
+	code, stdout, _ = sealgate(t, "escrow", "show", seed.bob, "--json", "--config", cfg)
+	var recs []struct {
+		State  string
+		Events []struct{ Kind, Detail string }
+	}
+	if err := json.Unmarshal([]byte(stdout), &recs); code != 0 || err != nil || len(recs) != 1 {
+		t.Fatalf("escrow show --json through the server: exit %d, %v\n%s", code, err, stdout)
+	}
+	if last := recs[0].Events[len(recs[0].Events)-1]; recs[0].State != "revoked" || last.Kind != queue.EscrowRevoked || last.Detail != "access revoked by admin" {
+		t.Errorf("bob after revocation through the server: %+v", recs[0])
 	}
 }
