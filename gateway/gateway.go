@@ -284,7 +284,11 @@ func (g *Gateway) Start() error {
 		// Ready once serving and once the scheduler has loaded the queue:
 		// a node that accepts mail it will not deliver is not ready.
 		ready := func() bool { return g.ready.Load() && g.sched.Loaded() }
-		api := admin.New(admin.Options{Store: g.store, Keys: g.keys, Wake: g.sched.Wake, Ready: ready,
+		var escrow admin.EscrowStore // not a typed nil: off is nil
+		if g.escrow != nil {
+			escrow = g.escrow
+		}
+		api := admin.New(admin.Options{Store: g.store, Keys: g.keys, Escrow: escrow, Wake: g.sched.Wake, Ready: ready,
 			ReloadPolicy: g.reloadPolicyFromFile, Logger: g.logger.With("component", "admin"),
 			Token: g.adminToken, Hosts: admin.AllowedHosts(g.adminLn.Addr().String())})
 		g.admin = &http.Server{

@@ -254,3 +254,22 @@ func (e *Escrow) ForQueueID(queueID string) ([]EscrowEntry, error) {
 	}
 	return e.Show(id)
 }
+
+// EscrowInUse reports whether the spool holds an escrow store (its key
+// check or a message), which only its own key opens. The CLI asks
+// before OpenEscrow so that looking at a data dir never creates a key.
+func (s *Store) EscrowInUse() (bool, error) {
+	inUse := false
+	err := s.view(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketEscrowMeta); b != nil && b.Get(keyCheckName) != nil {
+			inUse = true
+		}
+		if b := tx.Bucket(bucketEscrowMsgs); b != nil {
+			if k, _ := b.Cursor().First(); k != nil {
+				inUse = true
+			}
+		}
+		return nil
+	})
+	return inUse, err
+}

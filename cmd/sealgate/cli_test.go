@@ -61,6 +61,7 @@ func TestHelpOnEveryCommand(t *testing.T) {
 		{"domains", "list", "--help"}, {"domains", "check", "--help"}, {"domains", "scan", "--help"}, {"domains", "reset", "--help"},
 		{"dkim", "keygen", "--help"}, {"dkim", "check", "--help"},
 		{"keys", "import", "--help"}, {"keys", "list", "--help"}, {"keys", "show", "--help"}, {"keys", "remove", "--help"},
+		{"escrow", "--help"}, {"escrow", "list", "--help"}, {"escrow", "show", "--help"}, {"escrow", "revoke", "--help"},
 	} {
 		code, stdout, _ := sealgate(t, args...)
 		if code != 0 || !strings.Contains(stdout, "Usage:") {

@@ -71,7 +71,7 @@ Run "sealgate serve" to start on the embedded defaults (SMTP on
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newConfigCmd(), newQueueCmd(), newPolicyCmd(), newDomainsCmd(), newDKIMCmd(), newKeysCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newConfigCmd(), newQueueCmd(), newPolicyCmd(), newDomainsCmd(), newDKIMCmd(), newKeysCmd(), newEscrowCmd(), newVersionCmd())
 	return root
 }
 

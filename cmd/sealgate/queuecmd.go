@@ -54,21 +54,15 @@ open the data dir directly. Message bodies are never shown.`,
 	var showJSON bool
 	show := &cobra.Command{
 		Use:   "show ID",
-		Short: "Show a message's envelope, recipients and history (never its body)",
+		Short: "Show a message's envelope, recipients, history and escrow access logs (never its body)",
 		Args:  cobra.ExactArgs(1),
 	}
 	show.RunE = func(cmd *cobra.Command, args []string) error {
-		return withOps(func(ops admin.QueueOps, out io.Writer) error {
-			m, err := ops.Get(args[0])
-			if err != nil {
-				return err
-			}
-			if showJSON {
-				return printJSON(out, m)
-			}
-			printMessage(out, m)
-			return nil
-		})(cmd, args)
+		err := showQueueMessage(configPath, args[0], showJSON, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		if errors.Is(err, queue.ErrNotFound) {
+			return &exitError{code: 1, err: fmt.Errorf("no such message")}
+		}
+		return err
 	}
 	show.Flags().BoolVar(&showJSON, "json", false, "print JSON")
 

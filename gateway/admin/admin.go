@@ -67,10 +67,14 @@ type Store interface {
 //	POST /api/v1/keys                   import a key file {"data": base64}
 //	GET  /api/v1/keys/{address}         the keys of one address
 //	DELETE /api/v1/keys/{fingerprint}   remove a key
+//	GET  /api/v1/escrow[?queue_id=ID]   escrowed messages (escrowapi.go)
+//	GET  /api/v1/escrow/{id}            one, with its access log
+//	POST /api/v1/escrow/{id}/revoke     end access {"recipient": ADDR} or {}
 type API struct {
 	reloadPolicy func() error
 	store        Store
 	keys         KeyOps
+	escrow       EscrowOps // nil: escrow is off
 	wake         func(id string)
 	ready        func() bool
 	logger       *slog.Logger
@@ -83,6 +87,9 @@ type Options struct {
 	Store Store
 	// Keys is the key store; nil leaves the /api/v1/keys routes out.
 	Keys KeyOps
+	// Escrow is the escrow store; nil when this node does not provide
+	// escrow (the escrow routes then answer 409).
+	Escrow EscrowStore
 	// Wake tells the scheduler that a message is due now (retry, release).
 	Wake func(id string)
 	// Ready reports whether the node accepts mail (/readyz).
@@ -103,8 +110,12 @@ func New(o Options) *API {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &API{reloadPolicy: o.ReloadPolicy, store: o.Store, keys: o.Keys, wake: o.Wake, ready: o.Ready, logger: o.Logger,
+	a := &API{reloadPolicy: o.ReloadPolicy, store: o.Store, keys: o.Keys, wake: o.Wake, ready: o.Ready, logger: o.Logger,
 		token: o.Token, hosts: o.Hosts}
+	if o.Escrow != nil {
+		a.escrow = EscrowOf(o.Escrow)
+	}
+	return a
 }
 
 // Handler serves the API; withPprof adds /debug/pprof/.
@@ -131,6 +142,9 @@ func (a *API) Handler(withPprof bool) http.Handler {
 		mux.HandleFunc("GET /api/v1/keys/{address}", a.showKeys)
 		mux.HandleFunc("DELETE /api/v1/keys/{fingerprint}", a.removeKey)
 	}
+	mux.HandleFunc("GET /api/v1/escrow", a.listEscrow)
+	mux.HandleFunc("GET /api/v1/escrow/{id}", a.showEscrow)
+	mux.HandleFunc("POST /api/v1/escrow/{id}/revoke", a.revokeEscrow)
 	if withPprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)

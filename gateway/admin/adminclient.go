@@ -3,6 +3,7 @@ package admin
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -113,6 +114,10 @@ func (c *AdminClient) ResetDomain(domain string) error {
 	return c.do(http.MethodPost, "/api/v1/domains/"+url.PathEscape(domain)+"/reset", nil)
 }
 
+// errConflict is a 409: the server cannot do that in its present
+// configuration (escrow routes on a node without escrow).
+var errConflict = errors.New("admin API: not available on this server")
+
 func (c *AdminClient) do(method, path string, out any) error {
 	return c.doBody(method, path, nil, out)
 }
@@ -162,6 +167,8 @@ func (c *AdminClient) call(method, path string, in, out any) (http.Header, error
 		return nil, queue.ErrNotFound
 	case resp.StatusCode == http.StatusUnauthorized:
 		return nil, ErrUnauthorized
+	case resp.StatusCode == http.StatusConflict:
+		return nil, errConflict
 	case resp.StatusCode == http.StatusUnprocessableEntity:
 		var e struct{ Error string }
 		_ = json.Unmarshal(body, &e)

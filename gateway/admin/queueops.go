@@ -62,3 +62,42 @@ func OpenKeyOps(cfg *config.Config) (ops KeyOps, where string, close func() erro
 	closeQ()
 	return nil, "", nil, fmt.Errorf("unexpected spool access %T", q)
 }
+
+// OpenEscrowOps gives the escrow CLI its view of the escrow store, as
+// OpenQueueOps does for the queue.
+func OpenEscrowOps(cfg *config.Config) (ops EscrowOps, where string, close func() error, err error) {
+	q, where, closeQ, err := OpenQueueOps(cfg)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	if ops, err = EscrowOpsFor(q, cfg); err != nil {
+		closeQ()
+		return nil, "", nil, err
+	}
+	return ops, where, closeQ, nil
+}
+
+// EscrowOpsFor gives the escrow operations beside the spool access q
+// (from OpenQueueOps): the running server's, or the escrow store in the
+// spool file, unlocked with cfg's escrow key. A spool that never held
+// escrowed mail has an empty one, and no key is created for it.
+func EscrowOpsFor(q QueueOps, cfg *config.Config) (EscrowOps, error) {
+	switch q := q.(type) {
+	case *AdminClient:
+		return q.Escrow(), nil
+	case *queue.Store:
+		inUse, err := q.EscrowInUse()
+		if err != nil {
+			return nil, err
+		}
+		if !inUse {
+			return EscrowOf(nil), nil
+		}
+		e, err := q.OpenEscrow(queue.EscrowOptions{KeyFile: cfg.EscrowKeyFile(), Expiry: cfg.Escrow.Expiry.D()})
+		if err != nil {
+			return nil, err
+		}
+		return EscrowOf(e), nil
+	}
+	return nil, fmt.Errorf("unexpected spool access %T", q)
+}
