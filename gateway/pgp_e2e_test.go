@@ -245,27 +245,29 @@ func TestPGPInteropWithGnuPG(t *testing.T) {
 		if !bytes.Contains(status, []byte("[GNUPG:] DECRYPTION_OKAY")) || !bytes.Contains(status, []byte("[GNUPG:] DECRYPTION_INFO 2 9")) {
 			t.Errorf("gpg status:\n%s", status)
 		}
-		checkDecryptedEntity(t, plain, origBody, pdf)
+		checkDecryptedEntity(t, plain, origBody, pdf, "Lab results", "protected-headers", "v1")
 	}
 }
 
 // checkDecryptedEntity checks that the decrypted entity is the original
 // message — its body byte for byte, the attachment by hash — with the
-// protected headers: the Subject without its tag.
-func checkDecryptedEntity(t *testing.T, plain []byte, origBody string, pdf []byte) {
+// protected headers: the Subject without its tag, and the header
+// protection marker of the format (PGP/MIME protected-headers=v1,
+// S/MIME hp=cipher of RFC 9788).
+func checkDecryptedEntity(t *testing.T, plain []byte, origBody string, pdf []byte, subject, markerParam, markerValue string) {
 	t.Helper()
 	inner, err := mail.ReadMessage(bytes.NewReader(plain))
 	if err != nil {
 		t.Fatalf("decrypted entity: %v\n%s", err, plain)
 	}
-	if s := inner.Header.Get("Subject"); s != "Lab results" {
+	if s := inner.Header.Get("Subject"); s != subject {
 		t.Errorf("protected Subject %q, want the original without its tag", s)
 	}
 	if inner.Header.Get("From") != "Alice <alice@org.test>" || inner.Header.Get("Message-ID") != "<lab-results@org.test>" {
 		t.Errorf("protected headers: %v", inner.Header)
 	}
 	mt, params, err := mime.ParseMediaType(inner.Header.Get("Content-Type"))
-	if err != nil || mt != "multipart/mixed" || params["protected-headers"] != "v1" {
+	if err != nil || mt != "multipart/mixed" || params[markerParam] != markerValue {
 		t.Errorf("inner Content-Type %q", inner.Header.Get("Content-Type"))
 	}
 	body, _ := io.ReadAll(inner.Body)
