@@ -5,7 +5,10 @@
 // sink, so a gateway configured to relay to it (outbound.smarthost) can be
 // measured end to end: delivered messages per second. With -dns it also
 // answers DNS so that every domain's MX is the sink: MX delivery on the
-// default configuration, measured the same way.
+// default configuration, measured the same way. With -pid it reports the
+// server's CPU per message and peak RSS; -tree makes that the whole
+// process tree (CPU summed, PSS sampled), so that Postfix, a master and
+// its children, can be measured beside sealgate with the same command.
 //
 // It is a measuring tool, not a test: run it against a gateway on
 // loopback, on a quiet machine, and record the figures with the command
@@ -40,6 +43,7 @@ func main() {
 	wait := flag.Duration("wait", 2*time.Minute, "how long to wait for deliveries at the sink")
 	pid := flag.Int("pid", 0, "gateway process ID, to report its peak RSS (VmHWM)")
 	dnsAddr := flag.String("dns", "", "also answer DNS here: every domain's MX resolves to the sink's address (for MX delivery)")
+	tree := flag.Bool("tree", false, "with -pid: measure the process and all its descendants (CPU summed, peak PSS sampled), for a server made of several processes such as Postfix")
 	flag.Parse()
 	if *dnsAddr != "" {
 		host, _, err := net.SplitHostPort(*sinkAddr)
@@ -54,13 +58,13 @@ func main() {
 		}
 		defer stop()
 	}
-	if err := run(*addr, *n, *c, *size, *perConn, *sinkAddr, *wait, *pid); err != nil {
+	if err := run(*addr, *n, *c, *size, *perConn, *sinkAddr, *wait, *pid, *tree); err != nil {
 		fmt.Fprintln(os.Stderr, "sealgate-load:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, n, c, size, perConn int, sinkAddr string, wait time.Duration, pid int) error {
+func run(addr string, n, c, size, perConn int, sinkAddr string, wait time.Duration, pid int, tree bool) error {
 	var sink *countingSink
 	if sinkAddr != "" {
 		var err error
@@ -71,7 +75,15 @@ func run(addr string, n, c, size, perConn int, sinkAddr string, wait time.Durati
 	}
 	body := makeMessage(size)
 
-	cpu0, cpuErr := cpuTime(pid)
+	cpuOf := cpuTime
+	if tree {
+		cpuOf = treeCPU
+	}
+	cpu0, cpuErr := cpuOf(pid)
+	var pss *pssSampler
+	if tree && pid != 0 {
+		pss = samplePSS(pid, 200*time.Millisecond)
+	}
 	var next, deferred atomic.Int64
 	latencies := make([][]time.Duration, c)
 	errs := make([]error, c)
@@ -110,10 +122,12 @@ func run(addr string, n, c, size, perConn int, sinkAddr string, wait time.Durati
 			got, len(all), float64(got)/d.Seconds(), d.Round(time.Millisecond))
 	}
 	if pid != 0 {
-		if cpu1, err := cpuTime(pid); err == nil && cpuErr == nil && len(all) > 0 {
+		if cpu1, err := cpuOf(pid); err == nil && cpuErr == nil && len(all) > 0 {
 			fmt.Printf("gateway CPU: %.3f ms per message\n", float64((cpu1-cpu0).Microseconds())/1000/float64(len(all)))
 		}
-		if hwm, err := peakRSS(pid); err == nil {
+		if pss != nil {
+			fmt.Printf("gateway peak PSS (process tree, sampled every 200 ms): %d kB\n", pss.peakKB())
+		} else if hwm, err := peakRSS(pid); err == nil {
 			fmt.Printf("gateway peak RSS: %s\n", hwm)
 		} else {
 			fmt.Printf("gateway peak RSS: unknown (%v)\n", err)
