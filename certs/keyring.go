@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
-	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 )
 
@@ -157,7 +156,8 @@ func pgpConfig(now time.Time) *packet.Config {
 // EncryptOpenPGP returns a writer that encrypts what is written to it
 // for every recipient and writes the ASCII-armored message to w; Close
 // finishes the message (and the armor). It streams: nothing is held
-// but the cipher state.
+// but the cipher state and one piece of at most 32 KiB per layer,
+// however large the Writes.
 func EncryptOpenPGP(w io.Writer, to []*OpenPGPRecipient, now time.Time) (io.WriteCloser, error) {
 	if len(to) == 0 {
 		return nil, errors.New("certs: encrypt to nobody")
@@ -166,7 +166,7 @@ func EncryptOpenPGP(w io.Writer, to []*OpenPGPRecipient, now time.Time) (io.Writ
 	for i, r := range to {
 		entities[i] = r.entity
 	}
-	armored, err := armor.Encode(w, "PGP MESSAGE", nil)
+	armored, err := newArmorWriter(w)
 	if err != nil {
 		return nil, err
 	}
@@ -181,6 +181,27 @@ func EncryptOpenPGP(w io.Writer, to []*OpenPGPRecipient, now time.Time) (io.Writ
 type closeBoth struct {
 	io.WriteCloser
 	outer io.WriteCloser
+}
+
+// encryptChunk bounds what one Write hands to the OpenPGP layers.
+// go-crypto's partial-length packet writer keeps each Write whole in a
+// buffer and its CFB stream writer allocates a ciphertext copy of it, so
+// a 25 MB message written at once was held three more times; in 32 KiB
+// pieces each layer holds one piece.
+const encryptChunk = 32 << 10
+
+func (c *closeBoth) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		k := min(len(p), encryptChunk)
+		m, err := c.WriteCloser.Write(p[:k])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		p = p[k:]
+	}
+	return n, nil
 }
 
 func (c *closeBoth) Close() error {

@@ -91,31 +91,43 @@ func hasPrivateSubkey(e *openpgp.Entity) bool {
 	return false
 }
 
-// openPGPEntries checks one entity and makes its store entries.
-func openPGPEntries(e *openpgp.Entity, now time.Time) ([]Key, error) {
+// usableEntity checks that e can be encrypted to now — a valid
+// self-signature, not revoked or expired, strong enough, with a valid
+// encryption-capable key — and returns that key and when e expires
+// (zero for never).
+func usableEntity(e *openpgp.Entity, now time.Time) (openpgp.Key, time.Time, error) {
 	sig, _ := e.PrimarySelfSignature()
 	if sig == nil {
-		return nil, errors.New("no valid self-signature")
+		return openpgp.Key{}, time.Time{}, errors.New("no valid self-signature")
 	}
 	if e.Revoked(now) {
-		return nil, errors.New("revoked")
+		return openpgp.Key{}, time.Time{}, errors.New("revoked")
 	}
 	if e.PrimaryKey.KeyExpired(sig, now) {
-		return nil, fmt.Errorf("expired on %s", keyExpiry(e.PrimaryKey, sig).Format(time.DateOnly))
+		return openpgp.Key{}, time.Time{}, fmt.Errorf("expired on %s", keyExpiry(e.PrimaryKey, sig).Format(time.DateOnly))
 	}
 	if err := strongEnough(e.PrimaryKey); err != nil {
-		return nil, err
+		return openpgp.Key{}, time.Time{}, err
 	}
 	enc, ok := e.EncryptionKey(now)
 	if !ok {
-		return nil, errors.New("no valid (unexpired, unrevoked) encryption-capable key or subkey")
+		return openpgp.Key{}, time.Time{}, errors.New("no valid (unexpired, unrevoked) encryption-capable key or subkey")
 	}
 	if err := strongEnough(enc.PublicKey); err != nil {
-		return nil, err
+		return openpgp.Key{}, time.Time{}, err
 	}
 	expires := keyExpiry(e.PrimaryKey, sig)
 	if sub := keyExpiry(enc.PublicKey, enc.SelfSignature); !sub.IsZero() && (expires.IsZero() || sub.Before(expires)) {
 		expires = sub
+	}
+	return enc, expires, nil
+}
+
+// openPGPEntries checks one entity and makes its store entries.
+func openPGPEntries(e *openpgp.Entity, now time.Time) ([]Key, error) {
+	enc, expires, err := usableEntity(e, now)
+	if err != nil {
+		return nil, err
 	}
 	var public bytes.Buffer
 	if err := e.Serialize(&public); err != nil {

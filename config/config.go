@@ -26,6 +26,21 @@ type Config struct {
 	// Source is the file the config was loaded from ("" for the embedded
 	// defaults). Not a YAML key.
 	Source string `yaml:"-"`
+
+	// pos is where each key path was set, for FieldError.
+	pos map[string]position
+}
+
+// FieldError is a problem with the value at path (a dotted key path such
+// as "keys.archive_key_file") found after loading — by a check that needs
+// more than the config package can do — named with the file and line
+// that set it, as load errors are.
+func (c *Config) FieldError(path string, err error) error {
+	p := c.pos[path]
+	if p.file == "" {
+		p.file = defaultsName
+	}
+	return Errors{{File: p.file, Line: p.line, Path: path, Msg: err.Error()}}
 }
 
 // Log configures the operational log (not the audit trail).

@@ -16,6 +16,11 @@ type Keys struct {
 	// EncryptedSubject replaces the Subject outside an encrypted
 	// message; the real one travels inside (protected headers).
 	EncryptedSubject string `yaml:"encrypted_subject"`
+	// ArchiveKeyFile is the organisation's archive key: one OpenPGP
+	// public key (armored or binary) that every PGP/MIME message is also
+	// encrypted to. Empty: none. Read and checked at start as an import
+	// is (gateway.CheckConfig).
+	ArchiveKeyFile string `yaml:"archive_key_file"`
 	// WKDPort is the HTTPS port of Web Key Directories (443; tests use
 	// another).
 	WKDPort int `yaml:"wkd_port"`
@@ -45,6 +50,9 @@ type KeyDiscovery struct {
 
 func (v *validator) validateKeys(k *Keys) {
 	v.port("keys.wkd_port", k.WKDPort)
+	if k.ArchiveKeyFile != "" {
+		v.readable("keys.archive_key_file", k.ArchiveKeyFile)
+	}
 	d := &k.Discovery
 	v.positive("keys.discovery.ttl", int64(d.TTL))
 	v.positive("keys.discovery.negative_ttl", int64(d.NegativeTTL))

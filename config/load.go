@@ -90,6 +90,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	// still finds the file's other problems: report them all at once.
 	v := &validator{pos: d.pos}
 	v.validate(cfg)
+	cfg.pos = d.pos
 	errs := append(d.errs, v.errs...)
 	if len(errs) > 0 {
 		slices.SortStableFunc(errs, func(a, b *FieldError) int {

@@ -43,8 +43,9 @@ type Gateway struct {
 	logger *slog.Logger
 
 	store     *queue.Store
-	escrow    *queue.Escrow  // nil unless escrow is on (escrow.enabled and a portal)
-	keys      *certs.Keyring // correspondents' public keys, sealed in the spool
+	escrow    *queue.Escrow           // nil unless escrow is on (escrow.enabled and a portal)
+	keys      *certs.Keyring          // correspondents' public keys, sealed in the spool
+	archive   *certs.OpenPGPRecipient // keys.archive_key_file; nil without one
 	certs     *certs.CertReloader
 	tlsConfig *tls.Config
 	inbound   *smtpin.Server
@@ -89,6 +90,10 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		return nil, err
 	}
 	roots, err := certs.RootPool(cfg.Outbound.ExtraRootCAs)
+	if err != nil {
+		return nil, err
+	}
+	archive, err := loadArchiveKey(cfg, time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +148,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
 
-	g := &Gateway{cfg: cfg, logger: logger, store: store, certs: reloader, adminToken: adminToken}
+	g := &Gateway{cfg: cfg, logger: logger, store: store, certs: reloader, adminToken: adminToken, archive: archive}
 	if cfg.EscrowOn() {
 		if g.escrow, err = store.OpenEscrow(queue.EscrowOptions{KeyFile: cfg.EscrowKeyFile(), Expiry: cfg.Escrow.Expiry.D()}); err != nil {
 			store.Close()

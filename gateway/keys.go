@@ -2,7 +2,11 @@ package gateway
 
 import (
 	"crypto/x509"
+	"errors"
+	"fmt"
 	"log/slog"
+	"os"
+	"time"
 
 	"github.com/sealgate/sealgate/certs"
 	"github.com/sealgate/sealgate/certs/discovery"
@@ -33,4 +37,35 @@ func newKeyring(cfg *config.Config, store *queue.Store, resolver *dnsres.Resolve
 	return certs.NewDiscoveringKeyring(keyStore, nil, source, certs.DiscoveryOptions{
 		TTL: d.TTL.D(), NegativeTTL: d.NegativeTTL.D(), MaxEntries: d.MaxEntries,
 	})
+}
+
+// CheckConfig runs the checks of cfg that need more than the config
+// package can do (it cannot parse OpenPGP keys without importing
+// certs): today, the organisation's archive key. serve runs it before
+// anything starts and `config check` with the rest of the validation;
+// errors are config.Errors naming file, line and key.
+func CheckConfig(cfg *config.Config) error {
+	_, err := loadArchiveKey(cfg, time.Now())
+	return err
+}
+
+// loadArchiveKey reads and checks keys.archive_key_file; nil when none
+// is configured.
+func loadArchiveKey(cfg *config.Config, now time.Time) (*certs.OpenPGPRecipient, error) {
+	file := cfg.Keys.ArchiveKeyFile
+	if file == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(file)
+	if pe := (*os.PathError)(nil); errors.As(err, &pe) {
+		err = pe.Err
+	}
+	if err != nil {
+		return nil, cfg.FieldError("keys.archive_key_file", fmt.Errorf("cannot read %s: %w", file, err))
+	}
+	key, err := certs.ParseArchiveKey(data, now)
+	if err != nil {
+		return nil, cfg.FieldError("keys.archive_key_file", fmt.Errorf("%s: %w", file, err))
+	}
+	return key, nil
 }

@@ -14,7 +14,7 @@ import (
 func (g *Gateway) methods() scheduler.Methods {
 	m := scheduler.Builtin()
 	if g.cfg.Keys.PGP {
-		m[string(policy.MethodPGP)] = seal.NewPGP(seal.PGPOptions{Keys: g.keys, Subject: g.cfg.Keys.EncryptedSubject,
+		m[string(policy.MethodPGP)] = seal.NewPGP(seal.PGPOptions{Keys: g.keys, Archive: g.archive, Subject: g.cfg.Keys.EncryptedSubject,
 			Logger: g.logger.With("component", "seal")})
 	}
 	if g.cfg.Keys.SMIME {

@@ -11,6 +11,7 @@ import (
 	"net/mail"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -324,5 +325,47 @@ func TestPGPChainFallsBackWithoutKey(t *testing.T) {
 	second := sink.WaitMessages(t, 2, 20*time.Second)[1]
 	if !bytes.Contains(second.Data, []byte("Meeting at noon.")) {
 		t.Errorf("without a key, the chain's tls step should deliver as is:\n%s", second.Data)
+	}
+}
+
+// TestPGPArchiveKey: with keys.archive_key_file, every PGP/MIME message
+// is also encrypted to the organisation's archive key — gpg holding only
+// that key decrypts it — and the attempt record says so.
+func TestPGPArchiveKey(t *testing.T) {
+	needGPG(t)
+	bob := newGnuPG(t, "Bob <bob@dest.test>", "ed25519", false)
+	archive := newGnuPG(t, "Org.test archive", "rsa3072", false)
+	archiveFile := filepath.Join(t.TempDir(), "archive.asc")
+	if err := os.WriteFile(archiveFile, archive.export(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := newE2E(t, "keys:\n  archive_key_file: "+archiveFile+"\n")
+	sink := e.destination("dest.test", "127.0.0.2", testutil.SinkOptions{TLS: true, CA: e.ca})
+	if _, err := e.gw.Keys().ImportKeys(bob.export()); err != nil {
+		t.Fatal(err)
+	}
+
+	pdf := pdfBytes()
+	orig := labMessage(pdf)
+	id := e.send("alice@org.test", []string{"bob@dest.test"}, orig)
+	m := e.waitState(id, "bob@dest.test", queue.StateDelivered)
+	if att := lastAttempt(m); att == nil || !strings.Contains(att.Protection, "bob@dest.test key "+bob.fingerprint()) ||
+		!strings.Contains(att.Protection, "the organisation archive key "+archive.fingerprint()+" (RSA-3072)") {
+		t.Errorf("the attempt record does not name the archive key: %+v", att)
+	}
+	got := sink.WaitMessages(t, 1, 20*time.Second)[0]
+	i := bytes.Index(got.Data, []byte("-----BEGIN PGP MESSAGE-----"))
+	j := bytes.Index(got.Data, []byte("-----END PGP MESSAGE-----"))
+	if i < 0 || j < i {
+		t.Fatalf("no armored message in:\n%s", got.Data)
+	}
+	armored := got.Data[i : j+len("-----END PGP MESSAGE-----\r\n")]
+	_, origBody, _ := strings.Cut(orig, "\r\n\r\n")
+	for _, g := range []*gnupg{bob, archive} {
+		plain, status, err := g.try(armored, "--status-fd", "2", "--decrypt")
+		if err != nil {
+			t.Fatalf("gpg --decrypt: %v\n%s", err, status)
+		}
+		checkDecryptedEntity(t, plain, origBody, pdf, "Lab results", "protected-headers", "v1")
 	}
 }

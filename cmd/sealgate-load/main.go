@@ -42,6 +42,8 @@ func main() {
 	sinkAddr := flag.String("sink", "", "also run a counting SMTP sink on this address and wait for delivery")
 	wait := flag.Duration("wait", 2*time.Minute, "how long to wait for deliveries at the sink")
 	pid := flag.Int("pid", 0, "gateway process ID, to report its peak RSS (VmHWM)")
+	subject := flag.String("subject", "load", "the messages' Subject (\"[secure] load\" to have them encrypted)")
+	rcpt := flag.String("rcpt", "sink@dest.test", "the recipient (its domain's MX is the sink with -dns)")
 	dnsAddr := flag.String("dns", "", "also answer DNS here: every domain's MX resolves to the sink's address (for MX delivery)")
 	tree := flag.Bool("tree", false, "with -pid: measure the process and all its descendants (CPU summed, peak PSS sampled), for a server made of several processes such as Postfix")
 	flag.Parse()
@@ -58,13 +60,13 @@ func main() {
 		}
 		defer stop()
 	}
-	if err := run(*addr, *n, *c, *size, *perConn, *sinkAddr, *wait, *pid, *tree); err != nil {
+	if err := run(*addr, *n, *c, makeMessage(*size, *subject, *rcpt), *rcpt, *perConn, *sinkAddr, *wait, *pid, *tree); err != nil {
 		fmt.Fprintln(os.Stderr, "sealgate-load:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, n, c, size, perConn int, sinkAddr string, wait time.Duration, pid int, tree bool) error {
+func run(addr string, n, c int, body []byte, rcpt string, perConn int, sinkAddr string, wait time.Duration, pid int, tree bool) error {
 	var sink *countingSink
 	if sinkAddr != "" {
 		var err error
@@ -73,7 +75,7 @@ func run(addr string, n, c, size, perConn int, sinkAddr string, wait time.Durati
 		}
 		defer sink.close()
 	}
-	body := makeMessage(size)
+	size := len(body)
 
 	cpuOf := cpuTime
 	if tree {
@@ -93,7 +95,7 @@ func run(addr string, n, c, size, perConn int, sinkAddr string, wait time.Durati
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			latencies[w], errs[w] = sendLoop(addr, body, perConn, func() bool { return next.Add(1) <= int64(n) }, &deferred)
+			latencies[w], errs[w] = sendLoop(addr, body, rcpt, perConn, func() bool { return next.Add(1) <= int64(n) }, &deferred)
 		}()
 	}
 	wg.Wait()
@@ -140,7 +142,7 @@ func run(addr string, n, c, size, perConn int, sinkAddr string, wait time.Durati
 // says so, reconnecting every perConn messages. A 4xx reply (the
 // gateway's byte budget, say) is retried after a pause, as an MTA would,
 // and counted in deferred.
-func sendLoop(addr string, body []byte, perConn int, more func() bool, deferred *atomic.Int64) ([]time.Duration, error) {
+func sendLoop(addr string, body []byte, rcpt string, perConn int, more func() bool, deferred *atomic.Int64) ([]time.Duration, error) {
 	var lat []time.Duration
 	for {
 		cl, err := smtp.Dial(addr)
@@ -157,7 +159,7 @@ func sendLoop(addr string, body []byte, perConn int, more func() bool, deferred 
 				return lat, nil
 			}
 			for tries := 0; ; tries++ {
-				d, err := sendOne(cl, body)
+				d, err := sendOne(cl, body, rcpt)
 				var se *smtp.SMTPError
 				if err != nil && errors.As(err, &se) && se.Code/100 == 4 && tries < 600 {
 					deferred.Add(1)
@@ -182,11 +184,11 @@ func sendLoop(addr string, body []byte, perConn int, more func() bool, deferred 
 
 // sendOne runs one transaction and returns the time from the end of
 // the data to the 250.
-func sendOne(cl *smtp.Client, body []byte) (time.Duration, error) {
+func sendOne(cl *smtp.Client, body []byte, rcpt string) (time.Duration, error) {
 	if err := cl.Mail("load@sender.test", &smtp.MailOptions{Size: int64(len(body))}); err != nil {
 		return 0, err
 	}
-	if err := cl.Rcpt("sink@dest.test", nil); err != nil {
+	if err := cl.Rcpt(rcpt, nil); err != nil {
 		return 0, err
 	}
 	w, err := cl.Data()
@@ -204,9 +206,10 @@ func sendOne(cl *smtp.Client, body []byte) (time.Duration, error) {
 }
 
 // makeMessage builds a plain message of about size bytes with CRLF lines.
-func makeMessage(size int) []byte {
+func makeMessage(size int, subject, rcpt string) []byte {
 	var b bytes.Buffer
-	b.WriteString("From: load@sender.test\r\nTo: sink@dest.test\r\nSubject: load\r\n" +
+	b.Grow(size + 1024)
+	b.WriteString("From: load@sender.test\r\nTo: " + rcpt + "\r\nSubject: " + subject + "\r\n" +
 		"Message-ID: <load@sender.test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n")
 	line := strings.Repeat("0123456789abcdef", 4) + "\r\n"
 	for b.Len() < size {

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/gateway"
 )
 
 // loadConfig returns the embedded defaults when path is empty, else the
@@ -41,8 +42,12 @@ unknown keys, wrong types and invalid values are reported with the file,
 line and key. Exit code 0 when valid, 2 when not.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := loadConfig(args[0]); err != nil {
+			cfg, err := loadConfig(args[0])
+			if err != nil {
 				return err
+			}
+			if err := gateway.CheckConfig(cfg); err != nil {
+				return usageErr(err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", args[0])
 			return nil

@@ -38,6 +38,9 @@ listener certificate.`,
 			if err != nil {
 				return err
 			}
+			if err := gateway.CheckConfig(cfg); err != nil {
+				return usageErr(err)
+			}
 			return serve(cfg, configPath)
 		},
 	}

@@ -23,6 +23,7 @@ type RecipientKeys interface {
 // PGP is the pgp chain method.
 type PGP struct {
 	keys        RecipientKeys
+	archive     *certs.OpenPGPRecipient
 	placeholder string
 	now         func() time.Time
 	logger      *slog.Logger
@@ -32,6 +33,9 @@ type PGP struct {
 // discarding logger.
 type PGPOptions struct {
 	Keys RecipientKeys
+	// Archive, when not nil, is the organisation's archive key
+	// (keys.archive_key_file): every message is also encrypted to it.
+	Archive *certs.OpenPGPRecipient
 	// Subject is the placeholder Subject outside (keys.encrypted_subject).
 	Subject string
 	Now     func() time.Time
@@ -46,7 +50,7 @@ func NewPGP(o PGPOptions) *PGP {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &PGP{keys: o.Keys, placeholder: o.Subject, now: o.Now, logger: o.Logger}
+	return &PGP{keys: o.Keys, archive: o.Archive, placeholder: o.Subject, now: o.Now, logger: o.Logger}
 }
 
 // Prepare encrypts body to the key of every recipient of g. A recipient
@@ -76,16 +80,26 @@ func (p *PGP) Prepare(ctx context.Context, m *queue.Message, g scheduler.Group, 
 		return scheduler.Action{Outcome: &queue.RcptOutcome{Status: "4.3.0", Message: "encryption interrupted"}}
 	}
 	now := p.now()
+	keys := make([]string, len(to))
+	for i, r := range to {
+		keys[i] = r.Key.Address + " key " + r.Key.Fingerprint + " (" + r.Key.Algorithm + ")"
+	}
+	if p.archive != nil {
+		// Never without the archive copy the organisation asked for: an
+		// archive key that expired since start defers until it is replaced.
+		if err := p.archive.Usable(now); err != nil {
+			p.logger.Error("the organisation archive key (keys.archive_key_file) is no longer usable; PGP/MIME mail waits", "queue_id", m.ID, "err", err)
+			return scheduler.Action{Outcome: &queue.RcptOutcome{Status: "4.7.0", Message: "organisation archive key unusable: " + err.Error()}}
+		}
+		to = append(to, p.archive)
+		keys = append(keys, "the organisation archive key "+p.archive.Key.Fingerprint+" ("+p.archive.Key.Algorithm+")")
+	}
 	out, err := pgpMIME(body, p.placeholder, func(w io.Writer) (io.WriteCloser, error) {
 		return certs.EncryptOpenPGP(w, to, now)
 	})
 	if err != nil {
 		p.logger.Error("OpenPGP encryption failed", "queue_id", m.ID, "err", err)
 		return scheduler.Action{Outcome: &queue.RcptOutcome{Status: "4.3.0", Message: "OpenPGP encryption failed"}}
-	}
-	keys := make([]string, len(to))
-	for i, r := range to {
-		keys[i] = r.Key.Address + " key " + r.Key.Fingerprint + " (" + r.Key.Algorithm + ")"
 	}
 	p.logger.Info("message encrypted with OpenPGP", "queue_id", m.ID, "domain", g.Domain, "keys", strings.Join(keys, ", "))
 	return scheduler.Action{Send: out, Protection: "pgp: PGP/MIME encrypted to " + strings.Join(keys, ", ")}

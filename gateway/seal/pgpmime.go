@@ -89,6 +89,9 @@ func pgpMIME(msg []byte, placeholder string, encrypt func(io.Writer) (io.WriteCl
 	rand.Read(b[:])
 	boundary := "sealgate-pgp-" + hex.EncodeToString(b[:])
 	var out bytes.Buffer
+	// The armored form is about 4/3 of the ciphertext plus a line end
+	// every 64 characters: sized once, the buffer is never copied to grow.
+	out.Grow(len(msg) - len(body) + armoredSize(len(inner.Bytes())+len(body)) + 1024)
 	subjectDone := false
 	writeSubject := func() {
 		out.WriteString("Subject: " + encodeSubject(placeholder) + "\r\n")
@@ -140,13 +143,38 @@ func encodeSubject(s string) string {
 	return mime.QEncoding.Encode("utf-8", s)
 }
 
+// armoredSize bounds the ASCII-armored size of an OpenPGP message
+// carrying plain bytes: packet overhead (partial lengths, session keys
+// for a few recipients, the MDC), base64, a CRLF per 64 characters, the
+// armor lines.
+func armoredSize(plain int) int {
+	packets := plain + plain/512 + 4096
+	b64 := (packets + 2) / 3 * 4
+	return b64 + b64/64*2 + 256
+}
+
 // crlfWriter turns the LF line ends of ASCII armor into CRLF, as SMTP
-// requires (and our own smuggling defence would insist on).
+// requires (and our own smuggling defence would insist on), without
+// copying what it writes.
 type crlfWriter struct{ w io.Writer }
 
+var crlf = []byte("\r\n")
+
 func (c crlfWriter) Write(p []byte) (int, error) {
-	if _, err := c.w.Write(bytes.ReplaceAll(p, []byte("\n"), []byte("\r\n"))); err != nil {
-		return 0, err
+	n := 0
+	for len(p) > 0 {
+		line, rest, found := bytes.Cut(p, []byte("\n"))
+		if _, err := c.w.Write(line); err != nil {
+			return n, err
+		}
+		n += len(line)
+		if found {
+			if _, err := c.w.Write(crlf); err != nil {
+				return n, err
+			}
+			n++
+		}
+		p = rest
 	}
-	return len(p), nil
+	return n, nil
 }
