@@ -32,9 +32,15 @@ type escrowE2E struct {
 }
 
 func newEscrowE2E(t *testing.T, extra string) *escrowE2E {
+	return newEscrowE2EWith(t, testutil.NewCA(t), extra)
+}
+
+// newEscrowE2EWith is newEscrowE2E with a CA the test already made
+// (the portal's certificate comes from it).
+func newEscrowE2EWith(t *testing.T, ca *testutil.CA, extra string) *escrowE2E {
 	port := testutil.FreePort(t)
 	portal := fmt.Sprintf("https://127.0.0.1:%d", port)
-	e := newE2E(t, fmt.Sprintf(`escrow:
+	e := newE2EWith(t, testutil.NewDNSServer(t), ca, fmt.Sprintf(`escrow:
   organization: Clinic X
 portal:
   listen: 127.0.0.1:%d

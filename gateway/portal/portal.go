@@ -366,10 +366,16 @@ func (p *Portal) csrfToken(cookie, token string) string {
 }
 
 func (p *Portal) csrfOK(r *http.Request, token string) bool {
-	if o := r.Header.Get("Origin"); o != "" && o != p.origin {
+	site := r.Header.Get("Sec-Fetch-Site")
+	if site != "" && site != "same-origin" {
 		return false
 	}
-	if s := r.Header.Get("Sec-Fetch-Site"); s != "" && s != "same-origin" {
+	// Under our Referrer-Policy: no-referrer a browser's form POST says
+	// "Origin: null" (Fetch, "serializing a request origin"), even from
+	// our own page. An opaque origin elsewhere says so too; Fetch
+	// Metadata, above, tells them apart where the browser sends it, and
+	// the HMAC token and the SameSite=Strict cookie below everywhere.
+	if o := r.Header.Get("Origin"); o != "" && o != p.origin && o != "null" {
 		return false
 	}
 	c, err := r.Cookie(csrfCookie)
