@@ -81,7 +81,7 @@ func newFixture(t *testing.T) *fixture {
 	f := &fixture{t: t, escrow: e, spool: sp, clock: c}
 	f.srv = httptest.NewUnstartedServer(nil)
 	f.srv.StartTLS()
-	f.srv.Config.Handler = New(Options{Store: e, Spool: sp, PublicURL: f.srv.URL, MailFrom: "no-reply@gw.test",
+	f.srv.Config.Handler = New(Options{Store: e, Senders: e, Spool: sp, PublicURL: f.srv.URL, MailFrom: "no-reply@gw.test",
 		Hostname: "gw.test", Organization: "Clinic X", Now: c.now}).Handler()
 	t.Cleanup(f.srv.Close)
 	return f
