@@ -31,6 +31,10 @@ type Escrow struct {
 	// content is in the notice).
 	NoticeSubject   string `yaml:"notice_subject"`
 	SubjectInNotice bool   `yaml:"subject_in_notice"`
+	// SenderReceipt sends the sender of each escrowed message a receipt
+	// with a link to the portal, where they can withdraw it for every
+	// recipient or one after proving their address with a one-time code.
+	SenderReceipt bool `yaml:"sender_receipt"`
 }
 
 // Portal configures the recipients' HTTPS portal for escrowed mail.

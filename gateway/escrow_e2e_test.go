@@ -32,9 +32,15 @@ type escrowE2E struct {
 }
 
 func newEscrowE2E(t *testing.T, extra string) *escrowE2E {
+	return newEscrowE2EWith(t, testutil.NewCA(t), extra)
+}
+
+// newEscrowE2EWith is newEscrowE2E with a CA the test already made
+// (the portal's certificate comes from it).
+func newEscrowE2EWith(t *testing.T, ca *testutil.CA, extra string) *escrowE2E {
 	port := testutil.FreePort(t)
 	portal := fmt.Sprintf("https://127.0.0.1:%d", port)
-	e := newE2E(t, fmt.Sprintf(`escrow:
+	e := newE2EWith(t, testutil.NewDNSServer(t), ca, fmt.Sprintf(`escrow:
   organization: Clinic X
 portal:
   listen: 127.0.0.1:%d
@@ -299,6 +305,75 @@ func checkSecurityHeaders(t *testing.T, resp *http.Response) {
 	for k, v := range map[string]string{"Strict-Transport-Security": "max-age=", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"} {
 		if !strings.Contains(h.Get(k), v) {
 			t.Errorf("%s: %q", k, h.Get(k))
+		}
+	}
+}
+
+// TestSenderRevokesThroughTheReceipt is the clinic's "unsend": with
+// escrow.sender_receipt the sender gets one receipt at their own
+// organisation, proves their address with a code mailed there, and
+// withdraws the message; the recipient's link then gets the neutral
+// page, and the access log says the sender revoked it.
+func TestSenderRevokesThroughTheReceipt(t *testing.T) {
+	x := newEscrowE2E(t, "escrow:\n  sender_receipt: true\n")
+	id := x.send("alice@org.test", []string{"bob@dest.test", "carol@dest.test"}, labMessage(pdfBytes()))
+	x.waitState(id, "bob@dest.test", queue.StateDelivered)
+	x.waitState(id, "carol@dest.test", queue.StateDelivered)
+	bobLink, _ := x.noticeLink(t, "bob@dest.test")
+
+	receipt := x.org.WaitMessages(t, 1, 20*time.Second)[0]
+	if receipt.From != "" || receipt.To[0] != "alice@org.test" || receipt.TLS == "" ||
+		!bytes.Contains(receipt.Data, []byte("In-Reply-To: <lab-results@org.test>")) {
+		t.Errorf("receipt (envelope %q → %v, TLS %q):\n%s", receipt.From, receipt.To, receipt.TLS, receipt.Data)
+	}
+	for _, secret := range []string{"haemoglobin", "Lab results", "panel.pdf"} {
+		if bytes.Contains(receipt.Data, []byte(secret)) {
+			t.Errorf("the receipt holds %q", secret)
+		}
+	}
+	senderLink := regexp.MustCompile(`https://127\.0\.0\.1:\d+/s/[A-Za-z0-9_-]{43}`).FindString(string(receipt.Data))
+	if senderLink == "" {
+		t.Fatalf("receipt without a sender link:\n%s", receipt.Data)
+	}
+
+	c := browser(t)
+	_, page := get(t, c, senderLink)
+	_, page = post(t, c, senderLink+"/code", url.Values{"csrf": {csrfOf(t, page)}})
+	codeMails := x.org.WaitMessages(t, 2, 20*time.Second)
+	code := codeRE.FindStringSubmatch(strings.Join(textParts(t, codeMails[1].Data), ""))[1]
+	resp, page := post(t, c, senderLink+"/verify", url.Values{"csrf": {csrfOf(t, page)}, "code": {code}})
+	if resp.StatusCode != 200 || !strings.Contains(page, "bob@dest.test") || !strings.Contains(page, "Withdraw the message for everyone") {
+		t.Fatalf("sender page %d:\n%s", resp.StatusCode, page)
+	}
+	resp, page = post(t, c, senderLink+"/revoke", url.Values{"csrf": {csrfOf(t, page)}})
+	if resp.StatusCode != 200 || !strings.Contains(page, "The message was withdrawn") {
+		t.Fatalf("revocation %d:\n%s", resp.StatusCode, page)
+	}
+
+	resp, page = get(t, browser(t), bobLink)
+	if resp.StatusCode != 404 || !strings.Contains(page, "This message is not available") {
+		t.Errorf("bob's link after the sender revoked: %d\n%s", resp.StatusCode, page)
+	}
+	receipts := 0
+	for _, m := range x.org.Messages() {
+		if bytes.Contains(m.Data, []byte("Subject: Receipt:")) {
+			receipts++
+		}
+	}
+	if receipts != 1 {
+		t.Errorf("%d receipts for one message to two recipients, want 1", receipts)
+	}
+	entries, err := x.gw.Escrow().ForQueueID(id)
+	if err != nil || len(entries) != 2 {
+		t.Fatalf("access records %v, %v", entries, err)
+	}
+	for _, en := range entries {
+		if en.Message.State(time.Now()) != "revoked" || en.Message.RevokedBy != "sender" {
+			t.Errorf("%s: state %s, revoked by %q", en.Recipient.ID, en.Message.State(time.Now()), en.Message.RevokedBy)
+		}
+		last := en.Recipient.Events[len(en.Recipient.Events)-1]
+		if last.Kind != queue.EscrowRevoked || last.Detail != "message revoked by sender alice@org.test" || last.Client != "127.0.0.1" {
+			t.Errorf("%s: last event %+v", en.Recipient.Address, last)
 		}
 	}
 }

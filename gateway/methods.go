@@ -23,9 +23,13 @@ func (g *Gateway) methods() scheduler.Methods {
 	}
 	if g.escrow != nil {
 		e := g.cfg.Escrow
+		var receipt *seal.Receipt
+		if e.SenderReceipt {
+			receipt = &seal.Receipt{Links: g.escrow, Spool: g.store, Wake: g.wake, MailFrom: g.cfg.PortalMailFrom()}
+		}
 		m[string(policy.MethodEscrow)] = seal.NewEscrow(seal.EscrowOptions{Store: g.escrow, PublicURL: g.cfg.Portal.PublicURL,
 			Hostname: g.cfg.ServerHostname(), Organization: e.Organization, LogoURL: e.LogoURL, AccentColor: e.AccentColor,
-			Subject: e.NoticeSubject, SubjectInNotice: e.SubjectInNotice, Logger: g.logger.With("component", "escrow")})
+			Subject: e.NoticeSubject, SubjectInNotice: e.SubjectInNotice, Receipt: receipt, Logger: g.logger.With("component", "escrow")})
 	}
 	return m
 }

@@ -37,7 +37,7 @@ func (g *Gateway) listenPortal() (net.Listener, error) {
 // startPortal serves the portal and sweeps expired escrowed messages.
 func (g *Gateway) startPortal(ctx context.Context) {
 	e, p := g.cfg.Escrow, g.cfg.Portal
-	handler := portal.New(portal.Options{Store: g.escrow, Spool: g.store, Wake: g.sched.Wake,
+	handler := portal.New(portal.Options{Store: g.escrow, Senders: g.escrow, Spool: g.store, Wake: g.sched.Wake,
 		PublicURL: p.PublicURL, MailFrom: g.cfg.PortalMailFrom(), Hostname: g.cfg.ServerHostname(),
 		Organization: e.Organization, LogoURL: e.LogoURL, AccentColor: e.AccentColor,
 		SessionLifetime: p.SessionLifetime.D(), Logger: g.logger.With("component", "portal")}).Handler()

@@ -109,6 +109,11 @@ type EscrowMessage struct {
 	Destroyed  time.Time `json:"destroyed,omitzero"`
 	WrappedKey []byte    `json:"wrapped_key,omitempty"`
 	Recipients []string  `json:"recipients"` // access record IDs
+	// The sender's link (escrowsender.go): its hash, and the sender's
+	// one-time code.
+	SenderTokenHash string      `json:"sender_token_hash,omitempty"`
+	SenderCode      *EscrowCode `json:"sender_code,omitempty"`
+	SenderCodesSent []time.Time `json:"sender_codes_sent,omitempty"`
 }
 
 // State is "active", "revoked" or "expired" at now.
@@ -189,7 +194,8 @@ func (s *Store) OpenEscrow(o EscrowOptions) (*Escrow, error) {
 		o.Now = s.now
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketEscrowMeta, bucketEscrowMsgs, bucketEscrowRcpts, bucketEscrowTokens, bucketEscrowQueue, bucketEscrowContent} {
+		for _, b := range [][]byte{bucketEscrowMeta, bucketEscrowMsgs, bucketEscrowRcpts, bucketEscrowTokens, bucketEscrowQueue, bucketEscrowContent,
+			bucketEscrowSenderTokens} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -44,19 +44,10 @@ func (e *Escrow) IssueCode(token, client string) (code, address string, err erro
 	var salt [16]byte
 	rand.Read(salt[:])
 	err = e.updateByToken(token, func(r *EscrowRecipient, _ *EscrowMessage, now time.Time) error {
-		recent := r.CodesSent[:0:0]
-		for _, t := range r.CodesSent {
-			if now.Sub(t) < time.Hour {
-				recent = append(recent, t)
-			}
-		}
-		r.CodesSent = recent
-		if len(recent) >= e.opts.CodesPerHour {
+		if err := e.newCode(&r.CodesSent, &r.Code, salt[:], code, now); err != nil {
 			r.Events = append(r.Events, EscrowEvent{Time: now, Kind: EscrowCodeFailed, Client: client, Detail: "code request refused: too many in the last hour"})
-			return ErrEscrowRateLimited
+			return err
 		}
-		r.CodesSent = append(r.CodesSent, now)
-		r.Code = &EscrowCode{Salt: salt[:], Hash: codeHash(salt[:], code), Expires: now.Add(e.opts.CodeTTL)}
 		r.Events = append(r.Events, EscrowEvent{Time: now, Kind: EscrowCodeSent, Client: client})
 		address = r.Address
 		return nil
@@ -65,6 +56,61 @@ func (e *Escrow) IssueCode(token, client string) (code, address string, err erro
 		return "", "", err
 	}
 	return code, address, nil
+}
+
+// newCode puts a new code in *slot unless CodesPerHour codes were sent
+// in the last hour (ErrEscrowRateLimited); sent keeps that hour's.
+func (e *Escrow) newCode(sent *[]time.Time, slot **EscrowCode, salt []byte, code string, now time.Time) error {
+	recent := (*sent)[:0:0]
+	for _, t := range *sent {
+		if now.Sub(t) < time.Hour {
+			recent = append(recent, t)
+		}
+	}
+	*sent = recent
+	if len(recent) >= e.opts.CodesPerHour {
+		return ErrEscrowRateLimited
+	}
+	*sent = append(*sent, now)
+	*slot = &EscrowCode{Salt: salt, Hash: codeHash(salt, code), Expires: now.Add(e.opts.CodeTTL)}
+	return nil
+}
+
+// checkCode checks code against *slot: nil when right (the code is
+// spent); ErrEscrowCodeWrong with the wrong tries so far; or
+// ErrEscrowCodeVoid — with tries 0 when there was no valid code, with
+// tries > 0 when this wrong try used up the last (the code is voided).
+func (e *Escrow) checkCode(slot **EscrowCode, code string, now time.Time) (tries int, err error) {
+	c := *slot
+	if c == nil || !now.Before(c.Expires) {
+		*slot = nil
+		return 0, ErrEscrowCodeVoid
+	}
+	if subtle.ConstantTimeCompare(codeHash(c.Salt, code), c.Hash) == 1 {
+		*slot = nil
+		return 0, nil
+	}
+	c.Tries++
+	if c.Tries >= e.opts.CodeTries {
+		*slot = nil
+		return c.Tries, ErrEscrowCodeVoid
+	}
+	return c.Tries, ErrEscrowCodeWrong
+}
+
+// codeEvents logs a failed check of checkCode as kind (and "locked"
+// when it voided the code) and returns the tries left.
+func (e *Escrow) codeEvents(events *[]EscrowEvent, kind, client string, tries int, err error, now time.Time) (left int) {
+	if tries == 0 {
+		*events = append(*events, EscrowEvent{Time: now, Kind: kind, Client: client, Detail: "no valid code"})
+		return 0
+	}
+	*events = append(*events, EscrowEvent{Time: now, Kind: kind, Client: client, Detail: fmt.Sprintf("wrong code (%d of %d)", tries, e.opts.CodeTries)})
+	if errors.Is(err, ErrEscrowCodeVoid) {
+		*events = append(*events, EscrowEvent{Time: now, Kind: EscrowLocked, Client: client, Detail: "code voided after too many wrong tries"})
+		return 0
+	}
+	return e.opts.CodeTries - tries
 }
 
 func codeHash(salt []byte, code string) []byte {
@@ -79,30 +125,16 @@ func codeHash(salt []byte, code string) []byte {
 func (e *Escrow) CheckCode(token, code, client string) (left int, err error) {
 	code = strings.TrimSpace(code)
 	err = e.updateByToken(token, func(r *EscrowRecipient, _ *EscrowMessage, now time.Time) error {
-		c := r.Code
-		if c == nil || !now.Before(c.Expires) {
-			r.Code = nil
-			r.Events = append(r.Events, EscrowEvent{Time: now, Kind: EscrowCodeFailed, Client: client, Detail: "no valid code"})
-			return ErrEscrowCodeVoid
+		tries, err := e.checkCode(&r.Code, code, now)
+		if err != nil {
+			left = e.codeEvents(&r.Events, EscrowCodeFailed, client, tries, err, now)
+			return err
 		}
-		if subtle.ConstantTimeCompare(codeHash(c.Salt, code), c.Hash) == 1 {
-			r.Code = nil
-			if r.Opened.IsZero() {
-				r.Opened = now
-			}
-			r.Events = append(r.Events, EscrowEvent{Time: now, Kind: EscrowOpened, Client: client})
-			return nil
+		if r.Opened.IsZero() {
+			r.Opened = now
 		}
-		c.Tries++
-		r.Events = append(r.Events, EscrowEvent{Time: now, Kind: EscrowCodeFailed, Client: client, Detail: fmt.Sprintf("wrong code (%d of %d)", c.Tries, e.opts.CodeTries)})
-		if c.Tries >= e.opts.CodeTries {
-			r.Code = nil
-			r.Events = append(r.Events, EscrowEvent{Time: now, Kind: EscrowLocked, Client: client, Detail: "code voided after too many wrong tries"})
-			left = 0
-			return ErrEscrowCodeVoid
-		}
-		left = e.opts.CodeTries - c.Tries
-		return ErrEscrowCodeWrong
+		r.Events = append(r.Events, EscrowEvent{Time: now, Kind: EscrowOpened, Client: client})
+		return nil
 	})
 	return left, err
 }
@@ -124,26 +156,32 @@ func (e *Escrow) Revoke(id, by string) error {
 			if err != nil {
 				return err
 			}
-			for _, h := range r.TokenHashes {
-				if err := tx.Bucket(bucketEscrowTokens).Delete([]byte(h)); err != nil {
-					return err
-				}
-			}
-			r.Code = nil
-			r.Events = append(r.Events, EscrowEvent{Time: now, Kind: EscrowRevoked, Detail: "access revoked by " + by})
-			return e.putRecipient(tx, r)
+			return e.revokeRecipient(tx, r, EscrowEvent{Time: now, Kind: EscrowRevoked, Detail: "access revoked by " + by})
 		}
 		if !m.Revoked.IsZero() {
 			return nil
 		}
 		m.Revoked, m.RevokedBy = now, by
-		return e.destroy(tx, m, now, EscrowRevoked, "message revoked by "+by)
+		return e.destroy(tx, m, EscrowEvent{Time: now, Kind: EscrowRevoked, Detail: "message revoked by " + by})
 	})
 }
 
-// destroy removes a message's content and key and logs kind for each
+// revokeRecipient ends one recipient's links and logs ev.
+func (e *Escrow) revokeRecipient(tx *bolt.Tx, r *EscrowRecipient, ev EscrowEvent) error {
+	for _, h := range r.TokenHashes {
+		if err := tx.Bucket(bucketEscrowTokens).Delete([]byte(h)); err != nil {
+			return err
+		}
+	}
+	r.Code = nil
+	r.Events = append(r.Events, ev)
+	return e.putRecipient(tx, r)
+}
+
+// destroy removes a message's content and key and logs ev for each
 // recipient.
-func (e *Escrow) destroy(tx *bolt.Tx, m *EscrowMessage, now time.Time, kind, detail string) error {
+func (e *Escrow) destroy(tx *bolt.Tx, m *EscrowMessage, ev EscrowEvent) error {
+	now := ev.Time
 	m.Destroyed, m.WrappedKey = now, nil
 	if err := tx.Bucket(bucketEscrowContent).Delete([]byte(m.ID)); err != nil {
 		return err
@@ -154,7 +192,7 @@ func (e *Escrow) destroy(tx *bolt.Tx, m *EscrowMessage, now time.Time, kind, det
 			return err
 		}
 		r.Code = nil
-		r.Events = append(r.Events, EscrowEvent{Time: now, Kind: kind, Detail: detail})
+		r.Events = append(r.Events, ev)
 		if err := e.putRecipient(tx, r); err != nil {
 			return err
 		}
@@ -189,7 +227,7 @@ func (e *Escrow) Sweep() (int, error) {
 				return err
 			}
 			if m.Destroyed.IsZero() {
-				if err := e.destroy(tx, m, now, EscrowExpired, "content destroyed at expiry"); err != nil {
+				if err := e.destroy(tx, m, EscrowEvent{Time: now, Kind: EscrowExpired, Detail: "content destroyed at expiry"}); err != nil {
 					return err
 				}
 			}

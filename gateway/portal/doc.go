@@ -15,6 +15,11 @@
 // CSP), and a reply form whose text and files go to the sender through
 // the spool, threaded with In-Reply-To and References.
 //
+// A sender's link (/s/<token>, from the receipt escrow.sender_receipt
+// sends) takes the same code exchange to the message's envelope sender
+// and then withdraws the message for every recipient or for one
+// (sender.go).
+//
 // Every response carries a CSP without any script source, HSTS, nosniff,
 // frame-ancestors 'none' and Referrer-Policy: no-referrer; every form
 // carries a CSRF token (an HMAC of a per-browser cookie and the link)

@@ -14,7 +14,11 @@ type texts struct {
 	From, To, Cc, Date, Subject, Attachments, RemoteBlocked  string
 	Download, Footer, SessionEnded                           string
 	ReplyTitle, ReplyLabel, ReplyFiles, ReplySend, ReplySent string
-	ReplyTooBig                                              string
+	ReplyTooBig, StaleForm                                   string
+	// The sender's pages.
+	SenderIntro, SenderTitle, SenderDetail, NotOpened, OpenedAt string
+	AccessRevoked, RevokeOne, RevokeAll, RevokeAllHint          string
+	RecipientRevoked, RevokedTitle, RevokedDetail               string
 }
 
 var english = texts{
@@ -48,6 +52,20 @@ var english = texts{
 	ReplySend:     "Send reply",
 	ReplySent:     "Your reply was sent securely.",
 	ReplyTooBig:   "The reply is too large.",
+	StaleForm:     "Forbidden: the form is out of date; go back, reload the page and try again.",
+
+	SenderIntro:      "You sent a secure message. To withdraw it, first prove that the mailbox you sent it from is yours: we will email a one-time code to it.",
+	SenderTitle:      "Your secure message",
+	SenderDetail:     "Sent %s; readable by its recipients until %s.",
+	NotOpened:        "not opened",
+	OpenedAt:         "opened %s",
+	AccessRevoked:    "access withdrawn",
+	RevokeOne:        "Withdraw for this recipient",
+	RevokeAll:        "Withdraw the message for everyone",
+	RevokeAllHint:    "The message and its attachments are destroyed on the server; every link to it shows “not available”. This cannot be undone.",
+	RecipientRevoked: "Access for that recipient was withdrawn.",
+	RevokedTitle:     "The message was withdrawn",
+	RevokedDetail:    "Its content has been destroyed. Recipients who open their link now see that it is not available.",
 }
 
 //go:embed templates/*.html

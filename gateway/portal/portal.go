@@ -41,8 +41,11 @@ type Spool interface {
 // Options configure New. Store, Spool, PublicURL and MailFrom are
 // required; nil Now and Logger take time.Now and a discarding logger.
 type Options struct {
-	Store     Store
-	Spool     Spool
+	Store Store
+	Spool Spool
+	// Senders serves the senders' revocation pages (/s/); nil: none,
+	// every /s/ link gets the neutral page.
+	Senders   SenderStore
 	Wake      func(id string)
 	PublicURL string // https://host[:port]: the origin forms must come from
 	MailFrom  string // From of code mails and of replies
@@ -108,6 +111,12 @@ func (p *Portal) Handler() http.Handler {
 	mux.HandleFunc("POST /m/{token}/verify", p.checked(p.verify))
 	mux.HandleFunc("GET /m/{token}/a/{n}", p.download)
 	mux.HandleFunc("POST /m/{token}/reply", p.checked(p.reply))
+	if p.o.Senders != nil {
+		mux.HandleFunc("GET /s/{token}", p.senderShow)
+		mux.HandleFunc("POST /s/{token}/code", p.senderChecked(p.senderCode))
+		mux.HandleFunc("POST /s/{token}/verify", p.senderChecked(p.senderVerify))
+		mux.HandleFunc("POST /s/{token}/revoke", p.senderChecked(p.senderRevoke))
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { p.gone(w, r) })
 	return p.secure(mux)
 }
@@ -149,10 +158,20 @@ type page struct {
 	CodeSent bool
 	View     *view
 	SafeHTML template.HTML
+	// Base is the link's path ("/m/" for a recipient, "/s/" for a
+	// sender); Sender pages get the sender's texts.
+	Base   string
+	Sender bool
+	// The sender's page: the message's dates and its recipients.
+	Created, Expires string
+	Recipients       []senderRecipient
 }
 
 func (p *Portal) render(w http.ResponseWriter, status int, name string, pg page) {
 	pg.T, pg.Org, pg.Logo = english, p.o.Organization, p.o.LogoURL
+	if pg.Base == "" {
+		pg.Base = "/m/"
+	}
 	var buf bytes.Buffer
 	if err := pages.ExecuteTemplate(&buf, name, pg); err != nil {
 		p.o.Logger.Error("portal template", "template", name, "err", err)
@@ -333,7 +352,7 @@ func (p *Portal) checked(fn func(http.ResponseWriter, *http.Request, string)) ht
 			return
 		}
 		if !p.csrfOK(r, token) {
-			http.Error(w, "Forbidden: the form is out of date; go back, reload the page and try again.", http.StatusForbidden)
+			http.Error(w, english.StaleForm, http.StatusForbidden)
 			return
 		}
 		fn(w, r, token)
@@ -366,10 +385,16 @@ func (p *Portal) csrfToken(cookie, token string) string {
 }
 
 func (p *Portal) csrfOK(r *http.Request, token string) bool {
-	if o := r.Header.Get("Origin"); o != "" && o != p.origin {
+	site := r.Header.Get("Sec-Fetch-Site")
+	if site != "" && site != "same-origin" {
 		return false
 	}
-	if s := r.Header.Get("Sec-Fetch-Site"); s != "" && s != "same-origin" {
+	// Under our Referrer-Policy: no-referrer a browser's form POST says
+	// "Origin: null" (Fetch, "serializing a request origin"), even from
+	// our own page. An opaque origin elsewhere says so too; Fetch
+	// Metadata, above, tells them apart where the browser sends it, and
+	// the HMAC token and the SameSite=Strict cookie below everywhere.
+	if o := r.Header.Get("Origin"); o != "" && o != p.origin && o != "null" {
 		return false
 	}
 	c, err := r.Cookie(csrfCookie)

@@ -81,7 +81,7 @@ func newFixture(t *testing.T) *fixture {
 	f := &fixture{t: t, escrow: e, spool: sp, clock: c}
 	f.srv = httptest.NewUnstartedServer(nil)
 	f.srv.StartTLS()
-	f.srv.Config.Handler = New(Options{Store: e, Spool: sp, PublicURL: f.srv.URL, MailFrom: "no-reply@gw.test",
+	f.srv.Config.Handler = New(Options{Store: e, Senders: e, Spool: sp, PublicURL: f.srv.URL, MailFrom: "no-reply@gw.test",
 		Hostname: "gw.test", Organization: "Clinic X", Now: c.now}).Handler()
 	t.Cleanup(f.srv.Close)
 	return f
@@ -181,23 +181,30 @@ func TestCSRFAndOrigin(t *testing.T) {
 
 	other := f.deposit("q2", "carol@dest.test", lab)
 	for name, tc := range map[string]struct {
-		client *http.Client
-		url    string
-		form   url.Values
-		origin string
+		client            *http.Client
+		url               string
+		form              url.Values
+		origin, fetchSite string
 	}{
-		"no token":               {c, link + "/code", url.Values{}, ""},
-		"forged token":           {c, link + "/code", url.Values{"csrf": {"x" + good[1:]}}, ""},
-		"another link's token":   {c, f.srv.URL + "/m/" + other + "/code", url.Values{"csrf": {good}}, ""},
-		"another browser":        {f.client(), link + "/code", url.Values{"csrf": {good}}, ""},
-		"cross-site origin":      {c, link + "/code", url.Values{"csrf": {good}}, "https://evil.test"},
-		"cross-site verify":      {c, link + "/verify", url.Values{"csrf": {good}, "code": {"12345678"}}, "https://evil.test"},
-		"reply without a cookie": {f.client(), link + "/reply", url.Values{"csrf": {good}, "text": {"hi"}}, ""},
+		"no token":               {c, link + "/code", url.Values{}, "", ""},
+		"forged token":           {c, link + "/code", url.Values{"csrf": {"x" + good[1:]}}, "", ""},
+		"another link's token":   {c, f.srv.URL + "/m/" + other + "/code", url.Values{"csrf": {good}}, "", ""},
+		"another browser":        {f.client(), link + "/code", url.Values{"csrf": {good}}, "", ""},
+		"cross-site origin":      {c, link + "/code", url.Values{"csrf": {good}}, "https://evil.test", ""},
+		"cross-site verify":      {c, link + "/verify", url.Values{"csrf": {good}, "code": {"12345678"}}, "https://evil.test", ""},
+		"reply without a cookie": {f.client(), link + "/reply", url.Values{"csrf": {good}, "text": {"hi"}}, "", ""},
+		// An opaque origin (a sandboxed frame, a data: URL) from
+		// another site is "null" too; Fetch Metadata tells it apart.
+		"null origin cross-site": {c, link + "/code", url.Values{"csrf": {good}}, "null", "cross-site"},
+		"null origin same-site":  {c, link + "/code", url.Values{"csrf": {good}}, "null", "same-site"},
 	} {
 		req, _ := http.NewRequest("POST", tc.url, strings.NewReader(tc.form.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		if tc.origin != "" {
 			req.Header.Set("Origin", tc.origin)
+		}
+		if tc.fetchSite != "" {
+			req.Header.Set("Sec-Fetch-Site", tc.fetchSite)
 		}
 		resp, err := tc.client.Do(req)
 		if err != nil {
@@ -222,6 +229,21 @@ func TestCSRFAndOrigin(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || len(f.spool.mails) != 1 {
 		t.Errorf("the genuine form: %d, %d mails", resp.StatusCode, len(f.spool.mails))
+	}
+	// What a browser really sends for it: under Referrer-Policy:
+	// no-referrer a form POST carries "Origin: null" (Fetch,
+	// "serializing a request origin"), with Sec-Fetch-Site: same-origin.
+	_, page = do(t, c, "GET", link, nil)
+	req, _ = http.NewRequest("POST", link+"/code", strings.NewReader(url.Values{"csrf": {csrf(t, page)}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "null")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	if resp, err = c.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(f.spool.mails) != 2 {
+		t.Errorf("the genuine form as a browser sends it: %d, %d mails", resp.StatusCode, len(f.spool.mails))
 	}
 }
 

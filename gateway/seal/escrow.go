@@ -42,8 +42,11 @@ type EscrowOptions struct {
 	// appended.
 	Subject         string
 	SubjectInNotice bool
-	Now             func() time.Time
-	Logger          *slog.Logger
+	// Receipt, when set (escrow.sender_receipt), sends each escrowed
+	// message's sender one receipt with a link to withdraw it.
+	Receipt *Receipt
+	Now     func() time.Time
+	Logger  *slog.Logger
 }
 
 // Escrow is the escrow chain method: the message stays in the escrow
@@ -93,6 +96,7 @@ func (e *Escrow) Prepare(ctx context.Context, m *queue.Message, g scheduler.Grou
 		return scheduler.Action{Outcome: &queue.RcptOutcome{Status: "4.3.0", Message: "the escrow notice could not be built"}}
 	}
 	e.o.Logger.Info("message escrowed", "queue_id", m.ID, "escrow_id", rcptID)
+	e.sendReceipt(ctx, m, head)
 	return scheduler.Action{
 		Send:       notice,
 		Protection: "escrow: content kept in the gateway (escrow " + rcptID + "); the recipient got a notice with a link",
