@@ -35,11 +35,12 @@
 // lets one lookup per address run at a time, and keeps at most a
 // bounded number of discovered entries. A discovered key is checked as
 // an import is (DiscoveredOpenPGP) and must carry a valid user ID for
-// the address asked for; it never replaces an imported one.
+// the address asked for; it never replaces an imported one. S/MIME
+// certificates are discovered the same way (FindSMIMERecipient, an
+// SMIMEDiscoverer: SMIMEA), kept with their trust — DANE-EE used as an
+// import is, PKIX-EE only while it chains to the S/MIME trust store.
 //
-// It does not build MIME (gateway/seal does), and it does not discover
-// S/MIME certificates yet (certs/discovery can look SMIMEA up; nothing
-// stores what it finds).
+// It does not build MIME (gateway/seal does).
 //
 // S/MIME encryption (smime*.go): BuildSMIME turns a spooled message into
 // an RFC 8551 application/pkcs7-mime message, header fields protected as

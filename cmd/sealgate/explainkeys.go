@@ -136,7 +136,12 @@ func (o keyOutlook) smime(keys []certs.Key) methodOutlook {
 		mo.Why = "smime not provided (keys.smime is off)"
 		return mo
 	}
-	return o.pick(mo, keys, certs.KindSMIME, nil, nil, "no S/MIME certificate")
+	var sources []string
+	if o.cfg.Keys.Discovery.SMIMEA && o.cfg.Outbound.DNSSECTrustedResolver {
+		sources = append(sources, "SMIMEA")
+	}
+	uses := map[string]bool{certs.SourceSMIMEA: o.cfg.Keys.Discovery.SMIMEA}
+	return o.pick(mo, keys, certs.KindSMIME, uses, sources, "no S/MIME certificate")
 }
 
 // pick follows the keyring's rule (certs/discover.go): imported keys
