@@ -15,7 +15,10 @@
 // without an email user ID are refused. A stored key is checked again
 // each time it is used. Encryption is AES-256 (AES-128 only for a key
 // that refuses AES-256), SEIPD v2 with AEAD when every recipient key
-// advertises it, else SEIPD v1 with MDC, never CAST5 or 3DES.
+// advertises it, else SEIPD v1 with MDC, never CAST5 or 3DES. Version
+// 6 keys (RFC 9580) are read, checked and encrypted to through the same
+// go-crypto v1 API as v4 keys (openpgp_v6_test.go); the v2 API is not
+// needed for them.
 //
 // The same store keeps S/MIME recipient certificates (smime_keys.go):
 // PEM, DER or PKCS #7 certs-only bundles, one entry per rfc822Name,
