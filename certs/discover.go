@@ -69,7 +69,8 @@ type DiscoveryOptions struct {
 }
 
 // NewDiscoveringKeyring is NewKeyring that asks d when the store has no
-// key for an address (FindOpenPGPRecipient).
+// key for an address (FindOpenPGPRecipient), and o.SMIME when it has no
+// certificate (FindSMIMERecipient); either may be nil.
 func NewDiscoveringKeyring(store KeyStore, now func() time.Time, d OpenPGPDiscoverer, o DiscoveryOptions) *Keyring {
 	r := NewKeyring(store, now)
 	if o.TTL <= 0 {

@@ -42,7 +42,11 @@ func newKeyring(cfg *config.Config, store *queue.Store, resolver *dnsres.Resolve
 	if d.SMIMEA {
 		o.SMIME = source
 	}
-	return certs.NewDiscoveringKeyring(keyStore, nil, source, o), nil
+	var openPGP certs.OpenPGPDiscoverer // nil when only SMIMEA is on: the store alone serves pgp
+	if d.WKD || d.OPENPGPKEY {
+		openPGP = source
+	}
+	return certs.NewDiscoveringKeyring(keyStore, nil, openPGP, o), nil
 }
 
 // CheckConfig runs the checks of cfg that need more than the config
