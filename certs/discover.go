@@ -2,6 +2,7 @@ package certs
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"slices"
 	"strings"
@@ -58,10 +59,18 @@ type DiscoveryOptions struct {
 	// MaxEntries bounds the discovered entries kept in the store and the
 	// failed lookups kept in memory, each; 0 means 10,000.
 	MaxEntries int
+	// SMIME, when not nil, is asked for S/MIME certificates
+	// (FindSMIMERecipient) as the OpenPGPDiscoverer is for keys.
+	SMIME SMIMEDiscoverer
+	// SMIMERoots is the S/MIME trust store (keys.smime_roots) that a
+	// discovered certificate of trust TrustPKIXEE must chain to when it
+	// is used; nil trusts none of them.
+	SMIMERoots *x509.CertPool
 }
 
 // NewDiscoveringKeyring is NewKeyring that asks d when the store has no
-// key for an address (FindOpenPGPRecipient).
+// key for an address (FindOpenPGPRecipient), and o.SMIME when it has no
+// certificate (FindSMIMERecipient); either may be nil.
 func NewDiscoveringKeyring(store KeyStore, now func() time.Time, d OpenPGPDiscoverer, o DiscoveryOptions) *Keyring {
 	r := NewKeyring(store, now)
 	if o.TTL <= 0 {
@@ -110,6 +119,14 @@ type discovery struct {
 	stored   int                      // discovered entries in the store; -1 until counted
 }
 
+// uses reports whether entries found by source may be used.
+func (d *discovery) uses(source string) bool {
+	if d.opts.SMIME != nil && d.opts.SMIME.Uses(source) {
+		return true
+	}
+	return d.source != nil && d.source.Uses(source)
+}
+
 type negativeEntry struct {
 	why   string
 	until time.Time
@@ -133,7 +150,7 @@ func (r *Keyring) candidates(keys []Key, kind string, now time.Time) (out []Key,
 		return out, true
 	}
 	for _, k := range keys {
-		if now.Before(k.Until) && r.disc != nil && r.disc.source.Uses(k.Source) {
+		if now.Before(k.Until) && r.disc != nil && r.disc.uses(k.Source) {
 			out = append(out, k)
 		}
 	}
@@ -151,7 +168,7 @@ func (r *Keyring) FindOpenPGPRecipient(ctx context.Context, address string) (*Op
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoUsableKey, err)
 	}
-	if r.disc == nil {
+	if r.disc == nil || r.disc.source == nil {
 		return r.OpenPGPRecipient(addr)
 	}
 	keys, err := r.store.Lookup(addr)
@@ -169,7 +186,7 @@ func (r *Keyring) FindOpenPGPRecipient(ctx context.Context, address string) (*Op
 		}
 		// A discovered key revoked or expired since: look again.
 	}
-	if why, ok := r.disc.failedRecently(addr, now); ok {
+	if why, ok := r.disc.failedRecently(negativeKey(KindOpenPGP, addr), now); ok {
 		return nil, fmt.Errorf("%w: no OpenPGP key for %s: %s (looked up less than %s ago)", ErrNoUsableKey, addr, why, r.disc.opts.NegativeTTL)
 	}
 	found, _, _ := r.disc.flight.Do(addr, func() (any, error) {
@@ -187,6 +204,25 @@ type discoverResult struct {
 // discover asks the discoverer and keeps its answer, found or not.
 func (r *Keyring) discover(ctx context.Context, address, addr string) discoverResult {
 	d := r.disc.source.DiscoverOpenPGP(ctx, address)
+	importedMeanwhile, err := r.keepDiscovered(ctx, KindOpenPGP, addr, d)
+	switch {
+	case err != nil:
+		return discoverResult{err: err}
+	case importedMeanwhile:
+		rcpt, err := r.OpenPGPRecipient(addr)
+		return discoverResult{rcpt: rcpt, err: err}
+	}
+	rcpt, err := pickOpenPGP(d.Keys, addr, r.now())
+	return discoverResult{rcpt: rcpt, err: err}
+}
+
+// keepDiscovered keeps what a discoverer found for addr: nothing found
+// is remembered as a failure (an error wrapping ErrNoUsableKey saying
+// what was tried); keys found replace the address's earlier discovered
+// entries of their kind, with Added and Until set, unless a key of that
+// kind was imported for the address while we were looking — then
+// nothing is stored and importedMeanwhile says so.
+func (r *Keyring) keepDiscovered(ctx context.Context, kind, addr string, d Discovered) (importedMeanwhile bool, err error) {
 	now := r.now()
 	if len(d.Keys) == 0 {
 		why := strings.Join(d.Tried, ", ")
@@ -194,9 +230,9 @@ func (r *Keyring) discover(ctx context.Context, address, addr string) discoverRe
 			why = "no discovery source is on"
 		}
 		if ctx.Err() == nil { // an interrupted lookup says nothing about the partner
-			r.disc.rememberFailure(addr, why, now)
+			r.disc.rememberFailure(negativeKey(kind, addr), why, now)
 		}
-		return discoverResult{err: fmt.Errorf("%w: no OpenPGP key for %s: %s", ErrNoUsableKey, addr, why)}
+		return false, fmt.Errorf("%w: no %s for %s: %s", ErrNoUsableKey, kindNoun(kind), addr, why)
 	}
 	ttl := r.disc.opts.TTL
 	if d.TTL > 0 && d.TTL < ttl {
@@ -204,37 +240,51 @@ func (r *Keyring) discover(ctx context.Context, address, addr string) discoverRe
 	}
 	stored, err := r.store.Lookup(addr)
 	if err != nil {
-		return discoverResult{err: err}
+		return false, err
 	}
 	var stale []Key
 	for _, k := range stored {
-		if k.Kind != KindOpenPGP {
+		if k.Kind != kind {
 			continue
 		}
 		if imported(k) {
-			// Imported while we were looking: it wins.
-			rcpt, err := r.OpenPGPRecipient(addr)
-			return discoverResult{rcpt, err}
+			return true, nil // imported while we were looking: it wins
 		}
 		stale = append(stale, k)
 	}
 	if rm, ok := r.store.(EntryRemover); ok && len(stale) > 0 {
 		if err := rm.RemoveEntries(stale); err != nil {
-			return discoverResult{err: err}
+			return false, err
 		}
 		r.disc.counted(-len(stale))
 	}
 	for i := range d.Keys {
 		d.Keys[i].Added, d.Keys[i].Until = now.UTC(), now.Add(ttl).UTC()
 		if err := r.store.Put(d.Keys[i]); err != nil {
-			return discoverResult{err: err}
+			return false, err
 		}
 	}
 	r.disc.counted(len(d.Keys))
 	r.boundDiscovered(now)
-	r.disc.forget(addr)
-	rcpt, err := pickOpenPGP(d.Keys, addr, now)
-	return discoverResult{rcpt, err}
+	r.disc.forget(negativeKey(kind, addr))
+	return false, nil
+}
+
+// negativeKey names a failed lookup in the negative cache and in the
+// single-flight group: OpenPGP and S/MIME lookups of one address are
+// separate questions.
+func negativeKey(kind, addr string) string {
+	if kind == KindOpenPGP {
+		return addr
+	}
+	return kind + ":" + addr
+}
+
+func kindNoun(kind string) string {
+	if kind == KindSMIME {
+		return "S/MIME certificate"
+	}
+	return "OpenPGP key"
 }
 
 // boundDiscovered keeps at most MaxEntries discovered entries in the

@@ -15,7 +15,10 @@
 // without an email user ID are refused. A stored key is checked again
 // each time it is used. Encryption is AES-256 (AES-128 only for a key
 // that refuses AES-256), SEIPD v2 with AEAD when every recipient key
-// advertises it, else SEIPD v1 with MDC, never CAST5 or 3DES.
+// advertises it, else SEIPD v1 with MDC, never CAST5 or 3DES. Version
+// 6 keys (RFC 9580) are read, checked and encrypted to through the same
+// go-crypto v1 API as v4 keys (openpgp_v6_test.go); the v2 API is not
+// needed for them.
 //
 // The same store keeps S/MIME recipient certificates (smime_keys.go):
 // PEM, DER or PKCS #7 certs-only bundles, one entry per rfc822Name,
@@ -35,11 +38,12 @@
 // lets one lookup per address run at a time, and keeps at most a
 // bounded number of discovered entries. A discovered key is checked as
 // an import is (DiscoveredOpenPGP) and must carry a valid user ID for
-// the address asked for; it never replaces an imported one.
+// the address asked for; it never replaces an imported one. S/MIME
+// certificates are discovered the same way (FindSMIMERecipient, an
+// SMIMEDiscoverer: SMIMEA), kept with their trust — DANE-EE used as an
+// import is, PKIX-EE only while it chains to the S/MIME trust store.
 //
-// It does not build MIME (gateway/seal does), and it does not discover
-// S/MIME certificates yet (certs/discovery can look SMIMEA up; nothing
-// stores what it finds).
+// It does not build MIME (gateway/seal does).
 //
 // S/MIME encryption (smime*.go): BuildSMIME turns a spooled message into
 // an RFC 8551 application/pkcs7-mime message, header fields protected as

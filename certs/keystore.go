@@ -68,7 +68,22 @@ type Key struct {
 	// Until is when a discovered entry must be looked up again; until
 	// then it is used as it is. Zero for imported keys.
 	Until time.Time `json:"until,omitzero"`
+	// Trust is what a discovered S/MIME certificate is trusted on:
+	// TrustDANEEE or TrustPKIXEE. Empty for everything else.
+	Trust string `json:"trust,omitempty"`
 }
+
+// Trust of a certificate found in an SMIMEA record (RFC 8162 §2.1, the
+// certificate usages of RFC 6698 §2.1.1).
+const (
+	// TrustDANEEE: usage DANE-EE(3), the DNSSEC-signed record is the
+	// trust anchor; used as an imported certificate is.
+	TrustDANEEE = "dane-ee"
+	// TrustPKIXEE: usage PKIX-EE(1), the certificate must also chain to
+	// the S/MIME trust store (keys.smime_roots), at discovery and at
+	// every use.
+	TrustPKIXEE = "pkix-ee"
+)
 
 // KeyStore keeps correspondents' public keys. Put replaces the entry of
 // the same address and fingerprint; Lookup returns the entries of one

@@ -247,6 +247,16 @@ func TestEncryptOpenPGPDecrypts(t *testing.T) {
 		}
 		to = append(to, r)
 	}
+	out := encryptAndDecrypt(t, to, []*openpgp.Entity{bob, carol})
+	if !bytes.HasPrefix(out, []byte("-----BEGIN PGP MESSAGE-----")) || bytes.Contains(out, []byte("lab results")) {
+		t.Fatalf("not an armored encrypted message:\n%s", out)
+	}
+}
+
+// encryptAndDecrypt encrypts a line to the recipients, checks that each
+// of the private keys decrypts it, and returns the armored message.
+func encryptAndDecrypt(t *testing.T, to []*certs.OpenPGPRecipient, private []*openpgp.Entity) []byte {
+	t.Helper()
 	var out bytes.Buffer
 	w, err := certs.EncryptOpenPGP(&out, to, testNow)
 	if err != nil {
@@ -257,10 +267,7 @@ func TestEncryptOpenPGPDecrypts(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.HasPrefix(out.Bytes(), []byte("-----BEGIN PGP MESSAGE-----")) || bytes.Contains(out.Bytes(), []byte("lab results")) {
-		t.Fatalf("not an armored encrypted message:\n%s", out.Bytes())
-	}
-	for _, e := range []*openpgp.Entity{bob, carol} {
+	for _, e := range private {
 		block, err := armor.Decode(bytes.NewReader(out.Bytes()))
 		if err != nil {
 			t.Fatal(err)
@@ -280,4 +287,5 @@ func TestEncryptOpenPGPDecrypts(t *testing.T) {
 			t.Errorf("message details %+v", md)
 		}
 	}
+	return out.Bytes()
 }

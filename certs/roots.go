@@ -14,10 +14,26 @@ func RootPool(extraPEMFiles []string) (*x509.CertPool, error) {
 	if err != nil || pool == nil {
 		pool = x509.NewCertPool()
 	}
-	for _, f := range extraPEMFiles {
+	return pool, addPEMFiles(pool, extraPEMFiles, "outbound.extra_root_cas")
+}
+
+// SMIMERootPool returns the S/MIME trust store: the certificates in the
+// given PEM files (keys.smime_roots) and nothing else — not the
+// system's TLS roots, which vouch for web servers, not for mail
+// certificates. No files: nil, which trusts no chain at all.
+func SMIMERootPool(pemFiles []string) (*x509.CertPool, error) {
+	if len(pemFiles) == 0 {
+		return nil, nil
+	}
+	pool := x509.NewCertPool()
+	return pool, addPEMFiles(pool, pemFiles, "keys.smime_roots")
+}
+
+func addPEMFiles(pool *x509.CertPool, files []string, field string) error {
+	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
-			return nil, fmt.Errorf("outbound.extra_root_cas: %w", err)
+			return fmt.Errorf("%s: %w", field, err)
 		}
 		n := 0
 		for {
@@ -30,14 +46,14 @@ func RootPool(extraPEMFiles []string) (*x509.CertPool, error) {
 			}
 			c, err := x509.ParseCertificate(b.Bytes)
 			if err != nil {
-				return nil, fmt.Errorf("outbound.extra_root_cas: %s: %w", f, err)
+				return fmt.Errorf("%s: %s: %w", field, f, err)
 			}
 			pool.AddCert(c)
 			n++
 		}
 		if n == 0 {
-			return nil, fmt.Errorf("outbound.extra_root_cas: %s holds no PEM certificate", f)
+			return fmt.Errorf("%s: %s holds no PEM certificate", field, f)
 		}
 	}
-	return pool, nil
+	return nil
 }

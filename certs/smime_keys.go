@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/hex"
@@ -222,8 +221,6 @@ func smimeEntries(cert *x509.Certificate, now time.Time) ([]Key, error) {
 	if err := VerifySMIMERecipient(cert, SMIMERecipientCheck{Now: now, Imported: true}); err != nil {
 		return nil, errors.New(oneLine(err))
 	}
-	sum := sha256.Sum256(cert.Raw)
-	fp := strings.ToUpper(hex.EncodeToString(sum[:]))
 	var keys []Key
 	seen := map[string]bool{}
 	for _, email := range cert.EmailAddresses {
@@ -232,12 +229,7 @@ func smimeEntries(cert *x509.Certificate, now time.Time) ([]Key, error) {
 			continue
 		}
 		seen[addr] = true
-		keys = append(keys, Key{
-			Address: addr, Kind: KindSMIME, Fingerprint: fp, Algorithm: smimeAlgorithm(cert),
-			Created: cert.NotBefore.UTC(), Expires: cert.NotAfter.UTC(), Source: SourceImport,
-			Serial: SMIMESerial(cert), Subject: cert.Subject.String(), Issuer: cert.Issuer.String(),
-			Data: cert.Raw,
-		})
+		keys = append(keys, smimeKey(cert, addr))
 	}
 	if len(keys) == 0 {
 		return nil, fmt.Errorf("certificate %s (serial %s): %v: none of %s is a usable address",
@@ -288,11 +280,13 @@ type SMIMERecipient struct {
 }
 
 // SMIMERecipient returns the newest certificate of address that may be
-// encrypted to now (VerifySMIMERecipient: validity, key usage, email
-// protection, the address; an imported certificate needs no chain,
-// any other must chain to the S/MIME trust store, of which there is
-// none yet). The error wraps ErrNoUsableKey and says why none can be:
-// none stored, or each expired, refused or unreadable.
+// encrypted to now, from the store alone: imported certificates if
+// there are any, else discovered ones until they are due for a new
+// lookup (VerifySMIMERecipient: validity, key usage, email protection,
+// the address; an imported certificate, or one from a DANE-EE SMIMEA
+// record, needs no chain; a PKIX-EE one must chain to the S/MIME trust
+// store). The error wraps ErrNoUsableKey and says why none can be: none
+// stored, or each expired, refused or unreadable.
 func (r *Keyring) SMIMERecipient(address string) (*SMIMERecipient, error) {
 	keys, err := r.store.Lookup(address)
 	if err != nil {
@@ -303,6 +297,16 @@ func (r *Keyring) SMIMERecipient(address string) (*SMIMERecipient, error) {
 		return nil, err
 	}
 	now := r.now()
+	keys, _ = r.candidates(keys, KindSMIME, now)
+	return r.pickSMIME(keys, addr, now)
+}
+
+// pickSMIME returns the first of keys that may be encrypted to now.
+func (r *Keyring) pickSMIME(keys []Key, addr string, now time.Time) (*SMIMERecipient, error) {
+	var roots *x509.CertPool
+	if r.disc != nil {
+		roots = r.disc.opts.SMIMERoots
+	}
 	var why []string
 	for _, k := range keys {
 		if k.Kind != KindSMIME {
@@ -313,7 +317,7 @@ func (r *Keyring) SMIMERecipient(address string) (*SMIMERecipient, error) {
 			why = append(why, "certificate "+k.Fingerprint+" unreadable")
 			continue
 		}
-		check := SMIMERecipientCheck{Now: now, Imported: k.Source == SourceImport, Address: smimeCertAddress(cert, addr)}
+		check := SMIMERecipientCheck{Now: now, Roots: roots, Imported: imported(k) || k.Trust == TrustDANEEE, Address: smimeCertAddress(cert, addr)}
 		if err := VerifySMIMERecipient(cert, check); err != nil {
 			why = append(why, oneLine(err))
 			continue
@@ -322,9 +326,9 @@ func (r *Keyring) SMIMERecipient(address string) (*SMIMERecipient, error) {
 		return &SMIMERecipient{Key: k, Cert: cert}, nil
 	}
 	if len(why) == 0 {
-		return nil, fmt.Errorf("%w: no S/MIME certificate for %s", ErrNoUsableKey, address)
+		return nil, fmt.Errorf("%w: no S/MIME certificate for %s", ErrNoUsableKey, addr)
 	}
-	return nil, fmt.Errorf("%w: no usable S/MIME certificate for %s (%s)", ErrNoUsableKey, address, joinReasons(why))
+	return nil, fmt.Errorf("%w: no usable S/MIME certificate for %s (%s)", ErrNoUsableKey, addr, joinReasons(why))
 }
 
 // smimeCertAddress is the certificate's own spelling of addr (the

@@ -1,6 +1,9 @@
 package config
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // Keys configures content encryption to correspondents' keys (the key
 // store itself lives in the spool; `sealgate keys` manages it).
@@ -21,6 +24,12 @@ type Keys struct {
 	// encrypted to. Empty: none. Read and checked at start as an import
 	// is (gateway.CheckConfig).
 	ArchiveKeyFile string `yaml:"archive_key_file"`
+	// SMIMERoots are PEM files of the CA certificates S/MIME recipient
+	// certificates may chain to: the S/MIME trust store. Only
+	// certificates not imported by an admin need it — today those of
+	// PKIX-EE SMIMEA records. Empty (the default): no CA is trusted for
+	// S/MIME, and such certificates are refused with that reason.
+	SMIMERoots []string `yaml:"smime_roots"`
 	// WKDPort is the HTTPS port of Web Key Directories (443; tests use
 	// another).
 	WKDPort int `yaml:"wkd_port"`
@@ -36,6 +45,10 @@ type KeyDiscovery struct {
 	// OPENPGPKEY asks the DNS for OPENPGPKEY records (RFC 7929); used
 	// only with outbound.dnssec_trusted_resolver.
 	OPENPGPKEY bool `yaml:"openpgpkey"`
+	// SMIMEA asks the DNS for SMIMEA records (RFC 8162) when the smime
+	// method finds no certificate; used only with
+	// outbound.dnssec_trusted_resolver.
+	SMIMEA bool `yaml:"smimea"`
 	// TTL is how long a discovered key is used before it is looked up
 	// again (a DNS record's shorter TTL wins).
 	TTL Duration `yaml:"ttl"`
@@ -52,6 +65,9 @@ func (v *validator) validateKeys(k *Keys) {
 	v.port("keys.wkd_port", k.WKDPort)
 	if k.ArchiveKeyFile != "" {
 		v.readable("keys.archive_key_file", k.ArchiveKeyFile)
+	}
+	for i, f := range k.SMIMERoots {
+		v.pemCerts(fmt.Sprintf("keys.smime_roots[%d]", i), f)
 	}
 	d := &k.Discovery
 	v.positive("keys.discovery.ttl", int64(d.TTL))

@@ -155,7 +155,10 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 			return nil, err
 		}
 	}
-	g.keys = newKeyring(cfg, store, resolver, roots, logger)
+	if g.keys, err = newKeyring(cfg, store, resolver, roots, logger); err != nil {
+		store.Close()
+		return nil, err
+	}
 	g.tlsConfig = certs.ServerTLSConfig(reloader)
 	g.deliverer = delivery.New(delivery.Options{
 		Hostname:          hostname,

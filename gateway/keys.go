@@ -16,27 +16,37 @@ import (
 )
 
 // newKeyring is the key store the node encrypts from: the spool's, and,
-// when a discovery source is on, one that looks keys up where
-// correspondents publish them (through the node's resolver, roots and
-// private-network guard, like every other outbound fetch). With every
-// source off, keys discovered earlier are no longer used.
-func newKeyring(cfg *config.Config, store *queue.Store, resolver *dnsres.Resolver, roots *x509.CertPool, logger *slog.Logger) *certs.Keyring {
+// when a discovery source is on, one that looks keys and certificates
+// up where correspondents publish them (through the node's resolver,
+// roots and private-network guard, like every other outbound fetch).
+// With every source off, keys discovered earlier are no longer used.
+func newKeyring(cfg *config.Config, store *queue.Store, resolver *dnsres.Resolver, roots *x509.CertPool, logger *slog.Logger) (*certs.Keyring, error) {
 	keyStore := certs.NewSpoolKeyStore(store)
 	d := cfg.Keys.Discovery
-	if !d.WKD && !d.OPENPGPKEY {
-		return certs.NewKeyring(keyStore, nil)
+	if !d.WKD && !d.OPENPGPKEY && !d.SMIMEA {
+		return certs.NewKeyring(keyStore, nil), nil
+	}
+	smimeRoots, err := certs.SMIMERootPool(cfg.Keys.SMIMERoots)
+	if err != nil {
+		return nil, err
 	}
 	source := discovery.New(discovery.Options{
-		Resolver: resolver, Roots: roots,
-		WKD: d.WKD, OPENPGPKEY: d.OPENPGPKEY, WKDPort: cfg.Keys.WKDPort,
+		Resolver: resolver, Roots: roots, SMIMERoots: smimeRoots,
+		WKD: d.WKD, OPENPGPKEY: d.OPENPGPKEY, SMIMEA: d.SMIMEA, WKDPort: cfg.Keys.WKDPort,
 		AllowedPrivateNetworks: cfg.Outbound.PrivateNetworks(),
 		Timeout:                d.Timeout.D(),
 		DomainFailureTTL:       d.NegativeTTL.D(),
 		Logger:                 logger.With("component", "key-discovery"),
 	})
-	return certs.NewDiscoveringKeyring(keyStore, nil, source, certs.DiscoveryOptions{
-		TTL: d.TTL.D(), NegativeTTL: d.NegativeTTL.D(), MaxEntries: d.MaxEntries,
-	})
+	o := certs.DiscoveryOptions{TTL: d.TTL.D(), NegativeTTL: d.NegativeTTL.D(), MaxEntries: d.MaxEntries, SMIMERoots: smimeRoots}
+	if d.SMIMEA {
+		o.SMIME = source
+	}
+	var openPGP certs.OpenPGPDiscoverer // nil when only SMIMEA is on: the store alone serves pgp
+	if d.WKD || d.OPENPGPKEY {
+		openPGP = source
+	}
+	return certs.NewDiscoveringKeyring(keyStore, nil, openPGP, o), nil
 }
 
 // CheckConfig runs the checks of cfg that need more than the config

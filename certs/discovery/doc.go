@@ -19,10 +19,11 @@
 //     (outbound.dnssec_trusted_resolver) and set the AD bit on the answer,
 //     as DANE requires.
 //   - DNS SMIMEA records (RFC 8162) at HASH._smimecert.DOMAIN, under the
-//     same DNSSEC rule, for S/MIME certificates (DiscoverSMIME): only
+//     same DNSSEC rule, for S/MIME certificates (DiscoverSMIMEKeys): only
 //     records holding the whole certificate, DANE-EE (trusted as an
-//     import is) or PKIX-EE (chained to the S/MIME trust store), checked
-//     by certs.VerifySMIMERecipient for the address.
+//     import is) or PKIX-EE (chained to the S/MIME trust store,
+//     keys.smime_roots; refused when there is none), checked by
+//     certs.VerifySMIMERecipient for the address.
 //
 // Every key found goes through certs.DiscoveredOpenPGP: only keys bound
 // by a valid user ID to the address asked for, able to encrypt, not
@@ -36,7 +37,5 @@
 // submission protocol, the WKD "?l=" as a lookup key of its own, SRV
 // records, HKP key servers (no authentication of the binding between
 // key and address), or SMIMEA's CA usages (0, 2) and digest records,
-// which can only confirm a certificate found elsewhere. SMIMEA results
-// are not yet kept in the key store: that waits for the key store to
-// hold S/MIME certificates.
+// which can only confirm a certificate found elsewhere.
 package discovery

@@ -13,17 +13,7 @@ import (
 	"github.com/sealgate/sealgate/certs"
 )
 
-// SMIMEFound is what DiscoverSMIME found for one address.
-type SMIMEFound struct {
-	// Certs passed certs.VerifySMIMERecipient for the address.
-	Certs []*x509.Certificate
-	// TTL is the records' DNS TTL (at least a minute).
-	TTL time.Duration
-	// Tried says what the lookup answered when nothing was found.
-	Tried []string
-}
-
-// DiscoverSMIME looks for address's S/MIME certificates in SMIMEA
+// DiscoverSMIMEKeys looks for address's S/MIME certificates in SMIMEA
 // records (RFC 8162) at HASH._smimecert.DOMAIN, used only when the
 // resolver is trusted to validate DNSSEC and set the AD bit, as for
 // OPENPGPKEY. Only records that carry the whole certificate (selector
@@ -32,13 +22,15 @@ type SMIMEFound struct {
 // none elsewhere. Usage DANE-EE(3) makes the DNSSEC-signed record the
 // trust anchor, as an admin's import is (RFC 8162 §2.1, RFC 7671 §5.1);
 // PKIX-EE(1) also needs a chain to the S/MIME trust store (Options.
-// SMIMERoots). Every other check of VerifySMIMERecipient applies —
-// validity, key usage, email protection, the address.
-//
-// The smime method takes these through the key store (source
-// certs.SourceSMIMEA) once it keeps certificates.
-func (d *Discoverer) DiscoverSMIME(ctx context.Context, address string) SMIMEFound {
-	var found SMIMEFound
+// SMIMERoots, keys.smime_roots) and is refused, with that reason, when
+// there is none. Every other check of certs.VerifySMIMERecipient
+// applies — validity, key usage, email protection, the address. The
+// entries found (source certs.SourceSMIMEA, trust certs.TrustDANEEE or
+// certs.TrustPKIXEE) are for the keyring to keep
+// (certs.Keyring.FindSMIMERecipient); it implements
+// certs.SMIMEDiscoverer.
+func (d *Discoverer) DiscoverSMIMEKeys(ctx context.Context, address string) certs.Discovered {
+	var found certs.Discovered
 	local, domain, ok := splitAddress(address)
 	switch {
 	case !d.opts.SMIMEA:
@@ -75,44 +67,48 @@ func (d *Discoverer) DiscoverSMIME(ctx context.Context, address string) SMIMEFou
 		}
 		var refused []string
 		for _, r := range records {
-			cert, err := d.smimeaCert(r, address)
+			k, err := d.smimeaKey(r, address)
 			if err != nil {
 				refused = append(refused, strings.ReplaceAll(err.Error(), "\n", "; "))
 				continue
 			}
-			found.Certs = append(found.Certs, cert)
+			found.Keys = append(found.Keys, k)
 			if t := time.Duration(r.Hdr.Ttl) * time.Second; found.TTL == 0 || t < found.TTL {
 				found.TTL = t
 			}
 		}
-		if len(found.Certs) > 0 {
-			found.TTL = max(found.TTL, time.Minute)
-			d.opts.Logger.Info("S/MIME certificate discovered", "address", address, "source", certs.SourceSMIMEA,
-				"serial", found.Certs[0].SerialNumber.Text(16))
+		if len(found.Keys) > 0 {
+			found.TTL = max(found.TTL, time.Minute) // a TTL of 0 must not mean "keep for a day"
+			d.opts.Logger.Info("S/MIME certificate discovered", "address", found.Keys[0].Address, "source", certs.SourceSMIMEA,
+				"serial", found.Keys[0].Serial, "fingerprint", found.Keys[0].Fingerprint, "trust", found.Keys[0].Trust)
 			return found
 		}
 		why = "SMIMEA certificate refused: " + strings.Join(refused, "; ")
 	}
+	d.opts.Logger.Debug("S/MIME certificate discovery found nothing", "address", address, "why", why)
 	found.Tried = []string{why}
 	return found
 }
 
-// smimeaCert takes the certificate out of one record and checks it.
-func (d *Discoverer) smimeaCert(r *dns.SMIMEA, address string) (*x509.Certificate, error) {
+// smimeaKey takes the certificate out of one record and checks it.
+func (d *Discoverer) smimeaKey(r *dns.SMIMEA, address string) (certs.Key, error) {
 	if r.Selector != 0 || r.MatchingType != 0 || (r.Usage != 1 && r.Usage != 3) {
-		return nil, fmt.Errorf("record %d %d %d carries no certificate to encrypt to", r.Usage, r.Selector, r.MatchingType)
+		return certs.Key{}, fmt.Errorf("record %d %d %d carries no certificate to encrypt to", r.Usage, r.Selector, r.MatchingType)
 	}
 	der, err := hex.DecodeString(r.Certificate)
 	if err != nil {
-		return nil, fmt.Errorf("record data is not hex")
+		return certs.Key{}, fmt.Errorf("record data is not hex")
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("not a certificate: %v", err)
+		return certs.Key{}, fmt.Errorf("not a certificate: %v", err)
 	}
-	check := certs.SMIMERecipientCheck{Now: d.opts.Now(), Address: address, Roots: d.opts.SMIMERoots, Imported: r.Usage == 3}
-	if err := certs.VerifySMIMERecipient(cert, check); err != nil {
-		return nil, err
+	trust := certs.TrustDANEEE
+	if r.Usage == 1 {
+		trust = certs.TrustPKIXEE
+		if d.opts.SMIMERoots == nil {
+			return certs.Key{}, fmt.Errorf("PKIX-EE certificate serial %s refused: no S/MIME trust store to chain it to (keys.smime_roots)", certs.SMIMESerial(cert))
+		}
 	}
-	return cert, nil
+	return certs.DiscoveredSMIME(cert, address, certs.SourceSMIMEA, trust, d.opts.SMIMERoots, d.opts.Now())
 }

@@ -222,7 +222,11 @@ func printCertificate(out io.Writer, k certs.Key) {
 	fmt.Fprintf(out, "Issuer:      %s\n", dash(k.Issuer))
 	fmt.Fprintf(out, "Algorithm:   %s\n", k.Algorithm)
 	fmt.Fprintf(out, "Valid:       %s to %s\n", k.Created.Format(time.RFC3339), k.Expires.Format(time.RFC3339))
-	fmt.Fprintf(out, "Source:      %s, added %s\n\n", k.Source, k.Added.Format(time.RFC3339))
+	source := k.Source
+	if k.Trust != "" {
+		source += " (" + k.Trust + ")"
+	}
+	fmt.Fprintf(out, "Source:      %s, added %s%s\n\n", source, k.Added.Format(time.RFC3339), lookedUpAgain(k.Until))
 }
 
 func expiry(t time.Time) string {

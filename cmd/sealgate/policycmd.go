@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -32,8 +33,19 @@ code), without sending anything: per recipient the matched rules in order,
 the tags found, the chain of methods, and the Subject as it will leave;
 plus the forwarding verdict, message-level actions (reject, hold,
 header changes) and what could not be read (a Subject too long to
-search, a body part it cannot decode) with what was assumed instead. Give the message by flags or as an .eml file; --from and
---to are the envelope (with --eml they default to its From and To).`,
+search, a body part it cannot decode) with what was assumed instead.
+
+When the config's data dir holds a key store (read through the running
+server's admin listener, or the spool file when the server is stopped),
+explain also says, per recipient, what each method of the chain makes of
+it — the OpenPGP key or S/MIME certificate it would encrypt to and
+where that came from, or why the method would be skipped — and which
+method the recipient will get. Nothing is looked up on the network:
+where discovery is on and the store has no key, explain says discovery
+would be tried at delivery.
+
+Give the message by flags or as an .eml file; --from and --to are the
+envelope (with --eml they default to its From and To).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(configPath)
@@ -64,10 +76,11 @@ search, a body part it cannot decode) with what was assumed instead. Give the me
 			if err != nil {
 				return err
 			}
+			withKeys := explainWithKeys(cfg, res, time.Now())
 			if asJSON {
-				return printJSON(cmd.OutOrStdout(), res)
+				return printJSON(cmd.OutOrStdout(), withKeys)
 			}
-			printExplain(cmd.OutOrStdout(), res)
+			printExplain(cmd.OutOrStdout(), withKeys)
 			return nil
 		},
 	}
@@ -148,7 +161,7 @@ func envelopeFromHeader(msg []byte) (string, []string) {
 	return from, to
 }
 
-func printExplain(out io.Writer, r policy.Applied) {
+func printExplain(out io.Writer, r explainResult) {
 	fmt.Fprintf(out, "Subject:    %s\n", r.Subject)
 	if r.SubjectChanged {
 		fmt.Fprintf(out, "            (tags removed; leaves as %q)\n", r.SubjectRaw)
@@ -170,10 +183,21 @@ func printExplain(out io.Writer, r policy.Applied) {
 	for _, h := range r.RemoveHeaders {
 		fmt.Fprintf(out, "Removes header: %s\n", h)
 	}
+	fmt.Fprintf(out, "Keys:       %s\n", r.KeyStore)
+	if !r.KeysRead {
+		fmt.Fprintf(out, "            (methods not judged: the chains are shown as the policy decides them)\n")
+	}
 	for _, rd := range r.Recipients {
 		fmt.Fprintf(out, "\n%s\n  chain: %s\n  rules: %s\n", rd.Recipient, rd.Chain, dash(strings.Join(rd.Rules, ", ")))
 		for _, why := range rd.Reasons {
 			fmt.Fprintf(out, "  - %s\n", why)
+		}
+		if len(rd.Methods) == 0 {
+			continue
+		}
+		fmt.Fprintf(out, "  will get: %s\n", rd.WillGet)
+		for _, mo := range rd.Methods {
+			fmt.Fprintf(out, "    %s\n", mo.Why)
 		}
 	}
 }

@@ -14,11 +14,12 @@ import (
 )
 
 // RecipientCertificates finds the S/MIME certificate to encrypt to for
-// an address, checked at the moment of the call, or an error saying why
-// there is none (wrapping certs.ErrNoUsableKey when there simply is no
-// usable certificate). certs.Keyring implements it.
+// an address — from the key store, or discovered (SMIMEA) within ctx —
+// checked at the moment of the call, or an error saying why there is
+// none and what was tried (wrapping certs.ErrNoUsableKey when there
+// simply is no usable certificate). certs.Keyring implements it.
 type RecipientCertificates interface {
-	SMIMERecipient(address string) (*certs.SMIMERecipient, error)
+	FindSMIMERecipient(ctx context.Context, address string) (*certs.SMIMERecipient, error)
 }
 
 // SMIME is the smime chain method.
@@ -59,7 +60,7 @@ func (s *SMIME) Prepare(ctx context.Context, m *queue.Message, g scheduler.Group
 	var to []*certs.SMIMERecipient
 	var missing []string
 	for _, rcpt := range g.Rcpts {
-		r, err := s.certs.SMIMERecipient(rcpt)
+		r, err := s.certs.FindSMIMERecipient(ctx, rcpt)
 		if err != nil {
 			missing = append(missing, strings.TrimPrefix(err.Error(), certs.ErrNoUsableKey.Error()+": "))
 			continue

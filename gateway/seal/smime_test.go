@@ -67,7 +67,7 @@ func testCertificate(t *testing.T, email, kind string, extra ...pkix.Extension) 
 // certificateBook is a RecipientCertificates over a map.
 type certificateBook map[string]*certs.SMIMERecipient
 
-func (b certificateBook) SMIMERecipient(address string) (*certs.SMIMERecipient, error) {
+func (b certificateBook) FindSMIMERecipient(_ context.Context, address string) (*certs.SMIMERecipient, error) {
 	if r, ok := b[address]; ok {
 		return r, nil
 	}
