@@ -170,7 +170,9 @@ func csrfOf(t *testing.T, page string) string {
 // in the portal, the attachment byte for byte, and a reply back to the
 // sender.
 func TestSecureToRecipientWithoutKeysIsEscrowedAndRead(t *testing.T) {
-	x := newEscrowE2E(t, "")
+	// Replies go by the policy like any message: this organisation wants
+	// mail to itself over verified TLS.
+	x := newEscrowE2E(t, "policy:\n  rules:\n    - name: to-us-verified\n      match: {to: [org.test]}\n      chain: [tls-verified]\n")
 	pdf := pdfBytes()
 	id := x.send("alice@org.test", []string{"bob@dest.test", "carol@dest.test"}, labMessage(pdf))
 	m := x.waitState(id, "bob@dest.test", queue.StateDelivered)
@@ -260,6 +262,17 @@ func TestSecureToRecipientWithoutKeysIsEscrowedAndRead(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(textParts(t, reply.Data), ""), "See you Tuesday") {
 		t.Errorf("reply text missing:\n%s", reply.Data)
+	}
+	replyChain := ""
+	if msgs, err := x.gw.Store().List(); err == nil {
+		for _, m := range msgs {
+			if len(m.Recipients) == 1 && m.Recipients[0].Address == "alice@org.test" && m.Envelope.From != "alice@org.test" {
+				replyChain = strings.Join(m.Recipients[0].Chain, ",") + " by " + strings.Join(m.Recipients[0].Rules, ",")
+			}
+		}
+	}
+	if replyChain != "tls-verified by to-us-verified" {
+		t.Errorf("the reply's chain: %q, want the policy's tls-verified by rule to-us-verified", replyChain)
 	}
 
 	// The access log.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sealgate/sealgate/certs"
 	"github.com/sealgate/sealgate/gateway/portal"
+	"github.com/sealgate/sealgate/policy"
 	"github.com/sealgate/sealgate/queue"
 )
 
@@ -40,7 +41,7 @@ func (g *Gateway) startPortal(ctx context.Context) {
 	handler := portal.New(portal.Options{Store: g.escrow, Senders: g.escrow, Spool: g.store, Wake: g.sched.Wake,
 		PublicURL: p.PublicURL, MailFrom: g.cfg.PortalMailFrom(), Hostname: g.cfg.ServerHostname(),
 		Organization: e.Organization, LogoURL: e.LogoURL, AccentColor: e.AccentColor,
-		SessionLifetime: p.SessionLifetime.D(), Logger: g.logger.With("component", "portal")}).Handler()
+		SessionLifetime: p.SessionLifetime.D(), ReplyPolicy: g.replyPolicy, Logger: g.logger.With("component", "portal")}).Handler()
 	g.portal = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute,
 		WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 	}
@@ -62,3 +63,26 @@ func (g *Gateway) PortalAddr() string { return addrString(g.portalLn) }
 
 // Escrow is the escrow store, nil unless escrow is on.
 func (g *Gateway) Escrow() *queue.Escrow { return g.escrow }
+
+// replyPolicy runs the live policy over a reply from the portal, as over
+// any message from outside the trusted networks: the rules decide its
+// chain (a rule may, say, require verified TLS to the tenant). A reply
+// the rules would reject at SMTP time still goes, by TLS: it answers
+// mail the organisation sent, and the refusal is logged.
+func (g *Gateway) replyPolicy(env queue.Envelope, msg []byte) ([]queue.RcptDecision, []byte) {
+	engine := g.policy.Load()
+	if engine == nil {
+		return env.Decisions, msg
+	}
+	res, out := policy.Apply(engine, policy.Session{From: env.From, Recipients: env.Recipients}, msg)
+	if res.Reject != "" {
+		g.logger.Warn("a portal reply matches a rejecting rule; it goes by TLS", "rule", res.RejectRule)
+		return env.Decisions, msg
+	}
+	var d []queue.RcptDecision
+	for _, rd := range res.Recipients {
+		d = append(d, queue.RcptDecision{Chain: rd.Chain.Strings(), Rules: rd.Rules,
+			Reasons: append([]string{"escrow portal: reply"}, rd.Reasons...)})
+	}
+	return d, out
+}

@@ -172,10 +172,16 @@ func (p *Portal) reply(w http.ResponseWriter, r *http.Request, token string) {
 		msg.WriteString(enc + "\r\n")
 	}
 	msg.WriteString("--" + boundary + "--\r\n")
-	// The reply goes to the sender's own organisation, by the transport
-	// policy's TLS.
-	err = p.enqueue(r.Context(), queue.Envelope{From: p.o.MailFrom, Recipients: []string{to},
-		Decisions: []queue.RcptDecision{{Chain: []string{"tls"}, Reasons: []string{"escrow portal: reply"}}}}, msg.Bytes())
+	// The reply goes to the sender's own organisation, with the chain
+	// the policy gives any message to that address (rules, floor), else
+	// by the transport policy's TLS.
+	env := queue.Envelope{From: p.o.MailFrom, Recipients: []string{to},
+		Decisions: []queue.RcptDecision{{Chain: []string{"tls"}, Reasons: []string{"escrow portal: reply"}}}}
+	out := msg.Bytes()
+	if p.o.ReplyPolicy != nil {
+		env.Decisions, out = p.o.ReplyPolicy(env, out)
+	}
+	err = p.enqueue(r.Context(), env, out)
 	if err != nil {
 		p.o.Logger.Error("cannot queue the reply", "err", err)
 		p.showMessage(w, r, token, "", english.Failed)

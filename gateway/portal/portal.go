@@ -56,8 +56,12 @@ type Options struct {
 	SessionLifetime time.Duration
 	// MaxReplyBytes bounds a reply with its attachments (10 MiB).
 	MaxReplyBytes int64
-	Now           func() time.Time
-	Logger        *slog.Logger
+	// ReplyPolicy decides how a reply leaves, as the live policy decides
+	// for any message (its chains, and the message as it must be
+	// spooled); nil means opportunistic TLS.
+	ReplyPolicy func(env queue.Envelope, msg []byte) ([]queue.RcptDecision, []byte)
+	Now         func() time.Time
+	Logger      *slog.Logger
 }
 
 // Portal is the recipients' web portal.
