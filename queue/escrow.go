@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -338,81 +337,6 @@ func (e *Escrow) Deposit(d EscrowDeposit, body []byte) (rcptID, token string, er
 		return "", "", err
 	}
 	return rcptID, token, nil
-}
-
-// sealWith seals plain under a key of its own (a message key).
-func sealWith(key []byte, kind, id string, plain []byte) ([]byte, error) {
-	sl, err := newSealer(key)
-	if err != nil {
-		return nil, err
-	}
-	return sl.seal(kind, id, plain), nil
-}
-
-func (e *Escrow) putMessage(tx *bolt.Tx, b *bolt.Bucket, m *EscrowMessage) error {
-	data, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
-	return b.Put([]byte(m.ID), e.seal.seal(kindEscrowMsg, m.ID, data))
-}
-
-func (e *Escrow) getMessage(tx *bolt.Tx, id string) (*EscrowMessage, error) {
-	v := tx.Bucket(bucketEscrowMsgs).Get([]byte(id))
-	if v == nil {
-		return nil, ErrEscrowGone
-	}
-	plain, err := e.seal.open(kindEscrowMsg, id, v)
-	if err != nil {
-		return nil, fmt.Errorf("%w: escrow message %s: %v", errCorrupt, id, err)
-	}
-	var m EscrowMessage
-	if err := json.Unmarshal(plain, &m); err != nil {
-		return nil, fmt.Errorf("%w: escrow message %s: %v", errCorrupt, id, err)
-	}
-	return &m, nil
-}
-
-func (e *Escrow) putRecipient(tx *bolt.Tx, r *EscrowRecipient) error {
-	data, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	return tx.Bucket(bucketEscrowRcpts).Put([]byte(r.ID), e.seal.seal(kindEscrowRcpt, r.ID, data))
-}
-
-func (e *Escrow) getRecipient(tx *bolt.Tx, id string) (*EscrowRecipient, error) {
-	v := tx.Bucket(bucketEscrowRcpts).Get([]byte(id))
-	if v == nil {
-		return nil, ErrEscrowGone
-	}
-	plain, err := e.seal.open(kindEscrowRcpt, id, v)
-	if err != nil {
-		return nil, fmt.Errorf("%w: escrow recipient %s: %v", errCorrupt, id, err)
-	}
-	var r EscrowRecipient
-	if err := json.Unmarshal(plain, &r); err != nil {
-		return nil, fmt.Errorf("%w: escrow recipient %s: %v", errCorrupt, id, err)
-	}
-	return &r, nil
-}
-
-// byToken finds the recipient and message of a token inside tx;
-// ErrEscrowGone when the token is unknown.
-func (e *Escrow) byToken(tx *bolt.Tx, token string) (*EscrowRecipient, *EscrowMessage, error) {
-	id := tx.Bucket(bucketEscrowTokens).Get([]byte(tokenHash(token)))
-	if id == nil {
-		return nil, nil, ErrEscrowGone
-	}
-	r, err := e.getRecipient(tx, string(id))
-	if err != nil {
-		return nil, nil, err
-	}
-	m, err := e.getMessage(tx, r.MessageID)
-	if err != nil {
-		return nil, nil, err
-	}
-	return r, m, nil
 }
 
 // Lookup returns the records behind a token. An unknown token, and one
