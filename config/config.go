@@ -78,6 +78,22 @@ type Inbound struct {
 	// it MAIL gets 452 4.3.1 (Postfix's queue_minfree).
 	MinFreeDiskBytes int64 `yaml:"min_free_disk_bytes"`
 	Auth             Auth  `yaml:"auth"`
+	// Tenants bind the provider's shared sending ranges to one tenant:
+	// a client in a tenant's networks relays only mail of that tenant.
+	Tenants []Tenant `yaml:"tenants"`
+}
+
+// Tenant binds a cloud provider's shared sending ranges (Microsoft 365,
+// Google Workspace) to one tenant of that provider. A client in Networks
+// may relay without AUTH only when the message proves it is this
+// tenant's: envelope and header From in SenderDomains, and, when set,
+// the Exchange Online tenant ID and the client certificate's name.
+type Tenant struct {
+	Name           string   `yaml:"name"`
+	Networks       []string `yaml:"networks"`
+	SenderDomains  []string `yaml:"sender_domains"`
+	M365TenantID   string   `yaml:"m365_tenant_id"`
+	ClientCertName string   `yaml:"client_cert_name"`
 }
 
 // TLS names the listener certificate. Empty files mean a self-signed

@@ -96,6 +96,7 @@ func (v *validator) validate(c *Config) {
 			v.fail(p+".password_hash", "%v", err)
 		}
 	}
+	v.validateTenants(in)
 
 	v.hostPort("admin.listen", c.Admin.Listen, true)
 	if a := c.Admin.Listen; a != "" {
