@@ -225,14 +225,15 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	logger.Info("policy loaded", "rules", len(cfg.Policy.Rules), "hash", engine.Hash())
 
 	g.inbound, err = smtpin.New(smtpin.Options{
-		Config:    cfg.Inbound,
-		Hostname:  hostname,
-		TLSConfig: g.tlsConfig,
-		Spool:     store,
-		Logger:    logger.With("component", "smtp"),
-		OnQueued:  g.sched.Wake,
-		SpoolDir:  cfg.DataDir,
-		Policy:    g.policy.Load,
+		Config:      cfg.Inbound,
+		Hostname:    hostname,
+		TLSConfig:   g.tlsConfig,
+		ClientRoots: roots,
+		Spool:       store,
+		Logger:      logger.With("component", "smtp"),
+		OnQueued:    g.sched.Wake,
+		SpoolDir:    cfg.DataDir,
+		Policy:      g.policy.Load,
 	})
 	if err != nil {
 		store.Close()

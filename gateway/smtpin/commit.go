@@ -31,11 +31,18 @@ func (c *conn) commit(log *slog.Logger, msg, body []byte) error {
 		log.Warn("message refused: too many hops", "size", len(body))
 		return toSMTPError(errTooManyHops, "")
 	}
+	bound := false
+	if c.authUser == "" && len(c.tenants) > 0 {
+		if err := c.bindHeader(log, body); err != nil {
+			return err
+		}
+		bound = true
+	}
 	var decisions []queue.RcptDecision
 	hold, chains := "", ""
 	if opts.Policy != nil {
 		if engine := opts.Policy(); engine != nil {
-			trusted := c.authUser != "" || c.trusted
+			trusted := c.authUser != "" || c.trusted || bound
 			res, out := policy.Apply(engine, policy.Session{From: tx.from, Recipients: tx.rcpts, AuthUser: c.authUser,
 				ClientIP: c.clientIP, Trusted: trusted}, body)
 			if res.Reject != "" {

@@ -16,6 +16,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/sealgate/sealgate/policy"
 )
 
 // maxBadCommands is how many unknown or out-of-order commands a
@@ -39,6 +41,9 @@ type conn struct {
 	tls      *tls.ConnectionState
 	clientIP netip.Addr
 	trusted  bool // from a trusted network (before AUTH)
+	// tenants whose networks hold the client: unless it authenticates,
+	// it relays only under one of their bindings.
+	tenants  []*policy.Tenant
 	ctx      context.Context
 	cancel   context.CancelFunc
 	started  time.Time
@@ -61,6 +66,9 @@ type transaction struct {
 	body   *bytes.Buffer
 	trace  int // length of the Received header at the start of body
 	held   int // bytes of the node's budget held for body
+	// tenants whose binding the envelope satisfied (a tenant-network
+	// client only); the header must satisfy one of them too.
+	tenants []*policy.Tenant
 }
 
 // replyErr is a reply that also ends the connection.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,6 +43,9 @@ type Options struct {
 	// while its file system has less than Config.MinFreeDiskBytes free.
 	// "" skips the check.
 	SpoolDir string
+	// ClientRoots verify the certificate a client presents for a tenant's
+	// client_cert_name; nil means the system roots.
+	ClientRoots *x509.CertPool
 	// loopbackIsRemote makes loopback clients subject to require_tls, so
 	// tests on 127.0.0.1 can exercise the rule for remote clients.
 	loopbackIsRemote bool
@@ -52,6 +56,7 @@ type Options struct {
 type Server struct {
 	opts         Options
 	trusted      []netip.Prefix
+	tenants      []policy.Tenant
 	limits       *connLimiter
 	budget       *byteBudget
 	authFailures *authLimiter
@@ -83,9 +88,17 @@ func New(opts Options) (*Server, error) {
 		opts.Config.MaxLineLength = 2000
 	}
 	cfg := opts.Config
+	tenants := policy.Tenants(cfg)
+	if policy.AnyClientCert(tenants) && opts.TLSConfig != nil {
+		// Ask every client for a certificate, require none: the tenant
+		// check verifies it, and only for clients in a tenant's networks.
+		opts.TLSConfig = opts.TLSConfig.Clone()
+		opts.TLSConfig.ClientAuth = tls.RequestClientCert
+	}
 	s := &Server{
 		opts:         opts,
 		trusted:      cfg.Networks(),
+		tenants:      tenants,
 		budget:       &byteBudget{max: cfg.MaxBytesInFlight},
 		authFailures: newAuthLimiter(),
 		conns:        map[*conn]struct{}{},
@@ -153,6 +166,7 @@ func (s *Server) newConn(nc net.Conn, implicitTLS bool) *conn {
 		c.clientIP = ap.Addr().Unmap()
 	}
 	c.trusted = s.isTrusted(c.clientIP)
+	c.tenants = policy.TenantsFor(c.clientIP, s.tenants)
 	c.raw = nc
 	if implicitTLS {
 		nc = tls.Server(nc, s.opts.TLSConfig)

@@ -67,9 +67,15 @@ func (c *conn) mail(arg string) error {
 	if !tx.utf8 && !mailtext.IsASCII(path) {
 		return toSMTPError(errNeedSMTPUTF8, "")
 	}
+	var fromDomain string
 	if path != "" {
-		if tx.from, _, err = mailtext.CanonicalAddress(path); err != nil {
+		if tx.from, fromDomain, err = mailtext.CanonicalAddress(path); err != nil {
 			return addressError("sender", err)
+		}
+	}
+	if c.authUser == "" && len(c.tenants) > 0 {
+		if tx.tenants, err = c.bindEnvelope(fromDomain); err != nil {
+			return err
 		}
 	}
 	if err := c.srv.roomFor(tx.size); err != nil {
@@ -96,7 +102,10 @@ func (c *conn) rcpt(arg string) error {
 	if len(params) > 0 {
 		return reply(555, 5, 5, 4, "Unsupported RCPT parameter")
 	}
-	if d := policy.MayRelay(c.clientIP, c.authUser, c.srv.trusted); !d.Allowed {
+	if c.authUser == "" && len(c.tenants) > 0 {
+		// A tenant's network: MAIL has already bound the sender; the
+		// tenant's networks never count as trusted networks.
+	} else if d := policy.MayRelay(c.clientIP, c.authUser, c.srv.trusted); !d.Allowed {
 		c.srv.opts.Logger.Warn("relay denied", "client", c.clientIP.String(), "helo", c.helo, "rcpt", sanitizeTrace(path), "reason", d.Reason)
 		return toSMTPError(errRelayDenied, "")
 	}
