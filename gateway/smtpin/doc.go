@@ -1,7 +1,8 @@
 // Package smtpin is the SMTP side facing the tenant: the listeners
 // (STARTTLS and implicit TLS), one session per connection, and the
 // checks a message passes before the spool commits it and the client
-// hears 250: relay authorisation at RCPT (RFC 5321 §3.6.1), TLS before
+// hears 250: relay authorisation at RCPT (RFC 5321 §3.6.1), the tenant
+// binding of clients in a provider's shared ranges (tenant.go), TLS before
 // MAIL for remote clients, AUTH only after TLS (RFC 4954), SMTPUTF8
 // (RFC 6531), SIZE (RFC 1870), CHUNKING (RFC 3030), REQUIRETLS
 // (RFC 8689), connection and session limits, the smuggling defence, the
