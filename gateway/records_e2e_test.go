@@ -4,6 +4,7 @@ package gateway_test
 // attempt is what happened, in the destination's own words.
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +34,45 @@ func TestRecordedReplyIsTheDestinations(t *testing.T) {
 	for _, r := range m.Recipients {
 		if r.LastError != got.Reply || r.LastCode != 250 || r.Status != "2.0.0" {
 			t.Errorf("%s: recorded %d %s %q, want the destination's %q", r.Address, r.LastCode, r.Status, r.LastError, got.Reply)
+		}
+	}
+}
+
+// TestAttemptWithoutConnectionHasNoTLSFacts: an attempt that reached no
+// mail server — a DNS failure, a TLS requirement refused before any
+// connection, a chain that holds — says why, and records neither TLS
+// nor plaintext.
+func TestAttemptWithoutConnectionHasNoTLSFacts(t *testing.T) {
+	e := newE2E(t, "outbound:\n  tls_policy:\n    domains: {strict.test: dane-only}\n")
+	e.dns.SetServfail("broken.test")
+	e.destination("strict.test", "127.0.0.2", testutil.SinkOptions{TLS: true}) // no TLSA records
+	e.destination("dest.test", "127.0.0.3", testutil.SinkOptions{TLS: true})
+
+	for _, c := range []struct {
+		rcpt, subject, why string
+	}{
+		{"a@broken.test", "dns", "DNS lookup failed"},
+		{"b@strict.test", "dane", "TLS requirement not met"},
+		{"c@dest.test", "[encrypt] held", "held by policy (method escrow)"},
+	} {
+		id := e.send("alice@org.test", []string{c.rcpt}, message(c.subject, "x"))
+		m := e.waitState(id, c.rcpt, queue.StateDeferred)
+		if c.rcpt == "c@dest.test" {
+			m = e.waitAttempts(id, c.rcpt, 1)
+		}
+		a := lastAttempt(m)
+		if a == nil {
+			t.Fatalf("%s: no attempt recorded: %+v", c.rcpt, m.Events)
+		}
+		if a.Connected() || a.NoConnection != c.why {
+			t.Errorf("%s: no_connection %q (connected %v), want %q", c.rcpt, a.NoConnection, a.Connected(), c.why)
+		}
+		if a.TLSVersion != "" || a.Cipher != "" || a.CertVerified || a.MXHost != "" || a.IP != "" {
+			t.Errorf("%s: TLS facts on an attempt without a connection: %+v", c.rcpt, a)
+		}
+		js, _ := json.Marshal(a)
+		if strings.Contains(string(js), "cert_verified") {
+			t.Errorf("%s: JSON speaks of a certificate: %s", c.rcpt, js)
 		}
 	}
 }
