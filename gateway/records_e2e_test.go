@@ -76,3 +76,21 @@ func TestAttemptWithoutConnectionHasNoTLSFacts(t *testing.T) {
 		}
 	}
 }
+
+// TestChainByTagIsRecordedAsSuch: a chain a Subject tag chose is spooled
+// as chosen "by tag [secure]", for the decision and the recipient.
+func TestChainByTagIsRecordedAsSuch(t *testing.T) {
+	e := newE2E(t, policyYAML)
+	e.dns.SetServfail("dest.test") // keep it queued
+	id := e.send("alice@org.test", []string{"bob@dest.test"}, message("[secure] results", "x"))
+	m, err := e.gw.Store().Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := m.Envelope.Decisions; len(d) != 1 || d[0].By != "tag [secure]" {
+		t.Errorf("spooled decisions %+v, want one chosen by tag [secure]", d)
+	}
+	if r := m.Recipients[0]; r.By != "tag [secure]" || strings.Join(r.Chain, ",") != "tls-verified,bounce" {
+		t.Errorf("recipient %+v, want the escalation chain by tag [secure]", r)
+	}
+}

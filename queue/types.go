@@ -46,6 +46,9 @@ type RcptDecision struct {
 	Chain   []string `json:"chain"`
 	Rules   []string `json:"rules,omitempty"`
 	Reasons []string `json:"reasons,omitempty"`
+	// By is what chose the chain ("rule partners", "tag [secure]"; see
+	// policy.RecipientDecision.By), "" in records from before it.
+	By string `json:"by,omitempty"`
 }
 
 // Recipient is one forward-path and its delivery state.
@@ -68,6 +71,8 @@ type Recipient struct {
 	Chain []string `json:"chain,omitempty"`
 	Step  int      `json:"step,omitempty"`
 	Rules []string `json:"rules,omitempty"`
+	// By is what chose the chain (RcptDecision.By).
+	By string `json:"by,omitempty"`
 }
 
 // Method is the chain method the recipient is at ("tls" without a chain).

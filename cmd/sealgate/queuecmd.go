@@ -269,7 +269,11 @@ func printMessage(out io.Writer, m *queue.Message) {
 	tw.Flush()
 	for _, r := range m.Recipients {
 		if len(r.Chain) > 0 {
-			fmt.Fprintf(out, "  %s: policy chain [%s] by rules %s\n", r.Address, strings.Join(r.Chain, ", "), dash(strings.Join(r.Rules, ", ")))
+			by := r.By
+			if by == "" { // recorded before what chose the chain was kept
+				by = "rules " + dash(strings.Join(r.Rules, ", "))
+			}
+			fmt.Fprintf(out, "  %s: policy chain [%s] by %s\n", r.Address, strings.Join(r.Chain, ", "), by)
 		}
 	}
 	fmt.Fprintln(out, "\nHistory:")

@@ -100,3 +100,31 @@ func TestQueueShowAttemptWithoutConnection(t *testing.T) {
 		}
 	}
 }
+
+// TestQueueShowChainByTag: a chain a tag chose says so; one a rule chose
+// names the rule; a record from before "by" existed names its rules.
+func TestQueueShowChainByTag(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "sealgate.yaml")
+	writeFile(t, cfg, "data_dir: "+filepath.Join(dir, "data")+"\n")
+	id := seedAttempts(t, filepath.Join(dir, "data"), queue.Envelope{From: "a@org.test",
+		Recipients: []string{"bob@dest.test", "carol@partner.test", "dave@old.test"},
+		Decisions: []queue.RcptDecision{
+			{Chain: []string{"pgp", "smime", "escrow"}, By: "tag [secure]"},
+			{Chain: []string{"tls-verified", "bounce"}, Rules: []string{"partners"}, By: "rule partners"},
+			{Chain: []string{"tls-verified"}, Rules: []string{"legacy"}},
+		}})
+	code, stdout, stderr := sealgate(t, "queue", "show", id, "--config", cfg)
+	if code != 0 {
+		t.Fatalf("queue show: exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{
+		"bob@dest.test: policy chain [pgp, smime, escrow] by tag [secure]\n",
+		"carol@partner.test: policy chain [tls-verified, bounce] by rule partners\n",
+		"dave@old.test: policy chain [tls-verified] by rules legacy\n",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("queue show lacks %q:\n%s", want, stdout)
+		}
+	}
+}
