@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
+
 	"github.com/sealgate/sealgate/internal/testutil"
 	"github.com/sealgate/sealgate/queue"
 )
@@ -92,5 +94,23 @@ func TestChainByTagIsRecordedAsSuch(t *testing.T) {
 	}
 	if r := m.Recipients[0]; r.By != "tag [secure]" || strings.Join(r.Chain, ",") != "tls-verified,bounce" {
 		t.Errorf("recipient %+v, want the escalation chain by tag [secure]", r)
+	}
+}
+
+// TestRecordedRefusalIsTheDestinations: a refusal is recorded as the
+// destination wrote it, enhanced status code included.
+func TestRecordedRefusalIsTheDestinations(t *testing.T) {
+	e := newE2E(t, "")
+	e.destination("dest.test", "127.0.0.2", testutil.SinkOptions{TLS: true, RcptReply: func(string) *smtp.SMTPError {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "<gone@dest.test>: Recipient address rejected: User unknown"}
+	}})
+	id := e.send("alice@org.test", []string{"gone@dest.test"}, message("refused", "x"))
+	m := e.waitState(id, "gone@dest.test", queue.StateBounced)
+	const want = "550 5.1.1 <gone@dest.test>: Recipient address rejected: User unknown"
+	if r := m.Recipients[0]; r.LastError != want || r.Status != "5.1.1" {
+		t.Errorf("recorded %s %q, want the destination's %q", r.Status, r.LastError, want)
+	}
+	if a := lastAttempt(m); a == nil || a.Reply != want {
+		t.Errorf("attempt %+v, want reply %q", a, want)
 	}
 }

@@ -194,7 +194,7 @@ func TestPipelinedEnvelopeInOneFlight(t *testing.T) {
 	})
 	out := srv.deliverTo(nil, msg("a@org.test", body, "b@x.test", "gone@x.test", "c@x.test"))
 	checkOutcome(t, out[0], true, false, "2.0.0", "250 2.0.0 queued as X")
-	checkOutcome(t, out[1], false, true, "5.1.1", "550 no such user")
+	checkOutcome(t, out[1], false, true, "5.1.1", "550 5.1.1 no such user")
 	checkOutcome(t, out[2], true, false, "2.0.0", "250 2.0.0 queued as X")
 	if out[1].Code != 550 {
 		t.Errorf("code %d", out[1].Code)
@@ -215,8 +215,8 @@ func TestUnpipelinedOneCommandAtATime(t *testing.T) {
 			c.reply("451 4.3.0 try later")
 		})
 		out := srv.deliverTo(nil, msg("a@org.test", "x\r\n", "b@x.test", "c@x.test"))
-		checkOutcome(t, out[0], false, false, "4.3.0", "451 try later")
-		checkOutcome(t, out[1], false, false, "4.3.0", "451 try later")
+		checkOutcome(t, out[0], false, false, "4.3.0", "451 4.3.0 try later")
+		checkOutcome(t, out[1], false, false, "4.3.0", "451 4.3.0 try later")
 		if len(srv.rest) != 0 {
 			t.Errorf("after a refused MAIL the client sent %q", srv.rest)
 		}
@@ -233,8 +233,8 @@ func TestUnpipelinedOneCommandAtATime(t *testing.T) {
 			c.reply("250 ok")
 		})
 		out := srv.deliverTo(nil, msg("a@org.test", "x\r\n", "b@x.test", "c@x.test"))
-		checkOutcome(t, out[0], false, true, "5.1.1", "550 no")
-		checkOutcome(t, out[1], false, false, "4.2.2", "452 full")
+		checkOutcome(t, out[0], false, true, "5.1.1", "550 5.1.1 no")
+		checkOutcome(t, out[1], false, false, "4.2.2", "452 4.2.2 full")
 		if len(srv.rest) != 0 {
 			t.Errorf("the client sent %q", srv.rest)
 		}
@@ -247,8 +247,8 @@ func TestUnpipelinedOneCommandAtATime(t *testing.T) {
 			c.reply("250 ok")
 		})
 		out := srv.deliverTo(nil, msg("a@org.test", "x\r\n", "b@x.test", "c@x.test"))
-		checkOutcome(t, out[0], false, true, "5.1.1", "550 no")
-		checkOutcome(t, out[1], false, false, "4.2.2", "452 full")
+		checkOutcome(t, out[0], false, true, "5.1.1", "550 5.1.1 no")
+		checkOutcome(t, out[1], false, false, "4.2.2", "452 4.2.2 full")
 	})
 }
 
@@ -321,7 +321,7 @@ func TestBDATChunks(t *testing.T) {
 			c.reply("250 ok")
 		})
 		out := srv.deliverTo(func(d *Deliverer) { d.bdatChunkSize = 8 }, msg("a@org.test", body, "b@x.test"))
-		checkOutcome(t, out[0], false, true, "5.3.4", "552 too big")
+		checkOutcome(t, out[0], false, true, "5.3.4", "552 5.3.4 too big")
 	})
 }
 
@@ -350,9 +350,9 @@ func TestTemporaryDataFailureDefersAccepted(t *testing.T) {
 				c.reply("250 ok")
 			})
 			out := srv.deliverTo(nil, msg("a@org.test", "x\r\n", "b@x.test", "gone@x.test", "c@x.test"))
-			checkOutcome(t, out[0], false, false, "4.3.0", "451 not now")
-			checkOutcome(t, out[1], false, true, "5.1.1", "550 no")
-			checkOutcome(t, out[2], false, false, "4.3.0", "451 not now")
+			checkOutcome(t, out[0], false, false, "4.3.0", "451 4.3.0 not now")
+			checkOutcome(t, out[1], false, true, "5.1.1", "550 5.1.1 no")
+			checkOutcome(t, out[2], false, false, "4.3.0", "451 4.3.0 not now")
 		})
 	}
 }
