@@ -81,7 +81,7 @@ func (g *Gateway) replyPolicy(env queue.Envelope, msg []byte) ([]queue.RcptDecis
 	}
 	var d []queue.RcptDecision
 	for _, rd := range res.Recipients {
-		d = append(d, queue.RcptDecision{Chain: rd.Chain.Strings(), Rules: rd.Rules,
+		d = append(d, queue.RcptDecision{Chain: rd.Chain.Strings(), Rules: rd.Rules, By: rd.By,
 			Reasons: append([]string{"escrow portal: reply"}, rd.Reasons...)})
 	}
 	return d, out

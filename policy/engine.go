@@ -207,6 +207,11 @@ type RecipientDecision struct {
 	Chain     Chain    `json:"chain"`
 	Rules     []string `json:"rules"`   // rules that matched, in order
 	Reasons   []string `json:"reasons"` // how the chain came about, in words
+	// By is what chose the chain, in words: "default", "rule partners",
+	// "tag [secure]" (the tag as found), "X-Sealgate-Escalate: encrypt",
+	// "policy.minimum tls-verified"… A rule may match and a tag still
+	// choose the chain: Rules lists the one, By names the other.
+	By string `json:"by"`
 }
 
 // Decision is the outcome for a message.
@@ -246,27 +251,27 @@ func (e *Engine) Decide(in Input) Decision {
 	}
 	var holds []string
 	for _, rcpt := range in.Recipients {
-		rd := RecipientDecision{Recipient: rcpt, Chain: Chain{MethodTLS}, Reasons: []string{"default [tls]"}}
+		rd := RecipientDecision{Recipient: rcpt, Chain: Chain{MethodTLS}, Reasons: []string{"default [tls]"}, By: "default"}
 		unreadMattered := e.runRules(&d, &rd, &holds, in)
 		if unreadMattered && e.onScanError != nil {
 			why := "body not read whole (" + in.BodyScanError + "): on_scan_error " + e.onScanError.String()
 			if e.onScanError.strength() < rd.Chain.strength() {
 				rd.Reasons = append(rd.Reasons, why+" ignored: weaker than "+rd.Chain.String())
 			} else {
-				rd.Chain = e.onScanError
+				rd.Chain, rd.By = e.onScanError, "on_scan_error"
 				rd.Reasons = append(rd.Reasons, why)
 			}
 		}
 		switch {
 		case in.Forwarded && e.fwdTLSOnly:
 			// Forwarded mail is never escalated: it leaves by TLS or not at all.
-			rd.Chain = e.fwdChain
+			rd.Chain, rd.By = e.fwdChain, "forwarding tls-only (auto-forwarded)"
 			rd.Reasons = append(rd.Reasons, "auto-forwarded, forwarding tls-only: "+e.fwdChain.String())
 		default:
 			e.escalate(&rd, in)
 		}
 		if floored := rd.Chain.applyFloor(e.floor); floored.String() != rd.Chain.String() {
-			rd.Chain = floored
+			rd.Chain, rd.By = floored, "policy.minimum "+string(e.floor)
 			rd.Reasons = append(rd.Reasons, "policy.minimum "+string(e.floor)+": "+floored.String())
 		}
 		d.Recipients = append(d.Recipients, rd)
@@ -323,12 +328,12 @@ func (e *Engine) runRules(d *Decision, rd *RecipientDecision, holds *[]string, i
 		case assumed && r.chain.strength() < rd.Chain.strength():
 			rd.Reasons = append(rd.Reasons, what+": "+r.chain.String()+" ignored: weaker than "+rd.Chain.String())
 		case assumed:
-			rd.Chain, pinned = r.chain, r.chain
+			rd.Chain, pinned, rd.By = r.chain, r.chain, what
 			rd.Reasons = append(rd.Reasons, what+": "+r.chain.String())
 		case pinned != nil && r.chain.strength() < pinned.strength():
 			rd.Reasons = append(rd.Reasons, what+": "+r.chain.String()+" ignored: weaker than "+pinned.String()+" of a rule assumed to match")
 		default:
-			rd.Chain = r.chain
+			rd.Chain, rd.By = r.chain, what
 			rd.Reasons = append(rd.Reasons, what+": "+r.chain.String())
 		}
 		if !r.cont && !assumed {
@@ -342,18 +347,19 @@ func (e *Engine) runRules(d *Decision, rd *RecipientDecision, holds *[]string, i
 // asked for wins, and only if it is at least as strong as the rules'.
 func (e *Engine) escalate(rd *RecipientDecision, in Input) {
 	var best Chain
-	why := ""
+	why, by := "", ""
 	if in.SubjectScanError != "" {
 		// Fail closed: as if the strongest configured tag were there.
 		for _, tag := range e.tagOrder {
 			if c := e.tags[tag]; c.strength() > best.strength() {
-				best, why = c, "Subject not searched for tags, treated as tagged "+tag
+				best, why, by = c, "Subject not searched for tags, treated as tagged "+tag, "tag "+tag+" (Subject not searched)"
 			}
 		}
 	}
 	for _, tag := range in.Tags {
 		if c, ok := e.tags[strings.ToLower(tag)]; ok && c.strength() > best.strength() {
 			best, why = c, "tag "+tag
+			by = why
 		}
 	}
 	if h := in.HeaderEscalation; h != "" {
@@ -363,6 +369,7 @@ func (e *Engine) escalate(rd *RecipientDecision, in Input) {
 		}
 		if c.strength() > best.strength() {
 			best, why = c, "X-Sealgate-Escalate: "+h
+			by = why
 		}
 	}
 	if best == nil {
@@ -372,7 +379,7 @@ func (e *Engine) escalate(rd *RecipientDecision, in Input) {
 		rd.Reasons = append(rd.Reasons, why+" ignored: weaker than "+rd.Chain.String())
 		return
 	}
-	rd.Chain = best
+	rd.Chain, rd.By = best, by
 	rd.Reasons = append(rd.Reasons, why+": "+best.String())
 }
 

@@ -83,14 +83,31 @@ func TestEngineTagsAndFloor(t *testing.T) {
 		t.Errorf("header escalation: %v", rd.Chain)
 	}
 
+	// What chose the chain is said: a tag is named as found, not as rules.
+	for _, c := range []struct {
+		rd RecipientDecision
+		by string
+	}{
+		{tagged("a@org.test", "b@else.test"), "default"},
+		{tagged("a@org.test", "b@partner.test"), "rule partners"},
+		{tagged("a@org.test", "b@else.test", "[secure]"), "tag [secure]"},
+		{tagged("a@org.test", "b@partner.test", "[secure]"), "tag [secure]"},
+		{tagged("a@org.test", "b@partner.test", "[escrow]"), "tag [escrow]"},
+		{e.Decide(Input{From: "a@org.test", Recipients: []string{"b@else.test"}, HeaderEscalation: "escrow"}).Recipients[0], "X-Sealgate-Escalate: escrow"},
+	} {
+		if c.rd.By != c.by {
+			t.Errorf("%s %v: by %q, want %q (%v)", c.rd.Recipient, c.rd.Chain, c.rd.By, c.by, c.rd.Reasons)
+		}
+	}
+
 	// The floor: nothing goes below tls-verified, not a rule, not a tag.
 	floored := testEngine(t, []config.Rule{{Name: "lax", Match: config.RuleMatch{To: []string{"lax.test"}}, Chain: []string{"tls", "drop"}}},
 		func(p *config.Policy) { p.Minimum = "tls-verified"; p.Tags["[plain]"] = "tls" })
 	if rd := floored.Decide(Input{From: "a@org.test", Recipients: []string{"b@lax.test"}}).Recipients[0]; rd.Chain.String() != "[tls-verified, drop]" {
 		t.Errorf("floor over a rule: %v", rd.Chain)
 	}
-	if rd := floored.Decide(Input{From: "a@org.test", Recipients: []string{"b@else.test"}, Tags: []string{"[plain]"}}).Recipients[0]; rd.Chain.String() != "[tls-verified]" {
-		t.Errorf("a tag below the floor: %v %v", rd.Chain, rd.Reasons)
+	if rd := floored.Decide(Input{From: "a@org.test", Recipients: []string{"b@else.test"}, Tags: []string{"[plain]"}}).Recipients[0]; rd.Chain.String() != "[tls-verified]" || rd.By != "policy.minimum tls-verified" {
+		t.Errorf("a tag below the floor: %v by %q %v", rd.Chain, rd.By, rd.Reasons)
 	}
 }
 

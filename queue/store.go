@@ -240,7 +240,7 @@ func (s *Store) putNewRecord(tx *bolt.Tx, env Envelope, size int64, bodyRecord [
 	for i, r := range env.Recipients {
 		rcpt := Recipient{Address: r, State: StateQueued, NextAttempt: now}
 		if i < len(env.Decisions) {
-			rcpt.Chain, rcpt.Rules = env.Decisions[i].Chain, env.Decisions[i].Rules
+			rcpt.Chain, rcpt.Rules, rcpt.By = env.Decisions[i].Chain, env.Decisions[i].Rules, env.Decisions[i].By
 		}
 		m.Recipients = append(m.Recipients, rcpt)
 	}

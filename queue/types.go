@@ -46,6 +46,9 @@ type RcptDecision struct {
 	Chain   []string `json:"chain"`
 	Rules   []string `json:"rules,omitempty"`
 	Reasons []string `json:"reasons,omitempty"`
+	// By is what chose the chain ("rule partners", "tag [secure]"; see
+	// policy.RecipientDecision.By), "" in records from before it.
+	By string `json:"by,omitempty"`
 }
 
 // Recipient is one forward-path and its delivery state.
@@ -68,6 +71,8 @@ type Recipient struct {
 	Chain []string `json:"chain,omitempty"`
 	Step  int      `json:"step,omitempty"`
 	Rules []string `json:"rules,omitempty"`
+	// By is what chose the chain (RcptDecision.By).
+	By string `json:"by,omitempty"`
 }
 
 // Method is the chain method the recipient is at ("tls" without a chain).
@@ -83,9 +88,9 @@ type Attempt struct {
 	Destination  string `json:"destination"` // recipient domain, or smarthost
 	MXHost       string `json:"mx_host,omitempty"`
 	IP           string `json:"ip,omitempty"`
-	TLSVersion   string `json:"tls_version,omitempty"` // "" = plaintext
+	TLSVersion   string `json:"tls_version,omitempty"` // "" = plaintext (when Connected)
 	Cipher       string `json:"cipher,omitempty"`
-	CertVerified bool   `json:"cert_verified"`
+	CertVerified bool   `json:"cert_verified,omitempty"`
 	CertError    string `json:"cert_error,omitempty"`
 	// TLSLevel is the level the attempt had to meet ("may", "verify"…)
 	// and TLSRequiredBy what made TLS mandatory, "" when nothing did.
@@ -98,12 +103,22 @@ type Attempt struct {
 	DANE       string   `json:"dane,omitempty"`
 	Reply      string   `json:"reply,omitempty"` // last SMTP reply or error text
 	Recipients []string `json:"recipients"`
+	// NoConnection says why the attempt opened no session with a mail
+	// server ("held by policy (method pgp)", "DNS lookup failed", "TLS
+	// requirement not met"), "" when it did. Such an attempt has no TLS
+	// facts: it was neither plaintext nor TLS. Reply holds the detail.
+	NoConnection string `json:"no_connection,omitempty"`
 
 	// Protection is how the chain method protected the content beyond
 	// the transport ("pgp: PGP/MIME encrypted to … key …"), "" when it
 	// sent the message as is.
 	Protection string `json:"protection,omitempty"`
 }
+
+// Connected reports whether the attempt had a session with a mail
+// server, so that its TLS facts mean something. A record written before
+// NoConnection existed counts as connected when it names the host.
+func (a Attempt) Connected() bool { return a.NoConnection == "" && a.MXHost != "" }
 
 // Event is one entry of a message's history.
 type Event struct {

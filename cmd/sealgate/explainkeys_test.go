@@ -29,7 +29,7 @@ func TestPolicyExplainSaysWhichMethodEachRecipientGets(t *testing.T) {
 	}
 	for _, want := range []string{
 		"Keys:       spool " + filepath.Join(data, "spool.db") + "\n",
-		"bob@dest.test\n  chain: [pgp, smime, escrow]\n",
+		"bob@dest.test\n  chain: [pgp, smime, escrow], by tag [secure]\n",
 		"  will get: pgp\n    pgp: key " + fp + " (ECDH-Curve25519, imported)\n" +
 			"    smime skipped: no S/MIME certificate\n    escrow (notice with a portal link)\n",
 		"carol@partner.test\n  chain: [pgp, smime, escrow]",

@@ -26,8 +26,8 @@ func TestPolicyExplainAndCheck(t *testing.T) {
 	}
 	for _, want := range []string{
 		"Subject:    Invoice\n", "Tags:       [secure]",
-		"bob@partner.test\n  chain: [pgp, smime, escrow]\n  rules: partners",
-		"carol@else.test\n  chain: [pgp, smime, escrow]\n  rules: billing",
+		"bob@partner.test\n  chain: [pgp, smime, escrow], by tag [secure]\n  rules: partners",
+		"carol@else.test\n  chain: [pgp, smime, escrow], by tag [secure]\n  rules: billing",
 		"tag [secure]: [pgp, smime, escrow]",
 	} {
 		if !strings.Contains(out, want) {
@@ -62,7 +62,7 @@ func TestPolicyExplainAndCheck(t *testing.T) {
 	code, out, errOut = sealgate(t, "policy", "explain", "--config", scanCfg, "--eml", hidden)
 	for _, want := range []string{
 		`Not read:   body not read whole (part 1: cannot decode: encoding error: unhandled encoding "x-private")`,
-		"bob@else.test\n  chain: [escrow]\n  rules: records",
+		"bob@else.test\n  chain: [escrow], by rule records (assumed to match: body not read whole)\n  rules: records",
 		"rule records (assumed to match: body not read whole): [escrow]",
 	} {
 		if code != 0 || !strings.Contains(out, want) {

@@ -188,7 +188,7 @@ func printExplain(out io.Writer, r explainResult) {
 		fmt.Fprintf(out, "            (methods not judged: the chains are shown as the policy decides them)\n")
 	}
 	for _, rd := range r.Recipients {
-		fmt.Fprintf(out, "\n%s\n  chain: %s\n  rules: %s\n", rd.Recipient, rd.Chain, dash(strings.Join(rd.Rules, ", ")))
+		fmt.Fprintf(out, "\n%s\n  chain: %s, by %s\n  rules: %s\n", rd.Recipient, rd.Chain, rd.By, dash(strings.Join(rd.Rules, ", ")))
 		for _, why := range rd.Reasons {
 			fmt.Fprintf(out, "  - %s\n", why)
 		}

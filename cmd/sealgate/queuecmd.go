@@ -269,27 +269,19 @@ func printMessage(out io.Writer, m *queue.Message) {
 	tw.Flush()
 	for _, r := range m.Recipients {
 		if len(r.Chain) > 0 {
-			fmt.Fprintf(out, "  %s: policy chain [%s] by rules %s\n", r.Address, strings.Join(r.Chain, ", "), dash(strings.Join(r.Rules, ", ")))
+			by := r.By
+			if by == "" { // recorded before what chose the chain was kept
+				by = "rules " + dash(strings.Join(r.Rules, ", "))
+			}
+			fmt.Fprintf(out, "  %s: policy chain [%s] by %s\n", r.Address, strings.Join(r.Chain, ", "), by)
 		}
 	}
 	fmt.Fprintln(out, "\nHistory:")
 	for _, e := range m.Events {
 		fmt.Fprintf(out, "  %s  %-9s %s\n", e.Time.Format(time.RFC3339), e.Kind, e.Detail)
 		if a := e.Attempt; a != nil {
-			tls := "plaintext"
-			if a.TLSVersion != "" {
-				tls = a.TLSVersion + " " + a.Cipher
-				if a.CertVerified {
-					tls += ", certificate verified"
-				} else {
-					tls += ", certificate not verified"
-					if a.CertError != "" {
-						tls += " (" + a.CertError + ")"
-					}
-				}
-			}
-			fmt.Fprintf(out, "      to %s via %s [%s], %s\n", a.Destination, dash(a.MXHost), dash(a.IP), tls)
-			if a.TLSLevel != "" {
+			printAttemptTransport(out, a)
+			if a.TLSLevel != "" && (a.Connected() || a.TLSRequiredBy != "") {
 				req := "TLS level " + a.TLSLevel
 				if a.TLSRequiredBy != "" {
 					req += ", required by " + a.TLSRequiredBy
@@ -311,6 +303,34 @@ func printMessage(out io.Writer, m *queue.Message) {
 			}
 		}
 	}
+}
+
+// printAttemptTransport is the attempt's "to …" line: the host and the
+// TLS facts of its session or, for an attempt that reached no server
+// (held by policy, DNS, TLS refused before connecting), why none was
+// made — never "plaintext", which is a fact about a connection.
+func printAttemptTransport(out io.Writer, a *queue.Attempt) {
+	if !a.Connected() {
+		why := a.NoConnection
+		if why == "" { // recorded before the reason was kept
+			why = "reason not recorded"
+		}
+		fmt.Fprintf(out, "      to %s: no connection made (%s)\n", dash(a.Destination), why)
+		return
+	}
+	tls := "plaintext"
+	if a.TLSVersion != "" {
+		tls = a.TLSVersion + " " + a.Cipher
+		if a.CertVerified {
+			tls += ", certificate verified"
+		} else {
+			tls += ", certificate not verified"
+			if a.CertError != "" {
+				tls += " (" + a.CertError + ")"
+			}
+		}
+	}
+	fmt.Fprintf(out, "      to %s via %s [%s], %s\n", a.Destination, dash(a.MXHost), dash(a.IP), tls)
 }
 
 func dash(s string) string {

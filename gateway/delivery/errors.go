@@ -53,10 +53,17 @@ func asDeliveryError(err error) *Error {
 	return tempErr("4.4.2", "connection failed: %v", err)
 }
 
+// replyText is a refusal as the server wrote it, enhanced status code
+// included ("550 5.1.1 no such user"), on one line; any other error's
+// text.
 func replyText(err error) string {
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
-		return strconv.Itoa(se.Code) + " " + strings.Join(strings.Fields(se.Message), " ")
+		code := strconv.Itoa(se.Code)
+		if ec := se.EnhancedCode; ec != smtp.EnhancedCodeNotSet && ec != smtp.NoEnhancedCode {
+			code += fmt.Sprintf(" %d.%d.%d", ec[0], ec[1], ec[2])
+		}
+		return code + " " + strings.Join(strings.Fields(se.Message), " ")
 	}
 	return err.Error()
 }

@@ -3,7 +3,12 @@ package delivery
 // What a delivery attempt reports: one outcome per recipient, and the
 // log line of the attempt.
 
-import "github.com/sealgate/sealgate/queue"
+import (
+	"errors"
+
+	"github.com/sealgate/sealgate/internal/dnsres"
+	"github.com/sealgate/sealgate/queue"
+)
 
 func outcomeFor(rcpt string, e *Error, host string) queue.RcptOutcome {
 	return queue.RcptOutcome{Address: rcpt, Permanent: !e.Temporary, Code: e.Code, Status: e.Status, Message: e.Msg, RemoteMTA: host}
@@ -40,10 +45,12 @@ func cancelled(out []queue.RcptOutcome, rcpts []string, host string) []queue.Rcp
 	return out
 }
 
-// failAll reports the same failure for every recipient (DNS, connection).
+// failAll reports the same failure for every recipient (DNS, connection)
+// of an attempt that opened no session with a mail server.
 func (d *Deliverer) failAll(req Request, att queue.Attempt, err error) (queue.Attempt, []queue.RcptOutcome) {
 	e := asDeliveryError(err)
 	att.Reply = e.Msg
+	att.NoConnection = whyNoConnection(err, e)
 	outcomes := allOutcomes(req.Recipients, e, "")
 	d.logAttempt(req, att, outcomes)
 	return att, outcomes
@@ -65,4 +72,24 @@ func (d *Deliverer) logAttempt(req Request, att queue.Attempt, outcomes []queue.
 		"queue_id", req.ID, "destination", att.Destination, "mx", att.MXHost, "ip", att.IP,
 		"tls", att.TLSVersion, "cipher", att.Cipher, "verified", att.CertVerified,
 		"delivered", delivered, "deferred", deferred, "bounced", bounced, "reply", att.Reply)
+}
+
+// whyNoConnection says in a few words why an attempt opened no session
+// (the record's NoConnection; its Reply has the detail).
+func whyNoConnection(err error, e *Error) string {
+	var dnsErr *dnsres.Error
+	if errors.As(err, &dnsErr) {
+		return "DNS lookup failed"
+	}
+	switch e.Status {
+	case "4.7.5":
+		return "TLS requirement not met"
+	case "4.4.5":
+		return "delivery cancelled"
+	case "5.4.6":
+		return "mail loop"
+	case "4.4.4":
+		return "no mail host address may be dialled"
+	}
+	return "no mail host accepted a connection"
 }

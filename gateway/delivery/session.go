@@ -18,6 +18,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/sealgate/sealgate/internal/mailtext"
 )
 
 const (
@@ -70,6 +72,30 @@ func (s *session) extension(ext string) (bool, string) {
 type reply struct {
 	code int
 	msg  string
+}
+
+// maxRecordedReply bounds the reply text kept in a record: a server's
+// words are worth keeping, a megabyte of them is not.
+const maxRecordedReply = 512
+
+// text is the reply as the server wrote it, on one line: the code, then
+// its lines (enhanced status code and all) joined by spaces, cut at
+// maxRecordedReply.
+func (r reply) text() string {
+	t := mailtext.OneLine(strconv.Itoa(r.code) + " " + r.msg)
+	if len(t) > maxRecordedReply {
+		t = strings.ToValidUTF8(t[:maxRecordedReply], "") + "…"
+	}
+	return t
+}
+
+// status is the reply's RFC 3463 enhanced status code ("2.0.0"), or the
+// class's generic one when the server gave none.
+func (r reply) status() string {
+	if ec := r.err().EnhancedCode; ec != smtp.EnhancedCodeNotSet && ec != smtp.NoEnhancedCode {
+		return fmt.Sprintf("%d.%d.%d", ec[0], ec[1], ec[2])
+	}
+	return strconv.Itoa(r.code/100) + ".0.0"
 }
 
 // err is the reply as an *smtp.SMTPError, the enhanced status code

@@ -115,21 +115,27 @@ func (d *Deliverer) transaction(conn *outboundConn, req Request) ([]queue.RcptOu
 			return outcomes, replyText(derr), s.reset() == nil
 		}
 	}
-	var final error
+	var (
+		done  reply
+		final error
+	)
 	if chunking {
-		final = s.bdat(req.Body, d.bdatChunk())
+		done, final = s.bdat(req.Body, d.bdatChunk())
 	} else {
-		final = s.data(req.Body)
+		done, final = s.data(req.Body)
 	}
 	if final != nil {
 		settle(asDeliveryError(final))
 		return outcomes, replyText(final), isSMTPReply(final) && s.reset() == nil
 	}
+	// The record keeps the destination's own words ("250 2.0.0 Ok:
+	// queued as 4XbK…"): its queue ID is what its admin will ask for.
+	text, status := done.text(), done.status()
 	for _, i := range accepted {
-		outcomes[i] = queue.RcptOutcome{Address: req.Recipients[i], Delivered: true, Code: 250, Status: "2.0.0",
-			Message: "250 accepted", RemoteMTA: conn.host}
+		outcomes[i] = queue.RcptOutcome{Address: req.Recipients[i], Delivered: true, Code: done.code, Status: status,
+			Message: text, RemoteMTA: conn.host}
 	}
-	return outcomes, "250 message accepted", true
+	return outcomes, text, true
 }
 
 // mailCommand is MAIL FROM with its parameters: BODY=8BITMIME when the
@@ -219,35 +225,37 @@ func anyAccepted(rcpts []reply) bool {
 	return false
 }
 
-// data sends the body after a 354, dot-stuffed, and reads the reply to
-// the final ".".
-func (s *session) data(body []byte) error {
+// data sends the body after a 354, dot-stuffed, and returns the reply
+// to the final "." (an error unless it is a 250).
+func (s *session) data(body []byte) (reply, error) {
 	dw := newDotWriter(s.w)
 	if _, err := dw.Write(body); err != nil {
-		return err
+		return reply{}, err
 	}
 	if err := dw.Close(); err != nil {
-		return err
+		return reply{}, err
 	}
 	if err := s.w.Flush(); err != nil {
-		return err
+		return reply{}, err
 	}
 	r, err := s.readReply()
 	if err != nil {
-		return err
+		return r, err
 	}
-	return r.expect(250)
+	return r, r.expect(250)
 }
 
 // bdat sends the body in BDAT chunks of at most chunk bytes, the last
 // with LAST (RFC 3030 §2): no dot-stuffing, each chunk's size exact.
 // With PIPELINING every chunk goes without waiting and the replies are
 // read afterwards (a server discards the chunks after a refused one,
-// §4.2); without it, each chunk waits for its reply.
-func (s *session) bdat(body []byte, chunk int) error {
+// §4.2); without it, each chunk waits for its reply. It returns the
+// reply to the last chunk (an error unless every chunk got a 250).
+func (s *session) bdat(body []byte, chunk int) (reply, error) {
 	body = wholeLines(body)
 	pipelined, _ := s.extension("PIPELINING")
 	sent := 0
+	var last reply
 	for off := 0; off == 0 || off < len(body); off += chunk {
 		n := min(chunk, len(body)-off)
 		line := "BDAT " + strconv.Itoa(n)
@@ -256,20 +264,21 @@ func (s *session) bdat(body []byte, chunk int) error {
 		}
 		s.command(line)
 		if _, err := s.w.Write(body[off : off+n]); err != nil {
-			return err
+			return reply{}, err
 		}
 		sent++
 		if pipelined && off+n < len(body) {
 			continue
 		}
 		if err := s.w.Flush(); err != nil {
-			return err
+			return reply{}, err
 		}
 		for ; sent > 0; sent-- {
 			r, err := s.readReply()
 			if err != nil {
-				return err
+				return r, err
 			}
+			last = r
 			if refused := r.expect(250); refused != nil {
 				// Pipelined: the chunks still in flight are refused too;
 				// read their replies so that RSET finds the session in
@@ -280,9 +289,9 @@ func (s *session) bdat(body []byte, chunk int) error {
 						break
 					}
 				}
-				return refused
+				return r, refused
 			}
 		}
 	}
-	return nil
+	return last, nil
 }

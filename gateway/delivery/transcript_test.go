@@ -193,9 +193,9 @@ func TestPipelinedEnvelopeInOneFlight(t *testing.T) {
 		c.reply("250 2.0.0 queued as X")
 	})
 	out := srv.deliverTo(nil, msg("a@org.test", body, "b@x.test", "gone@x.test", "c@x.test"))
-	checkOutcome(t, out[0], true, false, "2.0.0", "250 accepted")
-	checkOutcome(t, out[1], false, true, "5.1.1", "550 no such user")
-	checkOutcome(t, out[2], true, false, "2.0.0", "250 accepted")
+	checkOutcome(t, out[0], true, false, "2.0.0", "250 2.0.0 queued as X")
+	checkOutcome(t, out[1], false, true, "5.1.1", "550 5.1.1 no such user")
+	checkOutcome(t, out[2], true, false, "2.0.0", "250 2.0.0 queued as X")
 	if out[1].Code != 550 {
 		t.Errorf("code %d", out[1].Code)
 	}
@@ -215,8 +215,8 @@ func TestUnpipelinedOneCommandAtATime(t *testing.T) {
 			c.reply("451 4.3.0 try later")
 		})
 		out := srv.deliverTo(nil, msg("a@org.test", "x\r\n", "b@x.test", "c@x.test"))
-		checkOutcome(t, out[0], false, false, "4.3.0", "451 try later")
-		checkOutcome(t, out[1], false, false, "4.3.0", "451 try later")
+		checkOutcome(t, out[0], false, false, "4.3.0", "451 4.3.0 try later")
+		checkOutcome(t, out[1], false, false, "4.3.0", "451 4.3.0 try later")
 		if len(srv.rest) != 0 {
 			t.Errorf("after a refused MAIL the client sent %q", srv.rest)
 		}
@@ -233,8 +233,8 @@ func TestUnpipelinedOneCommandAtATime(t *testing.T) {
 			c.reply("250 ok")
 		})
 		out := srv.deliverTo(nil, msg("a@org.test", "x\r\n", "b@x.test", "c@x.test"))
-		checkOutcome(t, out[0], false, true, "5.1.1", "550 no")
-		checkOutcome(t, out[1], false, false, "4.2.2", "452 full")
+		checkOutcome(t, out[0], false, true, "5.1.1", "550 5.1.1 no")
+		checkOutcome(t, out[1], false, false, "4.2.2", "452 4.2.2 full")
 		if len(srv.rest) != 0 {
 			t.Errorf("the client sent %q", srv.rest)
 		}
@@ -247,8 +247,8 @@ func TestUnpipelinedOneCommandAtATime(t *testing.T) {
 			c.reply("250 ok")
 		})
 		out := srv.deliverTo(nil, msg("a@org.test", "x\r\n", "b@x.test", "c@x.test"))
-		checkOutcome(t, out[0], false, true, "5.1.1", "550 no")
-		checkOutcome(t, out[1], false, false, "4.2.2", "452 full")
+		checkOutcome(t, out[0], false, true, "5.1.1", "550 5.1.1 no")
+		checkOutcome(t, out[1], false, false, "4.2.2", "452 4.2.2 full")
 	})
 }
 
@@ -267,7 +267,7 @@ func TestDotStuffingOnTheWire(t *testing.T) {
 		c.reply("250 ok")
 	})
 	out := srv.deliverTo(func(d *Deliverer) { d.noChunking = true }, msg("a@org.test", body, "b@x.test"))
-	checkOutcome(t, out[0], true, false, "2.0.0", "250 accepted")
+	checkOutcome(t, out[0], true, false, "2.0.0", "250 ok")
 }
 
 // TestBDATChunks: with CHUNKING the body goes in BDAT chunks whose sizes
@@ -290,7 +290,7 @@ func TestBDATChunks(t *testing.T) {
 		c.reply("250 2.0.0 chunk", "250 2.0.0 chunk", "250 2.0.0 queued")
 	})
 	out := srv.deliverTo(func(d *Deliverer) { d.bdatChunkSize = 8 }, msg("a@org.test", body, "b@x.test"))
-	checkOutcome(t, out[0], true, false, "2.0.0", "250 accepted")
+	checkOutcome(t, out[0], true, false, "2.0.0", "250 2.0.0 queued")
 
 	t.Run("one chunk, last line completed", func(t *testing.T) {
 		srv := newRawServer(t, []string{"CHUNKING"}, func(c *rawConn) {
@@ -305,7 +305,7 @@ func TestBDATChunks(t *testing.T) {
 			c.reply("250 ok")
 		})
 		out := srv.deliverTo(nil, msg("a@org.test", ".x\r\nbare\nend", "b@x.test"))
-		checkOutcome(t, out[0], true, false, "2.0.0", "250 accepted")
+		checkOutcome(t, out[0], true, false, "2.0.0", "250 ok")
 	})
 
 	t.Run("refused chunk, unpipelined", func(t *testing.T) {
@@ -321,7 +321,7 @@ func TestBDATChunks(t *testing.T) {
 			c.reply("250 ok")
 		})
 		out := srv.deliverTo(func(d *Deliverer) { d.bdatChunkSize = 8 }, msg("a@org.test", body, "b@x.test"))
-		checkOutcome(t, out[0], false, true, "5.3.4", "552 too big")
+		checkOutcome(t, out[0], false, true, "5.3.4", "552 5.3.4 too big")
 	})
 }
 
@@ -350,9 +350,9 @@ func TestTemporaryDataFailureDefersAccepted(t *testing.T) {
 				c.reply("250 ok")
 			})
 			out := srv.deliverTo(nil, msg("a@org.test", "x\r\n", "b@x.test", "gone@x.test", "c@x.test"))
-			checkOutcome(t, out[0], false, false, "4.3.0", "451 not now")
-			checkOutcome(t, out[1], false, true, "5.1.1", "550 no")
-			checkOutcome(t, out[2], false, false, "4.3.0", "451 not now")
+			checkOutcome(t, out[0], false, false, "4.3.0", "451 4.3.0 not now")
+			checkOutcome(t, out[1], false, true, "5.1.1", "550 5.1.1 no")
+			checkOutcome(t, out[2], false, false, "4.3.0", "451 4.3.0 not now")
 		})
 	}
 }
@@ -393,7 +393,7 @@ func TestMailParameters(t *testing.T) {
 				c.reply("250 ok")
 			})
 			out := srv.deliverTo(nil, tc.req)
-			checkOutcome(t, out[0], true, false, "2.0.0", "250 accepted")
+			checkOutcome(t, out[0], true, false, "2.0.0", "250 ok")
 		})
 	}
 }
@@ -421,5 +421,5 @@ func TestHELOFallback(t *testing.T) {
 		c.reply("250 ok")
 	})
 	out := s.deliverTo(nil, msg("a@org.test", ".x\r\n", "b@x.test"))
-	checkOutcome(t, out[0], true, false, "2.0.0", "250 accepted")
+	checkOutcome(t, out[0], true, false, "2.0.0", "250 ok")
 }

@@ -139,7 +139,7 @@ func (s *Scheduler) runGroup(ctx context.Context, log *slog.Logger, m *queue.Mes
 		if act.Outcome == nil { // a handler that decided nothing holds, never loses
 			act = Action{Outcome: &queue.RcptOutcome{Status: "4.3.0", Message: "method " + g.Method + " produced no message"}}
 		}
-		return terminal(g, *act.Outcome)
+		return terminal(g, *act.Outcome, "")
 	}
 
 	req := delivery.Request{
@@ -159,7 +159,8 @@ func (s *Scheduler) runGroup(ctx context.Context, log *slog.Logger, m *queue.Mes
 		if err != nil {
 			// Never deliver without knowing the floor the history sets.
 			log.Error("cannot read domain TLS history", "domain", g.Domain, "err", err)
-			return terminal(g, queue.RcptOutcome{Status: "4.3.0", Message: "internal error reading the domain's TLS history"})
+			return terminal(g, queue.RcptOutcome{Status: "4.3.0", Message: "internal error reading the domain's TLS history"},
+				"the domain's TLS history could not be read")
 		}
 		if info != nil {
 			history = &policy.TLSHistory{TLSSeen: info.TLSSeen, Verified: info.Verified,
@@ -227,14 +228,30 @@ func (c *signCache) form(body []byte) []byte {
 }
 
 // terminal reports the same outcome for every recipient of the group,
-// with no network involved.
-func terminal(g Group, o queue.RcptOutcome) (queue.Attempt, []queue.RcptOutcome) {
+// with no network involved; why says why no connection was made ("":
+// what the chain's method decided).
+func terminal(g Group, o queue.RcptOutcome, why string) (queue.Attempt, []queue.RcptOutcome) {
 	out := make([]queue.RcptOutcome, len(g.Rcpts))
 	for i, r := range g.Rcpts {
 		out[i] = o
 		out[i].Address = r
 	}
-	return queue.Attempt{Destination: g.Domain, Recipients: g.Rcpts, Reply: "policy: " + g.Method + ": " + o.Message}, out
+	if why == "" {
+		switch m := " (method " + g.Method + ")"; {
+		case o.Skip:
+			why = "skipped by policy" + m
+		case o.Dropped:
+			why = "dropped by policy" + m
+		case o.Delivered:
+			why = "handed over by policy" + m
+		case o.Permanent:
+			why = "refused by policy" + m
+		default:
+			why = "held by policy" + m
+		}
+	}
+	return queue.Attempt{Destination: g.Domain, Recipients: g.Rcpts, Reply: "policy: " + g.Method + ": " + o.Message,
+		NoConnection: why}, out
 }
 
 // dueGroups groups the recipients that are pending and due by

@@ -57,7 +57,7 @@ func (c *conn) commit(log *slog.Logger, msg, body []byte) error {
 				log.Info("policy could not read the whole message; rules decided as if it matched", "why", strings.Join(res.ScanErrors, "; "))
 			}
 			for _, rd := range res.Recipients {
-				decisions = append(decisions, queue.RcptDecision{Chain: rd.Chain.Strings(), Rules: rd.Rules, Reasons: rd.Reasons})
+				decisions = append(decisions, queue.RcptDecision{Chain: rd.Chain.Strings(), Rules: rd.Rules, Reasons: rd.Reasons, By: rd.By})
 				chains += " " + rd.Chain.String()
 			}
 		}

@@ -47,6 +47,11 @@ type SinkMessage struct {
 	AuthUser string
 	// RequireTLS: the client sent MAIL FROM … REQUIRETLS.
 	RequireTLS bool
+	// QueueID is the sink's own ID for the message and Reply the reply
+	// to its final dot (or BDAT LAST) as sent on the wire:
+	// "250 2.0.0 Ok: queued as 1F2A0003", the way Postfix names it.
+	QueueID string
+	Reply   string
 }
 
 // SMTPSink is an in-process destination MX that records what it gets.
@@ -59,6 +64,7 @@ type SMTPSink struct {
 	msgs    []SinkMessage
 	failN   int
 	failErr *smtp.SMTPError
+	queued  int // messages taken, for their queue IDs
 	conns   atomic.Int64
 	open    *connSet
 	leaf    *x509.Certificate
@@ -232,9 +238,17 @@ func (ss *sinkSession) Data(r io.Reader) error {
 		msg.TLS = tls.VersionName(st.Version) + " " + tls.CipherSuiteName(st.CipherSuite)
 	}
 	ss.sink.mu.Lock()
+	ss.sink.queued++
+	msg.QueueID = fmt.Sprintf("%04X%04X", ss.sink.Port()&0xffff, ss.sink.queued&0xffff)
+	ss.sink.mu.Unlock()
+	// go-smtp writes a returned *SMTPError as the reply whatever its
+	// code: a 250 with our own text, as a real MTA names its queue ID.
+	accepted := &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + msg.QueueID}
+	msg.Reply = fmt.Sprintf("%d %d.%d.%d %s", accepted.Code, accepted.EnhancedCode[0], accepted.EnhancedCode[1], accepted.EnhancedCode[2], accepted.Message)
+	ss.sink.mu.Lock()
 	ss.sink.msgs = append(ss.sink.msgs, msg)
 	ss.sink.mu.Unlock()
-	return nil
+	return accepted
 }
 
 type countingListener struct {
