@@ -9,9 +9,11 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -101,6 +103,25 @@ func (ca *CA) WritePEM(t testing.TB, dir string) string {
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	// A port below the kernel's ephemeral range (32768 and up on Linux):
+	// an ephemeral port, free now, can be handed to any outgoing
+	// connection of another test process before the caller binds it.
+	// The port is checked free on the loopback addresses tests use.
+	for range 200 {
+		port := 20000 + mrand.IntN(12000)
+		free := true
+		for _, ip := range []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"} {
+			l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
+			if err != nil {
+				free = false
+				break
+			}
+			l.Close()
+		}
+		if free {
+			return port
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
