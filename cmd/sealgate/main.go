@@ -9,12 +9,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
 
 // exitError carries the exit code an error should end the process with.
 type exitError struct {
@@ -81,8 +82,40 @@ func newVersionCmd() *cobra.Command {
 		Short: "Print the sealgate version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintln(cmd.OutOrStdout(), "sealgate", version)
+			fmt.Fprintln(cmd.OutOrStdout(), "sealgate", versionString())
 			return nil
 		},
 	}
+}
+
+// versionString describes this build from the module's build info: the
+// module version (a release tag, or "(devel)" for a source build), the
+// VCS revision and time when the build recorded them, and the Go version.
+func versionString() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(unknown build)"
+	}
+	parts := []string{bi.Main.Version}
+	var rev, at, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = " (modified)"
+			}
+		}
+	}
+	if rev != "" {
+		parts = append(parts, "revision "+rev[:min(12, len(rev))]+modified)
+	}
+	if at != "" {
+		parts = append(parts, at)
+	}
+	parts = append(parts, bi.GoVersion)
+	return strings.Join(parts, ", ")
 }

@@ -1,0 +1,24 @@
+# sealgate in a container: a static binary on a distroless base, run as a
+# non-root user, with its data in a volume.
+#
+#   docker build -t sealgate .
+#   docker run -v sealgate-data:/data -v ./sealgate.yaml:/etc/sealgate/sealgate.yaml:ro \
+#     -p 25:2525 sealgate
+#
+# The config must set data_dir: /data and listen on 0.0.0.0 (inbound.listen,
+# and admin.listen stays on loopback inside the container).
+FROM golang:1.26 AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/sealgate ./cmd/sealgate
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/sealgate /usr/local/bin/sealgate
+VOLUME ["/data"]
+WORKDIR /data
+EXPOSE 2525 465 8443
+USER nonroot:nonroot
+ENTRYPOINT ["/usr/local/bin/sealgate"]
+CMD ["serve", "--config", "/etc/sealgate/sealgate.yaml"]
