@@ -108,6 +108,9 @@ type Attempt struct {
 	// requirement not met"), "" when it did. Such an attempt has no TLS
 	// facts: it was neither plaintext nor TLS. Reply holds the detail.
 	NoConnection string `json:"no_connection,omitempty"`
+	// TLSFallback says why an opportunistic delivery went in clear after
+	// STARTTLS was offered: its handshake failed ("" when it did not).
+	TLSFallback string `json:"tls_fallback,omitempty"`
 
 	// Protection is how the chain method protected the content beyond
 	// the transport ("pgp: PGP/MIME encrypted to … key …"), "" when it

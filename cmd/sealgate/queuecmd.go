@@ -319,6 +319,9 @@ func printAttemptTransport(out io.Writer, a *queue.Attempt) {
 		return
 	}
 	tls := "plaintext"
+	if a.TLSFallback != "" {
+		tls = "plaintext after a failed TLS handshake (" + a.TLSFallback + "; opportunistic TLS allows it)"
+	}
 	if a.TLSVersion != "" {
 		tls = a.TLSVersion + " " + a.Cipher
 		if a.CertVerified {

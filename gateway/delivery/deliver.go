@@ -119,6 +119,9 @@ type outboundConn struct {
 	// the peer matched ("" if none), daneErr why it matched none.
 	daneRequired  bool
 	dane, daneErr string
+	// tlsFallback: STARTTLS was offered, its handshake failed, and the
+	// session went on in clear because opportunistic TLS allows it.
+	tlsFallback string
 }
 
 func (d *Deliverer) Deliver(ctx context.Context, req Request) (queue.Attempt, []queue.RcptOutcome) {
@@ -146,6 +149,7 @@ func (d *Deliverer) Deliver(ctx context.Context, req Request) (queue.Attempt, []
 		att.Cipher = tls.CipherSuiteName(conn.tls.CipherSuite)
 		att.CertVerified, att.CertError = conn.verified, conn.certErr
 	}
+	att.TLSFallback = conn.tlsFallback
 	att.MTASTS = mtastsOutcome(req.TLS, conn)
 	att.DANE = conn.dane
 	// The session's reads and writes have deadlines, not a context: a
@@ -251,7 +255,22 @@ func (d *Deliverer) connect(ctx context.Context, req Request) (*outboundConn, er
 				continue
 			}
 			dialled++
-			c, err := d.dialHost(ctx, h.Name, netip.AddrPortFrom(ip, uint16(d.opts.Port)).String(), nil, req.TLS.Level, dane)
+			addr := netip.AddrPortFrom(ip, uint16(d.opts.Port)).String()
+			c, err := d.dialHost(ctx, h.Name, addr, nil, req.TLS.Level, dane)
+			var hs *handshakeError
+			if err != nil && errors.As(err, &hs) && clearAllowed(req.TLS, dane) {
+				// Opportunistic means opportunistic (as Postfix does): a
+				// server whose TLS we cannot speak (a TLS 1.0-only one,
+				// say) still gets the mail, in clear, and the record says
+				// so. Never for a domain whose TLS history, MTA-STS
+				// policy, DANE records or configuration require TLS: those
+				// have a level above "may".
+				if c, err = d.dialHost(ctx, h.Name, addr, nil, policy.TLSNone, dane); err == nil {
+					c.tlsFallback = hs.Error()
+					d.opts.Logger.Warn("TLS handshake failed; delivering in clear as opportunistic TLS allows",
+						"queue_id", req.ID, "destination", req.Domain, "mx", h.Name, "ip", ip.String(), "err", hs.Error())
+				}
+			}
 			if err == nil {
 				if c.tls != nil && req.Observe != nil {
 					req.Observe(TLSSession{Host: h.Name, IP: ip.String(), DANE: dane.Records, OK: true})
@@ -340,7 +359,7 @@ func (d *Deliverer) dialHost(ctx context.Context, host, addr string, sh *Smartho
 			tc := tls.Client(raw, tlsConf)
 			if err := tc.HandshakeContext(dctx); err != nil {
 				raw.Close()
-				return nil, fmt.Errorf("STARTTLS handshake: %w", err)
+				return nil, &handshakeError{err}
 			}
 			st := tc.ConnectionState()
 			oc.tls, conn = &st, tc
@@ -382,4 +401,18 @@ func (d *Deliverer) dialHost(ctx context.Context, host, addr string, sh *Smartho
 	}
 	oc.sess = sess
 	return oc, nil
+}
+
+// handshakeError is a STARTTLS handshake that failed after the server
+// offered STARTTLS.
+type handshakeError struct{ err error }
+
+func (e *handshakeError) Error() string { return "STARTTLS handshake: " + e.err.Error() }
+func (e *handshakeError) Unwrap() error { return e.err }
+
+// clearAllowed says whether a failed STARTTLS handshake may be followed
+// by a session in clear: only at level "may", with no MTA-STS policy of
+// any mode and no TLSA records.
+func clearAllowed(req policy.TLSRequirement, dane dnsres.TLSAState) bool {
+	return req.Level == policy.TLSMay && req.MTASTS == nil && len(dane.Records) == 0 && !dane.Unusable && !req.RequireTLSExtension
 }

@@ -369,3 +369,36 @@ func TestDANELookupFailureDefers(t *testing.T) {
 		t.Error("delivered without knowing the TLSA records")
 	}
 }
+
+// TestOpportunisticTLSFallsBackToClear: a server that offers STARTTLS
+// but whose TLS we cannot speak still gets mail at level "may", in
+// clear, and the attempt says so; at "encrypt", or with an MTA-STS
+// policy, it does not.
+func TestOpportunisticTLSFallsBackToClear(t *testing.T) {
+	f := newDeliveryFixture(t, nil)
+	old := f.mx("old.test", "mx.old.test", "127.0.0.2", 10, testutil.SinkOptions{TLS: true, BrokenTLS: true, CA: f.ca})
+	deliver := func(tlsReq policy.TLSRequirement) (queue.Attempt, []queue.RcptOutcome) {
+		f.d.pool.closeAll()
+		return f.d.Deliver(context.Background(), Request{ID: "T", From: "a@org.test", Domain: "old.test",
+			Recipients: []string{"b@old.test"}, Body: []byte("Subject: t\r\n\r\nx\r\n"), TLS: tlsReq})
+	}
+	att, out := deliver(policy.TLSRequirement{Level: policy.TLSMay})
+	if !out[0].Delivered || att.TLSVersion != "" || !strings.Contains(att.TLSFallback, "STARTTLS handshake") {
+		t.Fatalf("at may: %+v %+v, want delivered in clear with the fallback recorded", att, out[0])
+	}
+	if m := old.Messages(); len(m) != 1 || m[0].TLS != "" {
+		t.Errorf("sink got %d messages (TLS %q)", len(m), m[0].TLS)
+	}
+	pol := &policy.MTASTSPolicy{Mode: policy.MTASTSTesting, MX: []string{"mx.old.test"}, MaxAge: time.Hour}
+	for name, req := range map[string]policy.TLSRequirement{
+		"encrypt":         {Level: policy.TLSEncrypt, RequiredBy: "test"},
+		"mta-sts testing": {Level: policy.TLSMay, MTASTS: pol},
+	} {
+		if _, out := deliver(req); out[0].Delivered || out[0].Permanent {
+			t.Errorf("%s: %+v, want deferred, never in clear", name, out[0])
+		}
+	}
+	if n := len(old.Messages()); n != 1 {
+		t.Errorf("%d messages in clear, want only the one at may", n)
+	}
+}

@@ -34,6 +34,9 @@ type SinkOptions struct {
 	AuthUser, AuthPassword string
 	// REQUIRETLS advertises RFC 8689's REQUIRETLS (after TLS).
 	REQUIRETLS bool
+	// BrokenTLS offers STARTTLS but only TLS 1.0, which no client of ours
+	// accepts: the handshake fails, as with an old server.
+	BrokenTLS bool
 }
 
 // SinkMessage is one message as the sink received it.
@@ -99,6 +102,9 @@ func NewSMTPSink(t testing.TB, opts SinkOptions) *SMTPSink {
 		cert := ca.Issue(t, opts.Hostname)
 		s.leaf, _ = x509.ParseCertificate(cert.Certificate[0])
 		s.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if opts.BrokenTLS {
+			s.srv.TLSConfig.MinVersion, s.srv.TLSConfig.MaxVersion = tls.VersionTLS10, tls.VersionTLS10
+		}
 	}
 	done := make(chan struct{})
 	go func() {
