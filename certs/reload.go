@@ -2,6 +2,7 @@ package certs
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"sync/atomic"
 
@@ -46,3 +47,23 @@ func (r *CertReloader) Reload() error {
 func (r *CertReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return r.cert.Load(), nil
 }
+
+// Leaf is the certificate being served, parsed (nil if it does not
+// parse, which LoadX509KeyPair would have refused).
+func (r *CertReloader) Leaf() *x509.Certificate {
+	c := r.cert.Load()
+	if c == nil || len(c.Certificate) == 0 {
+		return nil
+	}
+	if c.Leaf != nil {
+		return c.Leaf
+	}
+	leaf, err := x509.ParseCertificate(c.Certificate[0])
+	if err != nil {
+		return nil
+	}
+	return leaf
+}
+
+// Files are the certificate and key files served.
+func (r *CertReloader) Files() (certFile, keyFile string) { return r.certFile, r.keyFile }

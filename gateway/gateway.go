@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rsa"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -89,6 +91,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
+	logCertificate(logger, reloader, "listener certificate loaded")
 	roots, err := certs.RootPool(cfg.Outbound.ExtraRootCAs)
 	if err != nil {
 		return nil, err
@@ -121,6 +124,19 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	if len(cfg.DKIM.Keys) > 0 {
 		if signer, err = certs.NewDKIMSigner(cfg.DKIM.Keys); err != nil {
 			return nil, err
+		}
+		for _, k := range cfg.DKIM.Keys {
+			algo := "unknown"
+			if key, err := config.LoadDKIMKey(k.KeyFile); err == nil {
+				algo = fmt.Sprintf("%T", key.Public())
+				switch key.Public().(type) {
+				case *rsa.PublicKey:
+					algo = fmt.Sprintf("rsa-%d", key.Public().(*rsa.PublicKey).N.BitLen())
+				case ed25519.PublicKey:
+					algo = "ed25519"
+				}
+			}
+			logger.Info("DKIM key loaded", "domain", k.Domain, "selector", k.Selector, "algorithm", algo, "file", k.KeyFile)
 		}
 	}
 	prober, err := probe.New(cfg)
@@ -281,6 +297,9 @@ func (g *Gateway) Start() error {
 	g.goServe("scheduler", func() error { return g.sched.Run(ctx) })
 	gcInterval := min(max(g.cfg.Queue.Retention.D()/10, time.Second), 10*time.Minute)
 	g.goServe("spool gc", func() error { every(ctx, gcInterval, g.gcOnce); return nil })
+	watch := &certExpiryWatch{certs: g.certs, logger: g.logger, now: time.Now, warned: map[string]int{}}
+	watch.check(ctx)
+	g.goServe("certificate expiry", func() error { every(ctx, time.Hour, watch.check); return nil })
 	g.goServe("tls monitor", func() error { every(ctx, g.monitor.Interval(), g.monitor.Round); return nil })
 	if r := g.tlsrpt; r != nil {
 		g.goServe("tlsrpt", func() error { every(ctx, r.CheckEvery(), r.SendDue); return nil })
@@ -409,7 +428,7 @@ func (g *Gateway) Reload() error {
 	if err := g.certs.Reload(); err != nil {
 		return fmt.Errorf("certificate reload: %w", err)
 	}
-	g.logger.Info("certificates reloaded")
+	logCertificate(g.logger, g.certs, "listener certificate reloaded")
 	return nil
 }
 

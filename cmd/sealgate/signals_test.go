@@ -103,7 +103,7 @@ func TestSignalsReloadAndDrain(t *testing.T) {
 		t.Fatal("no exit after SIGTERM")
 	}
 	log, _ := os.ReadFile(filepath.Join(filepath.Dir(srv.Stderr.(*os.File).Name()), "server.log"))
-	for _, want := range []string{`"msg":"config reload refused; the running config stays"`, `bogus_key`, `"msg":"certificates reloaded"`, `"msg":"policy reloaded"`, `"msg":"stopped"`} {
+	for _, want := range []string{`"msg":"config reload refused; the running config stays"`, `bogus_key`, `"msg":"listener certificate reloaded"`, `"msg":"policy reloaded"`, `"msg":"stopped"`} {
 		if !strings.Contains(string(log), want) {
 			t.Errorf("server log lacks %s:\n%s", want, log)
 		}

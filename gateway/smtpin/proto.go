@@ -51,6 +51,7 @@ type conn struct {
 	authUser string
 	authFail int
 	bad      int
+	accepted int          // messages committed on this connection
 	tx       *transaction // nil between transactions
 }
 
@@ -84,9 +85,22 @@ func (e *replyErr) Error() string { return e.reply.Message + ": " + e.cause.Erro
 func (c *conn) serve() {
 	defer c.close()
 	opts := c.srv.opts
+	listener := "starttls"
+	if _, ok := c.nc.(*tls.Conn); ok {
+		listener = "implicit-tls"
+	}
+	// A line per connection, as an admin debugging a connector expects:
+	// who came, on which listener, and at the end how long and what for.
+	opts.Logger.Info("connection", "client", c.clientIP.String(), "listener", listener, "trusted", c.trusted)
+	defer func() {
+		opts.Logger.Info("disconnected", "client", c.clientIP.String(), "helo", c.helo, "auth", c.authUser,
+			"tls", c.tls != nil, "duration", opts.Now().Sub(c.started).Round(time.Millisecond).String(),
+			"messages", c.accepted, "errors", c.bad)
+	}()
 	if tc, ok := c.nc.(*tls.Conn); ok {
 		tc.SetDeadline(time.Now().Add(opts.Config.IdleTimeout.D()))
 		if err := tc.HandshakeContext(c.ctx); err != nil {
+			opts.Logger.Warn("TLS handshake failed", "client", c.clientIP.String(), "listener", listener, "err", err.Error())
 			return
 		}
 		tc.SetDeadline(time.Time{})
@@ -340,6 +354,7 @@ func (c *conn) startTLS(arg string) error {
 	tc := tls.Server(c.nc, c.srv.opts.TLSConfig)
 	tc.SetDeadline(time.Now().Add(max(c.srv.opts.Config.IdleTimeout.D(), time.Second)))
 	if err := tc.HandshakeContext(c.ctx); err != nil {
+		c.srv.opts.Logger.Warn("TLS handshake failed", "client", c.clientIP.String(), "listener", "starttls", "helo", c.helo, "err", err.Error())
 		return err // nothing more can be said in the clear
 	}
 	tc.SetDeadline(time.Time{})
