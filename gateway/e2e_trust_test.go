@@ -21,6 +21,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sealgate/sealgate/certs"
+	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/internal/testutil"
 	"github.com/sealgate/sealgate/queue"
 )
@@ -324,5 +325,45 @@ func TestMTASTSFetchFailureWithoutCache(t *testing.T) {
 	m := e.waitState(id, "bob@dest.test", queue.StateDelivered)
 	if att := lastAttempt(m); att.MTASTS != "" || att.TLSLevel != "may" {
 		t.Errorf("without a usable or cached policy delivery is opportunistic: %+v", att)
+	}
+}
+
+// TestReloadKeysSignsTheNextMessage: a DKIM key added to the config and
+// reloaded (SIGHUP) signs the next message, with no restart.
+func TestReloadKeysSignsTheNextMessage(t *testing.T) {
+	e := newE2E(t, "")
+	sink := e.destination("dest.test", "127.0.0.2", testutil.SinkOptions{TLS: true, CA: e.ca})
+	id := e.send("alice@org.test", []string{"bob@dest.test"}, message("before", "x"))
+	e.waitState(id, "bob@dest.test", queue.StateDelivered)
+	if bytes.Contains(sink.Messages()[0].Data, []byte("DKIM-Signature:")) {
+		t.Fatal("signed without a key")
+	}
+	_, pemKey, err := certs.GenerateDKIMKey("ed25519", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "dkim.pem")
+	if err := certs.WriteDKIMKey(keyFile, pemKey); err != nil {
+		t.Fatal(err)
+	}
+	cfg := *e.gw.Config()
+	cfg.DKIM.Keys = []config.DKIMKey{{Domain: "org.test", Selector: "rotated", KeyFile: keyFile}}
+	if err := e.gw.ReloadKeys(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	id = e.send("alice@org.test", []string{"bob@dest.test"}, message("after", "x"))
+	e.waitState(id, "bob@dest.test", queue.StateDelivered)
+	if got := sink.Messages()[1].Data; !bytes.Contains(got, []byte("s=rotated")) {
+		t.Errorf("the message after the reload is not signed with the new key:\n%s", got)
+	}
+	bad := cfg
+	bad.DKIM.Keys = []config.DKIMKey{{Domain: "org.test", Selector: "x", KeyFile: filepath.Join(t.TempDir(), "missing.pem")}}
+	if err := e.gw.ReloadKeys(&bad); err == nil {
+		t.Error("a missing key file was accepted")
+	}
+	id = e.send("alice@org.test", []string{"bob@dest.test"}, message("still", "x"))
+	e.waitState(id, "bob@dest.test", queue.StateDelivered)
+	if got := sink.Messages()[2].Data; !bytes.Contains(got, []byte("s=rotated")) {
+		t.Error("a refused reload dropped the running key")
 	}
 }

@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rsa"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -55,6 +53,7 @@ type Gateway struct {
 	sched     *scheduler.Scheduler
 	monitor   *probe.Monitor
 	tlsrpt    *report.TLSReporter // nil unless outbound.tlsrpt.enabled
+	dkim      *dkimSigning        // its keys are swapped by ReloadKeys
 	policy    atomic.Pointer[policy.Engine]
 	admin     *http.Server
 	portal    *http.Server // nil unless escrow is on
@@ -125,19 +124,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		if signer, err = certs.NewDKIMSigner(cfg.DKIM.Keys); err != nil {
 			return nil, err
 		}
-		for _, k := range cfg.DKIM.Keys {
-			algo := "unknown"
-			if key, err := config.LoadDKIMKey(k.KeyFile); err == nil {
-				algo = fmt.Sprintf("%T", key.Public())
-				switch key.Public().(type) {
-				case *rsa.PublicKey:
-					algo = fmt.Sprintf("rsa-%d", key.Public().(*rsa.PublicKey).N.BitLen())
-				case ed25519.PublicKey:
-					algo = "ed25519"
-				}
-			}
-			logger.Info("DKIM key loaded", "domain", k.Domain, "selector", k.Selector, "algorithm", algo, "file", k.KeyFile)
-		}
+		logDKIMKeys(logger, cfg.DKIM.Keys)
 	}
 	prober, err := probe.New(cfg)
 	if err != nil {
@@ -206,9 +193,11 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		DSN:               report.DSNBuilder{Hostname: hostname}.Build,
 		TLS:               transport,
 	}
+	g.dkim = &dkimSigning{logger: logger.With("component", "dkim")}
 	if signer != nil {
-		sched.Sign = (&dkimSigning{signer: signer, logger: logger.With("component", "dkim")}).sign
+		g.dkim.signer.Store(signer)
 	}
+	sched.Sign = g.dkim.sign
 	var sts *mtasts.Resolver
 	if smarthost == nil {
 		// A hostile domain's mta-sts host (or TLSRPT endpoint) must not
@@ -429,6 +418,32 @@ func (g *Gateway) Reload() error {
 		return fmt.Errorf("certificate reload: %w", err)
 	}
 	logCertificate(g.logger, g.certs, "listener certificate reloaded")
+	return nil
+}
+
+// ReloadKeys swaps in the DKIM keys and the outbound TLS policy of cfg:
+// the next message is signed with the new keys (publish a new selector,
+// add it, reload, remove the old one later) and delivered under the new
+// TLS levels. A key or a level that does not load is refused and the
+// running ones stay.
+func (g *Gateway) ReloadKeys(cfg *config.Config) error {
+	var signer *certs.DKIMSigner
+	if len(cfg.DKIM.Keys) > 0 {
+		var err error
+		if signer, err = certs.NewDKIMSigner(cfg.DKIM.Keys); err != nil {
+			g.logger.Error("DKIM key reload refused; the running keys stay", "err", err)
+			return err
+		}
+	}
+	transport, err := policy.NewTransportPolicy(cfg.Outbound.TLSPolicy)
+	if err != nil {
+		g.logger.Error("TLS policy reload refused; the running one stays", "err", err)
+		return err
+	}
+	g.dkim.signer.Store(signer)
+	g.sched.SetTransportPolicy(transport)
+	logDKIMKeys(g.logger, cfg.DKIM.Keys)
+	g.logger.Info("DKIM keys and TLS policy reloaded", "dkim_keys", len(cfg.DKIM.Keys), "tls_policy_domains", len(cfg.Outbound.TLSPolicy.Domains))
 	return nil
 }
 

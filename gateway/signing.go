@@ -1,17 +1,22 @@
 package gateway
 
 import (
+	"crypto/ed25519"
+	"crypto/rsa"
+	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/sealgate/sealgate/certs"
+	"github.com/sealgate/sealgate/config"
 )
 
 // dkimSigning applies DKIM to outgoing messages. A domain without a key
 // is logged once, not once per message: the admin needs to know, the log
 // does not need ten thousand copies.
 type dkimSigning struct {
-	signer   *certs.DKIMSigner
+	signer   atomic.Pointer[certs.DKIMSigner] // nil: no keys configured; swapped on reload
 	logger   *slog.Logger
 	unsigned sync.Map // domain → struct{}
 }
@@ -20,7 +25,11 @@ type dkimSigning struct {
 // domain has no key or signing fails (logged: the message still goes
 // out, as it would have without DKIM).
 func (d *dkimSigning) sign(id string, body []byte) []byte {
-	signed, domain, ok, err := d.signer.Sign(body)
+	signer := d.signer.Load()
+	if signer == nil {
+		return body
+	}
+	signed, domain, ok, err := signer.Sign(body)
 	switch {
 	case err != nil:
 		d.logger.Error("DKIM signing failed; sending unsigned", "queue_id", id, "domain", domain, "err", err)
@@ -30,4 +39,20 @@ func (d *dkimSigning) sign(id string, body []byte) []byte {
 		}
 	}
 	return signed
+}
+
+// logDKIMKeys says which DKIM keys are in use.
+func logDKIMKeys(logger *slog.Logger, keys []config.DKIMKey) {
+	for _, k := range keys {
+		algo := "unknown"
+		if key, err := config.LoadDKIMKey(k.KeyFile); err == nil {
+			switch pub := key.Public().(type) {
+			case *rsa.PublicKey:
+				algo = fmt.Sprintf("rsa-%d", pub.N.BitLen())
+			case ed25519.PublicKey:
+				algo = "ed25519"
+			}
+		}
+		logger.Info("DKIM key loaded", "domain", k.Domain, "selector", k.Selector, "algorithm", algo, "file", k.KeyFile)
+	}
 }

@@ -30,8 +30,8 @@ HTTP listener. Without --config it runs on the embedded defaults.
 
 Signals: SIGTERM or SIGINT stop accepting mail, let transactions in flight
 finish (up to 30s) and close the spool cleanly; a second signal exits at
-once. SIGHUP re-reads the config file (log level, policy rules) and the
-listener certificate.`,
+once. SIGHUP re-reads the config file (log level, policy rules, DKIM
+keys, TLS policy) and the listener certificate.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(configPath)
@@ -85,8 +85,10 @@ func serve(cfg *config.Config, configPath string) error {
 			if err := gateway.SetLogLevel(level, newCfg.Log.Level); err != nil {
 				logger.Error("config reload", "err", err)
 			}
-			if err := gw.ReloadPolicy(newCfg); err == nil {
-				logger.Info("config reloaded (log level and policy; other changes need a restart)", "file", configPath)
+			policyErr := gw.ReloadPolicy(newCfg)
+			keysErr := gw.ReloadKeys(newCfg)
+			if policyErr == nil && keysErr == nil {
+				logger.Info("config reloaded (log level, policy, DKIM keys, TLS policy; other changes need a restart)", "file", configPath)
 			}
 		}
 		if err := gw.Reload(); err != nil {

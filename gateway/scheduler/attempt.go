@@ -171,7 +171,7 @@ func (s *Scheduler) runGroup(ctx context.Context, log *slog.Logger, m *queue.Mes
 	if s.opts.MTASTS != nil && g.Domain != "" {
 		sts = s.opts.MTASTS.PolicyFor(ctx, g.Domain)
 	}
-	req.TLS = s.opts.TLS.Requirement(g.Domain, m.Envelope.RequireTLS, history, sts)
+	req.TLS = s.tls.Load().Requirement(g.Domain, m.Envelope.RequireTLS, history, sts)
 	if act.VerifiedTLS && req.TLS.Level < policy.TLSVerify {
 		req.TLS.Level = policy.TLSVerify
 		req.TLS.RequiredBy = strings.TrimPrefix(req.TLS.RequiredBy+", "+act.RequiredBy, ", ")

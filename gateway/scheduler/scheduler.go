@@ -65,6 +65,7 @@ const maxLoadRetry = time.Minute
 // message in flight.
 type Scheduler struct {
 	opts  Options
+	tls   atomic.Pointer[policy.TransportPolicy] // Options.TLS, swapped on reload
 	now   func() time.Time
 	bytes *semaphore.Weighted // nil: no bound
 
@@ -116,7 +117,7 @@ func New(o Options) *Scheduler {
 	if o.MaxPerDestination <= 0 {
 		o.MaxPerDestination = o.MaxConcurrency
 	}
-	return &Scheduler{
+	s := &Scheduler{
 		bytes:    bytes,
 		opts:     o,
 		now:      o.Now,
@@ -128,7 +129,13 @@ func New(o Options) *Scheduler {
 		inflight: map[string]bool{},
 		again:    map[string]bool{},
 	}
+	s.tls.Store(o.TLS)
+	return s
 }
+
+// SetTransportPolicy swaps the TLS policy deliveries are decided under
+// (a reload); attempts already running finish under the old one.
+func (s *Scheduler) SetTransportPolicy(p *policy.TransportPolicy) { s.tls.Store(p) }
 
 // Wake schedules id for an attempt now (a new message, an admin retry or
 // release). It never blocks the caller for long: if the wake buffer is
