@@ -178,28 +178,7 @@ func TestPGPInteropWithGnuPG(t *testing.T) {
 		t.Errorf("the attempt record does not name the keys: %+v", att)
 	}
 	got := sink.WaitMessages(t, 1, 20*time.Second)[0]
-	if got.TLS == "" {
-		t.Error("the encrypted message left without TLS although the destination offers it")
-	}
-	if len(got.To) != 2 {
-		t.Errorf("one encrypted form for the group expected, got recipients %v", got.To)
-	}
-
-	outer, err := mail.ReadMessage(bytes.NewReader(got.Data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s := outer.Header.Get("Subject"); s != "Encrypted message" {
-		t.Errorf("outer Subject %q, want the placeholder", s)
-	}
-	for _, h := range []string{"From", "To", "Date", "Message-ID"} {
-		if outer.Header.Get(h) == "" {
-			t.Errorf("outer header lost %s", h)
-		}
-	}
-	if outer.Header.Get("Thread-Topic") != "" {
-		t.Error("Thread-Topic (the Subject again) left in clear")
-	}
+	outer := checkEncryptedOuter(t, got)
 	mt, params, _ := mime.ParseMediaType(outer.Header.Get("Content-Type"))
 	if mt != "multipart/encrypted" || params["protocol"] != "application/pgp-encrypted" {
 		t.Fatalf("outer Content-Type %q", outer.Header.Get("Content-Type"))
@@ -368,4 +347,34 @@ func TestPGPArchiveKey(t *testing.T) {
 		}
 		checkDecryptedEntity(t, plain, origBody, pdf, "Lab results", "protected-headers", "v1")
 	}
+}
+
+// checkEncryptedOuter checks what is outside an encrypted message as it
+// arrived: over TLS, one form for the whole group, the placeholder
+// Subject, the routing fields kept, no Thread-Topic; it returns the
+// outer message.
+func checkEncryptedOuter(t *testing.T, got testutil.SinkMessage) *mail.Message {
+	t.Helper()
+	if got.TLS == "" {
+		t.Error("the encrypted message left without TLS although the destination offers it")
+	}
+	if len(got.To) != 2 {
+		t.Errorf("one encrypted form for the group expected, got recipients %v", got.To)
+	}
+	outer, err := mail.ReadMessage(bytes.NewReader(got.Data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := outer.Header.Get("Subject"); s != "Encrypted message" {
+		t.Errorf("outer Subject %q, want the placeholder", s)
+	}
+	for _, h := range []string{"From", "To", "Date", "Message-ID"} {
+		if outer.Header.Get(h) == "" {
+			t.Errorf("outer header lost %s", h)
+		}
+	}
+	if outer.Header.Get("Thread-Topic") != "" {
+		t.Error("Thread-Topic (the Subject again) left in clear")
+	}
+	return outer
 }

@@ -249,12 +249,19 @@ func (p *Portal) storeErr(w http.ResponseWriter, r *http.Request, err error) {
 // recipient through the queue.
 func (p *Portal) sendCode(w http.ResponseWriter, r *http.Request, token string) {
 	pg := page{Token: token, CSRF: p.csrf(w, r, token)}
+	p.issueCode(w, r, pg, func() (string, string, error) { return p.o.Store.IssueCode(token, client(r)) })
+}
+
+// issueCode runs one code request for pg's page: the per-address limit,
+// issue (which applies the per-link limit and says where the code goes),
+// the code mail through the queue, and the page saying where it went.
+func (p *Portal) issueCode(w http.ResponseWriter, r *http.Request, pg page, issue func() (code, addr string, err error)) {
 	if !p.limits.allow("code "+client(r), 10, time.Hour) {
 		pg.Error = english.TooMany
 		p.render(w, http.StatusTooManyRequests, "verify", pg)
 		return
 	}
-	code, addr, err := p.o.Store.IssueCode(token, client(r))
+	code, addr, err := issue()
 	switch {
 	case errors.Is(err, queue.ErrEscrowRateLimited):
 		pg.Error, pg.CodeSent = english.TooMany, true

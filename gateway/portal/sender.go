@@ -70,29 +70,7 @@ func (p *Portal) senderPage(w http.ResponseWriter, r *http.Request, token string
 // senderCode is POST /s/{token}/code: a code to the envelope sender.
 func (p *Portal) senderCode(w http.ResponseWriter, r *http.Request, token string) {
 	pg := page{Base: "/s/", Sender: true, Token: token, CSRF: p.csrf(w, r, senderKey(token))}
-	if !p.limits.allow("code "+client(r), 10, time.Hour) {
-		pg.Error = english.TooMany
-		p.render(w, http.StatusTooManyRequests, "verify", pg)
-		return
-	}
-	code, addr, err := p.o.Senders.IssueSenderCode(token, client(r))
-	switch {
-	case errors.Is(err, queue.ErrEscrowRateLimited):
-		pg.Error, pg.CodeSent = english.TooMany, true
-		p.render(w, http.StatusTooManyRequests, "verify", pg)
-		return
-	case err != nil:
-		p.storeErr(w, r, err)
-		return
-	}
-	if err := p.mailCode(r.Context(), addr, code); err != nil {
-		p.o.Logger.Error("cannot queue the sender's code mail", "err", err)
-		http.Error(w, english.Failed, http.StatusInternalServerError)
-		return
-	}
-	pg.CodeSent = true
-	pg.Notice = fmt.Sprintf(english.CodeSent, maskAddress(addr))
-	p.render(w, http.StatusOK, "verify", pg)
+	p.issueCode(w, r, pg, func() (string, string, error) { return p.o.Senders.IssueSenderCode(token, client(r)) })
 }
 
 // senderVerify is POST /s/{token}/verify: the code, then a session.
