@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -58,16 +55,16 @@ line and key. Exit code 0 when valid, 2 when not.`,
 		Short: "Read a password on standard input and print its bcrypt hash for inbound.auth.users",
 		Long: `Read one line (the password) from standard input and print a bcrypt hash
 (cost 12) to put in inbound.auth.users[].password_hash. The password is
-never echoed, logged or stored.
+never echoed, logged or stored. On a terminal it is asked for twice,
+without echo.
 
   printf '%s' "$PASSWORD" | sealgate config hash-password`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			line, err := bufio.NewReader(io.LimitReader(cmd.InOrStdin(), 1024)).ReadString('\n')
-			if err != nil && err != io.EOF {
+			pw, err := readPassword(cmd)
+			if err != nil {
 				return err
 			}
-			pw := strings.TrimRight(line, "\r\n")
 			if pw == "" {
 				return usageErr(errors.New("no password on standard input"))
 			}
