@@ -20,7 +20,7 @@ func TestHashPasswordOnATerminal(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	script := `
-import os, pty, select, sys, time
+import os, pty, select, sys, termios, time
 pid, fd = pty.fork()
 if pid == 0:
     os.execv(sys.argv[1], [sys.argv[1], "config", "hash-password"])
@@ -35,8 +35,14 @@ def read_until(want, secs):
                 out += os.read(fd, 1024)
             except OSError:
                 return
-read_until(lambda o: b"Password: " in o, 10); os.write(fd, sys.argv[2].encode() + b"\n")
-read_until(lambda o: b"Repeat: " in o, 10); os.write(fd, sys.argv[2].encode() + b"\n")
+def echo_off():
+    # Type only once the program has turned echo off, as a person would
+    # (the prompt is printed just before): no race with the terminal.
+    end = time.time() + 10
+    while time.time() < end and termios.tcgetattr(fd)[3] & termios.ECHO:
+        time.sleep(0.01)
+read_until(lambda o: b"Password: " in o, 10); echo_off(); os.write(fd, sys.argv[2].encode() + b"\n")
+read_until(lambda o: b"Repeat: " in o, 10); echo_off(); os.write(fd, sys.argv[2].encode() + b"\n")
 read_until(lambda o: b"$2" in o and o.endswith(b"\r\n"), 20)
 sys.stdout.write(out.decode(errors="replace"))
 `
