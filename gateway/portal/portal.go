@@ -293,12 +293,21 @@ func maskAddress(a string) string {
 // verify is POST /m/{token}/verify: the code, then a session.
 func (p *Portal) verify(w http.ResponseWriter, r *http.Request, token string) {
 	pg := page{Token: token, CSRF: p.csrf(w, r, token), CodeSent: true}
+	p.checkCode(w, r, pg, token, "/m/"+token, func(code string) (int, error) {
+		return p.o.Store.CheckCode(token, code, client(r))
+	})
+}
+
+// checkCode is the one code-check path for recipients and senders: rate
+// limit by client, check the typed code, then start a session under
+// sessionKey and go to next.
+func (p *Portal) checkCode(w http.ResponseWriter, r *http.Request, pg page, sessionKey, next string, check func(code string) (left int, err error)) {
 	if !p.limits.allow("try "+client(r), 30, time.Hour) {
 		pg.Error = english.TooMany
 		p.render(w, http.StatusTooManyRequests, "verify", pg)
 		return
 	}
-	left, err := p.o.Store.CheckCode(token, strings.ReplaceAll(r.PostFormValue("code"), " ", ""), client(r))
+	left, err := check(strings.ReplaceAll(r.PostFormValue("code"), " ", ""))
 	switch {
 	case errors.Is(err, queue.ErrEscrowCodeWrong):
 		pg.Error = fmt.Sprintf(english.WrongCode, left)
@@ -312,8 +321,8 @@ func (p *Portal) verify(w http.ResponseWriter, r *http.Request, token string) {
 		p.storeErr(w, r, err)
 		return
 	}
-	p.sessions.start(w, token, p.o.SessionLifetime)
-	http.Redirect(w, r, "/m/"+token, http.StatusSeeOther)
+	p.sessions.start(w, sessionKey, p.o.SessionLifetime)
+	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
 // download is GET /m/{token}/a/{n}: one attachment, as a download.

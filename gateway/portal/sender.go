@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
-	"time"
 
 	"github.com/sealgate/sealgate/queue"
 )
@@ -76,27 +74,9 @@ func (p *Portal) senderCode(w http.ResponseWriter, r *http.Request, token string
 // senderVerify is POST /s/{token}/verify: the code, then a session.
 func (p *Portal) senderVerify(w http.ResponseWriter, r *http.Request, token string) {
 	pg := page{Base: "/s/", Sender: true, Token: token, CSRF: p.csrf(w, r, senderKey(token)), CodeSent: true}
-	if !p.limits.allow("try "+client(r), 30, time.Hour) {
-		pg.Error = english.TooMany
-		p.render(w, http.StatusTooManyRequests, "verify", pg)
-		return
-	}
-	left, err := p.o.Senders.CheckSenderCode(token, strings.ReplaceAll(r.PostFormValue("code"), " ", ""), client(r))
-	switch {
-	case errors.Is(err, queue.ErrEscrowCodeWrong):
-		pg.Error = fmt.Sprintf(english.WrongCode, left)
-		p.render(w, http.StatusUnauthorized, "verify", pg)
-		return
-	case errors.Is(err, queue.ErrEscrowCodeVoid):
-		pg.Error, pg.CodeSent = english.NoCode, false
-		p.render(w, http.StatusUnauthorized, "verify", pg)
-		return
-	case err != nil:
-		p.storeErr(w, r, err)
-		return
-	}
-	p.sessions.start(w, senderKey(token), p.o.SessionLifetime)
-	http.Redirect(w, r, "/s/"+token, http.StatusSeeOther)
+	p.checkCode(w, r, pg, senderKey(token), "/s/"+token, func(code string) (int, error) {
+		return p.o.Senders.CheckSenderCode(token, code, client(r))
+	})
 }
 
 // senderRevoke is POST /s/{token}/revoke: recipient "" (the button for
