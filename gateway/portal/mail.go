@@ -84,24 +84,18 @@ func (p *Portal) reply(w http.ResponseWriter, r *http.Request, token string) {
 		p.storeErr(w, r, err)
 		return
 	}
-	raw, err := p.o.Store.Content(token)
-	if err != nil {
-		p.storeErr(w, r, err)
-		return
-	}
-	v, err := readMessage(raw)
-	if err != nil {
-		http.Error(w, english.Failed, http.StatusInternalServerError)
+	v, ok := p.openMessage(w, r, token)
+	if !ok {
 		return
 	}
 	text := strings.TrimSpace(r.FormValue("text"))
 	if text == "" {
-		p.showMessage(w, r, token, "", english.ReplyLabel)
+		p.renderMessage(w, r, token, v, "", english.ReplyLabel)
 		return
 	}
 	to := en.Message.EnvelopeFrom
 	if to == "" {
-		p.showMessage(w, r, token, "", english.Failed)
+		p.renderMessage(w, r, token, v, "", english.Failed)
 		return
 	}
 	var files []struct {
@@ -116,7 +110,7 @@ func (p *Portal) reply(w http.ResponseWriter, r *http.Request, token string) {
 			}
 			total += fh.Size
 			if total > p.o.MaxReplyBytes {
-				p.showMessage(w, r, token, "", english.ReplyTooBig)
+				p.renderMessage(w, r, token, v, "", english.ReplyTooBig)
 				return
 			}
 			f, err := fh.Open()
@@ -184,11 +178,11 @@ func (p *Portal) reply(w http.ResponseWriter, r *http.Request, token string) {
 	err = p.enqueue(r.Context(), env, out)
 	if err != nil {
 		p.o.Logger.Error("cannot queue the reply", "err", err)
-		p.showMessage(w, r, token, "", english.Failed)
+		p.renderMessage(w, r, token, v, "", english.Failed)
 		return
 	}
 	p.o.Store.Record(token, queue.EscrowReplied, client(r), fmt.Sprintf("%d attachments, %d bytes", len(files), total))
-	p.showMessage(w, r, token, english.ReplySent, "")
+	p.renderMessage(w, r, token, v, english.ReplySent, "")
 }
 
 // mimeDisposition is the Content-Disposition value of an attachment

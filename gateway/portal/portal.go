@@ -212,24 +212,37 @@ func (p *Portal) show(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if p.sessions.valid(r, token) {
-		p.showMessage(w, r, token, "", "")
+		p.showMessage(w, r, token)
 		return
 	}
 	p.render(w, http.StatusOK, "verify", page{Token: token, CSRF: p.csrf(w, r, token)})
 }
 
-func (p *Portal) showMessage(w http.ResponseWriter, r *http.Request, token, notice, errText string) {
+// openMessage reads and parses the escrowed message of token; when it
+// cannot, it has answered the request and reports false.
+func (p *Portal) openMessage(w http.ResponseWriter, r *http.Request, token string) (*view, bool) {
 	raw, err := p.o.Store.Content(token)
 	if err != nil {
 		p.storeErr(w, r, err)
-		return
+		return nil, false
 	}
 	v, err := readMessage(raw)
 	if err != nil {
 		p.o.Logger.Error("escrowed message unreadable", "err", err)
 		http.Error(w, english.Failed, http.StatusInternalServerError)
-		return
+		return nil, false
 	}
+	return v, true
+}
+
+func (p *Portal) showMessage(w http.ResponseWriter, r *http.Request, token string) {
+	if v, ok := p.openMessage(w, r, token); ok {
+		p.renderMessage(w, r, token, v, "", "")
+	}
+}
+
+// renderMessage shows an opened message with a notice or an error above it.
+func (p *Portal) renderMessage(w http.ResponseWriter, r *http.Request, token string, v *view, notice, errText string) {
 	p.render(w, http.StatusOK, "message", page{Token: token, CSRF: p.csrf(w, r, token), View: v,
 		SafeHTML: template.HTML(v.HTML), Notice: notice, Error: errText}) // sanitised by readMessage
 }
@@ -336,14 +349,12 @@ func (p *Portal) download(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/m/"+token, http.StatusSeeOther)
 		return
 	}
-	raw, err := p.o.Store.Content(token)
-	if err != nil {
-		p.storeErr(w, r, err)
+	v, ok := p.openMessage(w, r, token)
+	if !ok {
 		return
 	}
-	v, err := readMessage(raw)
-	n, nerr := strconv.Atoi(r.PathValue("n"))
-	if err != nil || nerr != nil || n < 0 || n >= len(v.Attachments) {
+	n, err := strconv.Atoi(r.PathValue("n"))
+	if err != nil || n < 0 || n >= len(v.Attachments) {
 		p.gone(w, r)
 		return
 	}
