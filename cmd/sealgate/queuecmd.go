@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/gateway/admin"
 	"github.com/sealgate/sealgate/queue"
 )
@@ -124,6 +125,12 @@ open the data dir directly. Message bodies are never shown.`,
 // itself when no server holds it, the running server's admin API when
 // one does.
 func withSpool(configPath string, out io.Writer, fn func(ops admin.QueueOps, out io.Writer) error) error {
+	return withSpoolConfig(configPath, func(_ *config.Config, ops admin.QueueOps) error { return fn(ops, out) })
+}
+
+// withSpoolConfig is withSpool for a command that needs the loaded
+// configuration too.
+func withSpoolConfig(configPath string, fn func(cfg *config.Config, ops admin.QueueOps) error) error {
 	cfg, err := loadConfig(configPath)
 	if err != nil {
 		return err
@@ -133,7 +140,7 @@ func withSpool(configPath string, out io.Writer, fn func(ops admin.QueueOps, out
 		return err
 	}
 	defer closeOps()
-	return fn(ops, out)
+	return fn(cfg, ops)
 }
 
 func printJSON(out io.Writer, v any) error {

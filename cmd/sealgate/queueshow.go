@@ -25,15 +25,12 @@ type queueShown struct {
 // cannot be read (the escrow key is missing, say) fails the command
 // only for a message whose policy chain reaches escrow.
 func showQueueMessage(configPath, id string, asJSON bool, out, errOut io.Writer) error {
-	cfg, err := loadConfig(configPath)
-	if err != nil {
-		return err
-	}
-	ops, _, closeOps, err := admin.OpenQueueOps(cfg)
-	if err != nil {
-		return err
-	}
-	defer closeOps()
+	return withSpoolConfig(configPath, func(cfg *config.Config, ops admin.QueueOps) error {
+		return showMessageOf(cfg, ops, id, asJSON, out, errOut)
+	})
+}
+
+func showMessageOf(cfg *config.Config, ops admin.QueueOps, id string, asJSON bool, out, errOut io.Writer) error {
 	m, err := ops.Get(id)
 	if err != nil {
 		return err
