@@ -165,11 +165,15 @@ func (s *Store) backoff(attempts int) time.Duration {
 	return d + jitter
 }
 
-// Hold stops delivery attempts for id until Release.
+// Hold stops delivery attempts for id until Release. A finished message
+// has nothing left to hold: ErrFinished.
 func (s *Store) Hold(id string) error {
 	_, err := s.update(id, func(_ *bolt.Tx, m *Message) error {
+		if finished(m) {
+			return fmt.Errorf("%s: nothing to hold: %w", id, ErrFinished)
+		}
 		m.Held = true
-		m.Events = append(m.Events, Event{Time: s.now(), Kind: "held"})
+		m.Events = append(m.Events, Event{Time: s.now(), Kind: "held", Detail: "held by admin"})
 		return nil
 	})
 	return err
@@ -193,9 +197,21 @@ func (s *Store) Release(id string) error {
 	return err
 }
 
-// Retry makes every pending recipient of id due now.
+// Retry makes every pending recipient of id due now. A held message is
+// not retried (ErrHeld, with the reason it is held: releasing it is the
+// admin's explicit decision), nor a finished one (ErrFinished).
 func (s *Store) Retry(id string) error {
 	_, err := s.update(id, func(_ *bolt.Tx, m *Message) error {
+		switch {
+		case finished(m):
+			return fmt.Errorf("%s: nothing to retry: %w", id, ErrFinished)
+		case m.Held:
+			why := "by admin"
+			if m.Envelope.Hold != "" {
+				why = "by policy: " + m.Envelope.Hold
+			}
+			return fmt.Errorf("%s is held (%s); release it to deliver it: %w", id, why, ErrHeld)
+		}
 		now := s.now()
 		makeDue(m, now)
 		m.Events = append(m.Events, Event{Time: now, Kind: "retry", Detail: "retry requested by admin"})
@@ -204,8 +220,8 @@ func (s *Store) Retry(id string) error {
 	return err
 }
 
-// RetryAll makes every pending recipient of every unfinished message due
-// now and returns how many messages that touched.
+// RetryAll makes every pending recipient of every unfinished message that
+// is not held due now and returns how many messages that touched.
 func (s *Store) RetryAll() (int, error) {
 	msgs, err := s.List()
 	if err != nil {
@@ -213,15 +229,32 @@ func (s *Store) RetryAll() (int, error) {
 	}
 	n := 0
 	for _, m := range msgs {
-		if !m.DoneAt.IsZero() {
+		if finished(&m) || m.Held {
 			continue
 		}
-		if err := s.Retry(m.ID); err != nil && !errors.Is(err, ErrNotFound) {
+		switch err := s.Retry(m.ID); {
+		case err == nil:
+			n++
+		case errors.Is(err, ErrNotFound), errors.Is(err, ErrHeld), errors.Is(err, ErrFinished):
+			// changed since the list was read
+		default:
 			return n, err
 		}
-		n++
 	}
 	return n, nil
+}
+
+// finished reports whether every recipient of m is final.
+func finished(m *Message) bool {
+	if !m.DoneAt.IsZero() {
+		return true
+	}
+	for _, r := range m.Recipients {
+		if !r.State.Final() {
+			return false
+		}
+	}
+	return true
 }
 
 func makeDue(m *Message, now time.Time) {

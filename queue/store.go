@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +26,14 @@ var (
 	ErrLocked = errors.New("queue: spool is locked by another process")
 	// ErrBodyGone: the message is finished and its body was removed.
 	ErrBodyGone = errors.New("queue: message finished, body removed")
+	// ErrHeld: the operation needs a message that is not held (retry).
+	ErrHeld = errors.New("queue: message is held")
+	// ErrFinished: every recipient of the message is final (delivered,
+	// bounced or dropped); there is nothing left to hold, retry or
+	// re-decide.
+	ErrFinished = errors.New("queue: message is finished")
+	// ErrAmbiguous: an ID prefix matches more than one message.
+	ErrAmbiguous = errors.New("queue: ID prefix matches more than one message")
 	// ErrClosed: the store was closed before or during the call.
 	ErrClosed = errors.New("queue: store closed")
 	// ErrKeyMissing: the spool key file does not exist, but the spool
@@ -307,6 +317,40 @@ func (s *Store) Get(id string) (*Message, error) {
 		return nil, ErrNotFound
 	}
 	return m, err
+}
+
+// Resolve returns the ID of the one message whose ID is or starts with
+// prefix: ErrNotFound when none does, ErrAmbiguous (naming a few of
+// them) when several do. It reads keys only, never a record.
+func (s *Store) Resolve(prefix string) (string, error) {
+	if prefix == "" {
+		return "", ErrNotFound
+	}
+	var matches []string
+	err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketMessages).Cursor()
+		for k, _ := c.Seek([]byte(prefix)); k != nil && bytes.HasPrefix(k, []byte(prefix)) && len(matches) < 4; k, _ = c.Next() {
+			if string(k) == prefix {
+				matches = []string{prefix} // a whole ID is never ambiguous
+				return nil
+			}
+			matches = append(matches, string(k))
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return "", err
+	case len(matches) == 0:
+		return "", ErrNotFound
+	case len(matches) > 1:
+		more := ""
+		if len(matches) > 3 {
+			matches, more = matches[:3], ", …"
+		}
+		return "", fmt.Errorf("%q matches %s%s: %w", prefix, strings.Join(matches, ", "), more, ErrAmbiguous)
+	}
+	return matches[0], nil
 }
 
 // Body returns the decrypted message body.

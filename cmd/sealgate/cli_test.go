@@ -196,3 +196,75 @@ func TestQueueListPages(t *testing.T) {
 		t.Error("a page after the last message is not empty")
 	}
 }
+
+// TestQueueStatesRefusalsAndPrefixes: queue list filters by state and
+// names the recipients; a held message is not retried (and says why), a
+// finished one is not held; a unique ID prefix names a message and an
+// ambiguous one is refused with the candidates.
+func TestQueueStatesRefusalsAndPrefixes(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "sealgate.yaml")
+	writeFile(t, cfg, "data_dir: "+filepath.Join(dir, "data")+"\n")
+	seedSpool(t, filepath.Join(dir, "data")) // creates the spool and its key
+	store, err := queue.Open(queue.Options{Path: filepath.Join(dir, "data", "spool.db"), KeyFile: filepath.Join(dir, "data", "spool.key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(rcpt string) string {
+		id, err := store.Enqueue(context.Background(), queue.Envelope{From: "alice@org.test", Recipients: []string{rcpt}}, []byte("Subject: x\r\n\r\nx\r\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	held, done := put("held@dest.test"), put("done@dest.test")
+	if err := store.Hold(held); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := store.RecordAttempt(done, queue.Attempt{Destination: "dest.test", Recipients: []string{"done@dest.test"}},
+		[]queue.RcptOutcome{{Address: "done@dest.test", Delivered: true, Code: 250}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+
+	list := func(state string) string {
+		t.Helper()
+		code, stdout, stderr := sealgate(t, "queue", "list", "--state", state, "--config", cfg)
+		if code != 0 {
+			t.Fatalf("queue list --state %s: exit %d: %s", state, code, stderr)
+		}
+		return stdout
+	}
+	for state, want := range map[string]string{"pending": "bob@dest.test", "held": "held@dest.test", "delivered": "done@dest.test"} {
+		out := list(state)
+		if !strings.Contains(out, want) || !strings.Contains(out, "1 messages") {
+			t.Errorf("queue list --state %s does not show only %s:\n%s", state, want, out)
+		}
+	}
+	if out := list("bounced"); !strings.Contains(out, "0 messages") {
+		t.Errorf("queue list --state bounced:\n%s", out)
+	}
+	if code, _, stderr := sealgate(t, "queue", "list", "--state", "stuck", "--config", cfg); code != 2 || !strings.Contains(stderr, "pending") {
+		t.Errorf("queue list --state stuck: exit %d: %s", code, stderr)
+	}
+
+	// A unique prefix names the message; the command prints the whole ID.
+	code, stdout, stderr := sealgate(t, "queue", "retry", held[:len(held)-1], "--config", cfg)
+	if code != 1 || !strings.Contains(stderr, held+" is held (by admin)") || !strings.Contains(stderr, "release") {
+		t.Errorf("queue retry of a held message: exit %d: %s%s", code, stdout, stderr)
+	}
+	if code, _, stderr := sealgate(t, "queue", "hold", done, "--config", cfg); code != 1 || !strings.Contains(stderr, "finished") {
+		t.Errorf("queue hold of a delivered message: exit %d: %s", code, stderr)
+	}
+	common := 0
+	for common < len(held) && held[common] == done[common] {
+		common++
+	}
+	code, _, stderr = sealgate(t, "queue", "show", held[:common], "--config", cfg)
+	if code != 1 || !strings.Contains(stderr, "matches") || !strings.Contains(stderr, held) || !strings.Contains(stderr, done) {
+		t.Errorf("queue show with an ambiguous prefix: exit %d: %s", code, stderr)
+	}
+	if code, stdout, _ := sealgate(t, "queue", "release", held[:len(held)-2], "--config", cfg); code != 0 || !strings.Contains(stdout, held+" released") {
+		t.Errorf("queue release by prefix: exit %d: %s", code, stdout)
+	}
+}

@@ -29,25 +29,26 @@ open the data dir directly. Message bodies are never shown.`,
 
 	withOps := func(fn func(ops admin.QueueOps, out io.Writer) error) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, _ []string) error {
-			err := withSpool(configPath, cmd.OutOrStdout(), fn)
-			if errors.Is(err, queue.ErrNotFound) {
-				return &exitError{code: 1, err: fmt.Errorf("no such message")}
-			}
-			return err
+			return queueErr(withSpool(configPath, cmd.OutOrStdout(), fn))
 		}
 	}
 
 	var listJSON bool
 	var listLimit int
-	var listAfter string
+	var listAfter, listState string
 	list := &cobra.Command{
 		Use:   "list",
-		Short: "List spooled messages (--json for machine-readable output; --limit and --after page through a large spool)",
+		Short: "List spooled messages (--state to filter; --json for machine-readable output; --limit and --after page through a large spool)",
 		Args:  cobra.NoArgs,
 		RunE: withOps(func(ops admin.QueueOps, out io.Writer) error {
-			return listQueue(ops, out, listAfter, listLimit, listJSON)
+			keep, err := stateFilter(listState)
+			if err != nil {
+				return err
+			}
+			return listQueue(ops, out, listQuery{after: listAfter, limit: listLimit, keep: keep}, listJSON)
 		}),
 	}
+	list.Flags().StringVar(&listState, "state", "", "only messages in this state: "+strings.Join(listStates, ", "))
 	list.Flags().BoolVar(&listJSON, "json", false, "print JSON (a JSON array, written page by page)")
 	list.Flags().IntVar(&listLimit, "limit", 0, "at most this many messages (0: all)")
 	list.Flags().StringVar(&listAfter, "after", "", "start after this queue ID (the last one of the previous page)")
@@ -59,11 +60,7 @@ open the data dir directly. Message bodies are never shown.`,
 		Args:  cobra.ExactArgs(1),
 	}
 	show.RunE = func(cmd *cobra.Command, args []string) error {
-		err := showQueueMessage(configPath, args[0], showJSON, cmd.OutOrStdout(), cmd.ErrOrStderr())
-		if errors.Is(err, queue.ErrNotFound) {
-			return &exitError{code: 1, err: fmt.Errorf("no such message")}
-		}
-		return err
+		return queueErr(showQueueMessage(configPath, args[0], showJSON, cmd.OutOrStdout(), cmd.ErrOrStderr()))
 	}
 	show.Flags().BoolVar(&showJSON, "json", false, "print JSON")
 
@@ -87,10 +84,14 @@ open the data dir directly. Message bodies are never shown.`,
 				}
 				return err
 			}
-			if err := ops.Retry(args[0]); err != nil {
+			id, err := ops.Resolve(args[0])
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "%s scheduled for immediate retry\n", args[0])
+			if err := ops.Retry(id); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "%s scheduled for immediate retry\n", id)
 			return nil
 		})(cmd, args)
 	}
@@ -100,10 +101,14 @@ open the data dir directly. Message bodies are never shown.`,
 		c := &cobra.Command{Use: use + " ID", Short: short, Args: cobra.ExactArgs(1)}
 		c.RunE = func(cmd *cobra.Command, args []string) error {
 			return withOps(func(ops admin.QueueOps, out io.Writer) error {
-				if err := op(ops, args[0]); err != nil {
+				id, err := ops.Resolve(args[0])
+				if err != nil {
 					return err
 				}
-				fmt.Fprintf(out, "%s %s\n", args[0], done)
+				if err := op(ops, id); err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "%s %s\n", id, done)
 				return nil
 			})(cmd, args)
 		}
@@ -149,11 +154,71 @@ func printJSON(out io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+// queueErr gives the queue commands' errors their exit status and words:
+// no such message, an ambiguous prefix, a held or finished message.
+func queueErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, queue.ErrNotFound):
+		return &exitError{code: 1, err: fmt.Errorf("no such message")}
+	case errors.Is(err, queue.ErrAmbiguous), errors.Is(err, queue.ErrHeld), errors.Is(err, queue.ErrFinished):
+		return &exitError{code: 1, err: errors.New(strings.TrimPrefix(err.Error(), "queue: "))}
+	}
+	return err
+}
+
+// listStates are the values of queue list --state.
+var listStates = []string{"pending", "queued", "deferred", "held", "delivered", "bounced", "dropped"}
+
+// stateFilter is queue list --state: pending is every message still to
+// be delivered and not held; held is the held ones; the recipient states
+// keep a message when any of its recipients is in that state (a held
+// message's pending recipients are "held", not "queued" or "deferred").
+func stateFilter(state string) (func(queue.Message) bool, error) {
+	switch state {
+	case "":
+		return nil, nil
+	case "pending":
+		return func(m queue.Message) bool {
+			return !m.Held && m.DoneAt.IsZero() && anyState(m, queue.StateQueued, queue.StateDeferred)
+		}, nil
+	case "held":
+		return func(m queue.Message) bool { return m.Held && anyState(m, queue.StateQueued, queue.StateDeferred) }, nil
+	case "queued", "deferred":
+		st := queue.State(state)
+		return func(m queue.Message) bool { return !m.Held && anyState(m, st) }, nil
+	case "delivered", "bounced", "dropped":
+		st := queue.State(state)
+		return func(m queue.Message) bool { return anyState(m, st) }, nil
+	}
+	return nil, &exitError{code: 2, err: fmt.Errorf("--state %q: must be one of %s", state, strings.Join(listStates, ", "))}
+}
+
+func anyState(m queue.Message, states ...queue.State) bool {
+	for _, r := range m.Recipients {
+		for _, st := range states {
+			if r.State == st {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// listQuery is what queue list asks for: up to limit messages (0: all)
+// after the ID after that keep accepts (nil: all).
+type listQuery struct {
+	after string
+	limit int
+	keep  func(queue.Message) bool
+}
+
 // listQueue prints the queue a page at a time, so that neither the
-// server nor this command holds a large spool in memory at once: up to
-// limit messages (0: all) after the ID after.
-func listQueue(ops admin.QueueOps, out io.Writer, after string, limit int, asJSON bool) error {
+// server nor this command holds a large spool in memory at once.
+func listQueue(ops admin.QueueOps, out io.Writer, q listQuery, asJSON bool) error {
 	const page = 1000
+	after, limit := q.after, q.limit
 	n := 0
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	if asJSON {
@@ -163,7 +228,7 @@ func listQueue(ops admin.QueueOps, out io.Writer, after string, limit int, asJSO
 	}
 	for {
 		want := page
-		if limit > 0 {
+		if limit > 0 && q.keep == nil {
 			want = min(page, limit-n)
 		}
 		msgs, next, err := ops.ListPage(after, want)
@@ -171,6 +236,12 @@ func listQueue(ops admin.QueueOps, out io.Writer, after string, limit int, asJSO
 			return err
 		}
 		for _, m := range msgs {
+			if q.keep != nil && !q.keep(m) {
+				continue
+			}
+			if limit > 0 && n >= limit {
+				break
+			}
 			if asJSON {
 				data, err := json.MarshalIndent(m, "  ", "  ")
 				if err != nil {
@@ -205,8 +276,23 @@ func printQueueRow(tw io.Writer, m queue.Message) {
 		from = "<>"
 	}
 	state, next := summarise(m)
-	fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\n", m.ID, m.Received.Local().Format(time.DateTime),
-		m.Size, from, len(m.Recipients), state, next)
+	fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", m.ID, m.Received.Local().Format(time.DateTime),
+		m.Size, from, recipientsCell(m.Recipients), state, next)
+}
+
+// recipientsCell is the RECIPIENTS column: the first two addresses and
+// how many more there are.
+func recipientsCell(rs []queue.Recipient) string {
+	const shown = 2
+	var addrs []string
+	for i, r := range rs {
+		if i == shown {
+			addrs = append(addrs, fmt.Sprintf("+%d more", len(rs)-shown))
+			break
+		}
+		addrs = append(addrs, r.Address)
+	}
+	return strings.Join(addrs, ",")
 }
 
 // summarise gives a one-word state of a message and its next attempt.

@@ -30,7 +30,11 @@ func showQueueMessage(configPath, id string, asJSON bool, out, errOut io.Writer)
 	})
 }
 
-func showMessageOf(cfg *config.Config, ops admin.QueueOps, id string, asJSON bool, out, errOut io.Writer) error {
+func showMessageOf(cfg *config.Config, ops admin.QueueOps, prefix string, asJSON bool, out, errOut io.Writer) error {
+	id, err := ops.Resolve(prefix)
+	if err != nil {
+		return err
+	}
 	m, err := ops.Get(id)
 	if err != nil {
 		return err

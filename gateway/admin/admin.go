@@ -22,6 +22,9 @@ type QueueOps interface {
 	// ID after, and the ID to ask for next ("" at the end).
 	ListPage(after string, limit int) ([]queue.Message, string, error)
 	Get(id string) (*queue.Message, error)
+	// Resolve turns a unique ID prefix into the message's ID
+	// (queue.ErrAmbiguous when several match).
+	Resolve(prefix string) (string, error)
 	Retry(id string) error
 	RetryAll() (int, error)
 	Delete(id string) error
@@ -208,8 +211,23 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 // maxPage bounds one page of the queue list.
 const maxPage = 1000
 
+// id is the message the route names: its {id}, which may be a unique
+// prefix of the ID.
+func (a *API) id(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id, err := a.store.Resolve(r.PathValue("id"))
+	if err != nil {
+		a.fail(w, err)
+		return "", false
+	}
+	return id, true
+}
+
 func (a *API) show(w http.ResponseWriter, r *http.Request) {
-	m, err := a.store.Get(r.PathValue("id"))
+	id, ok := a.id(w, r)
+	if !ok {
+		return
+	}
+	m, err := a.store.Get(id)
 	if err != nil {
 		a.fail(w, err)
 		return
@@ -218,7 +236,10 @@ func (a *API) show(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) delete(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+	id, ok := a.id(w, r)
+	if !ok {
+		return
+	}
 	if err := a.store.Delete(id); err != nil {
 		a.fail(w, err)
 		return
@@ -246,7 +267,10 @@ func (a *API) retryAll(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) action(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+	id, ok := a.id(w, r)
+	if !ok {
+		return
+	}
 	var err error
 	switch action := r.PathValue("action"); action {
 	case "retry":
@@ -303,8 +327,13 @@ func (a *API) resetDomain(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) fail(w http.ResponseWriter, err error) {
-	if errors.Is(err, queue.ErrNotFound) {
+	switch {
+	case errors.Is(err, queue.ErrNotFound):
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such message"})
+		return
+	case errors.Is(err, queue.ErrHeld), errors.Is(err, queue.ErrFinished), errors.Is(err, queue.ErrAmbiguous):
+		// Refusals the admin must read as they are.
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error(), "kind": refusalKind(err)})
 		return
 	}
 	a.logger.Error("admin API", "err", err)
@@ -317,4 +346,18 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// refusalKind names a refusal so that the client can give back the same
+// error the spool file would have: "held", "finished", "ambiguous".
+func refusalKind(err error) string {
+	switch {
+	case errors.Is(err, queue.ErrHeld):
+		return "held"
+	case errors.Is(err, queue.ErrFinished):
+		return "finished"
+	case errors.Is(err, queue.ErrAmbiguous):
+		return "ambiguous"
+	}
+	return ""
 }

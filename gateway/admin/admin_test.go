@@ -475,3 +475,58 @@ func TestOpenQueueOps(t *testing.T) {
 		}
 	})
 }
+
+// TestRefusalsThroughClient: the refusals of the spool (retry of a held
+// message, hold of a finished one, an ambiguous prefix) come back through
+// the admin API as the same errors, with the same words, and wake
+// nothing; a unique prefix names a message on every route.
+func TestRefusalsThroughClient(t *testing.T) {
+	s := openStore(t)
+	var w wakes
+	srv := serve(t, Options{Store: s, Wake: w.wake}, false)
+	c := NewAdminClient(srv.Listener.Addr().String(), testToken)
+
+	held := enqueue(t, s, "alice@org.test", "bob@dest.test")
+	done := enqueue(t, s, "alice@org.test", "carol@dest.test")
+	if err := s.Hold(held); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.RecordAttempt(done, queue.Attempt{Destination: "dest.test", Recipients: []string{"carol@dest.test"}},
+		[]queue.RcptOutcome{{Address: "carol@dest.test", Delivered: true}}, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	err := c.Retry(held)
+	if !errors.Is(err, queue.ErrHeld) || !strings.Contains(err.Error(), "held (by admin)") {
+		t.Errorf("Retry(held) = %v; want ErrHeld saying who held it", err)
+	}
+	if err := c.Hold(done); !errors.Is(err, queue.ErrFinished) {
+		t.Errorf("Hold(finished) = %v; want ErrFinished", err)
+	}
+	if err := c.Retry(done); !errors.Is(err, queue.ErrFinished) {
+		t.Errorf("Retry(finished) = %v; want ErrFinished", err)
+	}
+	if got := w.got(); len(got) != 0 {
+		t.Errorf("refused operations woke the scheduler for %v", got)
+	}
+
+	common := 0
+	for common < len(held) && held[common] == done[common] {
+		common++
+	}
+	if _, err := c.Resolve(held[:common]); !errors.Is(err, queue.ErrAmbiguous) {
+		t.Errorf("Resolve(%q) = %v; want ErrAmbiguous", held[:common], err)
+	}
+	if id, err := c.Resolve(held[:common+1]); err != nil || id != held {
+		t.Errorf("Resolve(%q) = %q, %v; want %s", held[:common+1], id, err, held)
+	}
+	if err := c.Release(held[:common+1]); err != nil {
+		t.Fatalf("Release by prefix: %v", err)
+	}
+	if m, err := s.Get(held); err != nil || m.Held {
+		t.Errorf("after release by prefix: %+v, %v", m, err)
+	}
+	if got, want := w.got(), []string{held}; !slices.Equal(got, want) {
+		t.Errorf("release by prefix woke %v, want %v (the whole ID)", got, want)
+	}
+}

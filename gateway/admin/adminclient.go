@@ -75,6 +75,15 @@ func (c *AdminClient) Get(id string) (*queue.Message, error) {
 	return &m, nil
 }
 
+// Resolve turns a unique ID prefix into the message's ID.
+func (c *AdminClient) Resolve(prefix string) (string, error) {
+	m, err := c.Get(prefix)
+	if err != nil {
+		return "", err
+	}
+	return m.ID, nil
+}
+
 // Retry makes the pending recipients of id due now.
 func (c *AdminClient) Retry(id string) error {
 	return c.do(http.MethodPost, "/api/v1/queue/"+url.PathEscape(id)+"/retry", nil)
@@ -170,9 +179,9 @@ func (c *AdminClient) call(method, path string, in, out any) (http.Header, error
 	case resp.StatusCode == http.StatusConflict:
 		return nil, errConflict
 	case resp.StatusCode == http.StatusUnprocessableEntity:
-		var e struct{ Error string }
+		var e struct{ Error, Kind string }
 		_ = json.Unmarshal(body, &e)
-		return nil, &refusedError{msg: e.Error}
+		return nil, &refusedError{msg: e.Error, kind: e.Kind}
 	case resp.StatusCode != http.StatusOK:
 		var e struct{ Error string }
 		_ = json.Unmarshal(body, &e)

@@ -103,9 +103,23 @@ func (a *API) removeKey(w http.ResponseWriter, r *http.Request) {
 
 // refusedError is a 422 from the server: the request was understood and
 // refused (a bad key); Error is the server's reason.
-type refusedError struct{ msg string }
+type refusedError struct{ msg, kind string }
 
 func (e *refusedError) Error() string { return e.msg }
+
+// Unwrap gives back the spool's error the server refused with, so that
+// errors.Is sees through the admin API as it does on the spool file.
+func (e *refusedError) Unwrap() error {
+	switch e.kind {
+	case "held":
+		return queue.ErrHeld
+	case "finished":
+		return queue.ErrFinished
+	case "ambiguous":
+		return queue.ErrAmbiguous
+	}
+	return nil
+}
 
 // ImportKeys sends one key file to the server to check and store.
 func (c *AdminClient) ImportKeys(data []byte) ([]certs.Key, error) {
