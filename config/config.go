@@ -133,6 +133,10 @@ type Queue struct {
 	// Retention is how long finished (delivered/bounced) messages stay
 	// visible in the queue (envelope and history only; bodies go at once).
 	Retention Duration `yaml:"retention"`
+	// DelayWarning is how long a recipient may stay undelivered (deferred
+	// or held) before the sender is told, once, that the message is
+	// delayed (RFC 3464 Action: delayed). 0s sends no delay notices.
+	DelayWarning Duration `yaml:"delay_warning"`
 }
 
 // Outbound configures delivery to destinations.

@@ -43,6 +43,7 @@ type Gateway struct {
 	logger *slog.Logger
 
 	store     *queue.Store
+	report    queue.ReportFunc        // builds DSNs: bounces, delay notices
 	escrow    *queue.Escrow           // nil unless escrow is on (escrow.enabled and a portal)
 	keys      *certs.Keyring          // correspondents' public keys, sealed in the spool
 	archive   *certs.OpenPGPRecipient // keys.archive_key_file; nil without one
@@ -145,13 +146,15 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		RetryMax:     cfg.Queue.RetryMax.D(),
 		Expiry:       cfg.Queue.Expiry.D(),
 		Retention:    cfg.Queue.Retention.D(),
+		DelayWarning: cfg.Queue.DelayWarning.D(),
 		Logger:       logger.With("component", "queue"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
 
-	g := &Gateway{cfg: cfg, logger: logger, store: store, certs: reloader, adminToken: adminToken, archive: archive}
+	g := &Gateway{cfg: cfg, logger: logger, store: store, certs: reloader, adminToken: adminToken, archive: archive,
+		report: report.DSNBuilder{Hostname: hostname}.Build}
 	if cfg.EscrowOn() {
 		if g.escrow, err = store.OpenEscrow(queue.EscrowOptions{KeyFile: cfg.EscrowKeyFile(), Expiry: cfg.Escrow.Expiry.D()}); err != nil {
 			store.Close()
@@ -190,7 +193,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		MaxPerDestination: cfg.Outbound.MaxPerDestination,
 		Smarthost:         smarthost != nil,
 		Methods:           g.methods(),
-		DSN:               report.DSNBuilder{Hostname: hostname}.Build,
+		DSN:               g.report,
 		TLS:               transport,
 	}
 	g.dkim = &dkimSigning{logger: logger.With("component", "dkim")}
@@ -305,7 +308,8 @@ func (g *Gateway) Start() error {
 		if g.escrow != nil {
 			escrow = g.escrow
 		}
-		api := admin.New(admin.Options{Store: g.store, Keys: g.keys, Escrow: escrow, Wake: g.sched.Wake, Ready: ready,
+		requeue := &admin.Requeuer{Store: g.store, Engine: g.policy.Load, Report: g.report, Wake: g.sched.Wake}
+		api := admin.New(admin.Options{Store: g.store, Keys: g.keys, Escrow: escrow, Requeue: requeue, Wake: g.sched.Wake, Ready: ready,
 			ReloadPolicy: g.reloadPolicyFromFile, Logger: g.logger.With("component", "admin"),
 			Token: g.adminToken, Hosts: admin.AllowedHosts(g.adminLn.Addr().String())})
 		g.admin = &http.Server{
@@ -337,13 +341,23 @@ func (g *Gateway) goServe(name string, run func() error) {
 	}()
 }
 
-// gcOnce removes finished messages past their retention period.
+// gcOnce removes finished messages past their retention period and
+// sends the delay notices held messages are due (a held message makes
+// no delivery attempt that could send them).
 func (g *Gateway) gcOnce(context.Context) {
 	n, err := g.store.GC()
 	if err != nil {
 		g.logger.Error("spool gc", "err", err)
 	} else if n > 0 {
 		g.logger.Debug("spool gc", "removed", n)
+	}
+	ids, err := g.store.NotifyHeldDelays(g.report)
+	if err != nil {
+		g.logger.Error("delay notices of held messages", "err", err)
+	}
+	for _, id := range ids {
+		g.logger.Info("delay notice queued for a held message", "dsn_id", id)
+		g.wake(id)
 	}
 }
 

@@ -30,6 +30,22 @@ type Applied struct {
 	Subject        string `json:"subject"`         // decoded, as the recipient will see it
 	SubjectRaw     string `json:"subject_raw"`     // the header value as it will leave
 	SubjectChanged bool   `json:"subject_changed"` // a tag was removed
+	// Escalation is the X-Sealgate-Escalate value honoured ("" when
+	// none was) and SubjectUnread why the Subject could not be searched
+	// for tags: with Tags, what the sender asked for, which the message
+	// as spooled no longer shows.
+	Escalation    string `json:"escalation,omitempty"`
+	SubjectUnread string `json:"subject_unread,omitempty"`
+}
+
+// Prior is what a message asked of the policy when it first arrived
+// (Applied's Tags, Escalation and SubjectUnread): deciding a spooled
+// message again must count them, since its Subject and header no longer
+// carry them.
+type Prior struct {
+	Tags          []string
+	Escalation    string
+	SubjectUnread string
 }
 
 // Apply decides what happens to msg (the message as the client sent
@@ -37,6 +53,18 @@ type Applied struct {
 // the Subject, the escalation header removed, the rules' header changes
 // applied. It is the one code path of the gateway and of explain.
 func Apply(e *Engine, in Session, msg []byte) (Applied, []byte) {
+	return apply(e, in, Prior{}, msg)
+}
+
+// Reapply decides a spooled message again under e (queue reapply): as
+// Apply, counting what it asked for on arrival (prior). The message
+// returned is what the rules would make of it; the caller decides
+// whether content changes apply to mail already accepted.
+func Reapply(e *Engine, in Session, prior Prior, msg []byte) (Applied, []byte) {
+	return apply(e, in, prior, msg)
+}
+
+func apply(e *Engine, in Session, prior Prior, msg []byte) (Applied, []byte) {
 	fields, headerEnd := headerFields(msg)
 	hdr := parseHeader(msg[:headerEnd])
 	res := Applied{}
@@ -56,9 +84,15 @@ func Apply(e *Engine, in Session, msg []byte) (Applied, []byte) {
 	res.SubjectRaw, res.SubjectChanged = strings.TrimLeft(stripped, " \t"), stripped != rawSubject
 	res.Subject = decodeHeaderValue(stripped)
 
+	for _, t := range prior.Tags {
+		if !containsString(found, t) {
+			found = append(found, t)
+		}
+	}
 	pin := Input{
 		From: in.From, Recipients: in.Recipients, AuthUser: in.AuthUser, ClientIP: in.ClientIP,
 		Subject: res.Subject, Header: hdr, Size: int64(len(msg)), Tags: found,
+		SubjectScanError: prior.SubjectUnread, HeaderEscalation: prior.Escalation,
 	}
 	if tagErr != nil {
 		pin.SubjectScanError = tagErr.Error()
@@ -68,6 +102,7 @@ func Apply(e *Engine, in Session, msg []byte) (Applied, []byte) {
 			pin.HeaderEscalation = v
 		}
 	}
+	res.Escalation, res.SubjectUnread = pin.HeaderEscalation, pin.SubjectScanError
 	pin.Forwarded, pin.ForwardedBy = AutoForwarded(hdr)
 	if need, limit := e.NeedsBody(); need {
 		scan := scanBody(msg, limit)

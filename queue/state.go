@@ -42,9 +42,10 @@ func (s *Store) update(id string, fn func(tx *bolt.Tx, m *Message) error) (*Mess
 // RecordAttempt applies the outcome of one delivery attempt: delivered
 // recipients are done, permanent failures bounce, the rest are deferred
 // with exponential backoff, and deferred recipients past the message's
-// expiry bounce with 4.4.7. Bounces produce one DSN (unless the sender is
-// null or the message is itself a DSN), spooled in the same transaction;
-// its ID is the second result. When every recipient is final the body is
+// expiry bounce with 4.4.7. Bounces, and deferred recipients whose
+// sender has waited DelayWarning, produce one DSN (failed and delayed
+// recipients together; none to the null sender or about a DSN), spooled
+// in the same transaction; its ID is the second result. When every recipient is final the body is
 // removed at once.
 func (s *Store) RecordAttempt(id string, att Attempt, outcomes []RcptOutcome, dsn DSNFunc) (*Message, string, error) {
 	var dsnID string
@@ -56,6 +57,12 @@ func (s *Store) RecordAttempt(id string, att Attempt, outcomes []RcptOutcome, ds
 		for _, o := range outcomes {
 			r := findPending(m, o.Address)
 			if r == nil {
+				continue
+			}
+			if o.Method != "" && o.Method != r.Method() && !o.Delivered && !o.Permanent && !o.Dropped {
+				// The recipient was decided again (queue reapply) while
+				// this attempt ran: a skip or a deferral of the old
+				// method says nothing about the new one.
 				continue
 			}
 			r.Attempts++
@@ -95,22 +102,61 @@ func (s *Store) RecordAttempt(id string, att Attempt, outcomes []RcptOutcome, ds
 				m.Events = append(m.Events, Event{Time: now, Kind: "expired", Detail: r.Address + ": " + r.LastError})
 			}
 		}
-		if len(bounced) > 0 && dsn != nil && m.Envelope.From != "" && !m.Envelope.IsDSN {
-			env, body, err := dsn(m, bounced)
-			if err != nil {
-				// The bounce stands; the missing DSN is on record.
-				m.Events = append(m.Events, Event{Time: now, Kind: "dsn", Detail: "could not build DSN: " + err.Error()})
-			} else {
-				env.IsDSN = true
-				if dsnID, err = s.putNew(tx, env, body, "delivery status notification for "+m.ID); err != nil {
-					return err
-				}
-				m.Events = append(m.Events, Event{Time: now, Kind: "dsn", Detail: "DSN " + dsnID + " queued to " + m.Envelope.From})
-			}
+		reported := append(bounced, s.dueDelayNotices(m, now)...)
+		var err error
+		if dsnID, err = s.queueReport(tx, m, reported, dsn, now); err != nil {
+			return err
 		}
 		return s.finishIfDone(tx, m, now)
 	})
 	return m, dsnID, err
+}
+
+// dueDelayNotices marks the deferred recipients of m whose sender must
+// now hear that they are delayed (DelayWarning has passed since arrival
+// and nobody was told yet) and returns them.
+func (s *Store) dueDelayNotices(m *Message, now time.Time) []Recipient {
+	if s.opts.DelayWarning <= 0 || now.Sub(m.Received) < s.opts.DelayWarning {
+		return nil
+	}
+	var due []Recipient
+	for i := range m.Recipients {
+		r := &m.Recipients[i]
+		if r.State == StateDeferred && r.DelayNotified.IsZero() {
+			r.DelayNotified = now
+			due = append(due, *r)
+		}
+	}
+	return due
+}
+
+// queueReport spools, inside tx, one delivery status notification to
+// m's sender about rcpts: the bounced ones failed, the others are
+// delayed (the builder tells them apart by state). Nothing goes to the
+// null sender or about a DSN. A DSN that cannot be built is on record
+// and the rest stands. It returns the DSN's ID ("" when none).
+func (s *Store) queueReport(tx *bolt.Tx, m *Message, rcpts []Recipient, dsn DSNFunc, now time.Time) (string, error) {
+	if len(rcpts) == 0 || dsn == nil || m.Envelope.From == "" || m.Envelope.IsDSN {
+		return "", nil
+	}
+	what := "delay notice"
+	for _, r := range rcpts {
+		if r.State.Final() {
+			what = "DSN"
+		}
+	}
+	env, body, err := dsn(m, rcpts)
+	if err != nil {
+		m.Events = append(m.Events, Event{Time: now, Kind: "dsn", Detail: "could not build " + what + ": " + err.Error()})
+		return "", nil
+	}
+	env.IsDSN = true
+	id, err := s.putNew(tx, env, body, "delivery status notification for "+m.ID)
+	if err != nil {
+		return "", err
+	}
+	m.Events = append(m.Events, Event{Time: now, Kind: "dsn", Detail: what + " " + id + " queued to " + m.Envelope.From})
+	return id, nil
 }
 
 // finishIfDone marks a message whose recipients are all final and drops

@@ -80,6 +80,10 @@ type Options struct {
 	RetryMax     time.Duration // … up to this cap (1h)
 	Expiry       time.Duration // a recipient still pending after this is bounced (120h)
 	Retention    time.Duration // finished messages are kept, without body, this long (24h)
+	// DelayWarning is how long a recipient may wait before its sender
+	// hears that the message is delayed (RFC 3464 Action: delayed), once
+	// per recipient; 0 sends no delay notices.
+	DelayWarning time.Duration
 	Now          func() time.Time
 	Logger       *slog.Logger
 	LockTimeout  time.Duration // wait for the file lock (1s), then ErrLocked

@@ -39,6 +39,25 @@ type Envelope struct {
 	Decisions []RcptDecision `json:"decisions,omitempty"`
 	// Hold, when set, keeps the message for review; it says why.
 	Hold string `json:"hold,omitempty"`
+	// Asked is what the sender asked of the policy at intake, which the
+	// spooled message no longer shows; nil in records from before it.
+	Asked *Asked `json:"asked,omitempty"`
+}
+
+// Asked is what a message asked of the policy when it arrived: the
+// Subject tags and the escalation header are removed before it is
+// spooled, so deciding it again (queue reapply) needs them on record.
+type Asked struct {
+	Tags []string `json:"tags,omitempty"` // Subject tags found, as written
+	// SubjectUnread says why the Subject could not be searched for tags
+	// (the message then counted as carrying the strongest).
+	SubjectUnread string `json:"subject_unread,omitempty"`
+	// Escalation is the X-Sealgate-Escalate value honoured ("encrypt",
+	// "escrow"), "" when none was.
+	Escalation string `json:"escalation,omitempty"`
+	// Trusted: the client was authenticated, on a trusted network or
+	// bound to a tenant.
+	Trusted bool `json:"trusted,omitempty"`
 }
 
 // RcptDecision is the policy decision for one recipient.
@@ -73,6 +92,9 @@ type Recipient struct {
 	Rules []string `json:"rules,omitempty"`
 	// By is what chose the chain (RcptDecision.By).
 	By string `json:"by,omitempty"`
+	// DelayNotified is when the sender was told that this recipient is
+	// delayed (zero: not yet); one notice per recipient.
+	DelayNotified time.Time `json:"delay_notified,omitzero"`
 }
 
 // Method is the chain method the recipient is at ("tls" without a chain).
@@ -163,4 +185,8 @@ type RcptOutcome struct {
 	// Skip: the current method cannot apply; move to the next one of the
 	// chain now (Message says why).
 	Skip bool
+	// Method is the chain method the attempt was made with ("": not
+	// said). A skip or deferral for a recipient that has since been given
+	// another method (queue reapply) is not applied to it.
+	Method string
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/gateway/admin"
+	"github.com/sealgate/sealgate/gateway/report"
+	"github.com/sealgate/sealgate/policy"
 	"github.com/sealgate/sealgate/queue"
 )
 
@@ -114,9 +116,102 @@ open the data dir directly. Message bodies are never shown.`,
 		}
 		return c
 	}
-	cmd.AddCommand(list, show, retry,
-		simple("delete", "Remove a message from the spool without delivering it", "deleted",
-			func(o admin.QueueOps, id string) error { return o.Delete(id) }),
+	var deleteBounce bool
+	del := &cobra.Command{
+		Use:   "delete ID [--bounce]",
+		Short: "Remove a message from the spool without delivering it (--bounce: and tell its sender with a DSN)",
+		Args:  cobra.ExactArgs(1),
+	}
+	del.RunE = func(cmd *cobra.Command, args []string) error {
+		return queueErr(withSpoolConfig(configPath, func(cfg *config.Config, ops admin.QueueOps) error {
+			out := cmd.OutOrStdout()
+			id, err := ops.Resolve(args[0])
+			if err != nil {
+				return err
+			}
+			if !deleteBounce {
+				if err := ops.Delete(id); err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "%s deleted\n", id)
+				return nil
+			}
+			rq, err := requeueOps(cfg, ops)
+			if err != nil {
+				return err
+			}
+			res, err := rq.Bounce(id)
+			if err != nil {
+				return err
+			}
+			if res.DSNID == "" {
+				fmt.Fprintf(out, "%s deleted; no DSN (the sender is the null address)\n", id)
+			} else {
+				fmt.Fprintf(out, "%s deleted; DSN %s queued to the sender\n", id, res.DSNID)
+			}
+			return nil
+		}))
+	}
+	del.Flags().BoolVar(&deleteBounce, "bounce", false, "send the sender a DSN (\"message deleted by the mail administrator\"); the record stays for queue.retention")
+
+	var reapplyAll bool
+	reapply := &cobra.Command{
+		Use:   "reapply ID | --all",
+		Short: "Decide queued mail again under the current policy (after a change of rules, tags or escalation_chain)",
+		Long: `Decide queued mail again under the current policy: the running server's
+(reload it first) or, when it is stopped, the config file's. Every recipient
+still pending starts over at the first method of its new chain, due now; a
+policy hold is set or lifted (an admin's hold stays); a rule that now rejects
+the message bounces its pending recipients with a DSN. The tags and the
+escalation header the message arrived with still count. Delivered recipients,
+the message's expiry and its content do not change.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if reapplyAll != (len(args) == 0) || len(args) > 1 {
+				return fmt.Errorf("give either one message ID or --all")
+			}
+			return nil
+		},
+	}
+	reapply.RunE = func(cmd *cobra.Command, args []string) error {
+		return queueErr(withSpoolConfig(configPath, func(cfg *config.Config, ops admin.QueueOps) error {
+			out := cmd.OutOrStdout()
+			rq, err := requeueOps(cfg, ops)
+			if err != nil {
+				return err
+			}
+			if reapplyAll {
+				res, err := rq.ReapplyAll()
+				if err != nil {
+					return err
+				}
+				failed := 0
+				for _, r := range res {
+					fmt.Fprintln(out, r)
+					if r.Error != "" {
+						failed++
+					}
+				}
+				fmt.Fprintf(out, "%d messages decided again\n", len(res)-failed)
+				if failed > 0 {
+					return &exitError{code: 1, err: fmt.Errorf("%d messages could not be decided again", failed)}
+				}
+				return nil
+			}
+			id, err := ops.Resolve(args[0])
+			if err != nil {
+				return err
+			}
+			res, err := rq.Reapply(id)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(out, res)
+			return nil
+		}))
+	}
+	reapply.Flags().BoolVar(&reapplyAll, "all", false, "every unfinished message")
+
+	cmd.AddCommand(list, show, retry, del, reapply,
 		simple("hold", "Stop delivery attempts for a message until released", "held",
 			func(o admin.QueueOps, id string) error { return o.Hold(id) }),
 		simple("release", "Let a held message be delivered again", "released",
@@ -124,6 +219,19 @@ open the data dir directly. Message bodies are never shown.`,
 		newQuarantineCmd(&configPath),
 	)
 	return cmd
+}
+
+// requeueOps are the reapply and bounce operations beside ops: the
+// running server's, or the spool file's under the config file's policy.
+func requeueOps(cfg *config.Config, ops admin.QueueOps) (admin.RequeueOps, error) {
+	var engine *policy.Engine
+	if _, remote := ops.(*admin.AdminClient); !remote {
+		var err error
+		if engine, err = policy.Compile(cfg.Policy); err != nil {
+			return nil, err
+		}
+	}
+	return admin.RequeueOpsFor(ops, engine, report.DSNBuilder{Hostname: cfg.ServerHostname()}.Build)
 }
 
 // withSpool runs fn on the spool of the config at configPath: the file

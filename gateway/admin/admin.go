@@ -61,6 +61,9 @@ type Store interface {
 //	GET  /api/v1/queue/{id}             one message: envelope, recipients, history
 //	DELETE /api/v1/queue/{id}           remove it
 //	POST /api/v1/queue/{id}/{action}    retry | hold | release
+//	POST /api/v1/queue/{id}/reapply     decide it again under the live policy (requeue.go)
+//	POST /api/v1/queue/reapply          the same for every unfinished message
+//	POST /api/v1/queue/{id}/bounce      end its pending recipients as bounced, DSN to the sender
 //	GET  /api/v1/queue/quarantine       quarantined messages (IDs, sizes, reasons)
 //	POST /api/v1/queue/quarantine/restore  {"ids": [...], "old_keys": [base64…]}: put them back
 //	POST /api/v1/policy/reload          re-read the config file's policy rules
@@ -78,6 +81,7 @@ type API struct {
 	store        Store
 	keys         KeyOps
 	escrow       EscrowOps // nil: escrow is off
+	requeue      RequeueOps
 	wake         func(id string)
 	ready        func() bool
 	logger       *slog.Logger
@@ -93,6 +97,9 @@ type Options struct {
 	// Escrow is the escrow store; nil when this node does not provide
 	// escrow (the escrow routes then answer 409).
 	Escrow EscrowStore
+	// Requeue decides queued mail again and bounces it (a Requeuer on the
+	// live policy); nil leaves those routes answering 409.
+	Requeue RequeueOps
 	// Wake tells the scheduler that a message is due now (retry, release).
 	Wake func(id string)
 	// Ready reports whether the node accepts mail (/readyz).
@@ -114,7 +121,7 @@ func New(o Options) *API {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	a := &API{reloadPolicy: o.ReloadPolicy, store: o.Store, keys: o.Keys, wake: o.Wake, ready: o.Ready, logger: o.Logger,
-		token: o.Token, hosts: o.Hosts}
+		token: o.Token, hosts: o.Hosts, requeue: o.Requeue}
 	if o.Escrow != nil {
 		a.escrow = EscrowOf(o.Escrow)
 	}
@@ -134,6 +141,9 @@ func (a *API) Handler(withPprof bool) http.Handler {
 	mux.HandleFunc("GET /api/v1/queue/{id}", a.show)
 	mux.HandleFunc("DELETE /api/v1/queue/{id}", a.delete)
 	mux.HandleFunc("POST /api/v1/queue/{id}/{action}", a.action)
+	mux.HandleFunc("POST /api/v1/queue/reapply", a.reapplyAll)
+	mux.HandleFunc("POST /api/v1/queue/{id}/reapply", a.reapply)
+	mux.HandleFunc("POST /api/v1/queue/{id}/bounce", a.bounce)
 	mux.HandleFunc("GET /api/v1/queue/quarantine", a.quarantined)
 	mux.HandleFunc("POST /api/v1/queue/quarantine/restore", a.restoreQuarantined)
 	mux.HandleFunc("GET /api/v1/domains", a.domains)

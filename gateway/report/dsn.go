@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"mime/multipart"
 	"net/textproto"
+	"strings"
 	"time"
 
 	"github.com/sealgate/sealgate/queue"
@@ -18,7 +19,9 @@ import (
 const maxReturnedHeader = 64 << 10
 
 // DSNBuilder writes delivery status notifications (RFC 3464) for
-// recipients that bounced: a multipart/report with a human-readable part,
+// recipients that bounced (Action: failed) or are still pending after
+// the delay warning time (Action: delayed, with Will-Retry-Until): a
+// multipart/report with a human-readable part,
 // a message/delivery-status part per RFC 3464 §2, and the original
 // message's header (not its body: the body may be confidential and is
 // never echoed back).
@@ -28,7 +31,8 @@ type DSNBuilder struct {
 }
 
 // Build returns the envelope and message of a DSN to m's sender about
-// the bounced recipients. The envelope uses the null reverse-path so that
+// the recipients given: a recipient in a final state failed, any other
+// is delayed. The envelope uses the null reverse-path so that
 // a DSN can never cause another one (RFC 5321 §4.5.5).
 func (b DSNBuilder) Build(m *queue.Message, bounced []queue.Recipient, original []byte) (queue.Envelope, []byte, error) {
 	if m.Envelope.From == "" {
@@ -63,12 +67,37 @@ func (b DSNBuilder) Build(m *queue.Message, bounced []queue.Recipient, original 
 	if err != nil {
 		return queue.Envelope{}, nil, err
 	}
-	fmt.Fprintf(w, "This is the mail system at %s.\r\n\r\n", b.Hostname)
-	fmt.Fprintf(w, "Your message (queue ID %s, received %s) could not be delivered\r\n",
-		m.ID, m.Received.UTC().Format(time.RFC1123Z))
-	fmt.Fprintf(w, "to the following recipients:\r\n\r\n")
+	fmt.Fprintf(w, "This is the mail system at %s.\r\n", b.Hostname)
+	var failed, delayed []queue.Recipient
 	for _, r := range bounced {
-		fmt.Fprintf(w, "%s\r\n", foldLine("<"+r.Address+">: "+diagnostic(r.LastError), softLineLimit))
+		if isDelayed(r) {
+			delayed = append(delayed, r)
+		} else {
+			failed = append(failed, r)
+		}
+	}
+	received := m.Received.UTC().Format(time.RFC1123Z)
+	if len(failed) > 0 {
+		fmt.Fprintf(w, "\r\nYour message (queue ID %s, received %s) could not be delivered\r\n", m.ID, received)
+		fmt.Fprintf(w, "to the following recipients:\r\n\r\n")
+		for _, r := range failed {
+			fmt.Fprintf(w, "%s\r\n", foldLine("<"+r.Address+">: "+diagnostic(r.LastError), softLineLimit))
+		}
+	}
+	if len(delayed) > 0 {
+		fmt.Fprintf(w, "\r\nYour message (queue ID %s, received %s) has not yet been delivered\r\n", m.ID, received)
+		fmt.Fprintf(w, "to the following recipients:\r\n\r\n")
+		for _, r := range delayed {
+			why := diagnostic(r.LastError)
+			if m.Held {
+				why = "held for review by the mail administrator"
+			} else if why == "" {
+				why = "not yet attempted"
+			}
+			fmt.Fprintf(w, "%s\r\n", foldLine("<"+r.Address+">: "+why, softLineLimit))
+		}
+		fmt.Fprintf(w, "\r\nNo action is needed: delivery goes on until %s, and you will\r\n", m.Expires.UTC().Format(time.RFC1123Z))
+		fmt.Fprintf(w, "hear again only if it fails. Please do not send the message again.\r\n")
 	}
 
 	status := textproto.MIMEHeader{}
@@ -82,7 +111,11 @@ func (b DSNBuilder) Build(m *queue.Message, bounced []queue.Recipient, original 
 	fmt.Fprintf(w, "Arrival-Date: %s\r\n", m.Received.Format(time.RFC1123Z))
 	for _, r := range bounced {
 		fmt.Fprintf(w, "\r\nFinal-Recipient: rfc822; %s\r\n", r.Address)
-		fmt.Fprintf(w, "Action: failed\r\n")
+		if isDelayed(r) {
+			fmt.Fprintf(w, "Action: delayed\r\n")
+		} else {
+			fmt.Fprintf(w, "Action: failed\r\n")
+		}
 		fmt.Fprintf(w, "Status: %s\r\n", dsnStatus(r))
 		if r.RemoteMTA != "" {
 			fmt.Fprintf(w, "Remote-MTA: dns; %s\r\n", r.RemoteMTA)
@@ -96,6 +129,9 @@ func (b DSNBuilder) Build(m *queue.Message, bounced []queue.Recipient, original 
 		}
 		if !r.DoneAt.IsZero() {
 			fmt.Fprintf(w, "Last-Attempt-Date: %s\r\n", r.DoneAt.Format(time.RFC1123Z))
+		}
+		if isDelayed(r) {
+			fmt.Fprintf(w, "Will-Retry-Until: %s\r\n", m.Expires.Format(time.RFC1123Z))
 		}
 	}
 
@@ -119,20 +155,37 @@ func (b DSNBuilder) Build(m *queue.Message, bounced []queue.Recipient, original 
 	return env, msg, nil
 }
 
-// dsnStatus is the RFC 3463 status for the report; a recipient without
-// one gets the generic permanent failure.
+// dsnStatus is the RFC 3463 status for the report: a failed recipient
+// without one gets the generic permanent failure; a delayed one a
+// transient status (its last, or the generic one).
 func dsnStatus(r queue.Recipient) string {
-	if r.Status != "" {
+	switch {
+	case isDelayed(r) && strings.HasPrefix(r.Status, "4."):
+		return r.Status
+	case isDelayed(r):
+		return "4.0.0"
+	case r.Status != "":
 		return r.Status
 	}
 	return "5.0.0"
 }
 
-func subjectFor(bounced []queue.Recipient) string {
-	for _, r := range bounced {
+// isDelayed: r is still pending, so the report says it is delayed;
+// any other recipient handed to the builder failed.
+func isDelayed(r queue.Recipient) bool {
+	return r.State == queue.StateQueued || r.State == queue.StateDeferred
+}
+
+func subjectFor(rcpts []queue.Recipient) string {
+	failed := false
+	for _, r := range rcpts {
 		if r.Status == "4.4.7" {
 			return "Undelivered Mail Returned to Sender (delivery time expired)"
 		}
+		failed = failed || !isDelayed(r)
+	}
+	if !failed {
+		return "Delayed Mail (still being retried)"
 	}
 	return "Undelivered Mail Returned to Sender"
 }

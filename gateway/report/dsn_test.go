@@ -25,7 +25,7 @@ func TestDSNLinesStayWithinTheLimit(t *testing.T) {
 	original := "From: alice@org.test\r\nSubject: " + strings.Repeat("long ", 300) + "\r\nX-Token: " +
 		strings.Repeat("y", 1500) + "\r\n\r\nbody\r\n"
 	m := &queue.Message{ID: "Q1", Envelope: queue.Envelope{From: "alice@org.test"}, Received: time.Unix(0, 0)}
-	bounced := []queue.Recipient{{Address: "bob@dest.test", Status: "5.7.1", LastCode: 550, LastError: reply, RemoteMTA: "mx.dest.test"}}
+	bounced := []queue.Recipient{{Address: "bob@dest.test", State: queue.StateBounced, Status: "5.7.1", LastCode: 550, LastError: reply, RemoteMTA: "mx.dest.test"}}
 	_, msg, err := DSNBuilder{Hostname: "gw.test"}.Build(m, bounced, []byte(original))
 	if err != nil {
 		t.Fatal(err)

@@ -74,6 +74,9 @@ func (s *Scheduler) attempt(ctx context.Context, id string) time.Time {
 		}
 		att, outcomes := s.runGroup(ctx, log, m, g, body, signed)
 		s.releaseSlot(g.Domain)
+		for i := range outcomes {
+			outcomes[i].Method = g.Method
+		}
 		cut := ctx.Err() != nil
 		if cut {
 			// Shutting down: the attempt was cut short and says nothing

@@ -39,6 +39,7 @@ func (c *conn) commit(log *slog.Logger, msg, body []byte) error {
 		bound = true
 	}
 	var decisions []queue.RcptDecision
+	var asked *queue.Asked
 	hold, chains := "", ""
 	if opts.Policy != nil {
 		if engine := opts.Policy(); engine != nil {
@@ -53,6 +54,7 @@ func (c *conn) commit(log *slog.Logger, msg, body []byte) error {
 				msg = append(append(make([]byte, 0, tx.trace+len(out)), msg[:tx.trace]...), out...)
 			}
 			hold = res.Hold
+			asked = &queue.Asked{Tags: res.Tags, SubjectUnread: res.SubjectUnread, Escalation: res.Escalation, Trusted: trusted}
 			if len(res.ScanErrors) > 0 {
 				log.Info("policy could not read the whole message; rules decided as if it matched", "why", strings.Join(res.ScanErrors, "; "))
 			}
@@ -76,6 +78,7 @@ func (c *conn) commit(log *slog.Logger, msg, body []byte) error {
 		RequireTLS: tx.requireTLS,
 		Decisions:  decisions,
 		Hold:       hold,
+		Asked:      asked,
 	}
 	start := opts.Now()
 	id, err := opts.Spool.Enqueue(c.ctx, env, msg)
