@@ -114,9 +114,9 @@ func (v *validator) validate(c *Config) {
 	v.positive("queue.expiry", int64(q.Expiry))
 	v.positive("queue.retention", int64(q.Retention))
 	if q.DelayWarning < 0 {
+		// Not shorter than queue.expiry is allowed: the recipient then
+		// bounces before any notice is due.
 		v.fail("queue.delay_warning", "must not be negative (0s turns delay notices off), got %s", q.DelayWarning)
-	} else if q.DelayWarning > 0 && q.DelayWarning >= q.Expiry {
-		v.fail("queue.delay_warning", "%s is not shorter than queue.expiry %s: no delay notice would ever go out (0s turns them off)", q.DelayWarning, q.Expiry)
 	}
 
 	out := &c.Outbound

@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -216,5 +217,97 @@ func TestPolicyReloadThroughAdminAPI(t *testing.T) {
 	}
 	if _, err := e.trySend("a@org.test", []string{"b@dest.test"}, message("SSN 123-45-6789", "x")); err != nil {
 		t.Errorf("old rule still in force after reload: %v", err)
+	}
+}
+
+// TestReapplyMovesHeldMailOntoTheNewChain: a [encrypt] message waits at
+// escrow, which this node does not provide; the admin changes the
+// escalation chain, reloads, and re-applies the policy through the admin
+// API: the message leaves by verified TLS, still counted as tagged.
+func TestReapplyMovesHeldMailOntoTheNewChain(t *testing.T) {
+	e := newE2E(t, "")
+	sink := e.destination("dest.test", "127.0.0.2", testutil.SinkOptions{TLS: true, CA: e.ca})
+	id := e.send("alice@org.test", []string{"bob@dest.test"}, message("[encrypt] results", "Results attached."))
+	m := e.waitState(id, "bob@dest.test", queue.StateDeferred)
+	if r := m.Recipients[0]; r.Method() != "escrow" {
+		t.Fatalf("recipient %+v, want waiting at escrow", r)
+	}
+
+	cfgFile := filepath.Join(t.TempDir(), "sealgate.yaml")
+	os.WriteFile(cfgFile, []byte("policy:\n  escalation_chain: [tls-verified, bounce]\n"), 0o600)
+	cfg, err := config.Load(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.gw.ReloadPolicy(cfg); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := admin.ReadToken(e.gw.Config().AdminTokenFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := admin.NewAdminClient(e.gw.AdminAddr(), tok)
+	res, err := c.Reapply(id[:len(id)-2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ID != id || !strings.Contains(res.Detail, "bob@dest.test: [tls-verified, bounce] by tag [encrypt] (was [pgp, smime, escrow] at escrow)") {
+		t.Errorf("reapply result %+v", res)
+	}
+	m = e.waitState(id, "bob@dest.test", queue.StateDelivered)
+	if att := lastAttempt(m); att.TLSLevel != "verify" || !att.CertVerified {
+		t.Errorf("delivered by %+v, want verified TLS", att)
+	}
+	got := sink.WaitMessages(t, 1, 20*time.Second)[0]
+	if !bytes.Contains(got.Data, []byte("Subject: results\r\n")) {
+		t.Errorf("delivered message:\n%s", got.Data)
+	}
+
+	// Finished now: nothing to decide again.
+	if _, err := c.Reapply(id); !errors.Is(err, queue.ErrFinished) {
+		t.Errorf("reapply of a delivered message: %v", err)
+	}
+}
+
+// TestDeleteBounceAndDelayNotice: a deferred message's sender hears once
+// that it is delayed (queue.delay_warning), and again, with a failure,
+// when the admin deletes it with --bounce.
+func TestDeleteBounceAndDelayNotice(t *testing.T) {
+	e := newE2E(t, "queue: {delay_warning: 300ms}\n")
+	senderBox := e.destination("org.test", "127.0.0.3", testutil.SinkOptions{})
+	e.dns.SetServfail("broken.test")
+	id := e.send("alice@org.test", []string{"a@broken.test"}, message("slow", "secret body text"))
+
+	notice := senderBox.WaitMessages(t, 1, 20*time.Second)[0]
+	for _, want := range []string{"Subject: Delayed Mail (still being retried)", "Action: delayed", "Final-Recipient: rfc822; a@broken.test", "Will-Retry-Until: ", "Status: 4."} {
+		if !bytes.Contains(notice.Data, []byte(want)) {
+			t.Errorf("delay notice lacks %q:\n%s", want, notice.Data)
+		}
+	}
+	if bytes.Contains(notice.Data, []byte("secret body text")) {
+		t.Error("the delay notice echoes the body")
+	}
+	e.waitAttempts(id, "a@broken.test", 4) // more deferrals, no more notices
+
+	tok, err := admin.ReadToken(e.gw.Config().AdminTokenFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := admin.NewAdminClient(e.gw.AdminAddr(), tok).Bounce(id)
+	if err != nil || res.DSNID == "" {
+		t.Fatalf("Bounce = %+v, %v", res, err)
+	}
+	msgs := senderBox.WaitMessages(t, 2, 20*time.Second)
+	if len(msgs) != 2 {
+		t.Fatalf("the sender got %d reports, want the delay notice and the bounce", len(msgs))
+	}
+	dsn := msgs[1]
+	for _, want := range []string{"Action: failed", "Status: 5.0.0", "deleted by the mail administrator"} {
+		if !bytes.Contains(dsn.Data, []byte(want)) {
+			t.Errorf("bounce lacks %q:\n%s", want, dsn.Data)
+		}
+	}
+	if m := e.waitState(id, "a@broken.test", queue.StateBounced); !hasEvent(m, "deleted", "deleted by the mail administrator") {
+		t.Errorf("history: %+v", m.Events)
 	}
 }

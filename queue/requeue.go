@@ -101,13 +101,13 @@ func (s *Store) Redecide(id string, decide DecideFunc, report ReportFunc) (*Mess
 			if len(nd.Chain) == 0 {
 				nd.Chain = []string{"tls"}
 			}
-			was := fmt.Sprintf("[%s] at %s", strings.Join(r.Chain, ", "), r.Method())
-			if len(r.Chain) == 0 {
-				was = "[tls]"
+			old := r.Chain
+			if len(old) == 0 {
+				old = []string{"tls"} // a recipient without a chain gets tls
 			}
 			change := "unchanged"
-			if !slices.Equal(r.Chain, nd.Chain) || r.Step != 0 {
-				change = "was " + was
+			if !slices.Equal(old, nd.Chain) || r.Step != 0 {
+				change = fmt.Sprintf("was [%s] at %s", strings.Join(old, ", "), r.Method())
 			}
 			changes = append(changes, fmt.Sprintf("%s: [%s] by %s (%s)", r.Address, strings.Join(nd.Chain, ", "), nd.By, change))
 			r.Chain, r.Rules, r.By, r.Step = nd.Chain, nd.Rules, nd.By, 0

@@ -268,3 +268,55 @@ func TestQueueStatesRefusalsAndPrefixes(t *testing.T) {
 		t.Errorf("queue release by prefix: exit %d: %s", code, stdout)
 	}
 }
+
+// TestQueueReapplyAndBounceOnStoppedServer: with the server stopped,
+// queue reapply decides queued mail under the config file's policy (the
+// tag it arrived with still counts; a hold its rules no longer make is
+// lifted), and queue delete --bounce leaves a DSN to the sender.
+func TestQueueReapplyAndBounceOnStoppedServer(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "sealgate.yaml")
+	writeFile(t, cfg, "hostname: gw.test\ndata_dir: "+filepath.Join(dir, "data")+"\npolicy:\n  escalation_chain: [tls-verified, bounce]\n")
+	seedSpool(t, filepath.Join(dir, "data"))
+	store, err := queue.Open(queue.Options{Path: filepath.Join(dir, "data", "spool.db"), KeyFile: filepath.Join(dir, "data", "spool.key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tagged, err := store.Enqueue(context.Background(), queue.Envelope{From: "alice@org.test", Recipients: []string{"bob@dest.test"},
+		ClientAddr: "192.0.2.7:4000", AuthUser: "alice",
+		Decisions:  []queue.RcptDecision{{Chain: []string{"pgp", "smime", "escrow"}, By: "tag [secure]"}},
+		Asked:      &queue.Asked{Tags: []string{"[secure]"}, Trusted: true},
+		Hold:       "old-review-rule"}, []byte("Subject: results\r\n\r\nx\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+
+	code, stdout, stderr := sealgate(t, "queue", "reapply", "--all", "--config", cfg)
+	if code != 0 || !strings.Contains(stdout, tagged+": bob@dest.test: [tls-verified, bounce] by tag [secure] (was [pgp, smime, escrow] at pgp)") ||
+		!strings.Contains(stdout, "bob@dest.test: [tls] by default (unchanged)") || !strings.Contains(stdout, "2 messages decided again") {
+		t.Errorf("queue reapply --all: exit %d\n%s%s", code, stdout, stderr)
+	}
+	code, stdout, _ = sealgate(t, "queue", "show", tagged, "--config", cfg)
+	if code != 0 || strings.Contains(stdout, "Held:") || !strings.Contains(stdout, "policy chain [tls-verified, bounce] by tag [secure]") ||
+		!strings.Contains(stdout, "policy no longer holds it") {
+		t.Errorf("queue show after reapply: exit %d\n%s", code, stdout)
+	}
+
+	code, stdout, stderr = sealgate(t, "queue", "delete", tagged, "--bounce", "--config", cfg)
+	if code != 0 || !strings.Contains(stdout, tagged+" deleted; DSN ") {
+		t.Fatalf("queue delete --bounce: exit %d: %s%s", code, stdout, stderr)
+	}
+	dsnID := strings.Fields(strings.SplitN(stdout, "DSN ", 2)[1])[0]
+	code, stdout, _ = sealgate(t, "queue", "show", dsnID, "--config", cfg)
+	if code != 0 || !strings.Contains(stdout, "From:      <>") || !strings.Contains(stdout, "alice@org.test") {
+		t.Errorf("the DSN: exit %d\n%s", code, stdout)
+	}
+	code, stdout, _ = sealgate(t, "queue", "show", tagged, "--config", cfg)
+	if code != 0 || !strings.Contains(stdout, "bounced") || !strings.Contains(stdout, "deleted by the mail administrator") {
+		t.Errorf("the bounced message: exit %d\n%s", code, stdout)
+	}
+	if code, _, stderr := sealgate(t, "queue", "reapply", tagged, "--config", cfg); code != 1 || !strings.Contains(stderr, "finished") {
+		t.Errorf("queue reapply of a finished message: exit %d: %s", code, stderr)
+	}
+}

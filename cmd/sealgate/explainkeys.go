@@ -53,6 +53,10 @@ type explainResult struct {
 	// KeysRead is false in the second case.
 	KeyStore string `json:"key_store"`
 	KeysRead bool   `json:"keys_read"`
+	// Warnings name the recipients whose chain can only hold the
+	// message: no method of it is provided by this node (or, with the
+	// key store read, none applies now).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // explainWithKeys reads the key store of cfg's data dir, if it can, and
@@ -65,6 +69,7 @@ func explainWithKeys(cfg *config.Config, res policy.Applied, now time.Time) expl
 		for _, rd := range res.Recipients {
 			out.Recipients = append(out.Recipients, explainRecipient{RecipientDecision: rd})
 		}
+		holdWarnings(cfg, &out)
 		return out
 	}
 	defer closeOps()
@@ -77,7 +82,48 @@ func explainWithKeys(cfg *config.Config, res policy.Applied, now time.Time) expl
 	for i := range out.Recipients {
 		out.Recipients[i].WillGet = willGet(out.Recipients[i].Methods)
 	}
+	holdWarnings(cfg, &out)
 	return out
+}
+
+// holdWarnings names each recipient whose chain can only hold its
+// message until it expires: every method of the chain is one this node
+// does not provide, or (when the keys were read) none applies now.
+func holdWarnings(cfg *config.Config, r *explainResult) {
+	expiry := cfg.Queue.Expiry.D().String()
+	for _, rd := range r.Recipients {
+		var missing []string
+		for _, m := range rd.Chain {
+			if why := notProvided(cfg, m); why != "" {
+				missing = append(missing, why)
+			} else {
+				missing = nil
+				break
+			}
+		}
+		switch {
+		case len(missing) > 0:
+			r.Warnings = append(r.Warnings, fmt.Sprintf("%s: chain %s can only hold the message: %s; it waits and bounces after queue.expiry (%s). Provide a method or change the chain, then \"sealgate queue reapply --all\" for mail already queued",
+				rd.Recipient, rd.Chain, strings.Join(missing, ", "), expiry))
+		case strings.HasPrefix(rd.WillGet, "none: held"):
+			r.Warnings = append(r.Warnings, fmt.Sprintf("%s: no method of chain %s applies now (no key for it): the message is held until one does, and bounces after queue.expiry (%s)",
+				rd.Recipient, rd.Chain, expiry))
+		}
+	}
+}
+
+// notProvided says why this node cannot deliver by method m, "" when it
+// can (the transport methods, bounce and drop always can).
+func notProvided(cfg *config.Config, m policy.Method) string {
+	switch {
+	case m == policy.MethodPGP && !cfg.Keys.PGP:
+		return "pgp not provided (keys.pgp is off)"
+	case m == policy.MethodSMIME && !cfg.Keys.SMIME:
+		return "smime not provided (keys.smime is off)"
+	case m == policy.MethodEscrow && !cfg.EscrowOn():
+		return "escrow not provided (needs escrow.enabled and portal.public_url)"
+	}
+	return ""
 }
 
 // keyOutlook judges each method of a chain for a recipient from the key
@@ -101,8 +147,8 @@ func (o keyOutlook) chain(rcpt string, chain policy.Chain) []methodOutlook {
 		case m == policy.MethodSMIME:
 			mo = o.smime(keys)
 		case m == policy.MethodEscrow:
-			if !o.cfg.EscrowOn() {
-				mo.Applies, mo.Why = appliesNo, "escrow not provided (needs escrow.enabled and portal.public_url)"
+			if why := notProvided(o.cfg, m); why != "" {
+				mo.Applies, mo.Why = appliesNo, why
 			} else {
 				mo.Why = "escrow (notice with a portal link)"
 			}
@@ -114,8 +160,8 @@ func (o keyOutlook) chain(rcpt string, chain policy.Chain) []methodOutlook {
 
 func (o keyOutlook) pgp(keys []certs.Key) methodOutlook {
 	mo := methodOutlook{Method: policy.MethodPGP, Applies: appliesNo}
-	if !o.cfg.Keys.PGP {
-		mo.Why = "pgp not provided (keys.pgp is off)"
+	if why := notProvided(o.cfg, policy.MethodPGP); why != "" {
+		mo.Why = why
 		return mo
 	}
 	d := o.cfg.Keys.Discovery
@@ -132,8 +178,8 @@ func (o keyOutlook) pgp(keys []certs.Key) methodOutlook {
 
 func (o keyOutlook) smime(keys []certs.Key) methodOutlook {
 	mo := methodOutlook{Method: policy.MethodSMIME, Applies: appliesNo}
-	if !o.cfg.Keys.SMIME {
-		mo.Why = "smime not provided (keys.smime is off)"
+	if why := notProvided(o.cfg, policy.MethodSMIME); why != "" {
+		mo.Why = why
 		return mo
 	}
 	var sources []string

@@ -98,3 +98,36 @@ func TestPolicyExplainWithoutKeyStore(t *testing.T) {
 		t.Errorf("explain --json without a key store:\n%s", out)
 	}
 }
+
+// A chain this node can only hold on warns, with or without a key store:
+// every method of it is off here, or (keys read) none applies now. A
+// chain with a method that applies does not.
+func TestPolicyExplainWarnsWhenAChainCanOnlyHold(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "sealgate.yaml")
+	writeFile(t, cfg, "data_dir: "+filepath.Join(dir, "none")+"\nkeys: {pgp: false, smime: false}\n")
+	code, out, _ := sealgate(t, "policy", "explain", "--config", cfg, "--from", "alice@org.test", "--to", "bob@dest.test", "--subject", "[secure] x")
+	want := "WARNING: bob@dest.test: chain [pgp, smime, escrow] can only hold the message: pgp not provided (keys.pgp is off), " +
+		"smime not provided (keys.smime is off), escrow not provided (needs escrow.enabled and portal.public_url); " +
+		"it waits and bounces after queue.expiry (120h0m0s)"
+	if code != 0 || !strings.Contains(out, want) || !strings.Contains(out, "sealgate queue reapply --all") {
+		t.Errorf("explain of a chain that can only hold: exit %d\n%s", code, out)
+	}
+	code, out, _ = sealgate(t, "policy", "explain", "--json", "--config", cfg, "--from", "alice@org.test", "--to", "bob@dest.test", "--subject", "[secure] x")
+	if code != 0 || !strings.Contains(out, `"warnings": [`) {
+		t.Errorf("explain --json has no warnings:\n%s", out)
+	}
+	if code, out, _ := sealgate(t, "policy", "explain", "--config", cfg, "--from", "alice@org.test", "--to", "bob@dest.test", "--subject", "plain"); code != 0 || strings.Contains(out, "WARNING") {
+		t.Errorf("explain of a [tls] chain warns: exit %d\n%s", code, out)
+	}
+
+	// Keys read, none for the recipient, discovery off, no escrow.
+	data := filepath.Join(dir, "data")
+	seedSpool(t, data)
+	keyed := filepath.Join(dir, "keyed.yaml")
+	writeFile(t, keyed, "data_dir: "+data+"\nkeys:\n  discovery: {wkd: false, openpgpkey: false}\n")
+	code, out, _ = sealgate(t, "policy", "explain", "--config", keyed, "--from", "alice@org.test", "--to", "bob@dest.test", "--subject", "[secure] x")
+	if code != 0 || !strings.Contains(out, "WARNING: bob@dest.test: no method of chain [pgp, smime, escrow] applies now") {
+		t.Errorf("explain with keys read, none applying: exit %d\n%s", code, out)
+	}
+}

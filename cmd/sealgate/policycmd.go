@@ -200,6 +200,12 @@ func printExplain(out io.Writer, r explainResult) {
 			fmt.Fprintf(out, "    %s\n", mo.Why)
 		}
 	}
+	if len(r.Warnings) > 0 {
+		fmt.Fprintln(out)
+	}
+	for _, w := range r.Warnings {
+		fmt.Fprintf(out, "WARNING: %s\n", w)
+	}
 }
 
 func readMail(msg []byte) (*mail.Message, error) { return mail.ReadMessage(bytes.NewReader(msg)) }
