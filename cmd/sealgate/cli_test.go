@@ -284,9 +284,9 @@ func TestQueueReapplyAndBounceOnStoppedServer(t *testing.T) {
 	}
 	tagged, err := store.Enqueue(context.Background(), queue.Envelope{From: "alice@org.test", Recipients: []string{"bob@dest.test"},
 		ClientAddr: "192.0.2.7:4000", AuthUser: "alice",
-		Decisions:  []queue.RcptDecision{{Chain: []string{"pgp", "smime", "escrow"}, By: "tag [secure]"}},
-		Asked:      &queue.Asked{Tags: []string{"[secure]"}, Trusted: true},
-		Hold:       "old-review-rule"}, []byte("Subject: results\r\n\r\nx\r\n"))
+		Decisions: []queue.RcptDecision{{Chain: []string{"pgp", "smime", "escrow"}, By: "tag [secure]"}},
+		Asked:     &queue.Asked{Tags: []string{"[secure]"}, Trusted: true},
+		Hold:      "old-review-rule"}, []byte("Subject: results\r\n\r\nx\r\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
