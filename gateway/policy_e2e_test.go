@@ -232,6 +232,10 @@ func TestReapplyMovesHeldMailOntoTheNewChain(t *testing.T) {
 	if r := m.Recipients[0]; r.Method() != "escrow" {
 		t.Fatalf("recipient %+v, want waiting at escrow", r)
 	}
+	// The tag left the Subject at intake; the record keeps it.
+	if a := m.Envelope.Asked; a == nil || strings.Join(a.Tags, " ") != "[encrypt]" {
+		t.Fatalf("what the message asked for is not on record: %+v", a)
+	}
 
 	cfgFile := filepath.Join(t.TempDir(), "sealgate.yaml")
 	os.WriteFile(cfgFile, []byte("policy:\n  escalation_chain: [tls-verified, bounce]\n"), 0o600)
