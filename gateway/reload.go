@@ -58,3 +58,15 @@ func (g *Gateway) ReloadPolicy(cfg *config.Config) error {
 	g.logger.Info("policy reloaded", "rules", len(cfg.Policy.Rules), "hash", engine.Hash(), "previous_hash", old.Hash())
 	return nil
 }
+
+// ReloadInbound puts cfg's inbound limits, timeouts, trusted networks,
+// tenants and users in force for the connections that come next (the
+// open ones finish under the settings they started with), and logs each
+// inbound setting that only a restart changes.
+func (g *Gateway) ReloadInbound(cfg *config.Config) {
+	for _, what := range g.inbound.Reconfigure(cfg.Inbound) {
+		g.logger.Warn("config change needs a restart; the running value stays", "setting", what)
+	}
+	g.logger.Info("inbound settings reloaded", "trusted_networks", len(cfg.Inbound.TrustedNetworks),
+		"tenants", len(cfg.Inbound.Tenants), "users", len(cfg.Inbound.Auth.Users))
+}

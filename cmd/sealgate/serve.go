@@ -31,7 +31,8 @@ HTTP listener. Without --config it runs on the embedded defaults.
 Signals: SIGTERM or SIGINT stop accepting mail, let transactions in flight
 finish (up to 30s) and close the spool cleanly; a second signal exits at
 once. SIGHUP re-reads the config file (log level, policy rules, DKIM
-keys, TLS policy) and the listener certificate.`,
+keys, TLS policy, inbound limits, timeouts, trusted networks, tenants and
+users) and the listener certificate.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(configPath)
@@ -87,8 +88,9 @@ func serve(cfg *config.Config, configPath string) error {
 			}
 			policyErr := gw.ReloadPolicy(newCfg)
 			keysErr := gw.ReloadKeys(newCfg)
+			gw.ReloadInbound(newCfg)
 			if policyErr == nil && keysErr == nil {
-				logger.Info("config reloaded (log level, policy, DKIM keys, TLS policy; other changes need a restart)", "file", configPath)
+				logger.Info("config reloaded (log level, policy, DKIM keys, TLS policy, inbound limits, networks, tenants and users; other changes need a restart)", "file", configPath)
 			}
 		}
 		if err := gw.Reload(); err != nil {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
+
 	"github.com/sealgate/sealgate/certs"
 	"github.com/sealgate/sealgate/internal/testutil"
 )
@@ -91,6 +93,40 @@ func TestSignalsReloadAndDrain(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
+	// Inbound limits too: the next session gets max_recipients 1.
+	recipientsTaken := func() int {
+		c, err := smtp.Dial(smtpAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Mail("a@org.test", nil); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, r := range []string{"b1@dest.test", "b2@dest.test"} {
+			if err := c.Rcpt(r, nil); err != nil {
+				if e, ok := err.(*smtp.SMTPError); !ok || e.Code != 452 {
+					t.Fatalf("RCPT %s: %v", r, err)
+				}
+				break
+			}
+			n++
+		}
+		return n
+	}
+	if n := recipientsTaken(); n != 2 {
+		t.Fatalf("%d recipients taken before the reload", n)
+	}
+	writeFile(t, cfgPath, strings.Replace(cfg, "inbound:\n", "inbound:\n  max_recipients: 1\n", 1))
+	srv.Process.Signal(syscall.SIGHUP)
+	for i := 0; recipientsTaken() != 1; i++ {
+		if i == 100 {
+			t.Fatal("SIGHUP did not reload inbound.max_recipients")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
 	srv.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
 	go func() { done <- srv.Wait() }()
@@ -103,7 +139,7 @@ func TestSignalsReloadAndDrain(t *testing.T) {
 		t.Fatal("no exit after SIGTERM")
 	}
 	log, _ := os.ReadFile(filepath.Join(filepath.Dir(srv.Stderr.(*os.File).Name()), "server.log"))
-	for _, want := range []string{`"msg":"config reload refused; the running config stays"`, `bogus_key`, `"msg":"listener certificate reloaded"`, `"msg":"policy reloaded"`, `"msg":"stopped"`} {
+	for _, want := range []string{`"msg":"config reload refused; the running config stays"`, `bogus_key`, `"msg":"listener certificate reloaded"`, `"msg":"policy reloaded"`, `"msg":"inbound settings reloaded"`, `"msg":"stopped"`} {
 		if !strings.Contains(string(log), want) {
 			t.Errorf("server log lacks %s:\n%s", want, log)
 		}

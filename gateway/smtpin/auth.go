@@ -76,14 +76,14 @@ func (c *conn) checkCredentials(username, password string) error {
 	}
 	ok := false
 	found := false
-	for _, u := range srv.opts.Config.Auth.Users {
+	for _, u := range c.set.cfg.Auth.Users {
 		if u.Username == username {
 			ok, found = config.CheckPassword(u.PasswordHash, password), true
 			break
 		}
 	}
 	if !found {
-		config.CheckPassword(srv.decoyHash(), password)
+		config.CheckPassword(c.set.decoyHash(), password)
 	}
 	if ok {
 		c.authUser = username
@@ -100,11 +100,12 @@ func (c *conn) checkCredentials(username, password string) error {
 }
 
 // decoyHash is the configured hash that takes longest to check, found
-// once by timing each: what an unknown user is checked against.
-func (s *Server) decoyHash() string {
+// once per settings by timing each: what an unknown user is checked
+// against.
+func (s *settings) decoyHash() string {
 	s.decoyOnce.Do(func() {
 		var slowest time.Duration
-		for _, u := range s.opts.Config.Auth.Users {
+		for _, u := range s.cfg.Auth.Users {
 			start := time.Now()
 			config.CheckPassword(u.PasswordHash, "\x00 not a password \x00")
 			if d := time.Since(start); d >= slowest {

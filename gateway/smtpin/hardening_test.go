@@ -354,7 +354,7 @@ func TestUnknownUserCostsTheSlowestHash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.decoyHash() != slow {
+	if s.set.Load().decoyHash() != slow {
 		t.Error("the decoy is not the slowest hash")
 	}
 }

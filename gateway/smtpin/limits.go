@@ -38,6 +38,14 @@ func clientKey(ip netip.Addr) netip.Addr {
 	return ip
 }
 
+// setLimits changes the caps for the connections that come next; the
+// ones open stay open.
+func (cl *connLimiter) setLimits(total, perIP int) {
+	cl.mu.Lock()
+	cl.total, cl.perIP = total, perIP
+	cl.mu.Unlock()
+}
+
 // reserved is how many slots only trusted clients may take.
 func (cl *connLimiter) reserved() int {
 	if cl.total <= 1 {

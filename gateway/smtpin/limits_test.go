@@ -3,6 +3,7 @@ package smtpin
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -133,4 +134,46 @@ func TestInboundShutdownIsBounded(t *testing.T) {
 	if ne, ok := readErr.(net.Error); readErr == nil || ok && ne.Timeout() {
 		t.Errorf("the stalled client's connection is still open (read: %v)", readErr)
 	}
+}
+
+// TestReconfigureAppliesToTheNextConnection: a reload (SIGHUP) puts new
+// limits, trusted networks and users in force for the next connection;
+// a session already open finishes under the settings it started with;
+// what cannot change while running is named.
+func TestReconfigureAppliesToTheNextConnection(t *testing.T) {
+	cfg := testInboundConfig(t)
+	cfg.MaxRecipients = 2
+	f := startInbound(t, cfg, false)
+	before := dialSMTP(t, f.addr)
+	before.cmd("EHLO client.test", "250 ")
+	before.startTLS()
+	before.cmd("EHLO client.test", "250 ")
+
+	next := cfg
+	next.MaxRecipients = 1
+	next.TrustedNetworks = nil // loopback no longer relays without AUTH
+	next.Auth.Users = []config.User{{Username: "alice", PasswordHash: testHash(t, "s3cret")}}
+	next.Listen = "127.0.0.1:2526"
+	restart := f.srv.Reconfigure(next)
+	if len(restart) != 1 || restart[0] != "inbound.listen" {
+		t.Errorf("needs a restart: %v, want inbound.listen only", restart)
+	}
+
+	// The open session: still trusted, still two recipients.
+	before.cmd("MAIL FROM:<a@org.test>", "250 ")
+	before.cmd("RCPT TO:<b1@dest.test>", "250 ")
+	before.cmd("RCPT TO:<b2@dest.test>", "250 ")
+
+	// The next one: no relay without AUTH, then alice, then one recipient.
+	c := dialSMTP(t, f.addr)
+	c.cmd("EHLO client.test", "250 ")
+	c.startTLS()
+	c.cmd("EHLO client.test", "250 ")
+	c.cmd("MAIL FROM:<a@org.test>", "250 ")
+	c.cmd("RCPT TO:<b1@dest.test>", "550 5.7.1")
+	c.cmd("RSET", "250 ")
+	c.cmd("AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00alice\x00s3cret")), "235 ")
+	c.cmd("MAIL FROM:<a@org.test>", "250 ")
+	c.cmd("RCPT TO:<b1@dest.test>", "250 ")
+	c.cmd("RCPT TO:<b2@dest.test>", "452 4.5.3")
 }

@@ -33,6 +33,7 @@ const pressureIdle = 10 * time.Second
 // goroutine runs it from greeting to close.
 type conn struct {
 	srv      *Server
+	set      *settings // the settings the connection started under
 	raw      net.Conn // the socket, set once: what Shutdown cuts
 	nc       net.Conn // the socket, or the TLS connection over it
 	dc       *deadlineConn
@@ -98,7 +99,7 @@ func (c *conn) serve() {
 			"messages", c.accepted, "errors", c.bad)
 	}()
 	if tc, ok := c.nc.(*tls.Conn); ok {
-		tc.SetDeadline(time.Now().Add(opts.Config.IdleTimeout.D()))
+		tc.SetDeadline(time.Now().Add(c.set.cfg.IdleTimeout.D()))
 		if err := tc.HandshakeContext(c.ctx); err != nil {
 			opts.Logger.Warn("TLS handshake failed", "client", c.clientIP.String(), "listener", listener, "err", err.Error())
 			return
@@ -114,7 +115,7 @@ func (c *conn) serve() {
 		return
 	}
 	c.writeReply(&smtp.SMTPError{Code: 220, EnhancedCode: smtp.NoEnhancedCode, Message: opts.Hostname + " ESMTP ready"})
-	idle := opts.Config.IdleTimeout.D()
+	idle := c.set.cfg.IdleTimeout.D()
 	for {
 		// Under pressure (most slots taken), a client without a
 		// transaction that has a recipient gets a short idle time: it must not hold a slot
@@ -123,7 +124,7 @@ func (c *conn) serve() {
 		if (c.tx == nil || len(c.tx.rcpts) == 0) && c.srv.limits.underPressure() {
 			c.dc.idle = min(idle, pressureIdle)
 		}
-		line, err := readCommand(c.br, opts.Config.MaxLineLength)
+		line, err := readCommand(c.br, c.set.cfg.MaxLineLength)
 		if err != nil {
 			c.readFailed(err)
 			return
@@ -139,7 +140,7 @@ func (c *conn) serve() {
 // Postfix's postscreen does: a real client waits for the 220.
 func (c *conn) talkedEarly() bool {
 	wait := time.Millisecond
-	if p := c.srv.opts.Config.GreetPause.D(); p > 0 && !c.trusted {
+	if p := c.set.cfg.GreetPause.D(); p > 0 && !c.trusted {
 		wait = p
 	}
 	c.dc.cap = time.Now().Add(wait)
@@ -150,7 +151,7 @@ func (c *conn) talkedEarly() bool {
 
 // sessionCap is the hard limit of the session outside DATA and BDAT.
 func (c *conn) sessionCap() time.Time {
-	if st := c.srv.opts.Config.SessionTimeout.D(); st > 0 {
+	if st := c.set.cfg.SessionTimeout.D(); st > 0 {
 		return c.started.Add(st)
 	}
 	return time.Time{}
@@ -160,7 +161,7 @@ func (c *conn) sessionCap() time.Time {
 // the size limit at 32 KiB/s, so that a slow but steady upload of the
 // largest message fits, and never less than the session's own limit.
 func (c *conn) dataCap() time.Time {
-	d := 10*time.Minute + time.Duration(c.srv.opts.Config.MaxMessageBytes/(32<<10))*time.Second
+	d := 10*time.Minute + time.Duration(c.set.cfg.MaxMessageBytes/(32<<10))*time.Second
 	end := time.Now().Add(d)
 	if s := c.sessionCap(); s.After(end) {
 		end = s
@@ -270,7 +271,7 @@ func reply(code, a, b, d int, msg string) *smtp.SMTPError {
 // input is pending, and must flush before it would block).
 func (c *conn) writeReply(r *smtp.SMTPError) {
 	// Every write may flush a full buffer: each gets a fresh deadline.
-	c.nc.SetWriteDeadline(time.Now().Add(max(c.srv.opts.Config.IdleTimeout.D(), time.Second)))
+	c.nc.SetWriteDeadline(time.Now().Add(max(c.set.cfg.IdleTimeout.D(), time.Second)))
 	lines := strings.Split(r.Message, "\n")
 	for i, l := range lines {
 		sep := " "
@@ -289,7 +290,7 @@ func (c *conn) writeReply(r *smtp.SMTPError) {
 }
 
 func (c *conn) flush() {
-	c.nc.SetWriteDeadline(time.Now().Add(max(c.srv.opts.Config.IdleTimeout.D(), time.Second)))
+	c.nc.SetWriteDeadline(time.Now().Add(max(c.set.cfg.IdleTimeout.D(), time.Second)))
 	c.bw.Flush()
 }
 
@@ -318,7 +319,7 @@ func (c *conn) hello(verb, name string) error {
 	}
 	caps := []string{c.srv.opts.Hostname + " Hello " + sanitizeTrace(name), "PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES",
 		"CHUNKING", "SMTPUTF8"}
-	if m := c.srv.opts.Config.MaxMessageBytes; m > 0 {
+	if m := c.set.cfg.MaxMessageBytes; m > 0 {
 		caps = append(caps, "SIZE "+strconv.FormatInt(m, 10))
 	} else {
 		caps = append(caps, "SIZE")
@@ -327,7 +328,7 @@ func (c *conn) hello(verb, name string) error {
 		caps = append(caps, "STARTTLS")
 	}
 	if c.tls != nil {
-		if len(c.srv.opts.Config.Auth.Users) > 0 && c.authUser == "" {
+		if len(c.set.cfg.Auth.Users) > 0 && c.authUser == "" {
 			caps = append(caps, "AUTH PLAIN LOGIN")
 		}
 		caps = append(caps, "REQUIRETLS")
@@ -352,7 +353,7 @@ func (c *conn) startTLS(arg string) error {
 	c.writeReply(reply(220, 2, 0, 0, "Ready to start TLS"))
 	c.flush()
 	tc := tls.Server(c.nc, c.srv.opts.TLSConfig)
-	tc.SetDeadline(time.Now().Add(max(c.srv.opts.Config.IdleTimeout.D(), time.Second)))
+	tc.SetDeadline(time.Now().Add(max(c.set.cfg.IdleTimeout.D(), time.Second)))
 	if err := tc.HandshakeContext(c.ctx); err != nil {
 		c.srv.opts.Logger.Warn("TLS handshake failed", "client", c.clientIP.String(), "listener", "starttls", "helo", c.helo, "err", err.Error())
 		return err // nothing more can be said in the clear
@@ -362,7 +363,7 @@ func (c *conn) startTLS(arg string) error {
 	// RFC 3207 §4.2: forget everything learnt before TLS.
 	c.endTransaction()
 	c.nc, c.tls, c.helo, c.authUser = tc, &st, "", ""
-	c.dc = &deadlineConn{Conn: tc, idle: c.srv.opts.Config.IdleTimeout.D(), cap: c.sessionCap()}
+	c.dc = &deadlineConn{Conn: tc, idle: c.set.cfg.IdleTimeout.D(), cap: c.sessionCap()}
 	c.br.Reset(c.dc)
 	c.bw.Reset(tc)
 	return nil
@@ -375,7 +376,7 @@ func (c *conn) auth(arg string) error {
 	switch {
 	case c.tls == nil:
 		return reply(523, 5, 7, 10, "TLS is required for AUTH")
-	case len(c.srv.opts.Config.Auth.Users) == 0:
+	case len(c.set.cfg.Auth.Users) == 0:
 		return reply(502, 5, 5, 1, "AUTH not available")
 	case c.authUser != "":
 		return reply(503, 5, 5, 1, "Already authenticated")
@@ -411,7 +412,7 @@ func (c *conn) auth(arg string) error {
 		}
 		c.writeReply(&smtp.SMTPError{Code: 334, EnhancedCode: smtp.NoEnhancedCode, Message: base64.StdEncoding.EncodeToString(challenge)})
 		c.flush()
-		line, err := readCommand(c.br, c.srv.opts.Config.MaxLineLength)
+		line, err := readCommand(c.br, c.set.cfg.MaxLineLength)
 		if err != nil {
 			return &replyErr{reply(500, 5, 5, 2, "Bad AUTH response, closing connection"), err}
 		}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -55,13 +56,10 @@ type Options struct {
 // STARTTLS listener and, if configured, the implicit-TLS one.
 type Server struct {
 	opts         Options
-	trusted      []netip.Prefix
-	tenants      []policy.Tenant
+	set          atomic.Pointer[settings]
 	limits       *connLimiter
 	budget       *byteBudget
 	authFailures *authLimiter
-	decoyOnce    sync.Once
-	decoy        string
 
 	mu       sync.Mutex
 	draining bool
@@ -84,12 +82,9 @@ func New(opts Options) (*Server, error) {
 	if opts.OnQueued == nil {
 		opts.OnQueued = func(string) {}
 	}
-	if opts.Config.MaxLineLength <= 0 {
-		opts.Config.MaxLineLength = 2000
-	}
 	cfg := opts.Config
-	tenants := policy.Tenants(cfg)
-	if policy.AnyClientCert(tenants) && opts.TLSConfig != nil {
+	set := newSettings(cfg)
+	if policy.AnyClientCert(set.tenants) && opts.TLSConfig != nil {
 		// Ask every client for a certificate, require none: the tenant
 		// check verifies it, and only for clients in a tenant's networks.
 		opts.TLSConfig = opts.TLSConfig.Clone()
@@ -97,17 +92,67 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{
 		opts:         opts,
-		trusted:      cfg.Networks(),
-		tenants:      tenants,
 		budget:       &byteBudget{max: cfg.MaxBytesInFlight},
 		authFailures: newAuthLimiter(),
 		conns:        map[*conn]struct{}{},
 	}
+	s.set.Store(set)
 	s.limits = newConnLimiter(cfg.MaxConnections, cfg.MaxConnectionsPerIP, s.isTrusted)
 	return s, nil
 }
 
-func (s *Server) isTrusted(ip netip.Addr) bool { return policy.MayRelay(ip, "", s.trusted).Allowed }
+// settings are the inbound settings a reload may change: limits,
+// timeouts, trusted networks, tenants, users. A connection keeps the
+// settings it started under; the next one gets the new.
+type settings struct {
+	cfg       config.Inbound
+	trusted   []netip.Prefix
+	tenants   []policy.Tenant
+	decoyOnce sync.Once
+	decoy     string
+}
+
+func newSettings(cfg config.Inbound) *settings {
+	if cfg.MaxLineLength <= 0 {
+		cfg.MaxLineLength = 2000
+	}
+	return &settings{cfg: cfg, trusted: cfg.Networks(), tenants: policy.Tenants(cfg)}
+}
+
+// Reconfigure puts cfg's limits, timeouts, trusted networks, tenants and
+// users in force for the connections that come next (SIGHUP), and names
+// the settings it cannot change while running: they keep their value
+// until a restart.
+func (s *Server) Reconfigure(cfg config.Inbound) (needRestart []string) {
+	old := s.set.Load().cfg
+	set := newSettings(cfg)
+	if old.Listen != cfg.Listen {
+		needRestart = append(needRestart, "inbound.listen")
+	}
+	if old.ImplicitTLSListen != cfg.ImplicitTLSListen {
+		needRestart = append(needRestart, "inbound.implicit_tls_listen")
+	}
+	if old.TLS != cfg.TLS {
+		needRestart = append(needRestart, "inbound.tls (the files named; a new certificate in the same files is reloaded)")
+	}
+	if old.MaxBytesInFlight != cfg.MaxBytesInFlight {
+		needRestart = append(needRestart, "inbound.max_bytes_in_flight")
+		set.cfg.MaxBytesInFlight = old.MaxBytesInFlight
+	}
+	if policy.AnyClientCert(set.tenants) && s.opts.TLSConfig != nil && s.opts.TLSConfig.ClientAuth == tls.NoClientCert {
+		// The listener does not ask for client certificates yet: a
+		// tenant's client_cert_name cannot be met until a restart, so
+		// such a tenant refuses relay until then (fail closed).
+		needRestart = append(needRestart, "inbound.tenants client_cert_name (the listener must ask for client certificates)")
+	}
+	s.set.Store(set)
+	s.limits.setLimits(cfg.MaxConnections, cfg.MaxConnectionsPerIP)
+	return needRestart
+}
+
+func (s *Server) isTrusted(ip netip.Addr) bool {
+	return policy.MayRelay(ip, "", s.set.Load().trusted).Allowed
+}
 
 // Serve accepts SMTP connections with STARTTLS on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error { return s.serve(s.limits.wrap(l, true), false) }
@@ -161,18 +206,18 @@ func (s *Server) serve(l net.Listener, implicitTLS bool) error {
 
 func (s *Server) newConn(nc net.Conn, implicitTLS bool) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &conn{srv: s, ctx: ctx, cancel: cancel, started: s.opts.Now()}
+	c := &conn{srv: s, set: s.set.Load(), ctx: ctx, cancel: cancel, started: s.opts.Now()}
 	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
 		c.clientIP = ap.Addr().Unmap()
 	}
-	c.trusted = s.isTrusted(c.clientIP)
-	c.tenants = policy.TenantsFor(c.clientIP, s.tenants)
+	c.trusted = policy.MayRelay(c.clientIP, "", c.set.trusted).Allowed
+	c.tenants = policy.TenantsFor(c.clientIP, c.set.tenants)
 	c.raw = nc
 	if implicitTLS {
 		nc = tls.Server(nc, s.opts.TLSConfig)
 	}
 	c.nc = nc
-	c.dc = &deadlineConn{Conn: nc, idle: s.opts.Config.IdleTimeout.D()}
+	c.dc = &deadlineConn{Conn: nc, idle: c.set.cfg.IdleTimeout.D()}
 	c.dc.cap = c.sessionCap()
 	c.br = bufio.NewReaderSize(c.dc, 64<<10)
 	c.bw = bufio.NewWriterSize(nc, 4<<10)
@@ -235,7 +280,7 @@ func (s *Server) roomFor(size int64) error {
 	if free := s.budget.free(); free >= 0 && size > free {
 		return fmt.Errorf("message of %d octets, %d left of the budget for messages in flight", size, free)
 	}
-	minFree := s.opts.Config.MinFreeDiskBytes
+	minFree := s.set.Load().cfg.MinFreeDiskBytes
 	if s.opts.SpoolDir == "" || minFree <= 0 {
 		return nil
 	}

@@ -39,7 +39,7 @@ func (c *conn) mail(arg string) error {
 			if err != nil || n < 0 {
 				return reply(501, 5, 5, 4, "Bad SIZE parameter")
 			}
-			if m := opts.Config.MaxMessageBytes; m > 0 && n > m {
+			if m := c.set.cfg.MaxMessageBytes; m > 0 && n > m {
 				return reply(552, 5, 3, 4, "Message size exceeds fixed limit")
 			}
 			tx.size = n
@@ -57,7 +57,7 @@ func (c *conn) mail(arg string) error {
 			return reply(555, 5, 5, 4, "Unsupported MAIL parameter "+sanitizeTrace(key))
 		}
 	}
-	if c.tls == nil && opts.Config.RequireTLS && (!c.clientIP.IsLoopback() || opts.loopbackIsRemote) {
+	if c.tls == nil && c.set.cfg.RequireTLS && (!c.clientIP.IsLoopback() || opts.loopbackIsRemote) {
 		return toSMTPError(errMustStartTLS, "")
 	}
 	if tx.requireTLS && c.tls == nil {
@@ -105,7 +105,7 @@ func (c *conn) rcpt(arg string) error {
 	if c.authUser == "" && len(c.tenants) > 0 {
 		// A tenant's network: MAIL has already bound the sender; the
 		// tenant's networks never count as trusted networks.
-	} else if d := policy.MayRelay(c.clientIP, c.authUser, c.srv.trusted); !d.Allowed {
+	} else if d := policy.MayRelay(c.clientIP, c.authUser, c.set.trusted); !d.Allowed {
 		c.srv.opts.Logger.Warn("relay denied", "client", c.clientIP.String(), "helo", c.helo, "rcpt", sanitizeTrace(path), "reason", d.Reason)
 		return toSMTPError(errRelayDenied, "")
 	}
@@ -121,7 +121,7 @@ func (c *conn) rcpt(arg string) error {
 	case strings.HasPrefix(domain, "["):
 		return reply(553, 5, 1, 3, "Address literals are not relayed")
 	}
-	if m := c.srv.opts.Config.MaxRecipients; m > 0 && len(c.tx.rcpts) >= m {
+	if m := c.set.cfg.MaxRecipients; m > 0 && len(c.tx.rcpts) >= m {
 		return reply(452, 4, 5, 3, "Too many recipients")
 	}
 	c.tx.rcpts = append(c.tx.rcpts, addr)
@@ -202,7 +202,7 @@ func (c *conn) newBody() *bodySink {
 	trace := receivedHeader(facts)
 	body := &bytes.Buffer{}
 	tx := c.tx
-	if m := c.srv.opts.Config.MaxMessageBytes; tx.size > 0 && (m <= 0 || tx.size <= m) && c.srv.budget.take(int(tx.size)) {
+	if m := c.set.cfg.MaxMessageBytes; tx.size > 0 && (m <= 0 || tx.size <= m) && c.srv.budget.take(int(tx.size)) {
 		// The client said how large (SIZE=): one buffer of that size
 		// instead of doubling into garbage, its room held at once.
 		tx.held = int(tx.size)
@@ -210,7 +210,7 @@ func (c *conn) newBody() *bodySink {
 	}
 	body.Write(trace)
 	tx.body, tx.trace = body, body.Len()
-	sink := &bodySink{dst: body, limit: c.srv.opts.Config.MaxMessageBytes}
+	sink := &bodySink{dst: body, limit: c.set.cfg.MaxMessageBytes}
 	sink.reserve = func(total int) bool {
 		if total <= tx.held {
 			return true
@@ -252,7 +252,7 @@ func (c *conn) data(arg string) error {
 	c.flush()
 	sink := c.newBody()
 	c.dc.cap = c.dataCap()
-	err := readData(c.br, sink, c.srv.opts.Config.MaxLineLength)
+	err := readData(c.br, sink, c.set.cfg.MaxLineLength)
 	c.dc.cap = c.sessionCap()
 	if err != nil {
 		return c.transferFailed("DATA", err)
@@ -295,7 +295,7 @@ func (c *conn) bdat(arg string) error {
 	if !sink.flags.tooBig && !sink.flags.noMemory {
 		body := c.tx.body.Bytes()[c.tx.trace:]
 		sink.flags.bareLineEnding = mailtext.HasBareLineEnding(body)
-		sink.flags.longLine = hasLongLine(body, c.srv.opts.Config.MaxLineLength)
+		sink.flags.longLine = hasLongLine(body, c.set.cfg.MaxLineLength)
 	}
 	return c.finishMessage()
 }
@@ -343,11 +343,11 @@ func (c *conn) finishMessage() error {
 		return reply(554, 5, 6, 0, "Message contains NUL characters")
 	case flags.longLine:
 		log.Info("message refused: line too long", "size", flags.size)
-		return reply(554, 5, 6, 0, "Message has lines longer than "+strconv.Itoa(opts.Config.MaxLineLength)+" octets")
+		return reply(554, 5, 6, 0, "Message has lines longer than "+strconv.Itoa(c.set.cfg.MaxLineLength)+" octets")
 	}
 	msg, body := tx.body.Bytes(), tx.body.Bytes()[tx.trace:]
 	if flags.bareLineEnding {
-		if opts.Config.BareLineEndings != "normalize" {
+		if c.set.cfg.BareLineEndings != "normalize" {
 			log.Warn("message refused: bare CR or LF (SMTP smuggling defence)", "size", len(body))
 			return toSMTPError(errBareLineEnding, "")
 		}
