@@ -91,7 +91,9 @@ func ParseSMIME(data []byte, now time.Time) ([]Key, error) {
 func smimeCertificateDERs(data []byte) ([][]byte, error) {
 	trimmed := bytes.TrimSpace(data)
 	if !bytes.Contains(trimmed, []byte("-----BEGIN ")) {
-		return smimeDERCertificates(trimmed)
+		// DER is binary: its last byte may well be 0x20 or 0x0a, so
+		// only the leading side is trimmed (a signature ends it).
+		return smimeDERCertificates(bytes.TrimLeft(data, " \t\r\n"))
 	}
 	var ders [][]byte
 	rest := trimmed

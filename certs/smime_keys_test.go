@@ -372,3 +372,21 @@ func TestParseSMIMEOpenSSLFiles(t *testing.T) {
 		t.Errorf("fingerprint %+v, openssl says %s", keys, out)
 	}
 }
+
+// TestDERCertificateEndingInWhitespaceBytes: a DER certificate is binary,
+// and its signature may end in a byte that is ASCII white space; the
+// import must not cut it off (it once did, for about one certificate in
+// forty).
+func TestDERCertificateEndingInWhitespaceBytes(t *testing.T) {
+	for i := 0; i < 400; i++ {
+		der := smimeTestCert(t, smimeCertSpec{key: "p256"}).Raw
+		if last := der[len(der)-1]; last != ' ' && last != '\n' && last != '\r' && last != '\t' && last != '\v' && last != '\f' {
+			continue
+		}
+		if _, err := ParseSMIME(der, time.Now()); err != nil {
+			t.Fatalf("DER certificate ending in %#x refused: %v", der[len(der)-1], err)
+		}
+		return
+	}
+	t.Skip("no certificate ending in a white-space byte among 400")
+}
