@@ -216,3 +216,40 @@ func TestRulesFileAndRecipientList(t *testing.T) {
 		t.Errorf("error in a rules file: %v", err)
 	}
 }
+
+// TestPathsAreRelativeToTheConfigFile: a path a config file names is
+// taken from the file's directory, wherever sealgate runs; absolute
+// paths and the embedded default data_dir stay as they are, and a rules
+// file's to_file is relative to the rules file.
+func TestPathsAreRelativeToTheConfigFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "etc")
+	if err := os.MkdirAll(filepath.Join(dir, "rules"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "rules", "list.txt"), []byte("*@clinic.test\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "rules", "rules.yaml"), []byte("- name: listed\n  match: {to_file: list.txt}\n  chain: [tls-verified, bounce]\n"), 0o600)
+	cfgFile := filepath.Join(dir, "sealgate.yaml")
+	os.WriteFile(cfgFile, []byte("data_dir: state\nqueue:\n  key_file: /srv/spool.key\nescrow:\n  key_file: keys/escrow.key\npolicy:\n  rules_file: rules/rules.yaml\n"), 0o600)
+	c, err := Load(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, got := range map[string][2]string{
+		"data_dir":          {c.DataDir, filepath.Join(dir, "state")},
+		"queue.key_file":    {c.Queue.KeyFile, "/srv/spool.key"},
+		"escrow.key_file":   {c.Escrow.KeyFile, filepath.Join(dir, "keys", "escrow.key")},
+		"policy.rules_file": {c.Policy.RulesFile, filepath.Join(dir, "rules", "rules.yaml")},
+		"to_file":           {c.Policy.Rules[0].Match.ToFile, filepath.Join(dir, "rules", "list.txt")},
+	} {
+		if got[0] != got[1] {
+			t.Errorf("%s = %q, want %q", name, got[0], got[1])
+		}
+	}
+	if entries := c.Policy.Rules[0].Match.ToFileEntries; len(entries) != 1 || entries[0] != "*@clinic.test" {
+		t.Errorf("to_file entries %v", entries)
+	}
+	d, err := Default()
+	if err != nil || d.DataDir != "./sealgate-data" {
+		t.Errorf("default data_dir %q, %v", d.DataDir, err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -83,9 +84,11 @@ func Parse(name string, data []byte) (*Config, error) {
 		}
 		cfg.Source = name
 	}
+	d.resolvePaths(cfg)
 	if f := cfg.Policy.RulesFile; f != "" {
 		d.decodeRulesFile(f, cfg)
 	}
+	d.resolveRulePaths(cfg)
 	// Values that did not decode keep their defaults, so validation
 	// still finds the file's other problems: report them all at once.
 	v := &validator{pos: d.pos}
@@ -134,6 +137,50 @@ func (d *decoder) decodeFile(name string, data []byte, cfg *Config) bool {
 	}
 	d.decode(doc.Content[0], reflect.ValueOf(cfg).Elem(), "")
 	return true
+}
+
+// relativeTo makes *p, set at key, relative to the directory of the file
+// that set it: a config file means the paths it names from where it
+// lies, not from wherever sealgate was started. Absolute paths, empty
+// ones and the embedded defaults' (data_dir "./sealgate-data": the
+// working directory, for the quick start) stay as they are.
+func (d *decoder) relativeTo(key string, p *string) {
+	pos, ok := d.pos[key]
+	if !ok || pos.file == defaultsName || *p == "" || filepath.IsAbs(*p) {
+		return
+	}
+	*p = filepath.Join(filepath.Dir(pos.file), *p)
+}
+
+// resolvePaths applies relativeTo to every path of the config file.
+func (d *decoder) resolvePaths(cfg *Config) {
+	d.relativeTo("data_dir", &cfg.DataDir)
+	d.relativeTo("inbound.tls.cert_file", &cfg.Inbound.TLS.CertFile)
+	d.relativeTo("inbound.tls.key_file", &cfg.Inbound.TLS.KeyFile)
+	d.relativeTo("queue.key_file", &cfg.Queue.KeyFile)
+	for i := range cfg.Outbound.ExtraRootCAs {
+		d.relativeTo(fmt.Sprintf("outbound.extra_root_cas[%d]", i), &cfg.Outbound.ExtraRootCAs[i])
+	}
+	d.relativeTo("outbound.smarthost.password_file", &cfg.Outbound.Smarthost.PasswordFile)
+	for i := range cfg.DKIM.Keys {
+		d.relativeTo(fmt.Sprintf("dkim.keys[%d].key_file", i), &cfg.DKIM.Keys[i].KeyFile)
+	}
+	d.relativeTo("policy.rules_file", &cfg.Policy.RulesFile)
+	d.relativeTo("keys.archive_key_file", &cfg.Keys.ArchiveKeyFile)
+	for i := range cfg.Keys.SMIMERoots {
+		d.relativeTo(fmt.Sprintf("keys.smime_roots[%d]", i), &cfg.Keys.SMIMERoots[i])
+	}
+	d.relativeTo("escrow.key_file", &cfg.Escrow.KeyFile)
+	d.relativeTo("portal.tls.cert_file", &cfg.Portal.TLS.CertFile)
+	d.relativeTo("portal.tls.key_file", &cfg.Portal.TLS.KeyFile)
+}
+
+// resolveRulePaths applies relativeTo to the rules' to_file, inline or
+// from policy.rules_file (relative to that file).
+func (d *decoder) resolveRulePaths(cfg *Config) {
+	for i := range cfg.Policy.Rules {
+		d.relativeTo(fmt.Sprintf("policy.rules[%d].match.to_file", i), &cfg.Policy.Rules[i].Match.ToFile)
+	}
 }
 
 // decodeRulesFile appends the rules of policy.rules_file (a YAML list of
