@@ -71,15 +71,8 @@ func (s *Store) Redecide(id string, decide DecideFunc, report ReportFunc) (*Mess
 		}
 		now := s.now()
 		if d.Reject != "" {
-			var bounced []Recipient
-			for i := range m.Recipients {
-				r := &m.Recipients[i]
-				if r.State.Final() {
-					continue
-				}
-				r.State, r.Status, r.LastCode, r.DoneAt, r.NextAttempt = StateBounced, "5.7.1", 0, now, time.Time{}
-				r.LastError = "refused by policy rule " + d.RejectRule + " when the policy was applied again: " + d.Reject
-				bounced = append(bounced, *r)
+			bounced := bouncePending(m, "5.7.1", "refused by policy rule "+d.RejectRule+" when the policy was applied again: "+d.Reject, now)
+			for _, r := range bounced {
 				m.Events = append(m.Events, Event{Time: now, Kind: "bounced", Detail: r.Address + ": " + r.LastError})
 			}
 			var err error
@@ -155,16 +148,7 @@ func (s *Store) Bounce(id, why string, report ReportFunc) (string, error) {
 			return fmt.Errorf("%s: nothing to bounce: %w", id, ErrFinished)
 		}
 		now := s.now()
-		var bounced []Recipient
-		for i := range m.Recipients {
-			r := &m.Recipients[i]
-			if r.State.Final() {
-				continue
-			}
-			r.State, r.Status, r.LastCode, r.DoneAt, r.NextAttempt = StateBounced, "5.0.0", 0, now, time.Time{}
-			r.LastError = why
-			bounced = append(bounced, *r)
-		}
+		bounced := bouncePending(m, "5.0.0", why, now)
 		m.Events = append(m.Events, Event{Time: now, Kind: "deleted", Detail: fmt.Sprintf("%s (%d recipients bounced)", why, len(bounced))})
 		var err error
 		if dsnID, err = s.queueReport(tx, m, bounced, onBody(report, body), now); err != nil {
@@ -173,6 +157,21 @@ func (s *Store) Bounce(id, why string, report ReportFunc) (string, error) {
 		return s.finishIfDone(tx, m, now)
 	})
 	return dsnID, err
+}
+
+// bouncePending ends every pending recipient of m as bounced with status
+// and why, and returns them.
+func bouncePending(m *Message, status, why string, now time.Time) []Recipient {
+	var bounced []Recipient
+	for i := range m.Recipients {
+		r := &m.Recipients[i]
+		if r.State.Final() {
+			continue
+		}
+		r.State, r.Status, r.LastCode, r.LastError, r.DoneAt, r.NextAttempt = StateBounced, status, 0, why, now, time.Time{}
+		bounced = append(bounced, *r)
+	}
+	return bounced
 }
 
 // NotifyHeldDelays sends the delay notices that held messages are due:

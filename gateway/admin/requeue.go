@@ -257,55 +257,44 @@ func requeueErr(err error) error {
 	return err
 }
 
-func (a *API) reapply(w http.ResponseWriter, r *http.Request) {
-	if a.requeue == nil {
-		writeJSON(w, http.StatusConflict, map[string]string{"error": errRequeueOff.Error()})
-		return
+// requeueRoute serves one requeue operation: 409 on a server without
+// them, the route's {id} resolved when the operation takes one (named),
+// the result as JSON and a log line saying what the admin did.
+func (a *API) requeueRoute(did string, named bool, op func(id string) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if a.requeue == nil {
+			writeJSON(w, http.StatusConflict, map[string]string{"error": errRequeueOff.Error()})
+			return
+		}
+		id := ""
+		if named {
+			var ok bool
+			if id, ok = a.id(w, r); !ok {
+				return
+			}
+		}
+		res, err := op(id)
+		if err != nil {
+			a.fail(w, err)
+			return
+		}
+		a.logger.Info(did, "queue_id", id, "result", res)
+		writeJSON(w, http.StatusOK, res)
 	}
-	id, ok := a.id(w, r)
-	if !ok {
-		return
-	}
-	res, err := a.requeue.Reapply(id)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	a.logger.Info("policy applied again by admin", "queue_id", id, "held", res.Held, "rejected_by", res.Rejected, "dsn_id", res.DSNID)
-	writeJSON(w, http.StatusOK, res)
 }
 
-func (a *API) reapplyAll(w http.ResponseWriter, r *http.Request) {
-	if a.requeue == nil {
-		writeJSON(w, http.StatusConflict, map[string]string{"error": errRequeueOff.Error()})
-		return
-	}
-	res, err := a.requeue.ReapplyAll()
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	if res == nil {
-		res = []Reapplied{}
-	}
-	a.logger.Info("policy applied again to every queued message by admin", "messages", len(res))
-	writeJSON(w, http.StatusOK, res)
-}
-
-func (a *API) bounce(w http.ResponseWriter, r *http.Request) {
-	if a.requeue == nil {
-		writeJSON(w, http.StatusConflict, map[string]string{"error": errRequeueOff.Error()})
-		return
-	}
-	id, ok := a.id(w, r)
-	if !ok {
-		return
-	}
-	res, err := a.requeue.Bounce(id)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	a.logger.Info("message deleted by admin with a DSN to the sender", "queue_id", id, "dsn_id", res.DSNID)
-	writeJSON(w, http.StatusOK, res)
+// requeueRoutes are the admin API's reapply and bounce routes.
+func (a *API) requeueRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /api/v1/queue/reapply", a.requeueRoute("policy applied again to every queued message by admin", false,
+		func(string) (any, error) {
+			res, err := a.requeue.ReapplyAll()
+			if res == nil {
+				res = []Reapplied{}
+			}
+			return res, err
+		}))
+	mux.HandleFunc("POST /api/v1/queue/{id}/reapply", a.requeueRoute("policy applied again by admin", true,
+		func(id string) (any, error) { return a.requeue.Reapply(id) }))
+	mux.HandleFunc("POST /api/v1/queue/{id}/bounce", a.requeueRoute("message deleted by admin with a DSN to the sender", true,
+		func(id string) (any, error) { return a.requeue.Bounce(id) }))
 }

@@ -34,8 +34,8 @@ const pressureIdle = 10 * time.Second
 type conn struct {
 	srv      *Server
 	set      *settings // the settings the connection started under
-	raw      net.Conn // the socket, set once: what Shutdown cuts
-	nc       net.Conn // the socket, or the TLS connection over it
+	raw      net.Conn  // the socket, set once: what Shutdown cuts
+	nc       net.Conn  // the socket, or the TLS connection over it
 	dc       *deadlineConn
 	br       *bufio.Reader
 	bw       *bufio.Writer
