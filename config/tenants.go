@@ -67,3 +67,45 @@ func (v *validator) validateTenants(in *Inbound) {
 		}
 	}
 }
+
+// sharedCloudRanges are the sending ranges that Microsoft 365 (Exchange
+// Online Protection) and Google Workspace share among all their tenants:
+// a trusted network that holds one lets every tenant of that cloud relay.
+// Published by the providers (the Office 365 endpoints service,
+// _spf.google.com); they change, so this list only warns.
+var sharedCloudRanges = []struct{ provider, cidr string }{
+	{"Microsoft 365", "40.92.0.0/15"}, {"Microsoft 365", "40.107.0.0/16"}, {"Microsoft 365", "52.100.0.0/14"},
+	{"Microsoft 365", "104.47.0.0/17"}, {"Microsoft 365", "2a01:111:f400::/48"}, {"Microsoft 365", "2a01:111:f403::/48"},
+	{"Google", "35.190.247.0/24"}, {"Google", "64.233.160.0/19"}, {"Google", "66.102.0.0/20"}, {"Google", "66.249.80.0/20"},
+	{"Google", "72.14.192.0/18"}, {"Google", "74.125.0.0/16"}, {"Google", "108.177.8.0/21"}, {"Google", "108.177.96.0/19"},
+	{"Google", "173.194.0.0/16"}, {"Google", "209.85.128.0/17"}, {"Google", "216.58.192.0/19"}, {"Google", "216.239.32.0/19"},
+	{"Google", "172.217.0.0/19"}, {"Google", "172.217.32.0/20"}, {"Google", "172.217.128.0/19"}, {"Google", "172.217.160.0/20"},
+	{"Google", "172.217.192.0/19"}, {"Google", "35.191.0.0/16"}, {"Google", "130.211.0.0/22"},
+	{"Google", "2001:4860:4000::/36"}, {"Google", "2404:6800:4000::/36"}, {"Google", "2607:f8b0:4000::/36"},
+	{"Google", "2800:3f0:4000::/36"}, {"Google", "2a00:1450:4000::/36"}, {"Google", "2c0f:fb50:4000::/36"},
+}
+
+// Warnings are what `config check` and serve say about a valid config
+// that is probably not what the admin meant, each naming file, line and
+// key: today, trusted networks that hold a cloud's shared sending range.
+func (c *Config) Warnings() []string {
+	var out []string
+	for i, s := range c.Inbound.TrustedNetworks {
+		pfx, err := netip.ParsePrefix(s)
+		if err != nil {
+			continue
+		}
+		seen := map[string]bool{}
+		for _, r := range sharedCloudRanges {
+			cloud := netip.MustParsePrefix(r.cidr)
+			if !pfx.Overlaps(cloud) || seen[r.provider] {
+				continue
+			}
+			seen[r.provider] = true
+			path := fmt.Sprintf("inbound.trusted_networks[%d]", i)
+			out = append(out, c.FieldError(path, fmt.Errorf("%s holds %s's shared sending range %s: every %s tenant could relay through this gateway and get its DKIM signature; bind the range to your tenant with inbound.tenants instead",
+				s, r.provider, r.cidr, r.provider)).Error())
+		}
+	}
+	return out
+}

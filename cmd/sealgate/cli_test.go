@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/sealgate/sealgate/certs"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/queue"
 )
@@ -318,5 +320,40 @@ func TestQueueReapplyAndBounceOnStoppedServer(t *testing.T) {
 	}
 	if code, _, stderr := sealgate(t, "queue", "reapply", tagged, "--config", cfg); code != 1 || !strings.Contains(stderr, "finished") {
 		t.Errorf("queue reapply of a finished message: exit %d: %s", code, stderr)
+	}
+}
+
+// TestConfigCheckWarnings: config check warns — exit 0, on standard
+// error, naming file, line and key — about a trusted network holding a
+// cloud's shared sending range and a listener certificate that has
+// expired or does not cover hostname; a config without either is plain ok.
+func TestConfigCheckWarnings(t *testing.T) {
+	dir := t.TempDir()
+	cert, key, _, _ := writeCertificate(t, dir, "old@org.test", time.Now().Add(-time.Hour))
+	cfg := filepath.Join(dir, "sealgate.yaml")
+	writeFile(t, cfg, "hostname: relay.example.org\ndata_dir: data\ninbound:\n  trusted_networks: [\"127.0.0.0/8\", \"40.92.0.0/15\"]\n  tls: {cert_file: "+cert+", key_file: "+key+"}\n")
+	code, stdout, stderr := sealgate(t, "config", "check", cfg)
+	for _, want := range []string{
+		cfg + ":4: inbound.trusted_networks[1]: 40.92.0.0/15 holds Microsoft 365's shared sending range 40.92.0.0/15: every Microsoft 365 tenant could relay",
+		"inbound.tenants instead",
+		cfg + ":5: inbound.tls.cert_file: " + cert + " expired on ",
+		`which do not cover hostname "relay.example.org"`,
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("config check warnings lack %q:\n%s", want, stderr)
+		}
+	}
+	if code != 0 || !strings.Contains(stdout, "ok, 3 warnings") {
+		t.Errorf("config check: exit %d: %s", code, stdout)
+	}
+
+	good := filepath.Join(dir, "good.yaml")
+	goodCert, goodKey := filepath.Join(dir, "relay.pem"), filepath.Join(dir, "relay.key")
+	if err := certs.EnsureSelfSigned(goodCert, goodKey, []string{"relay.example.org"}); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, good, "hostname: relay.example.org\ndata_dir: data\ninbound:\n  tls: {cert_file: relay.pem, key_file: relay.key}\n")
+	if code, stdout, stderr := sealgate(t, "config", "check", good); code != 0 || stdout != good+": ok\n" || stderr != "" {
+		t.Errorf("config check of a config without warnings: exit %d: %s%s", code, stdout, stderr)
 	}
 }

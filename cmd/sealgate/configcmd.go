@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -36,7 +37,10 @@ func newConfigCmd() *cobra.Command {
 		Short: "Validate a config file and exit (0 valid, 2 invalid)",
 		Long: `Validate FILE as it would be loaded by "sealgate serve --config FILE":
 unknown keys, wrong types and invalid values are reported with the file,
-line and key. Exit code 0 when valid, 2 when not.`,
+line and key. Exit code 0 when valid, 2 when not. Warnings (a trusted
+network holding a cloud's shared sending range, a listener certificate
+that has expired, expires within 30 days or does not cover hostname) go
+to standard error and do not change the exit code.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConfig(args[0])
@@ -45,6 +49,14 @@ line and key. Exit code 0 when valid, 2 when not.`,
 			}
 			if err := gateway.CheckConfig(cfg); err != nil {
 				return usageErr(err)
+			}
+			warnings := gateway.ConfigWarnings(cfg, time.Now())
+			for _, w := range warnings {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
+			}
+			if len(warnings) > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok, %d warnings\n", args[0], len(warnings))
+				return nil
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", args[0])
 			return nil

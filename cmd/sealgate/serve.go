@@ -61,6 +61,9 @@ func serve(cfg *config.Config, configPath string) error {
 	defer signal.Stop(sigs)
 
 	setMemoryLimit(cfg, logger)
+	for _, w := range gateway.ConfigWarnings(cfg, time.Now()) {
+		logger.Warn("config warning", "warning", w)
+	}
 	gw, err := gateway.New(cfg, logger)
 	if err != nil {
 		return err
