@@ -207,7 +207,9 @@ func TestDeliveryOverVerifiedTLS(t *testing.T) {
 		t.Errorf("delivered message does not end with the submitted bytes:\n%s", got.Data)
 	}
 	received, _, _ := bytes.Cut(got.Data, []byte("\r\nFrom: Alice"))
-	for _, want := range []string{"Received: from client.test", "by gw.test", "TLS1.3"} {
+	// The queue ID in the Received header leads from a recipient's copy
+	// to the record.
+	for _, want := range []string{"Received: from client.test", "by gw.test", "TLS1.3", "\tid " + id + "\r\n"} {
 		if !bytes.Contains(received, []byte(want)) {
 			t.Errorf("Received header lacks %q:\n%s", want, received)
 		}

@@ -242,7 +242,16 @@ func (s *Store) putNew(tx *bolt.Tx, env Envelope, body []byte, detail string) (s
 // bodyRecord (the body, or a reference to its file) as its body record.
 func (s *Store) putNewRecord(tx *bolt.Tx, env Envelope, size int64, bodyRecord []byte, detail string) (string, error) {
 	now := s.now()
-	id := newID(now)
+	id := env.ID
+	switch {
+	case id == "":
+		id = newID(now)
+	case !validID(id):
+		return "", fmt.Errorf("queue: %q is not a queue ID", id)
+	case tx.Bucket(bucketMessages).Get([]byte(id)) != nil:
+		return "", fmt.Errorf("queue: ID %s is in use", id)
+	}
+	env.ID = ""
 	m := &Message{
 		ID:       id,
 		Envelope: env,
@@ -298,6 +307,19 @@ func (s *Store) getMessage(tx *bolt.Tx, id string) (*Message, error) {
 		return nil, ErrNotFound
 	}
 	return s.decodeMessage(id, sealed)
+}
+
+// NewID returns a fresh queue ID for a message about to be spooled
+// (Envelope.ID), made as the spool makes its own.
+func NewID(now time.Time) string { return newID(now) }
+
+// validID: 13 hex digits of time and 8 of randomness, as newID makes.
+func validID(id string) bool {
+	if len(id) != 21 {
+		return false
+	}
+	_, err := hex.DecodeString("0" + id)
+	return err == nil
 }
 
 // newID returns a unique ID that sorts by creation time: microseconds

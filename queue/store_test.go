@@ -418,3 +418,22 @@ func BenchmarkCountsWith100kRecords(b *testing.B) {
 		}
 	}
 }
+
+// TestEnqueueWithTheSessionsID: the ID the session named in Received is
+// the message's ID; a malformed or used one is refused.
+func TestEnqueueWithTheSessionsID(t *testing.T) {
+	s := openTest(t, Options{})
+	id := NewID(time.Now())
+	got, err := s.Enqueue(context.Background(), Envelope{ID: id, From: "a@org.test", Recipients: []string{"b@dest.test"}}, []byte("Subject: x\r\n\r\nx\r\n"))
+	if err != nil || got != id {
+		t.Fatalf("Enqueue with ID %s = %q, %v", id, got, err)
+	}
+	if m, err := s.Get(id); err != nil || m.ID != id {
+		t.Errorf("Get = %+v, %v", m, err)
+	}
+	for _, bad := range []string{id, "../../etc", "zz" + id[2:]} {
+		if _, err := s.Enqueue(context.Background(), Envelope{ID: bad, From: "a@org.test", Recipients: []string{"b@dest.test"}}, []byte("x\r\n")); err == nil {
+			t.Errorf("Enqueue with ID %q accepted", bad)
+		}
+	}
+}

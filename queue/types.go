@@ -23,6 +23,10 @@ func (s State) Final() bool { return s == StateDelivered || s == StateBounced ||
 
 // Envelope is what the inbound session hands to the spool.
 type Envelope struct {
+	// ID, when set (NewID), is the queue ID the message must get: the
+	// session names it in the Received header before the message is
+	// spooled. "" lets the spool choose. Not stored: it is Message.ID.
+	ID         string   `json:"-"`
 	From       string   `json:"from"`       // reverse-path, "" for the null sender
 	Recipients []string `json:"recipients"` // forward-paths, in RCPT order
 	// Client facts, for the record.

@@ -69,6 +69,7 @@ func (c *conn) commit(log *slog.Logger, msg, body []byte) error {
 		tlsDesc = certs.TLSVersionName(c.tls.Version) + " " + tls.CipherSuiteName(c.tls.CipherSuite)
 	}
 	env := queue.Envelope{
+		ID:         tx.id,
 		From:       tx.from,
 		Recipients: tx.rcpts,
 		ClientAddr: c.nc.RemoteAddr().String(),

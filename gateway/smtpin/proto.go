@@ -58,6 +58,7 @@ type conn struct {
 
 // transaction is what MAIL, RCPT and DATA/BDAT build up.
 type transaction struct {
+	id         string // the queue ID the message will get (named in Received)
 	from       string
 	rcpts      []string
 	utf8       bool

@@ -15,7 +15,8 @@ const maxHops = 50
 // receivedHeader builds the trace header we prepend (RFC 5321 §4.4, with
 // the protocol names of RFC 3848): the client's EHLO name and address,
 // our name, whether TLS and AUTH were used and with which TLS version and
-// cipher, and the recipient when there is only one (naming several would
+// cipher, the queue ID the message will have (so that a recipient's
+// copy leads the admin to the record), and the recipient when there is only one (naming several would
 // disclose Bcc recipients to each other).
 func receivedHeader(t receivedFacts) []byte {
 	proto := "ESMTP"
@@ -30,6 +31,9 @@ func receivedHeader(t receivedFacts) []byte {
 	if t.TLSVersion != "" {
 		fmt.Fprintf(&b, "\r\n\t(version=%s cipher=%s)", t.TLSVersion, t.Cipher)
 	}
+	if t.ID != "" {
+		fmt.Fprintf(&b, "\r\n\tid %s", t.ID)
+	}
 	if len(t.Recipients) == 1 {
 		fmt.Fprintf(&b, "\r\n\tfor <%s>", sanitizeTrace(t.Recipients[0]))
 	}
@@ -39,6 +43,7 @@ func receivedHeader(t receivedFacts) []byte {
 
 type receivedFacts struct {
 	Helo, ClientIP, Hostname string
+	ID                       string // the queue ID
 	TLSVersion, Cipher       string
 	AuthUser                 string
 	Recipients               []string

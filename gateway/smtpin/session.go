@@ -12,6 +12,7 @@ import (
 	"github.com/sealgate/sealgate/certs"
 	"github.com/sealgate/sealgate/internal/mailtext"
 	"github.com/sealgate/sealgate/policy"
+	"github.com/sealgate/sealgate/queue"
 )
 
 // The mail transaction: MAIL, RCPT, DATA or BDAT, each checked here and
@@ -194,7 +195,8 @@ func (c *conn) endTransaction() {
 // Received header says is known before the first byte, so it goes first:
 // in the common case the body is never copied again.
 func (c *conn) newBody() *bodySink {
-	facts := receivedFacts{Helo: c.helo, ClientIP: c.clientIP.String(), Hostname: c.srv.opts.Hostname,
+	c.tx.id = queue.NewID(c.srv.opts.Now())
+	facts := receivedFacts{Helo: c.helo, ClientIP: c.clientIP.String(), Hostname: c.srv.opts.Hostname, ID: c.tx.id,
 		AuthUser: c.authUser, Recipients: c.tx.rcpts, Time: c.srv.opts.Now()}
 	if c.tls != nil {
 		facts.TLSVersion, facts.Cipher = certs.TLSVersionName(c.tls.Version), tls.CipherSuiteName(c.tls.CipherSuite)
