@@ -68,3 +68,50 @@ func TestDomainsCommands(t *testing.T) {
 		t.Errorf("second reset: %d %s", code, errOut)
 	}
 }
+
+// TestDomainsCheckSaysWhatDeliveryWouldDo: under the default level a
+// server without STARTTLS gets the mail in clear; once the domain has
+// shown TLS (its history) or the config requires TLS, the check says the
+// mail waits, why, and which setting would change it.
+func TestDomainsCheckSaysWhatDeliveryWouldDo(t *testing.T) {
+	dir := t.TempDir()
+	dns := testutil.NewDNSServer(t)
+	port := testutil.FreePort(t)
+	dns.AddMX("plain.test", "mx.plain.test", 10)
+	dns.AddA("mx.plain.test", "127.0.0.3")
+	testutil.NewSMTPSink(t, testutil.SinkOptions{ListenAddr: fmt.Sprintf("127.0.0.3:%d", port), Hostname: "mx.plain.test"})
+	base := fmt.Sprintf("data_dir: %s\noutbound:\n  dns_resolver: %q\n  smtp_port: %d\n  allowed_private_networks: [127.0.0.0/8]\n",
+		filepath.Join(dir, "data"), dns.Addr(), port)
+	cfgPath := filepath.Join(dir, "sealgate.yaml")
+	writeFile(t, cfgPath, base)
+	check := func() string {
+		t.Helper()
+		_, out, _ := sealgate(t, "domains", "check", "plain.test", "--config", cfgPath)
+		return out
+	}
+	if out := check(); !strings.Contains(out, "TLS level: may\n") || !strings.Contains(out, "Delivery:  in clear: the server does not offer STARTTLS") ||
+		strings.Contains(out, "To change") {
+		t.Errorf("under may:\n%s", out)
+	}
+
+	writeFile(t, cfgPath, base+"  tls_policy:\n    domains: {plain.test: encrypt}\n")
+	if out := check(); !strings.Contains(out, "Delivery:  deferred: TLS level encrypt (required by tls_policy encrypt (plain.test)), and the server does not offer STARTTLS") ||
+		!strings.Contains(out, "To change: outbound.tls_policy.domains: {plain.test: may} in the config, then SIGHUP") {
+		t.Errorf("under tls_policy encrypt:\n%s", out)
+	}
+
+	writeFile(t, cfgPath, base)
+	seedSpool(t, filepath.Join(dir, "data"))
+	store, err := queue.Open(queue.Options{Path: filepath.Join(dir, "data", "spool.db"), KeyFile: filepath.Join(dir, "data", "spool.key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.ObserveTLS(queue.TLSObservation{Domain: "plain.test", Connected: true, TLSVersion: "TLS1.2"})
+	store.Close()
+	out := check()
+	if !strings.Contains(out, "Delivery:  deferred: TLS level encrypt (required by domain history (TLS seen since") ||
+		!strings.Contains(out, `"sealgate domains reset plain.test" forgets its TLS history`) ||
+		!strings.Contains(out, "outbound.tls_policy.domains: {plain.test: none}") {
+		t.Errorf("with TLS history:\n%s", out)
+	}
+}

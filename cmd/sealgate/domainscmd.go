@@ -14,8 +14,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/gateway/admin"
 	"github.com/sealgate/sealgate/gateway/probe"
+	"github.com/sealgate/sealgate/policy"
 	"github.com/sealgate/sealgate/queue"
 )
 
@@ -86,12 +88,17 @@ no mail sent), and reset a domain that has really dropped TLS.`,
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			res := p.Probe(ctx, args[0])
+			verdict, err := judgeProbe(cfg, res)
+			if err != nil {
+				return err
+			}
 			if checkJSON {
-				if err := printJSON(cmd.OutOrStdout(), res); err != nil {
+				if err := printJSON(cmd.OutOrStdout(), checked{ProbeResult: res, Verdict: verdict}); err != nil {
 					return err
 				}
 			} else {
 				printProbe(cmd.OutOrStdout(), res)
+				printVerdict(cmd.OutOrStdout(), verdict)
 			}
 			if res.TLSVersion == "" {
 				return fmt.Errorf("%s: no TLS", args[0])
@@ -255,6 +262,51 @@ func printProbe(out io.Writer, r probe.ProbeResult) {
 	}
 	if r.Error != "" {
 		fmt.Fprintf(out, "Problem:   %s\n", r.Error)
+	}
+}
+
+// checked is domains check --json: the probe and the verdict.
+type checked struct {
+	probe.ProbeResult
+	probe.Verdict
+}
+
+// judgeProbe says what delivery would do with the domain's mail under
+// cfg's TLS policy, the domain's TLS history (when the spool can be
+// read: the stopped server's file or the running one's admin API) and
+// the MTA-STS policy the probe found.
+func judgeProbe(cfg *config.Config, res probe.ProbeResult) (probe.Verdict, error) {
+	transport, err := policy.NewTransportPolicy(cfg.Outbound.TLSPolicy)
+	if err != nil {
+		return probe.Verdict{}, err
+	}
+	var history *policy.TLSHistory
+	if ops, _, closeOps, err := admin.OpenQueueOps(cfg); err == nil {
+		defer closeOps()
+		if ds, err := ops.Domains(); err == nil {
+			for _, d := range ds {
+				if d.Domain == res.Domain && d.TLSSeen {
+					history = &policy.TLSHistory{TLSSeen: true, Verified: d.Verified, Since: d.FirstSeen.UTC().Format(time.DateOnly)}
+				}
+			}
+		}
+	}
+	var sts *policy.MTASTSPolicy
+	if res.MTASTSMode != "" {
+		sts = &policy.MTASTSPolicy{Mode: policy.MTASTSMode(res.MTASTSMode)}
+	}
+	return probe.Judge(res, transport.Requirement(res.Domain, false, history, sts)), nil
+}
+
+func printVerdict(out io.Writer, v probe.Verdict) {
+	level := v.Level
+	if v.RequiredBy != "" {
+		level += " (required by " + v.RequiredBy + ")"
+	}
+	fmt.Fprintf(out, "TLS level: %s\n", level)
+	fmt.Fprintf(out, "Delivery:  %s\n", v.Delivery)
+	if v.Change != "" {
+		fmt.Fprintf(out, "To change: %s\n", v.Change)
 	}
 }
 

@@ -6,13 +6,18 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/textproto"
+	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
 
 	"github.com/sealgate/sealgate/certs"
 	"github.com/sealgate/sealgate/internal/dnsres"
@@ -217,7 +222,7 @@ func (d *Deliverer) connect(ctx context.Context, req Request) (*outboundConn, er
 	if err != nil {
 		return nil, err
 	}
-	var errs []string
+	var errs, kinds []string
 	tlsFailures, dialled, refused, loops := 0, 0, 0, 0
 	for _, h := range hosts {
 		dane, err := d.opts.Resolver.DANE(ctx, h.Name, h.Secure)
@@ -285,6 +290,9 @@ func (d *Deliverer) connect(ctx context.Context, req Request) (*outboundConn, er
 				}
 			}
 			errs = append(errs, fmt.Sprintf("%s[%s]: %v", h.Name, ip, err))
+			if k := failureKind(err); !slices.Contains(kinds, k) {
+				kinds = append(kinds, k)
+			}
 			if ctx.Err() != nil {
 				return nil, tempErr("4.4.5", "delivery cancelled")
 			}
@@ -306,7 +314,35 @@ func (d *Deliverer) connect(ctx context.Context, req Request) (*outboundConn, er
 		// configuration fix loses no mail.
 		return nil, tempErr("4.4.4", "no mail host of %s has an address we may dial: %s", req.Domain, strings.Join(errs, "; "))
 	}
-	return nil, tempErr("4.4.1", "no mail host of %s accepted a connection: %s", req.Domain, strings.Join(errs, "; "))
+	e := tempErr("4.4.1", "no mail host of %s took a session (%s): %s", req.Domain, strings.Join(kinds, ", "), strings.Join(errs, "; "))
+	e.NoSession = strings.Join(kinds, ", ")
+	return nil, e
+}
+
+// failureKind says in a few words why one mail host took no session: what
+// an admin reads first when a destination is unreachable.
+func failureKind(err error) string {
+	var hs *handshakeError
+	var ne net.Error
+	var te *textproto.Error
+	var se *smtp.SMTPError
+	switch {
+	case errors.As(err, &hs):
+		return "TLS handshake failed"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return "host unreachable"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timed out"
+	case errors.As(err, &te):
+		return fmt.Sprintf("refused with %d", te.Code)
+	case errors.As(err, &se):
+		return fmt.Sprintf("refused with %d", se.Code)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
+		return "connection closed by the server"
+	}
+	return "connection failed"
 }
 
 // dialHost connects to one address, reads the greeting, says EHLO and

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -400,5 +401,42 @@ func TestOpportunisticTLSFallsBackToClear(t *testing.T) {
 	}
 	if n := len(old.Messages()); n != 1 {
 		t.Errorf("%d messages in clear, want only the one at may", n)
+	}
+}
+
+// TestNoSessionSaysWhatFailed: an attempt that reached no session says
+// what failed at each host (refused, the greeting's refusal), not merely
+// that none accepted a connection.
+func TestNoSessionSaysWhatFailed(t *testing.T) {
+	f := newDeliveryFixture(t, nil)
+	f.dns.AddMX("down.test", "mx.down.test", 10)
+	f.dns.AddA("mx.down.test", "127.0.0.2") // nothing listens there
+	att, out := f.deliver("down.test", "bob@down.test")
+	if att.NoConnection != "no mail host took a session: connection refused" || !strings.Contains(att.Reply, "(connection refused)") ||
+		!strings.HasPrefix(out[0].Status, "4.") {
+		t.Errorf("refused: %q / %q / %+v", att.NoConnection, att.Reply, out[0])
+	}
+
+	// A server that refuses at its greeting, beside the dead one.
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.4:%d", f.port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for i := 0; i < 5; i++ {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("554 5.7.1 no service for you\r\n"))
+			c.Close()
+		}
+	}()
+	f.dns.AddMX("down.test", "busy.down.test", 20)
+	f.dns.AddA("busy.down.test", "127.0.0.4")
+	att, _ = f.deliver("down.test", "bob@down.test")
+	if att.NoConnection != "no mail host took a session: connection refused, refused with 554" || !strings.Contains(att.Reply, "no service for you") {
+		t.Errorf("refused and greeting refusal: %q / %q", att.NoConnection, att.Reply)
 	}
 }

@@ -19,6 +19,10 @@ type Error struct {
 	Code      int    // SMTP reply code when the destination gave one
 	Status    string // RFC 3463 enhanced status
 	Msg       string // safe to show to the sender
+	// NoSession says in a few words why no mail host took a session
+	// ("connection refused", "timed out, TLS handshake failed"), "" when
+	// the error is not about reaching one.
+	NoSession string
 }
 
 func (e *Error) Error() string { return e.Msg }

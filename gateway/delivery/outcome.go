@@ -91,5 +91,8 @@ func whyNoConnection(err error, e *Error) string {
 	case "4.4.4":
 		return "no mail host address may be dialled"
 	}
-	return "no mail host accepted a connection"
+	if e.NoSession != "" {
+		return "no mail host took a session: " + e.NoSession
+	}
+	return "no mail host took a session"
 }
