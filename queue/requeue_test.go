@@ -254,3 +254,25 @@ func hasKind(m *Message, kind, detail string) bool {
 	}
 	return false
 }
+
+// TestAttemptSummaryCountsSkipsAndDropsApart: a skipped method (the
+// recipient moves on, then bounces) is not a deferral, nor is a drop.
+func TestAttemptSummaryCountsSkipsAndDropsApart(t *testing.T) {
+	s := openTest(t, Options{})
+	id, err := s.Enqueue(context.Background(), Envelope{From: "a@org.test", Recipients: []string{"b@dest.test", "c@dest.test"},
+		Decisions: []RcptDecision{{Chain: []string{"pgp", "bounce"}}, {Chain: []string{"tls-verified", "drop"}}}}, []byte("Subject: x\r\n\r\nx\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _, err := s.RecordAttempt(id, Attempt{}, []RcptOutcome{{Address: "b@dest.test", Skip: true}, {Address: "c@dest.test", Dropped: true}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasKind(m, "attempt", "delivered 0, deferred 0, bounced 0, skipped 1, dropped 1") {
+		t.Errorf("history: %+v", m.Events)
+	}
+	m, _, err = s.RecordAttempt(id, Attempt{}, []RcptOutcome{{Address: "b@dest.test", Permanent: true, Status: "5.7.1"}}, nil)
+	if err != nil || !hasKind(m, "attempt", "delivered 0, deferred 0, bounced 1") || m.Recipients[0].State != StateBounced {
+		t.Errorf("after the bounce: %+v, %v", m, err)
+	}
+}

@@ -183,19 +183,33 @@ func findPending(m *Message, addr string) *Recipient {
 	return nil
 }
 
+// attemptSummary counts an attempt's outcomes for its history entry: a
+// recipient whose method was skipped (it moves on to the next) or that
+// was dropped is neither deferred nor bounced.
 func attemptSummary(outcomes []RcptOutcome) string {
-	var d, t, p int
+	var d, t, p, skipped, dropped int
 	for _, o := range outcomes {
 		switch {
 		case o.Delivered:
 			d++
+		case o.Dropped:
+			dropped++
 		case o.Permanent:
 			p++
+		case o.Skip:
+			skipped++
 		default:
 			t++
 		}
 	}
-	return fmt.Sprintf("delivered %d, deferred %d, bounced %d", d, t, p)
+	s := fmt.Sprintf("delivered %d, deferred %d, bounced %d", d, t, p)
+	if skipped > 0 {
+		s += fmt.Sprintf(", skipped %d", skipped)
+	}
+	if dropped > 0 {
+		s += fmt.Sprintf(", dropped %d", dropped)
+	}
+	return s
 }
 
 // backoff is RetryInitial doubled per earlier attempt, capped at
