@@ -341,15 +341,26 @@ func (g *Gateway) goServe(name string, run func() error) {
 	}()
 }
 
-// gcOnce removes finished messages past their retention period and
-// sends the delay notices held messages are due (a held message makes
-// no delivery attempt that could send them).
-func (g *Gateway) gcOnce(context.Context) {
+// gcOnce removes finished messages past their retention period, gives
+// the file's free space back when it is mostly free (after a backlog
+// drained), and sends the delay notices held messages are due (a held
+// message makes no delivery attempt that could send them).
+func (g *Gateway) gcOnce(ctx context.Context) {
 	n, err := g.store.GC()
 	if err != nil {
 		g.logger.Error("spool gc", "err", err)
 	} else if n > 0 {
 		g.logger.Debug("spool gc", "removed", n)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	res, err := g.store.Compact(cctx, false)
+	cancel()
+	switch {
+	case err != nil:
+		g.logger.Error("spool compaction", "err", err)
+	case res.Skipped == "":
+		g.logger.Info("spool compacted: free space given back", "bytes_before", res.Before, "bytes_after", res.After,
+			"paused", res.Paused.Round(time.Millisecond).String())
 	}
 	ids, err := g.store.NotifyHeldDelays(g.report)
 	if err != nil {

@@ -44,7 +44,9 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		<-s.committed
+		s.dbMu.Lock()
 		s.closeErr = s.db.Close()
+		s.dbMu.Unlock()
 	})
 	return s.closeErr
 }
@@ -116,6 +118,8 @@ func (s *Store) refuseWaiting() {
 // transaction is rolled back and every request runs again on its own, so
 // one bad request cannot fail the others.
 func (s *Store) commitBatch(batch []*commitReq) {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, r := range batch {
 			if err := r.fn(tx); err != nil {
@@ -151,7 +155,16 @@ func wrapCommitErr(err error) error {
 
 // view runs a read transaction; a closed store gives ErrClosed.
 func (s *Store) view(fn func(tx *bolt.Tx) error) error {
-	return closedErr(s.db.View(fn))
+	return s.withDB(func(db *bolt.DB) error { return closedErr(db.View(fn)) })
+}
+
+// withDB runs fn on the open spool file, which Compact may not replace
+// meanwhile. Compact only takes the file when nobody holds it (TryLock),
+// so a nested withDB cannot deadlock behind it.
+func (s *Store) withDB(fn func(db *bolt.DB) error) error {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	return fn(s.db)
 }
 
 func closedErr(err error) error {

@@ -192,7 +192,7 @@ func (s *Store) OpenEscrow(o EscrowOptions) (*Escrow, error) {
 	if o.Now == nil {
 		o.Now = s.now
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketEscrowMeta, bucketEscrowMsgs, bucketEscrowRcpts, bucketEscrowTokens, bucketEscrowQueue, bucketEscrowContent,
 			bucketEscrowSenderTokens} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -206,7 +206,7 @@ func (s *Store) OpenEscrow(o EscrowOptions) (*Escrow, error) {
 	}
 	var check []byte
 	empty := true
-	s.db.View(func(tx *bolt.Tx) error {
+	s.view(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketEscrowMeta).Get(keyCheckName); v != nil {
 			check = append([]byte(nil), v...)
 		}
@@ -234,7 +234,7 @@ func (s *Store) OpenEscrow(o EscrowOptions) (*Escrow, error) {
 			return nil, fmt.Errorf("%w: %s is not the key of this escrow store; point escrow.key_file at the right key", ErrEscrowKeyWrong, o.KeyFile)
 		}
 	} else {
-		err = s.db.Update(func(tx *bolt.Tx) error {
+		err = s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
 			return tx.Bucket(bucketEscrowMeta).Put(keyCheckName, sl.seal(kindMeta, string(keyCheckName), []byte(escrowCheckPlain)))
 		})
 		if err != nil {

@@ -41,7 +41,7 @@ func (s *Store) DeleteKeyRecords(ids []string) error {
 // store that silently loses a key would send mail the policy meant to
 // encrypt down another path without saying why.
 func (s *Store) ForEachKeyRecord(prefix string, fn func(id string, data []byte) error) error {
-	return s.db.View(func(tx *bolt.Tx) error {
+	return s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketKeys).Cursor()
 		p := []byte(prefix)
 		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {

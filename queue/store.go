@@ -91,6 +91,9 @@ type Options struct {
 
 // Store is the spool. Its methods are safe for concurrent use.
 type Store struct {
+	// db is the open spool file. Every use holds dbMu for reading
+	// (withDB); Compact swaps it holding dbMu for writing.
+	dbMu   sync.RWMutex
 	db     *bolt.DB
 	seal   *sealer
 	opts   Options
