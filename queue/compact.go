@@ -41,8 +41,7 @@ type CompactResult struct {
 // readers and the committer finish first — at most until ctx ends, and
 // holds every reader and writer off while it copies, which after a
 // drained backlog is the live data of the records still kept.
-func (s *Store) Compact(ctx context.Context, force bool) (CompactResult, error) {
-	var res CompactResult
+func (s *Store) Compact(ctx context.Context, force bool) (res CompactResult, err error) {
 	path := s.opts.Path
 	st, err := os.Stat(path)
 	if err != nil {
