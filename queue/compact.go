@@ -23,7 +23,7 @@ import (
 // and at least CompactMinFree bytes, is free pages.
 const (
 	CompactMinFree  = 32 << 20
-	compactTxMax    = 16 << 20        // bytes copied per transaction
+	compactTxMax    = 16 << 20 // bytes copied per transaction
 	compactWaitStep = 5 * time.Millisecond
 )
 
