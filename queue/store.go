@@ -80,6 +80,9 @@ type Options struct {
 	RetryMax     time.Duration // … up to this cap (1h)
 	Expiry       time.Duration // a recipient still pending after this is bounced (120h)
 	Retention    time.Duration // finished messages are kept, without body, this long (24h)
+	// Audit makes the audit records of each change of a message; nil
+	// audits nothing (audit.go).
+	Audit AuditFunc
 	// DelayWarning is how long a recipient may wait before its sender
 	// hears that the message is delayed (RFC 3464 Action: delayed), once
 	// per recipient; 0 sends no delay notices.
@@ -281,6 +284,9 @@ func (s *Store) putNewRecord(tx *bolt.Tx, env Envelope, size int64, bodyRecord [
 }
 
 func (s *Store) putMessage(tx *bolt.Tx, m *Message) error {
+	if err := s.auditChange(tx, m); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
 	data, err := json.Marshal(m)
 	if err != nil {
 		return err

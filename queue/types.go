@@ -26,8 +26,11 @@ type Envelope struct {
 	// ID, when set (NewID), is the queue ID the message must get: the
 	// session names it in the Received header before the message is
 	// spooled. "" lets the spool choose. Not stored: it is Message.ID.
-	ID         string   `json:"-"`
-	From       string   `json:"from"`       // reverse-path, "" for the null sender
+	ID   string `json:"-"`
+	From string `json:"from"` // reverse-path, "" for the null sender
+	// MessageID is the message's Message-ID header, for the audit trail
+	// and its search ("" when it has none).
+	MessageID  string   `json:"message_id,omitempty"`
 	Recipients []string `json:"recipients"` // forward-paths, in RCPT order
 	// Client facts, for the record.
 	ClientAddr string `json:"client_addr,omitempty"` // ip:port
@@ -170,6 +173,10 @@ type Message struct {
 	// DoneAt is set once every recipient is final; the message is
 	// removed after the retention period.
 	DoneAt time.Time `json:"done_at,omitzero"`
+	// AuditedEvents is how many of Events are in the audit log, and
+	// AuditedDone whether its finishing is (audit.go).
+	AuditedEvents int  `json:"audited_events,omitempty"`
+	AuditedDone   bool `json:"audited_done,omitempty"`
 }
 
 // RcptOutcome is the result of one delivery attempt for one recipient, as

@@ -1,0 +1,255 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The audit log's storage.
+//
+// Every change of a message record is audited in the transaction that
+// makes it: Options.Audit turns the events the change added into audit
+// records, and each is appended to a hash chain — its sequence number,
+// the previous entry's hash, its own hash over both and the record — so
+// that a crash can never leave a change without its audit entry or the
+// other way round, and the committer's single goroutine orders the
+// chain. Entries are sealed like every spool record (the recipients'
+// addresses are personal data); the hash is over the plaintext, so a
+// verifier needs the spool key. Signed checkpoints, verification, search
+// and retention are the audit room's (gateway/audit); this file only
+// stores, in order, and never rewrites an entry.
+
+var (
+	bucketAudit            = []byte("audit")             // seq (8 bytes, big endian) → sealed AuditEntry
+	bucketAuditCheckpoints = []byte("audit-checkpoints") // seq → checkpoint (signed, no personal data)
+	keyAuditHead           = []byte("audit-head")        // in bucketMeta: sealed {seq, hash} of the last entry
+)
+
+const kindAudit = "audit"
+
+// AuditFunc makes the audit records (JSON objects) of the events a
+// change of m added; finished says the change finished the message (its
+// last recipient reached a final state). It runs inside the transaction
+// and must not touch the spool.
+type AuditFunc func(m *Message, events []Event, finished bool) [][]byte
+
+// AuditEntry is one link of the chain: the record and the hashes that
+// bind it to its place.
+type AuditEntry struct {
+	Seq    uint64          `json:"seq"`
+	Prev   string          `json:"prev"` // hex SHA-256 of the previous entry, "" for the first
+	Hash   string          `json:"hash"` // AuditHash(Seq, Prev, Record)
+	Record json.RawMessage `json:"record"`
+}
+
+// AuditHash is the hash of an entry: SHA-256 over a domain label, the
+// sequence number, the previous hash and the record, so that an entry
+// cannot be moved, edited or cut out of the chain unnoticed.
+func AuditHash(seq uint64, prev string, record []byte) string {
+	h := sha256.New()
+	h.Write([]byte("sealgate audit v1\x00"))
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], seq)
+	h.Write(b[:])
+	h.Write([]byte(prev))
+	h.Write([]byte{0})
+	h.Write(record)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+type auditHead struct {
+	Seq  uint64 `json:"seq"`
+	Hash string `json:"hash"`
+}
+
+func auditKey(seq uint64) []byte {
+	k := make([]byte, 8)
+	binary.BigEndian.PutUint64(k, seq)
+	return k
+}
+
+// appendAudit chains records after the head, inside tx.
+func (s *Store) appendAudit(tx *bolt.Tx, records [][]byte) error {
+	if len(records) == 0 {
+		return nil
+	}
+	b, err := tx.CreateBucketIfNotExists(bucketAudit)
+	if err != nil {
+		return err
+	}
+	var head auditHead
+	if sealed := tx.Bucket(bucketMeta).Get(keyAuditHead); sealed != nil {
+		plain, err := s.seal.open(kindMeta, string(keyAuditHead), sealed)
+		if err != nil {
+			return fmt.Errorf("audit head does not open: %w", err)
+		}
+		if err := json.Unmarshal(plain, &head); err != nil {
+			return fmt.Errorf("audit head: %w", err)
+		}
+	}
+	for _, rec := range records {
+		if !json.Valid(rec) {
+			return errors.New("audit record is not JSON")
+		}
+		var compact bytes.Buffer
+		json.Compact(&compact, rec)
+		e := AuditEntry{Seq: head.Seq + 1, Prev: head.Hash, Record: compact.Bytes()}
+		e.Hash = AuditHash(e.Seq, e.Prev, e.Record)
+		data, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		id := string(auditKey(e.Seq))
+		if err := b.Put([]byte(id), s.seal.seal(kindAudit, id, data)); err != nil {
+			return err
+		}
+		head = auditHead{Seq: e.Seq, Hash: e.Hash}
+	}
+	data, _ := json.Marshal(head)
+	return tx.Bucket(bucketMeta).Put(keyAuditHead, s.seal.seal(kindMeta, string(keyAuditHead), data))
+}
+
+// auditChange audits what a change of m added (events since the last
+// audited one, and its finishing), inside tx; putMessage calls it.
+func (s *Store) auditChange(tx *bolt.Tx, m *Message) error {
+	if s.opts.Audit == nil {
+		return nil
+	}
+	finished := !m.DoneAt.IsZero() && !m.AuditedDone
+	if m.AuditedEvents >= len(m.Events) && !finished {
+		return nil
+	}
+	events := m.Events[min(m.AuditedEvents, len(m.Events)):]
+	if err := s.appendAudit(tx, s.opts.Audit(m, events, finished)); err != nil {
+		return err
+	}
+	m.AuditedEvents, m.AuditedDone = len(m.Events), !m.DoneAt.IsZero()
+	return nil
+}
+
+// Audit appends records that belong to no message change (an admin's
+// deletion, a policy reload, a key import), committed like any change.
+func (s *Store) Audit(records ...[]byte) error {
+	return s.commit(context.Background(), 0, func(tx *bolt.Tx) error { return s.appendAudit(tx, records) })
+}
+
+// AuditHead is the last entry's sequence number and hash (0, "" when
+// the log is empty).
+func (s *Store) AuditHead() (uint64, string, error) {
+	var head auditHead
+	err := s.view(func(tx *bolt.Tx) error {
+		sealed := tx.Bucket(bucketMeta).Get(keyAuditHead)
+		if sealed == nil {
+			return nil
+		}
+		plain, err := s.seal.open(kindMeta, string(keyAuditHead), sealed)
+		if err != nil {
+			return fmt.Errorf("audit head does not open: %w", err)
+		}
+		return json.Unmarshal(plain, &head)
+	})
+	return head.Seq, head.Hash, err
+}
+
+// ForEachAudit calls fn for every stored entry from seq from on, in
+// order, with the sequence number its key says. An entry that does not
+// open or decode comes with its error (and a nil entry): a verifier
+// names it instead of stopping. fn's error stops the walk.
+func (s *Store) ForEachAudit(from uint64, fn func(seq uint64, e *AuditEntry, err error) error) error {
+	return s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAudit)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, v := c.Seek(auditKey(from)); k != nil; k, v = c.Next() {
+			if len(k) != 8 {
+				if err := fn(0, nil, fmt.Errorf("key %x is not a sequence number", k)); err != nil {
+					return err
+				}
+				continue
+			}
+			seq := binary.BigEndian.Uint64(k)
+			var e AuditEntry
+			plain, err := s.seal.open(kindAudit, string(k), v)
+			if err == nil {
+				err = json.Unmarshal(plain, &e)
+			}
+			if err != nil {
+				if err := fn(seq, nil, fmt.Errorf("does not open: %w", err)); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := fn(seq, &e, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// PutAuditCheckpoint stores a checkpoint (a signed statement of the
+// chain's head at seq; JSON, no personal data).
+func (s *Store) PutAuditCheckpoint(seq uint64, checkpoint []byte) error {
+	return s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketAuditCheckpoints)
+		if err != nil {
+			return err
+		}
+		return b.Put(auditKey(seq), checkpoint)
+	})
+}
+
+// ForEachAuditCheckpoint calls fn for every checkpoint, oldest first.
+func (s *Store) ForEachAuditCheckpoint(fn func(seq uint64, checkpoint []byte) error) error {
+	return s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAuditCheckpoints)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			if len(k) != 8 {
+				return nil
+			}
+			return fn(binary.BigEndian.Uint64(k), append([]byte(nil), v...))
+		})
+	})
+}
+
+// PruneAudit removes the entries up to and including seq (a checkpoint
+// the caller keeps, which anchors the chain from there on) and the
+// checkpoints before it. It returns how many entries it removed.
+func (s *Store) PruneAudit(seq uint64) (int, error) {
+	n := 0
+	err := s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
+		n = 0
+		if b := tx.Bucket(bucketAudit); b != nil {
+			c := b.Cursor()
+			for k, _ := c.First(); k != nil && bytes.Compare(k, auditKey(seq)) <= 0; k, _ = c.First() {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+				n++
+			}
+		}
+		if b := tx.Bucket(bucketAuditCheckpoints); b != nil {
+			c := b.Cursor()
+			for k, _ := c.First(); k != nil && bytes.Compare(k, auditKey(seq)) < 0; k, _ = c.First() {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return n, err
+}
