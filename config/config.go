@@ -22,6 +22,7 @@ type Config struct {
 	Escrow   Escrow   `yaml:"escrow"`
 	Portal   Portal   `yaml:"portal"`
 	Policy   Policy   `yaml:"policy"`
+	Audit    Audit    `yaml:"audit"`
 
 	// Source is the file the config was loaded from ("" for the embedded
 	// defaults). Not a YAML key.

@@ -171,6 +171,7 @@ func (d *decoder) resolvePaths(cfg *Config) {
 		d.relativeTo(fmt.Sprintf("keys.smime_roots[%d]", i), &cfg.Keys.SMIMERoots[i])
 	}
 	d.relativeTo("escrow.key_file", &cfg.Escrow.KeyFile)
+	d.relativeTo("audit.signing_key", &cfg.Audit.SigningKey)
 	d.relativeTo("portal.tls.cert_file", &cfg.Portal.TLS.CertFile)
 	d.relativeTo("portal.tls.key_file", &cfg.Portal.TLS.KeyFile)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/sealgate/sealgate/certs"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/gateway/admin"
+	"github.com/sealgate/sealgate/gateway/audit"
 	"github.com/sealgate/sealgate/gateway/delivery"
 	"github.com/sealgate/sealgate/gateway/mtasts"
 	"github.com/sealgate/sealgate/gateway/probe"
@@ -44,6 +45,7 @@ type Gateway struct {
 
 	store     *queue.Store
 	report    queue.ReportFunc        // builds DSNs: bounces, delay notices
+	audit     *audit.Trail            // signs and prunes the audit log the spool keeps
 	escrow    *queue.Escrow           // nil unless escrow is on (escrow.enabled and a portal)
 	keys      *certs.Keyring          // correspondents' public keys, sealed in the spool
 	archive   *certs.OpenPGPRecipient // keys.archive_key_file; nil without one
@@ -147,14 +149,20 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		Expiry:       cfg.Queue.Expiry.D(),
 		Retention:    cfg.Queue.Retention.D(),
 		DelayWarning: cfg.Queue.DelayWarning.D(),
+		Audit:        audit.FromChange,
 		Logger:       logger.With("component", "queue"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
+	auditKey, err := audit.LoadOrCreateKey(cfg.AuditSigningKeyFile())
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
 
 	g := &Gateway{cfg: cfg, logger: logger, store: store, certs: reloader, adminToken: adminToken, archive: archive,
-		report: report.DSNBuilder{Hostname: hostname}.Build}
+		report: report.DSNBuilder{Hostname: hostname}.Build, audit: audit.New(store, auditKey, nil)}
 	if cfg.EscrowOn() {
 		if g.escrow, err = store.OpenEscrow(queue.EscrowOptions{KeyFile: cfg.EscrowKeyFile(), Expiry: cfg.Escrow.Expiry.D()}); err != nil {
 			store.Close()
@@ -289,6 +297,8 @@ func (g *Gateway) Start() error {
 	g.goServe("scheduler", func() error { return g.sched.Run(ctx) })
 	gcInterval := min(max(g.cfg.Queue.Retention.D()/10, time.Second), 10*time.Minute)
 	g.goServe("spool gc", func() error { every(ctx, gcInterval, g.gcOnce); return nil })
+	g.goServe("audit checkpoints", func() error { every(ctx, g.cfg.Audit.CheckpointInterval.D(), g.auditCheckpoint); return nil })
+	g.goServe("audit retention", func() error { every(ctx, auditPruneInterval, g.auditPrune); return nil })
 	watch := &certExpiryWatch{certs: g.certs, logger: g.logger, now: time.Now, warned: map[string]int{}}
 	watch.check(ctx)
 	g.goServe("certificate expiry", func() error { every(ctx, time.Hour, watch.check); return nil })
@@ -476,6 +486,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		errs = append(errs, errors.New("components still running at the shutdown deadline"))
 	}
 	g.deliverer.Close()
+	g.auditCheckpoint(context.Background()) // the last changes are signed too
 	if err := g.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("spool: %w", err))
 	}

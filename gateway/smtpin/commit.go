@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"log/slog"
+	"net/mail"
 	"strconv"
 	"strings"
 	"time"
@@ -70,6 +71,7 @@ func (c *conn) commit(log *slog.Logger, msg, body []byte) error {
 	}
 	env := queue.Envelope{
 		ID:         tx.id,
+		MessageID:  messageID(body),
 		From:       tx.from,
 		Recipients: tx.rcpts,
 		ClientAddr: c.nc.RemoteAddr().String(),
@@ -92,6 +94,22 @@ func (c *conn) commit(log *slog.Logger, msg, body []byte) error {
 	opts.OnQueued(id)
 	c.accepted++
 	return reply(250, 2, 0, 0, "Ok: queued as "+id)
+}
+
+// messageID is the Message-ID of msg as one trimmed line (at most 998
+// octets), for the audit trail; "" when there is none.
+func messageID(msg []byte) string {
+	n := headerLen(msg)
+	hdr := append(append(make([]byte, 0, n+4), msg[:n]...), "\r\n\r\n"...)
+	m, err := mail.ReadMessage(bytes.NewReader(hdr))
+	if err != nil {
+		return ""
+	}
+	id := mailtext.OneLine(strings.TrimSpace(m.Header.Get("Message-Id")))
+	if len(id) > 998 {
+		id = id[:998]
+	}
+	return id
 }
 
 // maxHeaderBytes bounds the header block of a message (Postfix's
