@@ -65,6 +65,7 @@ no mail sent), and reset a domain that has really dropped TLS.`,
 				} else if err != nil {
 					return err
 				}
+				auditLocal(ops, cmd.ErrOrStderr(), "domain-reset", "", "TLS history of "+args[0]+" forgotten")
 				fmt.Fprintf(out, "%s: TLS history reset; deliveries fall back to outbound.tls_policy\n", args[0])
 				return nil
 			})

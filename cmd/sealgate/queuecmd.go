@@ -82,6 +82,7 @@ open the data dir directly. Message bodies are never shown.`,
 			if retryAll {
 				n, err := ops.RetryAll()
 				if err == nil {
+					auditLocal(ops, cmd.ErrOrStderr(), "retry-all", "", fmt.Sprintf("%d messages made due", n))
 					fmt.Fprintf(out, "%d messages scheduled for immediate retry\n", n)
 				}
 				return err
@@ -93,6 +94,7 @@ open the data dir directly. Message bodies are never shown.`,
 			if err := ops.Retry(id); err != nil {
 				return err
 			}
+			auditLocal(ops, cmd.ErrOrStderr(), "retry", id, "")
 			fmt.Fprintf(out, "%s scheduled for immediate retry\n", id)
 			return nil
 		})(cmd, args)
@@ -110,6 +112,7 @@ open the data dir directly. Message bodies are never shown.`,
 				if err := op(ops, id); err != nil {
 					return err
 				}
+				auditLocal(ops, cmd.ErrOrStderr(), use, id, "")
 				fmt.Fprintf(out, "%s %s\n", id, done)
 				return nil
 			})(cmd, args)
@@ -133,6 +136,7 @@ open the data dir directly. Message bodies are never shown.`,
 				if err := ops.Delete(id); err != nil {
 					return err
 				}
+				auditLocal(ops, cmd.ErrOrStderr(), "delete", id, "message deleted without delivery")
 				fmt.Fprintf(out, "%s deleted\n", id)
 				return nil
 			}
@@ -144,6 +148,7 @@ open the data dir directly. Message bodies are never shown.`,
 			if err != nil {
 				return err
 			}
+			auditLocal(ops, cmd.ErrOrStderr(), "bounce", id, "message deleted with a DSN to the sender")
 			if res.DSNID == "" {
 				fmt.Fprintf(out, "%s deleted; no DSN (the sender is the null address)\n", id)
 			} else {
@@ -184,6 +189,7 @@ the message's expiry and its content do not change.`,
 				if err != nil {
 					return err
 				}
+				auditLocal(ops, cmd.ErrOrStderr(), "reapply-all", "", fmt.Sprintf("%d messages decided again", len(res)))
 				failed := 0
 				for _, r := range res {
 					fmt.Fprintln(out, r)
@@ -205,6 +211,7 @@ the message's expiry and its content do not change.`,
 			if err != nil {
 				return err
 			}
+			auditLocal(ops, cmd.ErrOrStderr(), "reapply", id, res.String())
 			fmt.Fprintln(out, res)
 			return nil
 		}))

@@ -3,11 +3,13 @@ package admin
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
 
+	"github.com/sealgate/sealgate/gateway/audit"
 	"github.com/sealgate/sealgate/queue"
 )
 
@@ -82,6 +84,7 @@ type API struct {
 	keys         KeyOps
 	escrow       EscrowOps // nil: escrow is off
 	requeue      RequeueOps
+	audit        *audit.Trail // nil: no audit routes
 	wake         func(id string)
 	ready        func() bool
 	logger       *slog.Logger
@@ -97,6 +100,9 @@ type Options struct {
 	// Escrow is the escrow store; nil when this node does not provide
 	// escrow (the escrow routes then answer 409).
 	Escrow EscrowStore
+	// Audit is the audit trail: its routes, and the record of every
+	// admin action done through the API.
+	Audit *audit.Trail
 	// Requeue decides queued mail again and bounces it (a Requeuer on the
 	// live policy); nil leaves those routes answering 409.
 	Requeue RequeueOps
@@ -121,7 +127,7 @@ func New(o Options) *API {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	a := &API{reloadPolicy: o.ReloadPolicy, store: o.Store, keys: o.Keys, wake: o.Wake, ready: o.Ready, logger: o.Logger,
-		token: o.Token, hosts: o.Hosts, requeue: o.Requeue}
+		token: o.Token, hosts: o.Hosts, requeue: o.Requeue, audit: o.Audit}
 	if o.Escrow != nil {
 		a.escrow = EscrowOf(o.Escrow)
 	}
@@ -142,6 +148,7 @@ func (a *API) Handler(withPprof bool) http.Handler {
 	mux.HandleFunc("DELETE /api/v1/queue/{id}", a.delete)
 	mux.HandleFunc("POST /api/v1/queue/{id}/{action}", a.action)
 	a.requeueRoutes(mux)
+	a.auditRoutes(mux)
 	mux.HandleFunc("GET /api/v1/queue/quarantine", a.quarantined)
 	mux.HandleFunc("POST /api/v1/queue/quarantine/restore", a.restoreQuarantined)
 	mux.HandleFunc("GET /api/v1/domains", a.domains)
@@ -253,6 +260,7 @@ func (a *API) delete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.logger.Info("message deleted by admin", "queue_id", id)
+	a.audited(r, "delete", id, "message deleted without delivery")
 	writeJSON(w, http.StatusOK, map[string]string{"deleted": id})
 }
 
@@ -271,6 +279,7 @@ func (a *API) retryAll(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a.logger.Info("retry of all messages requested by admin", "messages", n)
+	a.audited(r, "retry-all", "", fmt.Sprintf("%d messages made due", n))
 	writeJSON(w, http.StatusOK, map[string]int{"retried": n})
 }
 
@@ -299,6 +308,7 @@ func (a *API) action(w http.ResponseWriter, r *http.Request) {
 		a.wake(id)
 	}
 	a.logger.Info("queue action by admin", "queue_id", id, "action", r.PathValue("action"))
+	a.audited(r, r.PathValue("action"), id, "")
 	writeJSON(w, http.StatusOK, map[string]string{r.PathValue("action"): id})
 }
 
@@ -309,6 +319,7 @@ func (a *API) policyReload(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error()})
 		return
 	}
+	a.audited(r, "policy-reload", "", "policy rules reloaded from the config file")
 	writeJSON(w, http.StatusOK, map[string]string{"reloaded": "policy"})
 }
 
@@ -331,6 +342,7 @@ func (a *API) resetDomain(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.logger.Warn("domain TLS history reset by admin", "domain", d)
+	a.audited(r, "domain-reset", "", "TLS history of "+d+" forgotten")
 	writeJSON(w, http.StatusOK, map[string]string{"reset": d})
 }
 

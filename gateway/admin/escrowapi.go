@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -73,6 +74,7 @@ func (a *API) revokeEscrow(w http.ResponseWriter, r *http.Request) {
 	recs, err := ops.Revoke(id, in.Recipient)
 	if err == nil {
 		a.logger.Warn("escrowed message revoked by admin", "escrow_id", id, "recipient", in.Recipient, "remote", r.RemoteAddr)
+		a.audited(r, "escrow-revoke", "", "escrowed message "+id+" revoked for "+cmp.Or(in.Recipient, "every recipient"))
 	}
 	a.writeEscrow(w, recs, err)
 }

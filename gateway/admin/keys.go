@@ -82,6 +82,7 @@ func (a *API) importKeys(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, k := range keys {
 		a.logger.Info("key imported by admin", "address", k.Address, "fingerprint", k.Fingerprint, "algorithm", k.Algorithm)
+		a.audited(r, "key-import", "", k.Kind+" key "+k.Fingerprint+" for "+k.Address)
 	}
 	writeJSON(w, http.StatusOK, keys)
 }
@@ -98,6 +99,7 @@ func (a *API) removeKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.logger.Warn("key removed by admin", "fingerprint", fp, "entries", n)
+	a.audited(r, "key-remove", "", "key "+fp+" removed")
 	writeJSON(w, http.StatusOK, map[string]int{"removed": n})
 }
 

@@ -39,6 +39,7 @@ func (a *API) restoreQuarantined(w http.ResponseWriter, r *http.Request) {
 	for _, rr := range res {
 		if rr.Restored {
 			a.logger.Warn("quarantined message restored by admin", "queue_id", rr.ID)
+			a.audited(r, "quarantine-restore", rr.ID, "quarantined record restored")
 			a.wake(rr.ID)
 		}
 	}

@@ -260,7 +260,7 @@ func requeueErr(err error) error {
 // requeueRoute serves one requeue operation: 409 on a server without
 // them, the route's {id} resolved when the operation takes one (named),
 // the result as JSON and a log line saying what the admin did.
-func (a *API) requeueRoute(did string, named bool, op func(id string) (any, error)) http.HandlerFunc {
+func (a *API) requeueRoute(action, did string, named bool, op func(id string) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if a.requeue == nil {
 			writeJSON(w, http.StatusConflict, map[string]string{"error": errRequeueOff.Error()})
@@ -279,13 +279,14 @@ func (a *API) requeueRoute(did string, named bool, op func(id string) (any, erro
 			return
 		}
 		a.logger.Info(did, "queue_id", id, "result", res)
+		a.audited(r, action, id, did)
 		writeJSON(w, http.StatusOK, res)
 	}
 }
 
 // requeueRoutes are the admin API's reapply and bounce routes.
 func (a *API) requeueRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /api/v1/queue/reapply", a.requeueRoute("policy applied again to every queued message by admin", false,
+	mux.HandleFunc("POST /api/v1/queue/reapply", a.requeueRoute("reapply-all", "policy applied again to every queued message by admin", false,
 		func(string) (any, error) {
 			res, err := a.requeue.ReapplyAll()
 			if res == nil {
@@ -293,8 +294,8 @@ func (a *API) requeueRoutes(mux *http.ServeMux) {
 			}
 			return res, err
 		}))
-	mux.HandleFunc("POST /api/v1/queue/{id}/reapply", a.requeueRoute("policy applied again by admin", true,
+	mux.HandleFunc("POST /api/v1/queue/{id}/reapply", a.requeueRoute("reapply", "policy applied again by admin", true,
 		func(id string) (any, error) { return a.requeue.Reapply(id) }))
-	mux.HandleFunc("POST /api/v1/queue/{id}/bounce", a.requeueRoute("message deleted by admin with a DSN to the sender", true,
+	mux.HandleFunc("POST /api/v1/queue/{id}/bounce", a.requeueRoute("bounce", "message deleted by admin with a DSN to the sender", true,
 		func(id string) (any, error) { return a.requeue.Bounce(id) }))
 }

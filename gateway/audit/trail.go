@@ -141,3 +141,7 @@ func (t *Trail) verifyCheckpoint(seq uint64, data []byte) (Checkpoint, string) {
 	}
 	return cp, ""
 }
+
+// Record appends records that belong to no message change (admin
+// actions), chained like the rest.
+func (t *Trail) Record(records ...[]byte) error { return t.store.Audit(records...) }

@@ -1,0 +1,225 @@
+package admin
+
+import (
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/gateway/audit"
+	"github.com/sealgate/sealgate/queue"
+)
+
+// AuditOps are the audit trail's operations for the CLI: the running
+// server's through the admin API, or the trail in a stopped server's
+// spool file.
+type AuditOps interface {
+	AuditVerify() (audit.Report, error)
+	AuditSearch(f audit.Filter, limit int) ([]audit.Found, error)
+	AuditExport(w io.Writer, from, to time.Time) error
+	AuditPublicKey() (ed25519.PublicKey, error)
+}
+
+// ErrNoAuditKey: the audit signing key does not exist, so checkpoints
+// cannot be verified.
+var ErrNoAuditKey = errors.New("no audit signing key")
+
+// AuditOpsFor gives the audit operations beside the spool access q
+// (from OpenQueueOps).
+func AuditOpsFor(q QueueOps, cfg *config.Config) (AuditOps, error) {
+	switch q := q.(type) {
+	case *AdminClient:
+		return q, nil
+	case *queue.Store:
+		key, err := readAuditKey(cfg.AuditSigningKeyFile())
+		if err != nil {
+			return nil, err
+		}
+		return localAudit{audit.New(q, key, nil)}, nil
+	}
+	return nil, fmt.Errorf("unexpected spool access %T", q)
+}
+
+// readAuditKey reads the signing key without creating it: a verifier
+// must not make up the key it checks against.
+func readAuditKey(path string) (ed25519.PrivateKey, error) {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w at %s (the server creates it on first start)", ErrNoAuditKey, path)
+	}
+	return audit.LoadOrCreateKey(path)
+}
+
+type localAudit struct{ t *audit.Trail }
+
+func (l localAudit) AuditVerify() (audit.Report, error) { return l.t.Verify() }
+func (l localAudit) AuditSearch(f audit.Filter, limit int) ([]audit.Found, error) {
+	return l.t.Search(f, limit)
+}
+func (l localAudit) AuditExport(w io.Writer, from, to time.Time) error {
+	return l.t.Export(w, from, to)
+}
+func (l localAudit) AuditPublicKey() (ed25519.PublicKey, error) { return l.t.PublicKey(), nil }
+
+// The client side.
+
+// AuditVerify asks the server to verify its trail.
+func (c *AdminClient) AuditVerify() (audit.Report, error) {
+	var rep audit.Report
+	err := c.do(http.MethodGet, "/api/v1/audit/verify", &rep)
+	return rep, err
+}
+
+// AuditSearch asks the server for the records that match f.
+func (c *AdminClient) AuditSearch(f audit.Filter, limit int) ([]audit.Found, error) {
+	var found []audit.Found
+	err := c.do(http.MethodGet, "/api/v1/audit?"+filterQuery(f, limit).Encode(), &found)
+	return found, err
+}
+
+// AuditExport streams the server's export into w.
+func (c *AdminClient) AuditExport(w io.Writer, from, to time.Time) error {
+	q := filterQuery(audit.Filter{From: from, To: to}, 0)
+	req, err := http.NewRequest(http.MethodGet, c.base+"/api/v1/audit/export?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := (&http.Client{}).Do(req) // no overall timeout: an export may be long
+	if err != nil {
+		return fmt.Errorf("admin API at %s: %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("admin API at %s: %s", c.base, resp.Status)
+	}
+	_, err = io.Copy(w, resp.Body)
+	return err
+}
+
+// AuditPublicKey asks the server for the key its checkpoints verify with.
+func (c *AdminClient) AuditPublicKey() (ed25519.PublicKey, error) {
+	var res struct {
+		PublicKey string `json:"public_key"`
+	}
+	if err := c.do(http.MethodGet, "/api/v1/audit/key", &res); err != nil {
+		return nil, err
+	}
+	k, err := hex.DecodeString(res.PublicKey)
+	if err != nil || len(k) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("admin API at %s: bad audit key", c.base)
+	}
+	return k, nil
+}
+
+func filterQuery(f audit.Filter, limit int) url.Values {
+	q := url.Values{}
+	set := func(k, v string) {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	set("message_id", f.MessageID)
+	set("queue_id", f.QueueID)
+	set("sender", f.Sender)
+	set("recipient", f.Recipient)
+	set("type", f.Type)
+	if !f.From.IsZero() {
+		q.Set("from", f.From.Format(time.RFC3339Nano))
+	}
+	if !f.To.IsZero() {
+		q.Set("to", f.To.Format(time.RFC3339Nano))
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	return q
+}
+
+func parseFilter(q url.Values) (audit.Filter, int, error) {
+	f := audit.Filter{MessageID: q.Get("message_id"), QueueID: q.Get("queue_id"), Sender: q.Get("sender"),
+		Recipient: q.Get("recipient"), Type: q.Get("type")}
+	for name, t := range map[string]*time.Time{"from": &f.From, "to": &f.To} {
+		if v := q.Get(name); v != "" {
+			parsed, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				return f, 0, fmt.Errorf("%s: want RFC 3339 time, got %q", name, v)
+			}
+			*t = parsed
+		}
+	}
+	limit := 0
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return f, 0, fmt.Errorf("limit: want a number, got %q", v)
+		}
+		limit = n
+	}
+	return f, limit, nil
+}
+
+// The server side.
+
+func (a *API) auditRoutes(mux *http.ServeMux) {
+	if a.audit == nil {
+		return
+	}
+	mux.HandleFunc("GET /api/v1/audit", func(w http.ResponseWriter, r *http.Request) {
+		f, limit, err := parseFilter(r.URL.Query())
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+		found, err := a.audit.Search(f, limit)
+		if err != nil {
+			a.fail(w, err)
+			return
+		}
+		if found == nil {
+			found = []audit.Found{}
+		}
+		writeJSON(w, http.StatusOK, found)
+	})
+	mux.HandleFunc("GET /api/v1/audit/verify", func(w http.ResponseWriter, r *http.Request) {
+		rep, err := a.audit.Verify()
+		if err != nil {
+			a.fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, rep)
+	})
+	mux.HandleFunc("GET /api/v1/audit/export", func(w http.ResponseWriter, r *http.Request) {
+		f, _, err := parseFilter(r.URL.Query())
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		if err := a.audit.Export(w, f.From, f.To); err != nil {
+			a.logger.Error("audit export", "err", err)
+		}
+	})
+	mux.HandleFunc("GET /api/v1/audit/key", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"public_key": hex.EncodeToString(a.audit.PublicKey())})
+	})
+}
+
+// audited records an admin action done through the API, with who did it
+// (the token's holder, from the client's address). A failure to record
+// is logged: the action has happened.
+func (a *API) audited(r *http.Request, action, queueID, detail string) {
+	if a.audit == nil {
+		return
+	}
+	if err := a.audit.Record(audit.Admin(time.Now(), action, "admin API token, from "+r.RemoteAddr, queueID, detail)); err != nil {
+		a.logger.Error("audit record of an admin action", "action", action, "err", err)
+	}
+}
