@@ -199,7 +199,8 @@ func (t *Trail) Search(f Filter, limit int) ([]Found, error) {
 	// the time range.
 	hits = hits[:0]
 	err = t.each(func(fd Found) error {
-		in := queueIDs[fd.QueueID] && (f.From.IsZero() || !fd.Time.Before(f.From)) && (f.To.IsZero() || fd.Time.Before(f.To))
+		story := Filter{From: f.From, To: f.To, Type: f.Type}
+		in := queueIDs[fd.QueueID] && story.match(fd.Record)
 		if in || f.match(fd.Record) {
 			hits = append(hits, fd)
 		}

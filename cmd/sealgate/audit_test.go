@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/sealgate/sealgate/gateway/audit"
+	"github.com/sealgate/sealgate/queue"
+)
+
+// TestAuditCommandsOnStoppedServer: search answers how a message left,
+// per recipient, in text, JSON and CSV; export carries the hashes and
+// the checkpoint; verify says intact, then names the entry edited in the
+// file (exit 1); the admin actions done here are on record with who.
+func TestAuditCommandsOnStoppedServer(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	cfg := filepath.Join(dir, "sealgate.yaml")
+	writeFile(t, cfg, "data_dir: "+data+"\n")
+	seedSpool(t, data)
+	key, err := audit.LoadOrCreateKey(filepath.Join(data, "audit-signing.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := queue.Open(queue.Options{Path: filepath.Join(data, "spool.db"), KeyFile: filepath.Join(data, "spool.key"), Audit: audit.FromChange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := store.Enqueue(context.Background(), queue.Envelope{From: "dr.lee@clinic.test", Recipients: []string{"patient@mail.test"},
+		MessageID: "<results-7@clinic.test>", ClientAddr: "40.92.1.1:5000", TLS: "TLS1.3 TLS_AES_128_GCM_SHA256",
+		Decisions: []queue.RcptDecision{{Chain: []string{"tls-verified", "bounce"}, By: "tag [secure]"}}}, []byte("Subject: x\r\n\r\nx\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	att := queue.Attempt{Destination: "mail.test", MXHost: "mx.mail.test", IP: "192.0.2.9", TLSVersion: "TLS1.3", Cipher: "TLS_AES_256_GCM_SHA384",
+		CertVerified: true, TLSLevel: "verify", Reply: "250 2.0.0 Ok: queued as ABC123", Recipients: []string{"patient@mail.test"}}
+	if _, _, err := store.RecordAttempt(id, att, []queue.RcptOutcome{{Address: "patient@mail.test", Delivered: true, Code: 250}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := audit.New(store, key, nil).Checkpoint(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+
+	code, out, stderr := sealgate(t, "audit", "search", "--recipient", "patient@mail.test", "--config", cfg)
+	for _, want := range []string{"received  " + id + "  <results-7@clinic.test>", "patient@mail.test: chain [tls-verified, bounce] by tag [secure]",
+		"to mail.test via mx.mail.test [192.0.2.9], TLS1.3 TLS_AES_256_GCM_SHA384, certificate verified", "reply: 250 2.0.0 Ok: queued as ABC123",
+		"patient@mail.test  delivered  by tls-verified", "3 records"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("audit search lacks %q: exit %d\n%s%s", want, code, out, stderr)
+		}
+	}
+	code, out, _ = sealgate(t, "audit", "search", "--message-id", "results-7@clinic.test", "--type", "attempt", "--json", "--config", cfg)
+	var found []audit.Found
+	if err := json.Unmarshal([]byte(out), &found); code != 0 || err != nil || len(found) != 1 || !found[0].Attempt.CertVerified {
+		t.Errorf("audit search --json: exit %d %v\n%s", code, err, out)
+	}
+	if code, out, _ := sealgate(t, "audit", "search", "--sender", "dr.lee@clinic.test", "--csv", "--config", cfg); code != 0 ||
+		!strings.HasPrefix(out, "seq,time,type,queue_id") || !strings.Contains(out, ",attempt,"+id+",") || !strings.Contains(out, "250 2.0.0 Ok: queued as ABC123") {
+		t.Errorf("audit search --csv: exit %d\n%s", code, out)
+	}
+	code, out, _ = sealgate(t, "audit", "export", "--config", cfg)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 4 || !strings.Contains(lines[0], `"hash":`) || !strings.HasPrefix(lines[3], `{"checkpoint":`) {
+		t.Errorf("audit export: exit %d\n%s", code, out)
+	}
+	if code, out, _ := sealgate(t, "audit", "key", "--config", cfg); code != 0 || !strings.HasPrefix(out, "ed25519 ") || len(strings.TrimSpace(out)) != 8+64 {
+		t.Errorf("audit key: exit %d %q", code, out)
+	}
+	if code, out, _ := sealgate(t, "audit", "verify", "--config", cfg); code != 0 || !strings.HasPrefix(out, "intact: 3 entries (1 to 3), 1 signed checkpoints") {
+		t.Errorf("audit verify: exit %d\n%s", code, out)
+	}
+
+	// An admin action on the stopped spool is on record, with who.
+	if code, _, stderr := sealgate(t, "queue", "delete", id, "--config", cfg); code != 0 {
+		t.Fatalf("queue delete: %s", stderr)
+	}
+	code, out, _ = sealgate(t, "audit", "search", "--type", "admin", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "admin.delete "+id) || !strings.Contains(out, "by sealgate CLI on the spool file as ") {
+		t.Errorf("the admin action: exit %d\n%s", code, out)
+	}
+
+	// Edited in the file: verify names the entry and exits 1.
+	db, err := bolt.Open(filepath.Join(data, "spool.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bolt.Tx) error {
+		k := make([]byte, 8)
+		binary.BigEndian.PutUint64(k, 2)
+		b := tx.Bucket([]byte("audit"))
+		v := append([]byte(nil), b.Get(k)...)
+		v[20] ^= 0x40
+		return b.Put(k, v)
+	})
+	db.Close()
+	code, out, stderr = sealgate(t, "audit", "verify", "--config", cfg)
+	if code != 1 || !strings.Contains(out, "NOT INTACT") || !strings.Contains(stderr, "entry 2 does not open") {
+		t.Errorf("audit verify of an edited trail: exit %d\n%s%s", code, out, stderr)
+	}
+}
