@@ -78,6 +78,10 @@ type Store interface {
 //	GET  /api/v1/escrow[?queue_id=ID]   escrowed messages (escrowapi.go)
 //	GET  /api/v1/escrow/{id}            one, with its access log
 //	POST /api/v1/escrow/{id}/revoke     end access {"recipient": ADDR} or {}
+//	GET  /api/v1/audit?message_id=&queue_id=&sender=&recipient=&from=&to=&type=&limit=  audit records (audit.go)
+//	GET  /api/v1/audit/verify           walk the chain and the checkpoints
+//	GET  /api/v1/audit/export?from=&to= JSON lines with hashes and checkpoints
+//	GET  /api/v1/audit/key              the checkpoints' public key
 type API struct {
 	reloadPolicy func() error
 	store        Store
