@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/gateway/audit"
 	"github.com/sealgate/sealgate/internal/testutil"
 	"github.com/sealgate/sealgate/queue"
 )
@@ -293,6 +294,11 @@ func TestSecureToRecipientWithoutKeysIsEscrowedAndRead(t *testing.T) {
 		if !strings.Contains(strings.Join(kinds, ","), want) {
 			t.Errorf("access log %v lacks %q", kinds, want)
 		}
+	}
+	// The same access events are in the audit trail, with the client.
+	opened, err := audit.New(x.gw.Store(), nil, nil).Search(audit.Filter{Recipient: "bob@dest.test", Type: "escrow.opened"}, 0)
+	if err != nil || len(opened) != 1 || !strings.Contains(opened[0].Detail, "from 127.0.0.1") || opened[0].QueueID == "" {
+		t.Errorf("escrow opening in the audit trail: %+v, %v", opened, err)
 	}
 
 	// No plaintext of the message in the spool file.

@@ -150,6 +150,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		Retention:    cfg.Queue.Retention.D(),
 		DelayWarning: cfg.Queue.DelayWarning.D(),
 		Audit:        audit.FromChange,
+		AuditEscrow:  audit.FromEscrow,
 		Logger:       logger.With("component", "queue"),
 	})
 	if err != nil {

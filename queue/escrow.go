@@ -136,6 +136,8 @@ type EscrowRecipient struct {
 	CodesSent   []time.Time   `json:"codes_sent,omitempty"` // the last hour's, for the rate limit
 	Opened      time.Time     `json:"opened,omitzero"`
 	Events      []EscrowEvent `json:"events"`
+	// AuditedEvents is how many of Events are in the audit log.
+	AuditedEvents int `json:"audited_events,omitempty"`
 }
 
 // EscrowCode is the one-time code a recipient was last sent.

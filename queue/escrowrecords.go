@@ -44,6 +44,9 @@ func (e *Escrow) getMessage(tx *bolt.Tx, id string) (*EscrowMessage, error) {
 }
 
 func (e *Escrow) putRecipient(tx *bolt.Tx, r *EscrowRecipient) error {
+	if err := e.auditAccess(tx, r); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
 	data, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -83,4 +86,21 @@ func (e *Escrow) byToken(tx *bolt.Tx, token string) (*EscrowRecipient, *EscrowMe
 		return nil, nil, err
 	}
 	return r, m, nil
+}
+
+// auditAccess chains the access events r gained since the last write
+// into the audit log, in the same transaction (Options.AuditEscrow).
+func (e *Escrow) auditAccess(tx *bolt.Tx, r *EscrowRecipient) error {
+	if e.s.opts.AuditEscrow == nil || r.AuditedEvents >= len(r.Events) {
+		return nil
+	}
+	queueID := ""
+	if m, err := e.getMessage(tx, r.MessageID); err == nil {
+		queueID = m.QueueID
+	}
+	if err := e.s.appendAudit(tx, e.s.opts.AuditEscrow(queueID, r.MessageID, r.Address, r.Events[r.AuditedEvents:])); err != nil {
+		return err
+	}
+	r.AuditedEvents = len(r.Events)
+	return nil
 }

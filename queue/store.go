@@ -83,6 +83,10 @@ type Options struct {
 	// Audit makes the audit records of each change of a message; nil
 	// audits nothing (audit.go).
 	Audit AuditFunc
+	// AuditEscrow makes the audit records of an escrowed recipient's
+	// access events (link issued, code sent, opened, revoked…); nil
+	// audits none.
+	AuditEscrow func(queueID, escrowID, recipient string, events []EscrowEvent) [][]byte
 	// DelayWarning is how long a recipient may wait before its sender
 	// hears that the message is delayed (RFC 3464 Action: delayed), once
 	// per recipient; 0 sends no delay notices.

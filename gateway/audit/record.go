@@ -128,3 +128,21 @@ func mustJSON(r Record) []byte {
 	}
 	return data
 }
+
+// FromEscrow is queue.Options.AuditEscrow: an escrowed recipient's
+// access events (link issued, notice sent, code sent or failed, opened,
+// attachment downloaded, replied, revoked, expired), each with the
+// client address it came from.
+func FromEscrow(queueID, escrowID, recipient string, events []queue.EscrowEvent) [][]byte {
+	var out [][]byte
+	for _, e := range events {
+		detail := e.Detail
+		if e.Client != "" {
+			detail = strings.TrimSpace("from " + e.Client + "; " + detail)
+			detail = strings.TrimSuffix(detail, ";")
+		}
+		out = append(out, mustJSON(Record{Time: e.Time.UTC(), Type: "escrow." + strings.ReplaceAll(e.Kind, " ", "-"), QueueID: queueID,
+			Recipients: []string{recipient}, Detail: strings.TrimSpace("escrow " + escrowID + ": " + detail)}))
+	}
+	return out
+}
