@@ -20,6 +20,7 @@ import (
 	"github.com/sealgate/sealgate/gateway/admin"
 	"github.com/sealgate/sealgate/gateway/audit"
 	"github.com/sealgate/sealgate/gateway/delivery"
+	"github.com/sealgate/sealgate/gateway/metrics"
 	"github.com/sealgate/sealgate/gateway/mtasts"
 	"github.com/sealgate/sealgate/gateway/probe"
 	"github.com/sealgate/sealgate/gateway/report"
@@ -46,6 +47,7 @@ type Gateway struct {
 	store     *queue.Store
 	report    queue.ReportFunc        // builds DSNs: bounces, delay notices
 	audit     *audit.Trail            // signs and prunes the audit log the spool keeps
+	metrics   *metrics.Metrics        // served at the admin listener's /metrics
 	escrow    *queue.Escrow           // nil unless escrow is on (escrow.enabled and a portal)
 	keys      *certs.Keyring          // correspondents' public keys, sealed in the spool
 	archive   *certs.OpenPGPRecipient // keys.archive_key_file; nil without one
@@ -163,7 +165,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	}
 
 	g := &Gateway{cfg: cfg, logger: logger, store: store, certs: reloader, adminToken: adminToken, archive: archive,
-		report: report.DSNBuilder{Hostname: hostname}.Build, audit: audit.New(store, auditKey, nil)}
+		report: report.DSNBuilder{Hostname: hostname}.Build, audit: audit.New(store, auditKey, nil), metrics: metrics.New(store)}
 	if cfg.EscrowOn() {
 		if g.escrow, err = store.OpenEscrow(queue.EscrowOptions{KeyFile: cfg.EscrowKeyFile(), Expiry: cfg.Escrow.Expiry.D()}); err != nil {
 			store.Close()
@@ -204,6 +206,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		Methods:           g.methods(),
 		DSN:               g.report,
 		TLS:               transport,
+		OnAttempt:         g.metrics.Attempt,
 	}
 	g.dkim = &dkimSigning{logger: logger.With("component", "dkim")}
 	if signer != nil {
@@ -249,6 +252,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		Spool:       store,
 		Logger:      logger.With("component", "smtp"),
 		OnQueued:    g.sched.Wake,
+		OnAccepted:  g.metrics.Accepted,
 		SpoolDir:    cfg.DataDir,
 		Policy:      g.policy.Load,
 	})
@@ -320,7 +324,7 @@ func (g *Gateway) Start() error {
 			escrow = g.escrow
 		}
 		requeue := &admin.Requeuer{Store: g.store, Engine: g.policy.Load, Report: g.report, Wake: g.sched.Wake}
-		api := admin.New(admin.Options{Store: g.store, Keys: g.keys, Escrow: escrow, Requeue: requeue, Audit: g.audit, Wake: g.sched.Wake, Ready: ready,
+		api := admin.New(admin.Options{Store: g.store, Keys: g.keys, Escrow: escrow, Requeue: requeue, Audit: g.audit, Metrics: g.metrics.Handler(), Wake: g.sched.Wake, Ready: ready,
 			ReloadPolicy: g.reloadPolicyFromFile, Logger: g.logger.With("component", "admin"),
 			Token: g.adminToken, Hosts: admin.AllowedHosts(g.adminLn.Addr().String())})
 		g.admin = &http.Server{

@@ -437,3 +437,25 @@ func TestEnqueueWithTheSessionsID(t *testing.T) {
 		}
 	}
 }
+
+// TestOldestUnfinishedFromTheFirstKey: the age gauge reads the arrival
+// of the oldest message still to deliver from its ID alone.
+func TestOldestUnfinishedFromTheFirstKey(t *testing.T) {
+	clock := &testClock{t: time.Date(2026, 3, 3, 9, 0, 0, 0, time.UTC)}
+	s := openTest(t, Options{Now: clock.Now})
+	if _, ok, err := s.OldestUnfinished(); ok || err != nil {
+		t.Fatalf("empty spool: %v %v", ok, err)
+	}
+	first := enqueue(t, s, "a@org.test", "Subject: x\r\n\r\nx\r\n", "b@dest.test")
+	clock.Add(time.Hour)
+	enqueue(t, s, "a@org.test", "Subject: x\r\n\r\nx\r\n", "b@dest.test")
+	if at, ok, err := s.OldestUnfinished(); !ok || err != nil || !at.Equal(time.Date(2026, 3, 3, 9, 0, 0, 0, time.UTC)) {
+		t.Errorf("oldest = %v %v %v", at, ok, err)
+	}
+	if _, _, err := s.RecordAttempt(first, Attempt{}, []RcptOutcome{{Address: "b@dest.test", Delivered: true}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if at, ok, _ := s.OldestUnfinished(); !ok || !at.Equal(time.Date(2026, 3, 3, 10, 0, 0, 0, time.UTC)) {
+		t.Errorf("after the first finished: %v %v", at, ok)
+	}
+}

@@ -82,6 +82,7 @@ type Store interface {
 //	GET  /api/v1/audit/verify           walk the chain and the checkpoints
 //	GET  /api/v1/audit/export?from=&to= JSON lines with hashes and checkpoints
 //	GET  /api/v1/audit/key              the checkpoints' public key
+//	GET  /metrics                       Prometheus metrics (gateway/metrics)
 type API struct {
 	reloadPolicy func() error
 	store        Store
@@ -89,6 +90,7 @@ type API struct {
 	escrow       EscrowOps // nil: escrow is off
 	requeue      RequeueOps
 	audit        *audit.Trail // nil: no audit routes
+	metrics      http.Handler // nil: no /metrics
 	wake         func(id string)
 	ready        func() bool
 	logger       *slog.Logger
@@ -104,6 +106,9 @@ type Options struct {
 	// Escrow is the escrow store; nil when this node does not provide
 	// escrow (the escrow routes then answer 409).
 	Escrow EscrowStore
+	// Metrics serves /metrics (Prometheus), behind the token like the
+	// API; nil leaves it out.
+	Metrics http.Handler
 	// Audit is the audit trail: its routes, and the record of every
 	// admin action done through the API.
 	Audit *audit.Trail
@@ -131,7 +136,7 @@ func New(o Options) *API {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	a := &API{reloadPolicy: o.ReloadPolicy, store: o.Store, keys: o.Keys, wake: o.Wake, ready: o.Ready, logger: o.Logger,
-		token: o.Token, hosts: o.Hosts, requeue: o.Requeue, audit: o.Audit}
+		token: o.Token, hosts: o.Hosts, requeue: o.Requeue, audit: o.Audit, metrics: o.Metrics}
 	if o.Escrow != nil {
 		a.escrow = EscrowOf(o.Escrow)
 	}
@@ -153,6 +158,9 @@ func (a *API) Handler(withPprof bool) http.Handler {
 	mux.HandleFunc("POST /api/v1/queue/{id}/{action}", a.action)
 	a.requeueRoutes(mux)
 	a.auditRoutes(mux)
+	if a.metrics != nil {
+		mux.Handle("GET /metrics", a.metrics)
+	}
 	mux.HandleFunc("GET /api/v1/queue/quarantine", a.quarantined)
 	mux.HandleFunc("POST /api/v1/queue/quarantine/restore", a.restoreQuarantined)
 	mux.HandleFunc("GET /api/v1/domains", a.domains)

@@ -61,7 +61,10 @@ type Options struct {
 	// spooled); nil means opportunistic TLS.
 	ReplyPolicy func(env queue.Envelope, msg []byte) ([]queue.RcptDecision, []byte)
 	Now         func() time.Time
-	Logger      *slog.Logger
+	// OnOpened, when set, hears of each recipient who opens a message
+	// with a good code (metrics).
+	OnOpened func()
+	Logger   *slog.Logger
 }
 
 // Portal is the recipients' web portal.
@@ -307,7 +310,11 @@ func maskAddress(a string) string {
 func (p *Portal) verify(w http.ResponseWriter, r *http.Request, token string) {
 	pg := page{Token: token, CSRF: p.csrf(w, r, token), CodeSent: true}
 	p.checkCode(w, r, pg, token, "/m/"+token, func(code string) (int, error) {
-		return p.o.Store.CheckCode(token, code, client(r))
+		left, err := p.o.Store.CheckCode(token, code, client(r))
+		if err == nil && p.o.OnOpened != nil {
+			p.o.OnOpened()
+		}
+		return left, err
 	})
 }
 

@@ -97,6 +97,9 @@ func (s *Scheduler) attempt(ctx context.Context, id string) time.Time {
 			return s.now().Add(time.Minute)
 		}
 		m = updated
+		if s.opts.OnAttempt != nil {
+			s.opts.OnAttempt(m, att, outcomes)
+		}
 		if dsnID != "" {
 			log.Info("delivery status notification queued", "dsn_id", dsnID)
 			s.schedule(dsnID, s.now())

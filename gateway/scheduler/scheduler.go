@@ -50,6 +50,8 @@ type Options struct {
 	MTASTS MTASTSLookup
 	// TLSReports, when set, counts TLS sessions for daily reports.
 	TLSReports TLSReporter
+	// OnAttempt, when set, hears of each recorded attempt (metrics).
+	OnAttempt func(m *queue.Message, att queue.Attempt, outcomes []queue.RcptOutcome)
 	// LoadRetry is the first wait before reading the pending list again
 	// when the spool cannot list it at start (0: one second); it doubles
 	// up to maxLoadRetry.

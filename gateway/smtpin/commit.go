@@ -92,6 +92,9 @@ func (c *conn) commit(log *slog.Logger, msg, body []byte) error {
 	log.Info("message queued", "queue_id", id, "size", len(msg), "tls", tlsDesc, "chains", strings.TrimSpace(chains), "hold", hold,
 		"commit", opts.Now().Sub(start).Round(time.Microsecond).String())
 	opts.OnQueued(id)
+	if opts.OnAccepted != nil {
+		opts.OnAccepted(env)
+	}
 	c.accepted++
 	return reply(250, 2, 0, 0, "Ok: queued as "+id)
 }

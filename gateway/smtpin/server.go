@@ -36,7 +36,9 @@ type Options struct {
 	Spool     Spooler
 	Logger    *slog.Logger
 	OnQueued  func(id string) // called after each commit: the scheduler's wake-up
-	Now       func() time.Time
+	// OnAccepted, when set, hears of each spooled message (metrics).
+	OnAccepted func(env queue.Envelope)
+	Now        func() time.Time
 	// Policy returns the rule set in force (it can be reloaded); nil or
 	// a nil engine means every recipient gets the default chain.
 	Policy func() *policy.Engine

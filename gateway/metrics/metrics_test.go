@@ -1,0 +1,50 @@
+package metrics
+
+import (
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sealgate/sealgate/queue"
+)
+
+type spool struct {
+	counts queue.Counts
+	oldest time.Time
+}
+
+func (s spool) Counts() (queue.Counts, error) { return s.counts, nil }
+func (s spool) OldestUnfinished() (time.Time, bool, error) {
+	return s.oldest, !s.oldest.IsZero(), nil
+}
+
+func TestQueueGaugesAndOutcomes(t *testing.T) {
+	now := time.Date(2026, 3, 3, 9, 0, 0, 0, time.UTC)
+	m := New(spool{counts: queue.Counts{Unfinished: 7, Quarantined: 1}, oldest: now.Add(-90 * time.Minute)})
+	m.now = func() time.Time { return now }
+	m.Accepted(queue.Envelope{Recipients: []string{"a@x.test", "b@x.test"},
+		Decisions: []queue.RcptDecision{{Chain: []string{"pgp", "escrow"}, Rules: []string{"lab"}}, {Chain: []string{"tls"}}}})
+	msg := &queue.Message{Received: now.Add(-2 * time.Second)}
+	m.Attempt(msg, queue.Attempt{MXHost: "mx.x.test", TLSVersion: ""}, []queue.RcptOutcome{
+		{Address: "a@x.test", Skip: true, Method: "pgp"}, {Address: "b@x.test", Delivered: true, Method: "tls"}})
+	m.Attempt(msg, queue.Attempt{NoConnection: "DNS lookup failed"}, []queue.RcptOutcome{{Address: "a@x.test", Method: "escrow"}})
+	m.EscrowOpened()
+
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	for _, want := range []string{
+		"sealgate_queue_messages 7", "sealgate_queue_oldest_message_age_seconds 5400", "sealgate_spool_quarantined_messages 1",
+		`sealgate_policy_decisions_total{method="pgp",rule="lab"} 1`, `sealgate_policy_decisions_total{method="tls",rule="none"} 1`,
+		`sealgate_recipient_outcomes_total{method="pgp",outcome="skipped"} 1`, `sealgate_recipient_outcomes_total{method="tls",outcome="delivered"} 1`,
+		`sealgate_recipient_outcomes_total{method="escrow",outcome="deferred"} 1`,
+		`sealgate_delivery_sessions_total{tls_version="none",verified="false"} 1`, // the DNS failure reached no server
+		"sealgate_delivery_latency_seconds_sum 2", "sealgate_escrow_opens_total 1",
+	} {
+		if !strings.Contains(string(body), want+"\n") {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
