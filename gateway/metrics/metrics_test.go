@@ -3,6 +3,8 @@ package metrics
 import (
 	"io"
 	"net/http/httptest"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +47,37 @@ func TestQueueGaugesAndOutcomes(t *testing.T) {
 	} {
 		if !strings.Contains(string(body), want+"\n") {
 			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+// TestDashboardUsesOnlyOurMetrics: every sealgate_ series the Grafana
+// dashboard queries is one the node exports.
+func TestDashboardUsesOnlyOurMetrics(t *testing.T) {
+	data, err := os.ReadFile("../../packaging/grafana/sealgate.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := New(spool{})
+	m.Accepted(queue.Envelope{Recipients: []string{"a@x.test"}})
+	m.Attempt(&queue.Message{}, queue.Attempt{MXHost: "mx"}, []queue.RcptOutcome{{Delivered: true}})
+	m.EscrowOpened()
+	families, err := m.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, f := range families {
+		have[f.GetName()] = true
+	}
+	used := regexp.MustCompile(`sealgate_[a-z_]+`).FindAllString(string(data), -1)
+	if len(used) < 10 {
+		t.Fatalf("the dashboard queries %d series", len(used))
+	}
+	for _, name := range used {
+		base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_count"), "_sum")
+		if !have[base] {
+			t.Errorf("the dashboard queries %s, which the node does not export", name)
 		}
 	}
 }
