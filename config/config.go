@@ -23,6 +23,7 @@ type Config struct {
 	Portal   Portal   `yaml:"portal"`
 	Policy   Policy   `yaml:"policy"`
 	Audit    Audit    `yaml:"audit"`
+	Webhooks Webhooks `yaml:"webhooks"`
 
 	// Source is the file the config was loaded from ("" for the embedded
 	// defaults). Not a YAML key.

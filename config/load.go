@@ -172,6 +172,9 @@ func (d *decoder) resolvePaths(cfg *Config) {
 	}
 	d.relativeTo("escrow.key_file", &cfg.Escrow.KeyFile)
 	d.relativeTo("audit.signing_key", &cfg.Audit.SigningKey)
+	for i := range cfg.Webhooks.Endpoints {
+		d.relativeTo(fmt.Sprintf("webhooks.endpoints[%d].secret_file", i), &cfg.Webhooks.Endpoints[i].SecretFile)
+	}
 	d.relativeTo("portal.tls.cert_file", &cfg.Portal.TLS.CertFile)
 	d.relativeTo("portal.tls.key_file", &cfg.Portal.TLS.KeyFile)
 }

@@ -48,6 +48,7 @@ type Gateway struct {
 	report    queue.ReportFunc        // builds DSNs: bounces, delay notices
 	audit     *audit.Trail            // signs and prunes the audit log the spool keeps
 	metrics   *metrics.Metrics        // served at the admin listener's /metrics
+	webhooks  *report.Dispatcher      // nil without webhooks.endpoints
 	escrow    *queue.Escrow           // nil unless escrow is on (escrow.enabled and a portal)
 	keys      *certs.Keyring          // correspondents' public keys, sealed in the spool
 	archive   *certs.OpenPGPRecipient // keys.archive_key_file; nil without one
@@ -143,17 +144,29 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		}
 	}
 
+	endpoints, err := report.LoadEndpoints(cfg)
+	if err != nil {
+		return nil, err
+	}
+	hooks := report.NewWebhooks(endpoints)
+	var webhooks queue.WebhookFunc
+	var webhooksEscrow queue.WebhookEscrowFunc
+	if hooks != nil {
+		webhooks, webhooksEscrow = hooks.FromChange, hooks.FromEscrow
+	}
 	store, err := queue.Open(queue.Options{
-		Path:         cfg.SpoolDBFile(),
-		KeyFile:      cfg.SpoolKeyFile(),
-		RetryInitial: cfg.Queue.RetryInitial.D(),
-		RetryMax:     cfg.Queue.RetryMax.D(),
-		Expiry:       cfg.Queue.Expiry.D(),
-		Retention:    cfg.Queue.Retention.D(),
-		DelayWarning: cfg.Queue.DelayWarning.D(),
-		Audit:        audit.FromChange,
-		AuditEscrow:  audit.FromEscrow,
-		Logger:       logger.With("component", "queue"),
+		Path:           cfg.SpoolDBFile(),
+		KeyFile:        cfg.SpoolKeyFile(),
+		RetryInitial:   cfg.Queue.RetryInitial.D(),
+		RetryMax:       cfg.Queue.RetryMax.D(),
+		Expiry:         cfg.Queue.Expiry.D(),
+		Retention:      cfg.Queue.Retention.D(),
+		DelayWarning:   cfg.Queue.DelayWarning.D(),
+		Audit:          audit.FromChange,
+		AuditEscrow:    audit.FromEscrow,
+		Webhooks:       webhooks,
+		WebhooksEscrow: webhooksEscrow,
+		Logger:         logger.With("component", "queue"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
@@ -166,6 +179,12 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 
 	g := &Gateway{cfg: cfg, logger: logger, store: store, certs: reloader, adminToken: adminToken, archive: archive,
 		report: report.DSNBuilder{Hostname: hostname}.Build, audit: audit.New(store, auditKey, nil), metrics: metrics.New(store)}
+	if len(endpoints) > 0 {
+		w := cfg.Webhooks
+		g.webhooks = report.NewDispatcher(report.DispatcherOptions{Outbox: store, Endpoints: endpoints, MaxAge: w.MaxAge.D(),
+			RetryInitial: w.RetryInitial.D(), RetryMax: w.RetryMax.D(), OnFailure: g.metrics.WebhookFailed,
+			Logger: logger.With("component", "webhooks")})
+	}
 	if cfg.EscrowOn() {
 		if g.escrow, err = store.OpenEscrow(queue.EscrowOptions{KeyFile: cfg.EscrowKeyFile(), Expiry: cfg.Escrow.Expiry.D()}); err != nil {
 			store.Close()
@@ -302,6 +321,9 @@ func (g *Gateway) Start() error {
 	g.goServe("scheduler", func() error { return g.sched.Run(ctx) })
 	gcInterval := min(max(g.cfg.Queue.Retention.D()/10, time.Second), 10*time.Minute)
 	g.goServe("spool gc", func() error { every(ctx, gcInterval, g.gcOnce); return nil })
+	if g.webhooks != nil {
+		g.goServe("webhooks", func() error { g.webhooks.Run(ctx); return nil })
+	}
 	g.goServe("audit checkpoints", func() error { every(ctx, g.cfg.Audit.CheckpointInterval.D(), g.auditCheckpoint); return nil })
 	g.goServe("audit retention", func() error { every(ctx, auditPruneInterval, g.auditPrune); return nil })
 	watch := &certExpiryWatch{certs: g.certs, logger: g.logger, now: time.Now, warned: map[string]int{}}

@@ -118,9 +118,10 @@ func (s *Store) appendAudit(tx *bolt.Tx, records [][]byte) error {
 }
 
 // auditChange audits what a change of m added (events since the last
-// audited one, and its finishing), inside tx; putMessage calls it.
+// audited one, and its finishing) and puts the webhook events it makes
+// in the outbox, inside tx; putMessage calls it.
 func (s *Store) auditChange(tx *bolt.Tx, m *Message) error {
-	if s.opts.Audit == nil {
+	if s.opts.Audit == nil && s.opts.Webhooks == nil {
 		return nil
 	}
 	finished := !m.DoneAt.IsZero() && !m.AuditedDone
@@ -128,8 +129,15 @@ func (s *Store) auditChange(tx *bolt.Tx, m *Message) error {
 		return nil
 	}
 	events := m.Events[min(m.AuditedEvents, len(m.Events)):]
-	if err := s.appendAudit(tx, s.opts.Audit(m, events, finished)); err != nil {
-		return err
+	if s.opts.Audit != nil {
+		if err := s.appendAudit(tx, s.opts.Audit(m, events, finished)); err != nil {
+			return err
+		}
+	}
+	if s.opts.Webhooks != nil {
+		if err := s.putWebhooks(tx, s.opts.Webhooks(m, events, finished)); err != nil {
+			return err
+		}
 	}
 	m.AuditedEvents, m.AuditedDone = len(m.Events), !m.DoneAt.IsZero()
 	return nil

@@ -89,17 +89,27 @@ func (e *Escrow) byToken(tx *bolt.Tx, token string) (*EscrowRecipient, *EscrowMe
 }
 
 // auditAccess chains the access events r gained since the last write
-// into the audit log, in the same transaction (Options.AuditEscrow).
+// into the audit log and the webhook outbox, in the same transaction
+// (Options.AuditEscrow, Options.WebhooksEscrow).
 func (e *Escrow) auditAccess(tx *bolt.Tx, r *EscrowRecipient) error {
-	if e.s.opts.AuditEscrow == nil || r.AuditedEvents >= len(r.Events) {
+	o := e.s.opts
+	if (o.AuditEscrow == nil && o.WebhooksEscrow == nil) || r.AuditedEvents >= len(r.Events) {
 		return nil
 	}
 	queueID := ""
 	if m, err := e.getMessage(tx, r.MessageID); err == nil {
 		queueID = m.QueueID
 	}
-	if err := e.s.appendAudit(tx, e.s.opts.AuditEscrow(queueID, r.MessageID, r.Address, r.Events[r.AuditedEvents:])); err != nil {
-		return err
+	events := r.Events[r.AuditedEvents:]
+	if o.AuditEscrow != nil {
+		if err := e.s.appendAudit(tx, o.AuditEscrow(queueID, r.MessageID, r.Address, events)); err != nil {
+			return err
+		}
+	}
+	if o.WebhooksEscrow != nil {
+		if err := e.s.putWebhooks(tx, o.WebhooksEscrow(queueID, r.MessageID, r.Address, events)); err != nil {
+			return err
+		}
 	}
 	r.AuditedEvents = len(r.Events)
 	return nil

@@ -87,6 +87,10 @@ type Options struct {
 	// access events (link issued, code sent, opened, revoked…); nil
 	// audits none.
 	AuditEscrow func(queueID, escrowID, recipient string, events []EscrowEvent) [][]byte
+	// Webhooks and WebhooksEscrow make the webhook events of the same
+	// changes, put in the outbox in the same transaction (webhooks.go).
+	Webhooks       WebhookFunc
+	WebhooksEscrow WebhookEscrowFunc
 	// DelayWarning is how long a recipient may wait before its sender
 	// hears that the message is delayed (RFC 3464 Action: delayed), once
 	// per recipient; 0 sends no delay notices.

@@ -37,6 +37,7 @@ type Metrics struct {
 	latency     prometheus.Histogram
 	decisions   *prometheus.CounterVec
 	escrowOpens prometheus.Counter
+	webhookFail *prometheus.CounterVec
 	now         func() time.Time
 }
 
@@ -60,6 +61,8 @@ func New(spool Spool) *Metrics {
 		[]string{"rule", "method"})
 	m.escrowOpens = prometheus.NewCounter(prometheus.CounterOpts{Name: "sealgate_escrow_opens_total",
 		Help: "Escrowed messages opened by their recipients in the portal."})
+	m.webhookFail = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sealgate_webhook_failures_total",
+		Help: "Failed webhook posts; gave_up=\"true\" for events given up after webhooks.max_age."}, []string{"gave_up"})
 	depth := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sealgate_queue_messages",
 		Help: "Messages in the spool with something still to deliver."}, func() float64 {
 		c, err := spool.Counts()
@@ -84,7 +87,7 @@ func New(spool Spool) *Metrics {
 		}
 		return float64(c.Quarantined)
 	})
-	m.reg.MustRegister(m.received, m.recipients, m.sessions, m.latency, m.decisions, m.escrowOpens, depth, oldest, quarantined,
+	m.reg.MustRegister(m.received, m.recipients, m.sessions, m.latency, m.decisions, m.escrowOpens, m.webhookFail, depth, oldest, quarantined,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -144,3 +147,8 @@ func (m *Metrics) Attempt(msg *queue.Message, att queue.Attempt, outcomes []queu
 
 // EscrowOpened counts a recipient opening an escrowed message.
 func (m *Metrics) EscrowOpened() { m.escrowOpens.Inc() }
+
+// WebhookFailed counts a failed webhook post.
+func (m *Metrics) WebhookFailed(gaveUp bool) {
+	m.webhookFail.WithLabelValues(strconv.FormatBool(gaveUp)).Inc()
+}
