@@ -284,7 +284,11 @@ type Rule struct {
 	// Reject refuses the message at SMTP time (550 5.7.1) with this text.
 	Reject string `yaml:"reject"`
 	// Hold keeps the message in the queue for review (queue release).
-	Hold          bool              `yaml:"hold"`
+	Hold bool `yaml:"hold"`
+	// Receipt sends the sender a security receipt once every recipient
+	// is final: per recipient, how the message left (match the sender
+	// with match.from for per-sender receipts).
+	Receipt       bool              `yaml:"receipt"`
 	AddHeaders    map[string]string `yaml:"add_headers"`
 	RemoveHeaders []string          `yaml:"remove_headers"`
 	// Continue goes on to the next rules after this one matched.

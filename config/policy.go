@@ -41,8 +41,8 @@ func (v *validator) validatePolicy(p *Policy) {
 			v.fail(base+".name", "duplicate rule name %q", r.Name)
 		}
 		names[r.Name] = true
-		if len(r.Chain) == 0 && r.Reject == "" && !r.Hold && len(r.AddHeaders) == 0 && len(r.RemoveHeaders) == 0 {
-			v.fail(base, "rule %q does nothing: give chain, reject, hold, add_headers or remove_headers", r.Name)
+		if len(r.Chain) == 0 && r.Reject == "" && !r.Hold && !r.Receipt && len(r.AddHeaders) == 0 && len(r.RemoveHeaders) == 0 {
+			v.fail(base, "rule %q does nothing: give chain, reject, hold, receipt, add_headers or remove_headers", r.Name)
 		}
 		if len(r.Chain) > 0 {
 			v.chain(base+".chain", r.Chain)

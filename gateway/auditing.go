@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"time"
+
+	"github.com/sealgate/sealgate/queue"
 )
 
 // auditPruneInterval is how often records past audit.retention are
@@ -29,5 +31,36 @@ func (g *Gateway) auditPrune(context.Context) {
 		g.logger.Error("audit retention", "err", err)
 	case n > 0:
 		g.logger.Info("audit records past their retention removed", "entries", n, "retention", g.cfg.Audit.Retention.D().String())
+	}
+}
+
+// sendReceipt spools the security receipt of m when it has just
+// finished and a rule asked for one, and has it delivered.
+func (g *Gateway) sendReceipt(m *queue.Message) {
+	if m.DoneAt.IsZero() || m.Envelope.Receipt == "" || m.ReceiptID != "" {
+		return
+	}
+	id, err := g.store.SendReceipt(m.ID, g.receipt)
+	switch {
+	case err != nil:
+		g.logger.Error("security receipt not spooled; the spool sweep tries again", "queue_id", m.ID, "err", err)
+	case id != "":
+		g.logger.Info("security receipt queued", "queue_id", m.ID, "receipt_id", id, "rule", m.Envelope.Receipt)
+		g.wake(id)
+	}
+}
+
+// sendPendingReceipts sends the receipts a crash or an admin's action
+// (queue delete --bounce) left unsent.
+func (g *Gateway) sendPendingReceipts(ctx context.Context) {
+	ids, err := g.store.PendingReceipts(ctx)
+	if err != nil {
+		g.logger.Error("pending security receipts", "err", err)
+		return
+	}
+	for _, id := range ids {
+		if m, err := g.store.Get(id); err == nil {
+			g.sendReceipt(m)
+		}
 	}
 }

@@ -46,6 +46,7 @@ type Gateway struct {
 
 	store     *queue.Store
 	report    queue.ReportFunc        // builds DSNs: bounces, delay notices
+	receipt   queue.ReceiptFunc       // builds security receipts
 	audit     *audit.Trail            // signs and prunes the audit log the spool keeps
 	metrics   *metrics.Metrics        // served at the admin listener's /metrics
 	webhooks  *report.Dispatcher      // nil without webhooks.endpoints
@@ -178,7 +179,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	}
 
 	g := &Gateway{cfg: cfg, logger: logger, store: store, certs: reloader, adminToken: adminToken, archive: archive,
-		report: report.DSNBuilder{Hostname: hostname}.Build, audit: audit.New(store, auditKey, nil), metrics: metrics.New(store)}
+		report: report.DSNBuilder{Hostname: hostname}.Build, receipt: report.ReceiptBuilder{Hostname: hostname}.Build, audit: audit.New(store, auditKey, nil), metrics: metrics.New(store)}
 	if len(endpoints) > 0 {
 		w := cfg.Webhooks
 		g.webhooks = report.NewDispatcher(report.DispatcherOptions{Outbox: store, Endpoints: endpoints, MaxAge: w.MaxAge.D(),
@@ -225,7 +226,10 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		Methods:           g.methods(),
 		DSN:               g.report,
 		TLS:               transport,
-		OnAttempt:         g.metrics.Attempt,
+		OnAttempt: func(m *queue.Message, att queue.Attempt, outcomes []queue.RcptOutcome) {
+			g.metrics.Attempt(m, att, outcomes)
+			g.sendReceipt(m)
+		},
 	}
 	g.dkim = &dkimSigning{logger: logger.With("component", "dkim")}
 	if signer != nil {
@@ -399,6 +403,7 @@ func (g *Gateway) gcOnce(ctx context.Context) {
 		g.logger.Info("spool compacted: free space given back", "bytes_before", res.Before, "bytes_after", res.After,
 			"paused", res.Paused.Round(time.Millisecond).String())
 	}
+	g.sendPendingReceipts(ctx)
 	ids, err := g.store.NotifyHeldDelays(g.report)
 	if err != nil {
 		g.logger.Error("delay notices of held messages", "err", err)

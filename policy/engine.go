@@ -54,6 +54,7 @@ type rule struct {
 	chain         Chain
 	reject        string
 	hold          bool
+	receipt       bool
 	addHeaders    map[string]string
 	removeHeaders []string
 	cont          bool
@@ -90,7 +91,7 @@ func Compile(p config.Policy) (*Engine, error) {
 	for i, r := range p.Rules {
 		cr := rule{name: r.Name, from: lower(r.Match.From), to: lower(append(append([]string{}, r.Match.To...), r.Match.ToFileEntries...)), authUsers: r.Match.AuthUser, attachments: r.Match.HasAttachments,
 			tagged: r.Match.Tagged, forwarded: r.Match.Forwarded, minSize: r.Match.MinSize, maxSize: r.Match.MaxSize,
-			reject: r.Reject, hold: r.Hold, addHeaders: r.AddHeaders, removeHeaders: r.RemoveHeaders, cont: r.Continue}
+			reject: r.Reject, hold: r.Hold, receipt: r.Receipt, addHeaders: r.AddHeaders, removeHeaders: r.RemoveHeaders, cont: r.Continue}
 		where := fmt.Sprintf("policy.rules[%d] (%s)", i, r.Name)
 		for _, n := range r.Match.ClientNetwork {
 			pfx, err := netip.ParsePrefix(n)
@@ -216,14 +217,17 @@ type RecipientDecision struct {
 
 // Decision is the outcome for a message.
 type Decision struct {
-	Recipients    []RecipientDecision `json:"recipients"`
-	Reject        string              `json:"reject,omitempty"`
-	RejectRule    string              `json:"reject_rule,omitempty"`
-	Hold          string              `json:"hold,omitempty"` // the rules that hold it, "" when none
-	AddHeaders    map[string]string   `json:"add_headers,omitempty"`
-	RemoveHeaders []string            `json:"remove_headers,omitempty"`
-	Tags          []string            `json:"tags,omitempty"`
-	Forwarding    string              `json:"forwarding"`
+	Recipients []RecipientDecision `json:"recipients"`
+	Reject     string              `json:"reject,omitempty"`
+	RejectRule string              `json:"reject_rule,omitempty"`
+	Hold       string              `json:"hold,omitempty"` // the rules that hold it, "" when none
+	// Receipt names the rule that asks for a security receipt to the
+	// sender, "" when none does.
+	Receipt       string            `json:"receipt,omitempty"`
+	AddHeaders    map[string]string `json:"add_headers,omitempty"`
+	RemoveHeaders []string          `json:"remove_headers,omitempty"`
+	Tags          []string          `json:"tags,omitempty"`
+	Forwarding    string            `json:"forwarding"`
 	// ScanErrors says what could not be read (the Subject for tags, the
 	// body for content and attachment rules) and how the decision made
 	// up for it; empty when everything was read.
@@ -308,6 +312,9 @@ func (e *Engine) runRules(d *Decision, rd *RecipientDecision, holds *[]string, i
 		}
 		if r.hold && !containsString(*holds, r.name) {
 			*holds = append(*holds, r.name)
+		}
+		if r.receipt && d.Receipt == "" {
+			d.Receipt = r.name
 		}
 		for k, v := range r.addHeaders {
 			if d.AddHeaders == nil {

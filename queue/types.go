@@ -46,6 +46,9 @@ type Envelope struct {
 	Decisions []RcptDecision `json:"decisions,omitempty"`
 	// Hold, when set, keeps the message for review; it says why.
 	Hold string `json:"hold,omitempty"`
+	// Receipt names the policy rule that asked for a security receipt
+	// to the sender once every recipient is final ("" for none).
+	Receipt string `json:"receipt,omitempty"`
 	// Asked is what the sender asked of the policy at intake, which the
 	// spooled message no longer shows; nil in records from before it.
 	Asked *Asked `json:"asked,omitempty"`
@@ -177,6 +180,8 @@ type Message struct {
 	// AuditedDone whether its finishing is (audit.go).
 	AuditedEvents int  `json:"audited_events,omitempty"`
 	AuditedDone   bool `json:"audited_done,omitempty"`
+	// ReceiptID is the security receipt sent for it ("" when none yet).
+	ReceiptID string `json:"receipt_id,omitempty"`
 }
 
 // RcptOutcome is the result of one delivery attempt for one recipient, as

@@ -41,7 +41,7 @@ func (c *conn) commit(log *slog.Logger, msg, body []byte) error {
 	}
 	var decisions []queue.RcptDecision
 	var asked *queue.Asked
-	hold, chains := "", ""
+	hold, chains, receipt := "", "", ""
 	if opts.Policy != nil {
 		if engine := opts.Policy(); engine != nil {
 			trusted := c.authUser != "" || c.trusted || bound
@@ -54,7 +54,7 @@ func (c *conn) commit(log *slog.Logger, msg, body []byte) error {
 			if !mailtext.SameBytes(out, body) { // the policy rewrote the header
 				msg = append(append(make([]byte, 0, tx.trace+len(out)), msg[:tx.trace]...), out...)
 			}
-			hold = res.Hold
+			hold, receipt = res.Hold, res.Receipt
 			asked = &queue.Asked{Tags: res.Tags, SubjectUnread: res.SubjectUnread, Escalation: res.Escalation, Trusted: trusted}
 			if len(res.ScanErrors) > 0 {
 				log.Info("policy could not read the whole message; rules decided as if it matched", "why", strings.Join(res.ScanErrors, "; "))
@@ -81,6 +81,7 @@ func (c *conn) commit(log *slog.Logger, msg, body []byte) error {
 		RequireTLS: tx.requireTLS,
 		Decisions:  decisions,
 		Hold:       hold,
+		Receipt:    receipt,
 		Asked:      asked,
 	}
 	start := opts.Now()
