@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/sealgate/sealgate/gateway/audit"
 	"github.com/sealgate/sealgate/queue"
 )
 
@@ -62,5 +63,13 @@ func (g *Gateway) sendPendingReceipts(ctx context.Context) {
 		if m, err := g.store.Get(id); err == nil {
 			g.sendReceipt(m)
 		}
+	}
+}
+
+// RecordAdmin puts an admin action done outside the admin API (a
+// SIGHUP reload) in the audit trail.
+func (g *Gateway) RecordAdmin(action, actor, detail string) {
+	if err := g.audit.Record(audit.Admin(time.Now(), action, actor, "", detail)); err != nil {
+		g.logger.Error("audit record of an admin action", "action", action, "err", err)
 	}
 }

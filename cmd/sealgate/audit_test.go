@@ -82,9 +82,14 @@ func TestAuditCommandsOnStoppedServer(t *testing.T) {
 	if code, _, stderr := sealgate(t, "queue", "delete", id, "--config", cfg); code != 0 {
 		t.Fatalf("queue delete: %s", stderr)
 	}
+	pub, _, fp := writeKey(t, dir, "patient@mail.test")
+	if code, _, stderr := sealgate(t, "keys", "import", pub, "--config", cfg); code != 0 {
+		t.Fatalf("keys import: %s", stderr)
+	}
 	code, out, _ = sealgate(t, "audit", "search", "--type", "admin", "--config", cfg)
-	if code != 0 || !strings.Contains(out, "admin.delete "+id) || !strings.Contains(out, "by sealgate CLI on the spool file as ") {
-		t.Errorf("the admin action: exit %d\n%s", code, out)
+	if code != 0 || !strings.Contains(out, "admin.delete "+id) || !strings.Contains(out, "by sealgate CLI on the spool file as ") ||
+		!strings.Contains(out, "admin.key-import") || !strings.Contains(out, "openpgp key "+fp+" for patient@mail.test") {
+		t.Errorf("the admin actions: exit %d\n%s", code, out)
 	}
 
 	// Edited in the file: verify names the entry and exits 1.

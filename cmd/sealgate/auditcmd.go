@@ -5,8 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
-	"os/user"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -277,14 +275,7 @@ func auditLocal(ops admin.QueueOps, errOut io.Writer, action, queueID, detail st
 	if !ok {
 		return
 	}
-	who := "sealgate CLI on the spool file"
-	if u, err := user.Current(); err == nil {
-		who += " as " + u.Username
-	}
-	if h, err := os.Hostname(); err == nil {
-		who += " on " + h
-	}
-	if err := s.Audit(audit.Admin(time.Now(), action, who, queueID, detail)); err != nil {
+	if err := s.Audit(audit.Admin(time.Now(), action, admin.LocalActor(), queueID, detail)); err != nil {
 		fmt.Fprintf(errOut, "sealgate: the audit record of this action failed: %v\n", err)
 	}
 }

@@ -94,6 +94,7 @@ func serve(cfg *config.Config, configPath string) error {
 			gw.ReloadInbound(newCfg)
 			if policyErr == nil && keysErr == nil {
 				logger.Info("config reloaded (log level, policy, DKIM keys, TLS policy, inbound limits, networks, tenants and users; other changes need a restart)", "file", configPath)
+				gw.RecordAdmin("reload", "SIGHUP to the process", "config reloaded from "+configPath)
 			}
 		}
 		if err := gw.Reload(); err != nil {

@@ -10,9 +10,11 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/user"
 	"strconv"
 	"time"
 
+	"github.com/sealgate/sealgate/certs"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/gateway/audit"
 	"github.com/sealgate/sealgate/queue"
@@ -222,4 +224,40 @@ func (a *API) audited(r *http.Request, action, queueID, detail string) {
 	if err := a.audit.Record(audit.Admin(time.Now(), action, "admin API token, from "+r.RemoteAddr, queueID, detail)); err != nil {
 		a.logger.Error("audit record of an admin action", "action", action, "err", err)
 	}
+}
+
+// LocalActor names who acts on a stopped server's spool file: the CLI,
+// the user and the host.
+func LocalActor() string {
+	who := "sealgate CLI on the spool file"
+	if u, err := user.Current(); err == nil {
+		who += " as " + u.Username
+	}
+	if h, err := os.Hostname(); err == nil {
+		who += " on " + h
+	}
+	return who
+}
+
+// auditedKeys records the key store's changes made on a stopped
+// server's spool (the running server's API records its own).
+type auditedKeys struct {
+	KeyOps
+	store *queue.Store
+}
+
+func (k auditedKeys) ImportKeys(data []byte) ([]certs.Key, error) {
+	keys, err := k.KeyOps.ImportKeys(data)
+	for _, key := range keys {
+		k.store.Audit(audit.Admin(time.Now(), "key-import", LocalActor(), "", key.Kind+" key "+key.Fingerprint+" for "+key.Address))
+	}
+	return keys, err
+}
+
+func (k auditedKeys) RemoveKey(fingerprint string) (int, error) {
+	n, err := k.KeyOps.RemoveKey(fingerprint)
+	if err == nil && n > 0 {
+		k.store.Audit(audit.Admin(time.Now(), "key-remove", LocalActor(), "", "key "+fingerprint+" removed"))
+	}
+	return n, err
 }

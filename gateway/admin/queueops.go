@@ -55,7 +55,7 @@ func OpenKeyOps(cfg *config.Config) (ops KeyOps, where string, close func() erro
 	}
 	switch q := q.(type) {
 	case *queue.Store:
-		return certs.NewKeyring(certs.NewSpoolKeyStore(q), nil), where, closeQ, nil
+		return auditedKeys{KeyOps: certs.NewKeyring(certs.NewSpoolKeyStore(q), nil), store: q}, where, closeQ, nil
 	case *AdminClient:
 		return q, where, closeQ, nil
 	}
