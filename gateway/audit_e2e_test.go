@@ -57,7 +57,7 @@ func TestAuditTrailOfALiveGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	acts, err := c.AuditSearch(audit.Filter{Type: "admin", QueueID: held}, 0)
-	if err != nil || len(acts) != 1 || acts[0].Type != "admin.hold" || !strings.HasPrefix(acts[0].Actor, "admin API token, from 127.0.0.1:") {
+	if err != nil || len(acts) != 1 || acts[0].Type != "admin.hold" || !strings.HasPrefix(acts[0].Actor, "admin token, from 127.0.0.1:") {
 		t.Errorf("admin hold on record: %+v, %v", acts, err)
 	}
 

@@ -350,7 +350,7 @@ func (g *Gateway) Start() error {
 			escrow = g.escrow
 		}
 		requeue := &admin.Requeuer{Store: g.store, Engine: g.policy.Load, Report: g.report, Wake: g.sched.Wake}
-		api := admin.New(admin.Options{Store: g.store, Keys: g.keys, Escrow: escrow, Requeue: requeue, Audit: g.audit, Metrics: g.metrics.Handler(), Wake: g.sched.Wake, Ready: ready,
+		api := admin.New(admin.Options{Store: g.store, Keys: g.keys, Escrow: escrow, Requeue: requeue, Audit: g.audit, Metrics: g.metrics.Handler(), APIKeys: g.store, Wake: g.sched.Wake, Ready: ready,
 			ReloadPolicy: g.reloadPolicyFromFile, Logger: g.logger.With("component", "admin"),
 			Token: g.adminToken, Hosts: admin.AllowedHosts(g.adminLn.Addr().String())})
 		g.admin = &http.Server{

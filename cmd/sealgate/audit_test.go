@@ -111,3 +111,35 @@ func TestAuditCommandsOnStoppedServer(t *testing.T) {
 		t.Errorf("audit verify of an edited trail: exit %d\n%s%s", code, out, stderr)
 	}
 }
+
+// TestAPIKeyCommands: create prints the credential once, list shows the
+// key and never a secret, revoke ends it; a bad scope is a usage error;
+// each change is on the audit trail.
+func TestAPIKeyCommands(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "sealgate.yaml")
+	writeFile(t, cfg, "data_dir: "+filepath.Join(dir, "data")+"\n")
+	seedSpool(t, filepath.Join(dir, "data"))
+	code, out, stderr := sealgate(t, "api", "key", "create", "--name", "ehr", "--scope", "send", "--config", cfg)
+	id, secret, ok := strings.Cut(strings.TrimSpace(out), ":")
+	if code != 0 || !ok || !strings.HasPrefix(id, "sk") || len(secret) < 40 || !strings.Contains(stderr, "shown only now") {
+		t.Fatalf("api key create: exit %d %q %s", code, out, stderr)
+	}
+	code, out, _ = sealgate(t, "api", "key", "list", "--config", cfg)
+	if code != 0 || !strings.Contains(out, id) || !strings.Contains(out, "ehr") || !strings.Contains(out, "send") || strings.Contains(out, secret) {
+		t.Errorf("api key list: exit %d\n%s", code, out)
+	}
+	if code, _, stderr := sealgate(t, "api", "key", "create", "--name", "x", "--scope", "root", "--config", cfg); code != 2 || !strings.Contains(stderr, "read, send or admin") {
+		t.Errorf("a bad scope: exit %d %s", code, stderr)
+	}
+	if code, out, _ := sealgate(t, "api", "key", "revoke", id, "--config", cfg); code != 0 || !strings.Contains(out, id+" revoked") {
+		t.Errorf("api key revoke: exit %d %s", code, out)
+	}
+	if code, _, stderr := sealgate(t, "api", "key", "revoke", "sk-none", "--config", cfg); code != 1 || !strings.Contains(stderr, "no such") {
+		t.Errorf("revoke of an unknown key: exit %d %s", code, stderr)
+	}
+	code, out, _ = sealgate(t, "api", "key", "list", "--json", "--config", cfg)
+	if code != 0 || !strings.Contains(out, `"revoked": "`) {
+		t.Errorf("the revoked key in the list: %s", out)
+	}
+}

@@ -83,6 +83,8 @@ type Store interface {
 //	GET  /api/v1/audit/export?from=&to= JSON lines with hashes and checkpoints
 //	GET  /api/v1/audit/key              the checkpoints' public key
 //	GET  /metrics                       Prometheus metrics (gateway/metrics)
+//	GET  /api/v1/apikeys                API keys (apikeys.go); POST creates {"name","scope"}
+//	POST /api/v1/apikeys/{id}/revoke    end a key
 type API struct {
 	reloadPolicy func() error
 	store        Store
@@ -91,6 +93,8 @@ type API struct {
 	requeue      RequeueOps
 	audit        *audit.Trail // nil: no audit routes
 	metrics      http.Handler // nil: no /metrics
+	apiKeys      APIKeyStore  // nil: the admin token only
+	failures     failureLimiter
 	wake         func(id string)
 	ready        func() bool
 	logger       *slog.Logger
@@ -109,6 +113,9 @@ type Options struct {
 	// Metrics serves /metrics (Prometheus), behind the token like the
 	// API; nil leaves it out.
 	Metrics http.Handler
+	// APIKeys keeps the REST API's keys (apikeys.go); nil accepts the
+	// admin token only.
+	APIKeys APIKeyStore
 	// Audit is the audit trail: its routes, and the record of every
 	// admin action done through the API.
 	Audit *audit.Trail
@@ -136,7 +143,7 @@ func New(o Options) *API {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	a := &API{reloadPolicy: o.ReloadPolicy, store: o.Store, keys: o.Keys, wake: o.Wake, ready: o.Ready, logger: o.Logger,
-		token: o.Token, hosts: o.Hosts, requeue: o.Requeue, audit: o.Audit, metrics: o.Metrics}
+		token: o.Token, hosts: o.Hosts, requeue: o.Requeue, audit: o.Audit, metrics: o.Metrics, apiKeys: o.APIKeys}
 	if o.Escrow != nil {
 		a.escrow = EscrowOf(o.Escrow)
 	}
@@ -158,6 +165,7 @@ func (a *API) Handler(withPprof bool) http.Handler {
 	mux.HandleFunc("POST /api/v1/queue/{id}/{action}", a.action)
 	a.requeueRoutes(mux)
 	a.auditRoutes(mux)
+	a.apiKeyRoutes(mux)
 	if a.metrics != nil {
 		mux.Handle("GET /metrics", a.metrics)
 	}

@@ -221,8 +221,33 @@ func (a *API) audited(r *http.Request, action, queueID, detail string) {
 	if a.audit == nil {
 		return
 	}
-	if err := a.audit.Record(audit.Admin(time.Now(), action, "admin API token, from "+r.RemoteAddr, queueID, detail)); err != nil {
+	if err := a.audit.Record(audit.Admin(time.Now(), action, actorOf(r), queueID, detail)); err != nil {
 		a.logger.Error("audit record of an admin action", "action", action, "err", err)
+	}
+}
+
+// actorOf names who made r: its principal and the client's address.
+func actorOf(r *http.Request) string {
+	name := principalOf(r).Name
+	if name == "" {
+		name = "admin API"
+	}
+	return name + ", from " + r.RemoteAddr
+}
+
+// auditCall records one API call with its principal and result: every
+// call, reads too — who looked at what is part of the story.
+func (a *API) auditCall(r *http.Request, p Principal, status int) {
+	if a.audit == nil {
+		return
+	}
+	detail := r.Method + " " + r.URL.Path
+	if r.URL.RawQuery != "" {
+		detail += "?" + r.URL.RawQuery
+	}
+	rec := audit.Admin(time.Now(), "api-call", actorOf(r), "", detail+" → "+strconv.Itoa(status))
+	if err := a.audit.Record(rec); err != nil {
+		a.logger.Error("audit record of an API call", "err", err)
 	}
 }
 

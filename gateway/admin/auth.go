@@ -2,7 +2,6 @@ package admin
 
 import (
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -11,7 +10,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sealgate/sealgate/internal/safeio"
 )
@@ -97,20 +98,65 @@ func (a *API) guard(next http.Handler) http.Handler {
 			writeJSON(w, http.StatusMisdirectedRequest, map[string]string{"error": "this listener does not serve host " + r.Host})
 			return
 		}
-		if !a.tokenOK(r.Header.Get("Authorization")) {
-			a.logger.Warn("admin API: request without a valid token refused", "path", r.URL.Path, "remote", r.RemoteAddr)
+		client, now := clientAddr(r), time.Now()
+		if blocked, wait := a.failures.blocked(client, now); blocked {
+			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+			writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "too many failed authentications from this address; try again later"})
+			return
+		}
+		p, ok := a.authenticate(r)
+		if !ok {
+			a.failures.failed(client, now)
+			a.logger.Warn("admin API: request without valid credentials refused", "path", r.URL.Path, "remote", r.RemoteAddr)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sealgate admin"`)
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token (the data dir's admin.token)"})
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong credentials (an API key, or the data dir's admin.token)"})
+			return
+		}
+		if need := scopeNeeded(r); !allows(p.Scope, need) {
+			a.logger.Warn("admin API: request outside the key's scope refused", "path", r.URL.Path, "principal", p.Name, "scope", p.Scope, "needs", need)
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "this credential's scope (" + p.Scope + ") does not allow it; it needs " + need})
+			a.auditCall(withPrincipal(r, p), p, http.StatusForbidden)
 			return
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
+			if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" && !a.rawAllowed(r, ct) {
 				writeJSON(w, http.StatusUnsupportedMediaType, map[string]string{"error": "requests that change something must be Content-Type: application/json"})
 				return
 			}
 		}
-		next.ServeHTTP(w, r)
+		r = withPrincipal(r, p)
+		if !strings.HasPrefix(r.URL.Path, "/api/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		a.auditCall(r, p, sw.status)
 	})
+}
+
+// rawAllowed: the send API also takes a raw message (message/rfc822),
+// which no HTML form can send either.
+func (a *API) rawAllowed(r *http.Request, ct string) bool {
+	return ct == "message/rfc822" && strings.HasPrefix(r.URL.Path, "/api/v1/messages")
+}
+
+// statusWriter remembers the status a handler wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// Flush passes through (the export streams).
+func (s *statusWriter) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 func (a *API) hostAllowed(host string) bool {
@@ -120,12 +166,4 @@ func (a *API) hostAllowed(host string) bool {
 		}
 	}
 	return false
-}
-
-func (a *API) tokenOK(header string) bool {
-	got, ok := strings.CutPrefix(header, "Bearer ")
-	if !ok || a.token == "" {
-		return false
-	}
-	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(a.token)) == 1
 }

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/gateway/admin"
+)
+
+func newAPICmd() *cobra.Command {
+	var configPath string
+	cmd := &cobra.Command{
+		Use:   "api",
+		Short: "Credentials of the REST API",
+	}
+	cmd.PersistentFlags().StringVarP(&configPath, "config", "c", "", "config file (default: embedded defaults)")
+	key := &cobra.Command{Use: "key", Short: "API keys: create, list, revoke"}
+	withKeys := func(fn func(ops admin.APIKeyOps, q admin.QueueOps) error) error {
+		return withSpoolConfig(configPath, func(_ *config.Config, q admin.QueueOps) error {
+			ops, err := admin.APIKeyOpsFor(q)
+			if err != nil {
+				return err
+			}
+			return fn(ops, q)
+		})
+	}
+
+	var name, scope string
+	create := &cobra.Command{
+		Use:   "create --name N --scope read|send|admin",
+		Short: "Create a key and print its credential id:secret once (only a hash is kept)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withKeys(func(ops admin.APIKeyOps, q admin.QueueOps) error {
+				info, cred, err := ops.CreateAPIKey(name, scope)
+				if err != nil {
+					return usageErr(err)
+				}
+				auditLocal(q, cmd.ErrOrStderr(), "apikey-create", "", fmt.Sprintf("API key %s (%s, scope %s)", info.ID, info.Name, info.Scope))
+				fmt.Fprintln(cmd.OutOrStdout(), cred)
+				fmt.Fprintf(cmd.ErrOrStderr(), "API key %s (%s, scope %s) created; the line above is shown only now: "+
+					"send it as \"X-API-Key: id:secret\", \"Authorization: Bearer id:secret\" or HTTP Basic\n", info.ID, info.Name, info.Scope)
+				return nil
+			})
+		},
+	}
+	create.Flags().StringVar(&name, "name", "", "what uses the key (an EHR, a script)")
+	create.Flags().StringVar(&scope, "scope", "", "read, send or admin")
+
+	var listJSON bool
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the keys (never their secrets)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withKeys(func(ops admin.APIKeyOps, _ admin.QueueOps) error {
+				keys, err := ops.ListAPIKeys()
+				if err != nil {
+					return err
+				}
+				if listJSON {
+					if keys == nil {
+						keys = []admin.APIKeyInfo{}
+					}
+					return printJSON(cmd.OutOrStdout(), keys)
+				}
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tNAME\tSCOPE\tCREATED\tREVOKED")
+				for _, k := range keys {
+					revoked := "-"
+					if !k.Revoked.IsZero() {
+						revoked = k.Revoked.Format(time.RFC3339)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Scope, k.Created.Format(time.RFC3339), revoked)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	list.Flags().BoolVar(&listJSON, "json", false, "print JSON")
+
+	revoke := &cobra.Command{
+		Use:   "revoke ID",
+		Short: "End a key at once",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return queueErr(withKeys(func(ops admin.APIKeyOps, q admin.QueueOps) error {
+				if err := ops.RevokeAPIKey(args[0]); err != nil {
+					return err
+				}
+				auditLocal(q, cmd.ErrOrStderr(), "apikey-revoke", "", "API key "+args[0]+" revoked")
+				fmt.Fprintf(cmd.OutOrStdout(), "%s revoked\n", args[0])
+				return nil
+			}))
+		},
+	}
+	key.AddCommand(create, list, revoke)
+	cmd.AddCommand(key)
+	return cmd
+}

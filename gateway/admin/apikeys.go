@@ -1,0 +1,321 @@
+package admin
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sealgate/sealgate/queue"
+)
+
+// Credentials of the REST API.
+//
+// Besides the data dir's admin token (the CLI's), the API takes API keys
+// created with "sealgate api key create": an ID and a secret, given as
+// "X-API-Key: id:secret", "Authorization: Bearer id:secret" or HTTP Basic
+// with the same pair. Only a SHA-256 of the secret is stored (the secret
+// is 32 random bytes, so a slow hash buys nothing). A key has one scope:
+//   - read: every GET (queue, audit, domains, keys, escrow, stats, metrics);
+//   - send: the send API only;
+//   - admin: everything.
+// Wrong or missing credentials get 401, the wrong scope 403; a client
+// that fails too often is refused for a while (429) and every refusal is
+// logged.
+
+// Scopes.
+const (
+	ScopeRead  = "read"
+	ScopeSend  = "send"
+	ScopeAdmin = "admin"
+)
+
+// Principal is who made a request: the name the audit trail records
+// and the scope the routes check.
+type Principal struct {
+	Name  string
+	Scope string
+}
+
+type principalKey struct{}
+
+// principalOf is the request's principal (set by guard).
+func principalOf(r *http.Request) Principal {
+	p, _ := r.Context().Value(principalKey{}).(Principal)
+	return p
+}
+
+// APIKeyStore keeps the keys (queue.Store).
+type APIKeyStore interface {
+	PutAPIKey(k queue.APIKey) error
+	APIKeyByID(id string) (*queue.APIKey, error)
+	APIKeys() ([]queue.APIKey, error)
+	RevokeAPIKey(id string, now time.Time) error
+}
+
+// APIKeyInfo is what a listing shows of a key (never its hash).
+type APIKeyInfo struct {
+	ID      string    `json:"id"`
+	Name    string    `json:"name"`
+	Scope   string    `json:"scope"`
+	Created time.Time `json:"created"`
+	Revoked time.Time `json:"revoked,omitzero"`
+}
+
+// APIKeyOps are the key commands: on the spool file, or the running
+// server's API.
+type APIKeyOps interface {
+	CreateAPIKey(name, scope string) (APIKeyInfo, string, error)
+	ListAPIKeys() ([]APIKeyInfo, error)
+	RevokeAPIKey(id string) error
+}
+
+// ErrBadScope: a scope other than read, send, admin.
+var ErrBadScope = errors.New("scope must be read, send or admin")
+
+// CreateAPIKey makes a key in store and returns it with its credential
+// "id:secret", which is shown once.
+func CreateAPIKey(store APIKeyStore, name, scope string, now time.Time) (APIKeyInfo, string, error) {
+	if scope != ScopeRead && scope != ScopeSend && scope != ScopeAdmin {
+		return APIKeyInfo{}, "", fmt.Errorf("%w, got %q", ErrBadScope, scope)
+	}
+	if strings.TrimSpace(name) == "" || len(name) > 200 {
+		return APIKeyInfo{}, "", errors.New("a key needs a name (what uses it), at most 200 characters")
+	}
+	idb, secret := make([]byte, 8), make([]byte, 32)
+	rand.Read(idb)
+	rand.Read(secret)
+	id := "sk" + hex.EncodeToString(idb)
+	sec := base64.RawURLEncoding.EncodeToString(secret)
+	sum := sha256.Sum256([]byte(sec))
+	k := queue.APIKey{ID: id, Name: name, Scope: scope, Hash: sum[:], Created: now.UTC()}
+	if err := store.PutAPIKey(k); err != nil {
+		return APIKeyInfo{}, "", err
+	}
+	return infoOf(k), id + ":" + sec, nil
+}
+
+func infoOf(k queue.APIKey) APIKeyInfo {
+	return APIKeyInfo{ID: k.ID, Name: k.Name, Scope: k.Scope, Created: k.Created, Revoked: k.Revoked}
+}
+
+// LocalAPIKeys are the key commands on a stopped server's spool file.
+type LocalAPIKeys struct{ Store APIKeyStore }
+
+func (l LocalAPIKeys) CreateAPIKey(name, scope string) (APIKeyInfo, string, error) {
+	return CreateAPIKey(l.Store, name, scope, time.Now())
+}
+
+func (l LocalAPIKeys) ListAPIKeys() ([]APIKeyInfo, error) {
+	keys, err := l.Store.APIKeys()
+	var out []APIKeyInfo
+	for _, k := range keys {
+		out = append(out, infoOf(k))
+	}
+	return out, err
+}
+
+func (l LocalAPIKeys) RevokeAPIKey(id string) error { return l.Store.RevokeAPIKey(id, time.Now()) }
+
+// APIKeyOpsFor gives the key commands beside the spool access q.
+func APIKeyOpsFor(q QueueOps) (APIKeyOps, error) {
+	switch q := q.(type) {
+	case *AdminClient:
+		return q, nil
+	case *queue.Store:
+		return LocalAPIKeys{q}, nil
+	}
+	return nil, fmt.Errorf("unexpected spool access %T", q)
+}
+
+// The client side.
+
+func (c *AdminClient) CreateAPIKey(name, scope string) (APIKeyInfo, string, error) {
+	var res struct {
+		APIKeyInfo
+		Key string `json:"key"`
+	}
+	err := c.send(http.MethodPost, "/api/v1/apikeys", map[string]string{"name": name, "scope": scope}, &res)
+	var refused *refusedError
+	if errors.As(err, &refused) {
+		return APIKeyInfo{}, "", errors.New(refused.msg)
+	}
+	return res.APIKeyInfo, res.Key, err
+}
+
+func (c *AdminClient) ListAPIKeys() ([]APIKeyInfo, error) {
+	var out []APIKeyInfo
+	err := c.do(http.MethodGet, "/api/v1/apikeys", &out)
+	return out, err
+}
+
+func (c *AdminClient) RevokeAPIKey(id string) error {
+	return c.do(http.MethodPost, "/api/v1/apikeys/"+url.PathEscape(id)+"/revoke", nil)
+}
+
+// The server side.
+
+func (a *API) apiKeyRoutes(mux *http.ServeMux) {
+	if a.apiKeys == nil {
+		return
+	}
+	mux.HandleFunc("GET /api/v1/apikeys", func(w http.ResponseWriter, r *http.Request) {
+		keys, err := LocalAPIKeys{a.apiKeys}.ListAPIKeys()
+		if err != nil {
+			a.fail(w, err)
+			return
+		}
+		if keys == nil {
+			keys = []APIKeyInfo{}
+		}
+		writeJSON(w, http.StatusOK, keys)
+	})
+	mux.HandleFunc("POST /api/v1/apikeys", func(w http.ResponseWriter, r *http.Request) {
+		var in struct{ Name, Scope string }
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10)).Decode(&in); err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "want {\"name\": …, \"scope\": …}"})
+			return
+		}
+		info, key, err := CreateAPIKey(a.apiKeys, in.Name, in.Scope, time.Now())
+		if err != nil {
+			writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error()})
+			return
+		}
+		a.audited(r, "apikey-create", "", fmt.Sprintf("API key %s (%s, scope %s)", info.ID, info.Name, info.Scope))
+		writeJSON(w, http.StatusOK, struct {
+			APIKeyInfo
+			Key string `json:"key"`
+		}{info, key})
+	})
+	mux.HandleFunc("POST /api/v1/apikeys/{id}/revoke", func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if err := a.apiKeys.RevokeAPIKey(id, time.Now()); err != nil {
+			a.fail(w, err)
+			return
+		}
+		a.audited(r, "apikey-revoke", "", "API key "+id+" revoked")
+		writeJSON(w, http.StatusOK, map[string]string{"revoked": id})
+	})
+}
+
+// authenticate finds the request's principal: the admin token or an API
+// key, from whichever header carries it; ok false when there is none or
+// it is wrong.
+func (a *API) authenticate(r *http.Request) (Principal, bool) {
+	cred := r.Header.Get("X-API-Key")
+	if h := r.Header.Get("Authorization"); cred == "" && h != "" {
+		if tok, isBearer := strings.CutPrefix(h, "Bearer "); isBearer {
+			tok = strings.TrimSpace(tok)
+			if a.token != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(a.token)) == 1 {
+				return Principal{Name: "admin token", Scope: ScopeAdmin}, true
+			}
+			cred = tok
+		} else if id, secret, isBasic := r.BasicAuth(); isBasic {
+			cred = id + ":" + secret
+		}
+	}
+	id, secret, ok := strings.Cut(cred, ":")
+	if !ok || a.apiKeys == nil || id == "" {
+		return Principal{}, false
+	}
+	k, err := a.apiKeys.APIKeyByID(id)
+	sum := sha256.Sum256([]byte(secret))
+	if err != nil {
+		subtle.ConstantTimeCompare(sum[:], sum[:]) // the same work for an unknown ID
+		return Principal{}, false
+	}
+	if subtle.ConstantTimeCompare(sum[:], k.Hash) != 1 || !k.Revoked.IsZero() {
+		return Principal{}, false
+	}
+	return Principal{Name: "API key " + k.ID + " (" + k.Name + ")", Scope: k.Scope}, true
+}
+
+// scopeNeeded is the scope a request needs.
+func scopeNeeded(r *http.Request) string {
+	switch {
+	case strings.HasPrefix(r.URL.Path, "/api/v1/messages"):
+		return ScopeSend
+	case strings.HasPrefix(r.URL.Path, "/debug/"):
+		return ScopeAdmin
+	case r.Method == http.MethodGet || r.Method == http.MethodHead:
+		return ScopeRead
+	}
+	return ScopeAdmin
+}
+
+// allows says whether scope may make a request that needs need.
+func allows(scope, need string) bool {
+	return scope == ScopeAdmin || scope == need
+}
+
+// failureLimiter refuses a client that failed to authenticate too often:
+// at most failLimit failures per failWindow per address.
+type failureLimiter struct {
+	mu      sync.Mutex
+	clients map[string][]time.Time
+}
+
+const (
+	failLimit  = 10
+	failWindow = 10 * time.Minute
+)
+
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// blocked reports whether the client is refused now, and for how long.
+func (l *failureLimiter) blocked(client string, now time.Time) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fs := l.recent(client, now)
+	if len(fs) < failLimit {
+		return false, 0
+	}
+	return true, fs[0].Add(failWindow).Sub(now)
+}
+
+func (l *failureLimiter) failed(client string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.clients == nil {
+		l.clients = map[string][]time.Time{}
+	}
+	l.clients[client] = append(l.recent(client, now), now)
+	if len(l.clients) > 10000 { // bounded: forget the quiet ones
+		for c, fs := range l.clients {
+			if len(l.recent(c, now)) == 0 || len(fs) == 0 {
+				delete(l.clients, c)
+			}
+		}
+	}
+}
+
+func (l *failureLimiter) recent(client string, now time.Time) []time.Time {
+	fs := l.clients[client]
+	i := 0
+	for i < len(fs) && now.Sub(fs[i]) > failWindow {
+		i++
+	}
+	return fs[i:]
+}
+
+// withPrincipal is r carrying p.
+func withPrincipal(r *http.Request, p Principal) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
+}

@@ -1,0 +1,105 @@
+package admin
+
+import (
+	"encoding/base64"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sealgate/sealgate/gateway/audit"
+)
+
+// TestAPIKeysEveryWayAndEveryRefusal: a key is accepted as X-API-Key,
+// Bearer and Basic; its scope decides (403 otherwise); a wrong or
+// revoked key is 401; a client that keeps failing gets 429; and every
+// call is in the audit trail with its principal.
+func TestAPIKeysEveryWayAndEveryRefusal(t *testing.T) {
+	s := openStore(t)
+	trail := audit.New(s, nil, nil)
+	srv := serve(t, Options{Store: s, APIKeys: s, Audit: trail}, false)
+	base := "http://" + srv.Listener.Addr().String()
+	reader, readCred, err := CreateAPIKey(s, "dashboards", ScopeRead, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, adminCred, _ := CreateAPIKey(s, "ops scripts", ScopeAdmin, time.Now())
+	_, sendCred, _ := CreateAPIKey(s, "ehr", ScopeSend, time.Now())
+	if _, _, err := CreateAPIKey(s, "x", "superuser", time.Now()); err == nil {
+		t.Error("a key with an unknown scope was made")
+	}
+	id := enqueue(t, s, "a@org.test", "b@dest.test")
+
+	call := func(method, path string, set func(*http.Request)) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader("{}"))
+		req.Header.Set("Content-Type", "application/json")
+		set(req)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	apiKey := func(c string) func(*http.Request) { return func(r *http.Request) { r.Header.Set("X-API-Key", c) } }
+	bearer := func(c string) func(*http.Request) {
+		return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+c) }
+	}
+	basic := func(c string) func(*http.Request) {
+		return func(r *http.Request) {
+			r.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(c)))
+		}
+	}
+	for name, c := range map[string]struct {
+		method, path string
+		set          func(*http.Request)
+		want         int
+	}{
+		"read key as X-API-Key":           {"GET", "/api/v1/queue", apiKey(readCred), 200},
+		"read key as Bearer":              {"GET", "/api/v1/queue/" + id, bearer(readCred), 200},
+		"read key as Basic":               {"GET", "/api/v1/stats", basic(readCred), 200},
+		"read key may not hold":           {"POST", "/api/v1/queue/" + id + "/hold", apiKey(readCred), 403},
+		"send key may not read the queue": {"GET", "/api/v1/queue", apiKey(sendCred), 403},
+		"admin key holds":                 {"POST", "/api/v1/queue/" + id + "/hold", basic(adminCred), 200},
+		"the CLI's token":                 {"GET", "/api/v1/queue", bearer(testToken), 200},
+		"no credentials":                  {"GET", "/api/v1/queue", func(*http.Request) {}, 401},
+		"wrong secret":                    {"GET", "/api/v1/queue", apiKey(reader.ID + ":nope"), 401},
+		"unknown key":                     {"GET", "/api/v1/queue", apiKey("sk0000:nope"), 401},
+	} {
+		if got := call(c.method, c.path, c.set); got != c.want {
+			t.Errorf("%s: %d, want %d", name, got, c.want)
+		}
+	}
+
+	// Every call is on record with who made it.
+	calls, err := trail.Search(audit.Filter{Type: "admin.api-call"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var read, hold, refused bool
+	for _, c := range calls {
+		read = read || strings.HasPrefix(c.Actor, "API key "+reader.ID+" (dashboards), from 127.0.0.1:") && c.Detail == "GET /api/v1/queue → 200"
+		hold = hold || strings.Contains(c.Actor, "(ops scripts)") && strings.HasSuffix(c.Detail, "/hold → 200")
+		refused = refused || strings.Contains(c.Actor, "(ehr)") && c.Detail == "GET /api/v1/queue → 403"
+	}
+	if !read || !hold || !refused || len(calls) != 7 {
+		t.Errorf("%d calls on record (want 7); a read %v, the admin key's hold %v, the send key's refusal %v", len(calls), read, hold, refused)
+	}
+
+	// Revoked: refused at once.
+	if err := s.RevokeAPIKey(reader.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if got := call("GET", "/api/v1/queue", apiKey(readCred)); got != 401 {
+		t.Errorf("a revoked key: %d", got)
+	}
+	// A client that keeps failing is refused for a while, even with a
+	// good credential.
+	for range failLimit {
+		call("GET", "/api/v1/queue", apiKey("sk0000:guess"))
+	}
+	if got := call("GET", "/api/v1/queue", apiKey(adminCred)); got != http.StatusTooManyRequests {
+		t.Errorf("after %d failures: %d, want 429", failLimit, got)
+	}
+}
