@@ -18,10 +18,13 @@ const kindAPIKey = "api-key"
 
 // APIKey is one credential of the REST API.
 type APIKey struct {
-	ID      string    `json:"id"`
-	Name    string    `json:"name"`
-	Scope   string    `json:"scope"` // read, send or admin
-	Hash    []byte    `json:"hash"`  // SHA-256 of the secret
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Scope string `json:"scope"` // read, send or admin
+	Hash  []byte `json:"hash"`  // SHA-256 of the secret
+	// Domains are the sender domains a send key may use (and their
+	// subdomains); nil for keys that send for none or any (admin).
+	Domains []string  `json:"domains,omitempty"`
 	Created time.Time `json:"created"`
 	Revoked time.Time `json:"revoked,omitzero"`
 }

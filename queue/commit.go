@@ -145,7 +145,7 @@ func (s *Store) commitBatch(batch []*commitReq) {
 // marks everything else as a failure to commit.
 func wrapCommitErr(err error) error {
 	switch {
-	case err == nil, errors.Is(err, ErrNotFound), errors.Is(err, errCorrupt):
+	case err == nil, errors.Is(err, ErrNotFound), errors.Is(err, errCorrupt), errors.Is(err, ErrDuplicate):
 		return err
 	case errors.Is(err, berrors.ErrDatabaseNotOpen):
 		return ErrClosed

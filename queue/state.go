@@ -354,6 +354,9 @@ func (s *Store) GC() (int, error) {
 			old = append(old, m.ID)
 		}
 	}
+	if err := s.sweepIdempotency(); err != nil {
+		s.logger.Error("cannot sweep idempotency keys", "err", err)
+	}
 	if n, err := s.sweepBodyFiles(); err != nil {
 		s.logger.Error("cannot sweep body files", "err", err)
 	} else if n > 0 {

@@ -32,6 +32,9 @@ var (
 	// bounced or dropped); there is nothing left to hold, retry or
 	// re-decide.
 	ErrFinished = errors.New("queue: message is finished")
+	// ErrDuplicate: a message with the same idempotency key was queued
+	// already; its ID comes with the error.
+	ErrDuplicate = errors.New("queue: already queued under this idempotency key")
 	// ErrAmbiguous: an ID prefix matches more than one message.
 	ErrAmbiguous = errors.New("queue: ID prefix matches more than one message")
 	// ErrClosed: the store was closed before or during the call.
@@ -50,6 +53,8 @@ var (
 	bucketMessages   = []byte("messages")
 	bucketBodies     = []byte("bodies")
 	bucketQuarantine = []byte("quarantine")
+	// bucketIdempotency: idempotency key → {queue ID, created} (24 h).
+	bucketIdempotency = []byte("idempotency")
 )
 
 // sealedBucket names a bucket whose values are sealed records and the
@@ -216,7 +221,7 @@ func (s *Store) Enqueue(ctx context.Context, env Envelope, body []byte) (string,
 		return err
 	})
 	if err != nil {
-		return "", err
+		return id, err
 	}
 	return id, nil
 }
@@ -238,6 +243,9 @@ func (s *Store) enqueueToFile(ctx context.Context, env Envelope, body []byte) (s
 		}
 		return s.linkBody(tmp, id)
 	})
+	if errors.Is(err, ErrDuplicate) {
+		return id, err
+	}
 	if err != nil {
 		return "", err
 	}
@@ -266,6 +274,23 @@ func (s *Store) putNewRecord(tx *bolt.Tx, env Envelope, size int64, bodyRecord [
 		return "", fmt.Errorf("queue: ID %s is in use", id)
 	}
 	env.ID = ""
+	if k := env.IdempotencyKey; k != "" {
+		env.IdempotencyKey = ""
+		b, err := tx.CreateBucketIfNotExists(bucketIdempotency)
+		if err != nil {
+			return "", err
+		}
+		if v := b.Get([]byte(k)); v != nil {
+			var e idempotencyEntry
+			if json.Unmarshal(v, &e) == nil {
+				return e.ID, ErrDuplicate
+			}
+		}
+		data, _ := json.Marshal(idempotencyEntry{ID: id, Created: now})
+		if err := b.Put([]byte(k), data); err != nil {
+			return "", err
+		}
+	}
 	m := &Message{
 		ID:       id,
 		Envelope: env,
@@ -512,4 +537,37 @@ func (s *Store) Pending() ([]Due, error) {
 		}
 	}
 	return due, nil
+}
+
+type idempotencyEntry struct {
+	ID      string    `json:"id"`
+	Created time.Time `json:"created"`
+}
+
+// idempotencyTTL is how long an idempotency key is remembered.
+const idempotencyTTL = 24 * time.Hour
+
+// sweepIdempotency forgets the keys older than idempotencyTTL.
+func (s *Store) sweepIdempotency() error {
+	cutoff := s.now().Add(-idempotencyTTL)
+	return s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketIdempotency)
+		if b == nil {
+			return nil
+		}
+		var old [][]byte
+		b.ForEach(func(k, v []byte) error {
+			var e idempotencyEntry
+			if json.Unmarshal(v, &e) != nil || e.Created.Before(cutoff) {
+				old = append(old, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		for _, k := range old {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

@@ -26,8 +26,13 @@ type Envelope struct {
 	// ID, when set (NewID), is the queue ID the message must get: the
 	// session names it in the Received header before the message is
 	// spooled. "" lets the spool choose. Not stored: it is Message.ID.
-	ID   string `json:"-"`
-	From string `json:"from"` // reverse-path, "" for the null sender
+	ID string `json:"-"`
+	// IdempotencyKey, when set, makes Enqueue queue the message only
+	// once per key (the send API's idempotency_key, qualified by its
+	// principal): a repeat gets the first message's ID and ErrDuplicate.
+	// Not stored in the record.
+	IdempotencyKey string `json:"-"`
+	From           string `json:"from"` // reverse-path, "" for the null sender
 	// MessageID is the message's Message-ID header, for the audit trail
 	// and its search ("" when it has none).
 	MessageID  string   `json:"message_id,omitempty"`

@@ -30,13 +30,14 @@ func newAPICmd() *cobra.Command {
 	}
 
 	var name, scope string
+	var domains []string
 	create := &cobra.Command{
-		Use:   "create --name N --scope read|send|admin",
+		Use:   "create --name N --scope read|send|admin [--domains D,...]",
 		Short: "Create a key and print its credential id:secret once (only a hash is kept)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withKeys(func(ops admin.APIKeyOps, q admin.QueueOps) error {
-				info, cred, err := ops.CreateAPIKey(name, scope)
+				info, cred, err := ops.CreateAPIKey(name, scope, domains)
 				if err != nil {
 					return usageErr(err)
 				}
@@ -50,6 +51,7 @@ func newAPICmd() *cobra.Command {
 	}
 	create.Flags().StringVar(&name, "name", "", "what uses the key (an EHR, a script)")
 	create.Flags().StringVar(&scope, "scope", "", "read, send or admin")
+	create.Flags().StringSliceVar(&domains, "domains", nil, "sender domains a send key may use (comma-separated; subdomains too)")
 
 	var listJSON bool
 	list := &cobra.Command{

@@ -120,7 +120,7 @@ func TestAPIKeyCommands(t *testing.T) {
 	cfg := filepath.Join(dir, "sealgate.yaml")
 	writeFile(t, cfg, "data_dir: "+filepath.Join(dir, "data")+"\n")
 	seedSpool(t, filepath.Join(dir, "data"))
-	code, out, stderr := sealgate(t, "api", "key", "create", "--name", "ehr", "--scope", "send", "--config", cfg)
+	code, out, stderr := sealgate(t, "api", "key", "create", "--name", "ehr", "--scope", "send", "--domains", "clinic.test", "--config", cfg)
 	id, secret, ok := strings.Cut(strings.TrimSpace(out), ":")
 	if code != 0 || !ok || !strings.HasPrefix(id, "sk") || len(secret) < 40 || !strings.Contains(stderr, "shown only now") {
 		t.Fatalf("api key create: exit %d %q %s", code, out, stderr)

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sealgate/sealgate/internal/mailtext"
 	"github.com/sealgate/sealgate/queue"
 )
 
@@ -41,11 +42,14 @@ const (
 	ScopeAdmin = "admin"
 )
 
-// Principal is who made a request: the name the audit trail records
-// and the scope the routes check.
+// Principal is who made a request: the name the audit trail records,
+// the scope the routes check, and for a send key the sender domains it
+// may use.
 type Principal struct {
-	Name  string
-	Scope string
+	Name    string
+	Scope   string
+	KeyID   string   // "" for the admin token
+	Domains []string // nil: any
 }
 
 type principalKey struct{}
@@ -69,6 +73,7 @@ type APIKeyInfo struct {
 	ID      string    `json:"id"`
 	Name    string    `json:"name"`
 	Scope   string    `json:"scope"`
+	Domains []string  `json:"domains,omitempty"`
 	Created time.Time `json:"created"`
 	Revoked time.Time `json:"revoked,omitzero"`
 }
@@ -76,7 +81,7 @@ type APIKeyInfo struct {
 // APIKeyOps are the key commands: on the spool file, or the running
 // server's API.
 type APIKeyOps interface {
-	CreateAPIKey(name, scope string) (APIKeyInfo, string, error)
+	CreateAPIKey(name, scope string, domains []string) (APIKeyInfo, string, error)
 	ListAPIKeys() ([]APIKeyInfo, error)
 	RevokeAPIKey(id string) error
 }
@@ -86,9 +91,19 @@ var ErrBadScope = errors.New("scope must be read, send or admin")
 
 // CreateAPIKey makes a key in store and returns it with its credential
 // "id:secret", which is shown once.
-func CreateAPIKey(store APIKeyStore, name, scope string, now time.Time) (APIKeyInfo, string, error) {
+func CreateAPIKey(store APIKeyStore, name, scope string, domains []string, now time.Time) (APIKeyInfo, string, error) {
 	if scope != ScopeRead && scope != ScopeSend && scope != ScopeAdmin {
 		return APIKeyInfo{}, "", fmt.Errorf("%w, got %q", ErrBadScope, scope)
+	}
+	if scope == ScopeSend && len(domains) == 0 {
+		return APIKeyInfo{}, "", errors.New("a send key needs the sender domains it may use (--domains example.org)")
+	}
+	for i, d := range domains {
+		c, err := mailtext.CanonicalDomain(strings.TrimSpace(d))
+		if err != nil || c == "" || strings.HasPrefix(c, "[") {
+			return APIKeyInfo{}, "", fmt.Errorf("%q is not a domain", d)
+		}
+		domains[i] = c
 	}
 	if strings.TrimSpace(name) == "" || len(name) > 200 {
 		return APIKeyInfo{}, "", errors.New("a key needs a name (what uses it), at most 200 characters")
@@ -99,7 +114,7 @@ func CreateAPIKey(store APIKeyStore, name, scope string, now time.Time) (APIKeyI
 	id := "sk" + hex.EncodeToString(idb)
 	sec := base64.RawURLEncoding.EncodeToString(secret)
 	sum := sha256.Sum256([]byte(sec))
-	k := queue.APIKey{ID: id, Name: name, Scope: scope, Hash: sum[:], Created: now.UTC()}
+	k := queue.APIKey{ID: id, Name: name, Scope: scope, Hash: sum[:], Domains: domains, Created: now.UTC()}
 	if err := store.PutAPIKey(k); err != nil {
 		return APIKeyInfo{}, "", err
 	}
@@ -107,14 +122,14 @@ func CreateAPIKey(store APIKeyStore, name, scope string, now time.Time) (APIKeyI
 }
 
 func infoOf(k queue.APIKey) APIKeyInfo {
-	return APIKeyInfo{ID: k.ID, Name: k.Name, Scope: k.Scope, Created: k.Created, Revoked: k.Revoked}
+	return APIKeyInfo{ID: k.ID, Name: k.Name, Scope: k.Scope, Domains: k.Domains, Created: k.Created, Revoked: k.Revoked}
 }
 
 // LocalAPIKeys are the key commands on a stopped server's spool file.
 type LocalAPIKeys struct{ Store APIKeyStore }
 
-func (l LocalAPIKeys) CreateAPIKey(name, scope string) (APIKeyInfo, string, error) {
-	return CreateAPIKey(l.Store, name, scope, time.Now())
+func (l LocalAPIKeys) CreateAPIKey(name, scope string, domains []string) (APIKeyInfo, string, error) {
+	return CreateAPIKey(l.Store, name, scope, domains, time.Now())
 }
 
 func (l LocalAPIKeys) ListAPIKeys() ([]APIKeyInfo, error) {
@@ -141,12 +156,12 @@ func APIKeyOpsFor(q QueueOps) (APIKeyOps, error) {
 
 // The client side.
 
-func (c *AdminClient) CreateAPIKey(name, scope string) (APIKeyInfo, string, error) {
+func (c *AdminClient) CreateAPIKey(name, scope string, domains []string) (APIKeyInfo, string, error) {
 	var res struct {
 		APIKeyInfo
 		Key string `json:"key"`
 	}
-	err := c.send(http.MethodPost, "/api/v1/apikeys", map[string]string{"name": name, "scope": scope}, &res)
+	err := c.send(http.MethodPost, "/api/v1/apikeys", map[string]any{"name": name, "scope": scope, "domains": domains}, &res)
 	var refused *refusedError
 	if errors.As(err, &refused) {
 		return APIKeyInfo{}, "", errors.New(refused.msg)
@@ -182,12 +197,15 @@ func (a *API) apiKeyRoutes(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, keys)
 	})
 	mux.HandleFunc("POST /api/v1/apikeys", func(w http.ResponseWriter, r *http.Request) {
-		var in struct{ Name, Scope string }
+		var in struct {
+			Name, Scope string
+			Domains     []string
+		}
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10)).Decode(&in); err != nil {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "want {\"name\": …, \"scope\": …}"})
 			return
 		}
-		info, key, err := CreateAPIKey(a.apiKeys, in.Name, in.Scope, time.Now())
+		info, key, err := CreateAPIKey(a.apiKeys, in.Name, in.Scope, in.Domains, time.Now())
 		if err != nil {
 			writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error()})
 			return
@@ -238,7 +256,7 @@ func (a *API) authenticate(r *http.Request) (Principal, bool) {
 	if subtle.ConstantTimeCompare(sum[:], k.Hash) != 1 || !k.Revoked.IsZero() {
 		return Principal{}, false
 	}
-	return Principal{Name: "API key " + k.ID + " (" + k.Name + ")", Scope: k.Scope}, true
+	return Principal{Name: "API key " + k.ID + " (" + k.Name + ")", Scope: k.Scope, KeyID: k.ID, Domains: k.Domains}, true
 }
 
 // scopeNeeded is the scope a request needs.
@@ -254,9 +272,11 @@ func scopeNeeded(r *http.Request) string {
 	return ScopeAdmin
 }
 
-// allows says whether scope may make a request that needs need.
-func allows(scope, need string) bool {
-	return scope == ScopeAdmin || scope == need
+// allows says whether scope may make r, which needs need: admin may
+// do anything, a key its own scope, and a read key may also read a
+// message's status.
+func allows(scope, need string, r *http.Request) bool {
+	return scope == ScopeAdmin || scope == need || (need == ScopeSend && scope == ScopeRead && r.Method == http.MethodGet)
 }
 
 // failureLimiter refuses a client that failed to authenticate too often:

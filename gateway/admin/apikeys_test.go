@@ -19,13 +19,13 @@ func TestAPIKeysEveryWayAndEveryRefusal(t *testing.T) {
 	trail := audit.New(s, nil, nil)
 	srv := serve(t, Options{Store: s, APIKeys: s, Audit: trail}, false)
 	base := "http://" + srv.Listener.Addr().String()
-	reader, readCred, err := CreateAPIKey(s, "dashboards", ScopeRead, time.Now())
+	reader, readCred, err := CreateAPIKey(s, "dashboards", ScopeRead, nil, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, adminCred, _ := CreateAPIKey(s, "ops scripts", ScopeAdmin, time.Now())
-	_, sendCred, _ := CreateAPIKey(s, "ehr", ScopeSend, time.Now())
-	if _, _, err := CreateAPIKey(s, "x", "superuser", time.Now()); err == nil {
+	_, adminCred, _ := CreateAPIKey(s, "ops scripts", ScopeAdmin, nil, time.Now())
+	_, sendCred, _ := CreateAPIKey(s, "ehr", ScopeSend, []string{"org.test"}, time.Now())
+	if _, _, err := CreateAPIKey(s, "x", "superuser", nil, time.Now()); err == nil {
 		t.Error("a key with an unknown scope was made")
 	}
 	id := enqueue(t, s, "a@org.test", "b@dest.test")

@@ -112,7 +112,7 @@ func (a *API) guard(next http.Handler) http.Handler {
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong credentials (an API key, or the data dir's admin.token)"})
 			return
 		}
-		if need := scopeNeeded(r); !allows(p.Scope, need) {
+		if need := scopeNeeded(r); !allows(p.Scope, need, r) {
 			a.logger.Warn("admin API: request outside the key's scope refused", "path", r.URL.Path, "principal", p.Name, "scope", p.Scope, "needs", need)
 			writeJSON(w, http.StatusForbidden, map[string]string{"error": "this credential's scope (" + p.Scope + ") does not allow it; it needs " + need})
 			a.auditCall(withPrincipal(r, p), p, http.StatusForbidden)
