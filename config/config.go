@@ -24,6 +24,7 @@ type Config struct {
 	Policy   Policy   `yaml:"policy"`
 	Audit    Audit    `yaml:"audit"`
 	Webhooks Webhooks `yaml:"webhooks"`
+	API      API      `yaml:"api"`
 
 	// Source is the file the config was loaded from ("" for the embedded
 	// defaults). Not a YAML key.

@@ -115,6 +115,7 @@ func (v *validator) validate(c *Config) {
 	v.positive("queue.retention", int64(q.Retention))
 	v.validateAudit(&c.Audit)
 	v.validateWebhooks(&c.Webhooks)
+	v.validateAPI(&c.API)
 	if q.DelayWarning < 0 {
 		// Not shorter than queue.expiry is allowed: the recipient then
 		// bounces before any notice is due.

@@ -26,6 +26,7 @@ import (
 	"github.com/sealgate/sealgate/gateway/report"
 	"github.com/sealgate/sealgate/gateway/scheduler"
 	"github.com/sealgate/sealgate/gateway/smtpin"
+	"github.com/sealgate/sealgate/gateway/submit"
 	"github.com/sealgate/sealgate/internal/dnsres"
 	"github.com/sealgate/sealgate/internal/netguard"
 	"github.com/sealgate/sealgate/policy"
@@ -350,7 +351,12 @@ func (g *Gateway) Start() error {
 			escrow = g.escrow
 		}
 		requeue := &admin.Requeuer{Store: g.store, Engine: g.policy.Load, Report: g.report, Wake: g.sched.Wake}
-		api := admin.New(admin.Options{Store: g.store, Keys: g.keys, Escrow: escrow, Requeue: requeue, Audit: g.audit, Metrics: g.metrics.Handler(), APIKeys: g.store, Wake: g.sched.Wake, Ready: ready,
+		intake := submit.New(submit.Options{Spool: g.store, Policy: g.policy.Load, Hostname: g.cfg.ServerHostname(),
+			MaxMessageBytes: g.cfg.Inbound.MaxMessageBytes, MaxRecipients: g.cfg.Inbound.MaxRecipients,
+			OnQueued: g.sched.Wake, OnAccepted: g.metrics.Accepted})
+		api := admin.New(admin.Options{Store: g.store, Keys: g.keys, Escrow: escrow, Requeue: requeue, Audit: g.audit, Metrics: g.metrics.Handler(), APIKeys: g.store,
+			Submit: intake, SendLimits: admin.SendLimits{PerMinute: g.cfg.API.MessagesPerMinute, MaxBytes: 2*g.cfg.Inbound.MaxMessageBytes + 1<<20},
+			Hostname: g.cfg.ServerHostname(), Wake: g.sched.Wake, Ready: ready,
 			ReloadPolicy: g.reloadPolicyFromFile, Logger: g.logger.With("component", "admin"),
 			Token: g.adminToken, Hosts: admin.AllowedHosts(g.adminLn.Addr().String())})
 		g.admin = &http.Server{

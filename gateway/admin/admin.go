@@ -85,6 +85,8 @@ type Store interface {
 //	GET  /metrics                       Prometheus metrics (gateway/metrics)
 //	GET  /api/v1/apikeys                API keys (apikeys.go); POST creates {"name","scope"}
 //	POST /api/v1/apikeys/{id}/revoke    end a key
+//	POST /api/v1/messages               the send API (messages.go); :batch for up to 500
+//	GET  /api/v1/messages/{id}          per-recipient status
 type API struct {
 	reloadPolicy func() error
 	store        Store
@@ -95,6 +97,10 @@ type API struct {
 	metrics      http.Handler // nil: no /metrics
 	apiKeys      APIKeyStore  // nil: the admin token only
 	failures     failureLimiter
+	submit       Submitter // nil: no send API
+	sendLimits   SendLimits
+	sendRate     rateLimiter
+	hostname     string
 	wake         func(id string)
 	ready        func() bool
 	logger       *slog.Logger
@@ -116,6 +122,11 @@ type Options struct {
 	// APIKeys keeps the REST API's keys (apikeys.go); nil accepts the
 	// admin token only.
 	APIKeys APIKeyStore
+	// Submit is the send API's intake (messages.go); nil leaves it out.
+	Submit     Submitter
+	SendLimits SendLimits
+	// Hostname names the Message-IDs the send API makes.
+	Hostname string
 	// Audit is the audit trail: its routes, and the record of every
 	// admin action done through the API.
 	Audit *audit.Trail
@@ -143,7 +154,8 @@ func New(o Options) *API {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	a := &API{reloadPolicy: o.ReloadPolicy, store: o.Store, keys: o.Keys, wake: o.Wake, ready: o.Ready, logger: o.Logger,
-		token: o.Token, hosts: o.Hosts, requeue: o.Requeue, audit: o.Audit, metrics: o.Metrics, apiKeys: o.APIKeys}
+		token: o.Token, hosts: o.Hosts, requeue: o.Requeue, audit: o.Audit, metrics: o.Metrics, apiKeys: o.APIKeys,
+		submit: o.Submit, sendLimits: o.SendLimits, hostname: o.Hostname}
 	if o.Escrow != nil {
 		a.escrow = EscrowOf(o.Escrow)
 	}
@@ -166,6 +178,7 @@ func (a *API) Handler(withPprof bool) http.Handler {
 	a.requeueRoutes(mux)
 	a.auditRoutes(mux)
 	a.apiKeyRoutes(mux)
+	a.messageRoutes(mux)
 	if a.metrics != nil {
 		mux.Handle("GET /metrics", a.metrics)
 	}

@@ -1,0 +1,14 @@
+package config
+
+// API configures the send API on the admin listener.
+type API struct {
+	// MessagesPerMinute bounds what one API key may send (429 with
+	// Retry-After beyond it); 0 means no limit.
+	MessagesPerMinute int `yaml:"messages_per_minute"`
+}
+
+func (v *validator) validateAPI(a *API) {
+	if a.MessagesPerMinute < 0 {
+		v.fail("api.messages_per_minute", "must not be negative (0: no limit), got %d", a.MessagesPerMinute)
+	}
+}

@@ -1,0 +1,147 @@
+package gateway_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sealgate/sealgate/gateway/admin"
+	"github.com/sealgate/sealgate/internal/testutil"
+	"github.com/sealgate/sealgate/queue"
+)
+
+// TestSendAPIEndToEnd: JSON with an attachment and raw messages reach
+// the destination through the same policy (secure: true gets the
+// escalation chain); Bcc stays out of the message; a repeated
+// idempotency key queues once; a sender domain the key may not use is
+// 403; a batch answers per message; the key's limit is 429; a key sees
+// only its own messages' status.
+func TestSendAPIEndToEnd(t *testing.T) {
+	e := newE2E(t, "api: {messages_per_minute: 9}\npolicy: {escalation_chain: [tls-verified, bounce]}\n")
+	sink := e.destination("dest.test", "127.0.0.2", testutil.SinkOptions{TLS: true, CA: e.ca})
+	_, cred, err := admin.CreateAPIKey(e.gw.Store(), "ehr", admin.ScopeSend, []string{"org.test"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, other, _ := admin.CreateAPIKey(e.gw.Store(), "crm", admin.ScopeSend, []string{"else.test"}, time.Now())
+	post := func(path, ct, body, key string, header ...string) (int, map[string]any, http.Header) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, "http://"+e.gw.AdminAddr()+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", ct)
+		req.Header.Set("X-API-Key", key)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		var out map[string]any
+		json.Unmarshal(data, &out)
+		return resp.StatusCode, out, resp.Header
+	}
+	get := func(path, key string) (int, []byte) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+e.gw.AdminAddr()+path, nil)
+		req.Header.Set("X-API-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, data
+	}
+
+	// 1. JSON with an attachment.
+	code, out, _ := post("/api/v1/messages", "application/json", `{"from": "Clinic <noreply@org.test>", "to": ["bob@dest.test"],
+		"subject": "Your results", "text": "See the attached report.",
+		"attachments": [{"filename": "report.pdf", "content_type": "application/pdf", "content": "JVBERi0xLjQK"}]}`, cred)
+	id, _ := out["id"].(string)
+	if code != http.StatusCreated || id == "" {
+		t.Fatalf("JSON send: %d %v", code, out)
+	}
+	e.waitState(id, "bob@dest.test", queue.StateDelivered)
+	got := sink.WaitMessages(t, 1, 20*time.Second)[0]
+	for _, want := range []string{"with HTTPS id " + id, "Subject: Your results", "See the attached report.", "filename=report.pdf", "JVBERi0xLjQK"} {
+		if !bytes.Contains(got.Data, []byte(want)) {
+			t.Errorf("delivered JSON message lacks %q:\n%s", want, got.Data)
+		}
+	}
+
+	// 2. Raw, with a Bcc recipient.
+	raw := "From: noreply@org.test\r\nTo: bob@dest.test\r\nBcc: carol@dest.test\r\nSubject: raw\r\n\r\nraw body\r\n"
+	code, out, _ = post("/api/v1/messages", "message/rfc822", raw, cred)
+	rawID, _ := out["id"].(string)
+	if code != http.StatusCreated {
+		t.Fatalf("raw send: %d %v", code, out)
+	}
+	e.waitState(rawID, "carol@dest.test", queue.StateDelivered)
+	for _, m := range sink.WaitMessages(t, 2, 20*time.Second)[1:] {
+		if bytes.Contains(m.Data, []byte("Bcc:")) || bytes.Contains(m.Data, []byte("carol@")) || !bytes.Contains(m.Data, []byte("Message-ID: <")) {
+			t.Errorf("raw message as delivered:\n%s", m.Data)
+		}
+	}
+
+	// 3. secure: true reaches the escalation chain.
+	code, out, _ = post("/api/v1/messages", "application/json", `{"from": "noreply@org.test", "to": ["dave@dest.test"], "subject": "lab", "text": "x", "secure": true}`, cred)
+	secID, _ := out["id"].(string)
+	if code != http.StatusCreated {
+		t.Fatalf("secure send: %d %v", code, out)
+	}
+	if m := e.waitState(secID, "dave@dest.test", queue.StateDelivered); strings.Join(m.Recipients[0].Chain, ",") != "tls-verified,bounce" ||
+		m.Recipients[0].By != "X-Sealgate-Escalate: encrypt" {
+		t.Errorf("secure: true gave %+v", m.Recipients[0])
+	}
+
+	// 4. The same idempotency key twice: one message.
+	body := `{"from": "noreply@org.test", "to": ["erin@dest.test"], "subject": "reminder", "text": "x", "idempotency_key": "appt-42"}`
+	code1, out1, _ := post("/api/v1/messages", "application/json", body, cred)
+	code2, out2, _ := post("/api/v1/messages", "application/json", body, cred)
+	if code1 != http.StatusCreated || code2 != http.StatusOK || out1["id"] != out2["id"] || out2["duplicate"] != true {
+		t.Errorf("idempotency: %d %v, then %d %v", code1, out1, code2, out2)
+	}
+
+	// 5. A sender domain the key may not use.
+	if code, out, _ := post("/api/v1/messages", "application/json", `{"from": "x@evil.test", "to": ["bob@dest.test"], "subject": "s", "text": "x"}`, cred); code != http.StatusForbidden {
+		t.Errorf("foreign sender domain: %d %v", code, out)
+	}
+
+	// 6. A batch with one bad message.
+	code, out, _ = post("/api/v1/messages:batch", "application/json", `{"messages": [
+		{"from": "noreply@org.test", "to": ["f1@dest.test"], "subject": "a", "text": "x"},
+		{"from": "noreply@org.test", "to": ["not an address"], "subject": "b", "text": "x"},
+		{"from": "noreply@org.test", "to": ["f3@dest.test"], "subject": "c", "text": "x"}]}`, cred)
+	results, _ := out["results"].([]any)
+	if code != http.StatusOK || len(results) != 3 {
+		t.Fatalf("batch: %d %v", code, out)
+	}
+	for i, want := range []float64{201, 400, 201} {
+		if r := results[i].(map[string]any); r["status"] != want {
+			t.Errorf("batch item %d: %v, want %v", i, r, want)
+		}
+	}
+
+	// 7. Past the key's limit: 429 with Retry-After.
+	if code, _, h := post("/api/v1/messages", "application/json", body, cred); code != http.StatusTooManyRequests || h.Get("Retry-After") == "" {
+		t.Errorf("past the limit: %d, Retry-After %q", code, h.Get("Retry-After"))
+	}
+
+	// 8. Status: the key's own message, not another key's.
+	code, data := get("/api/v1/messages/"+id, cred)
+	var st admin.MessageStatus
+	if json.Unmarshal(data, &st); code != 200 || st.ID != id || len(st.Recipients) != 1 || st.Recipients[0].State != "delivered" {
+		t.Errorf("status: %d %s", code, data)
+	}
+	if code, _ := get("/api/v1/messages/"+id, other); code != http.StatusNotFound {
+		t.Errorf("another key's message: %d", code)
+	}
+	if code, _ := get("/api/v1/queue", cred); code != http.StatusForbidden {
+		t.Errorf("a send key reading the queue: %d", code)
+	}
+}
