@@ -123,6 +123,14 @@ type User struct {
 type Admin struct {
 	Listen string `yaml:"listen"` // host:port; "" disables it
 	Pprof  bool   `yaml:"pprof"`  // expose /debug/pprof/
+	// TLS is the listener's certificate. Without it the listener must be
+	// loopback; with it (TLS 1.2 and up) it may face the network, for
+	// the REST and send API.
+	TLS TLS `yaml:"tls"`
+	// Hosts are further Host header values the listener answers to (the
+	// name integrators use, "relay.example.org:8025"); its own address
+	// is always accepted.
+	Hosts []string `yaml:"hosts"`
 }
 
 // Queue configures the spool and the retry schedule.

@@ -253,3 +253,14 @@ func TestPathsAreRelativeToTheConfigFile(t *testing.T) {
 		t.Errorf("default data_dir %q, %v", d.DataDir, err)
 	}
 }
+
+// TestAdminOffLoopbackNeedsTLS: the admin listener may face the network
+// only with a certificate.
+func TestAdminOffLoopbackNeedsTLS(t *testing.T) {
+	if _, err := Parse("a.yaml", []byte("admin:\n  listen: 0.0.0.0:8025\n  tls: {cert_file: /etc/c.pem, key_file: /etc/k.pem}\n")); err != nil {
+		t.Errorf("with a certificate: %v", err)
+	}
+	if _, err := Parse("a.yaml", []byte("admin:\n  listen: 0.0.0.0:8025\n  tls: {cert_file: /etc/c.pem}\n")); err == nil || !strings.Contains(err.Error(), "give both") {
+		t.Errorf("a certificate without its key: %v", err)
+	}
+}

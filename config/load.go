@@ -176,6 +176,8 @@ func (d *decoder) resolvePaths(cfg *Config) {
 		d.relativeTo(fmt.Sprintf("webhooks.endpoints[%d].secret_file", i), &cfg.Webhooks.Endpoints[i].SecretFile)
 	}
 	d.relativeTo("portal.tls.cert_file", &cfg.Portal.TLS.CertFile)
+	d.relativeTo("admin.tls.cert_file", &cfg.Admin.TLS.CertFile)
+	d.relativeTo("admin.tls.key_file", &cfg.Admin.TLS.KeyFile)
 	d.relativeTo("portal.tls.key_file", &cfg.Portal.TLS.KeyFile)
 }
 

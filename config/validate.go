@@ -99,9 +99,12 @@ func (v *validator) validate(c *Config) {
 	v.validateTenants(in)
 
 	v.hostPort("admin.listen", c.Admin.Listen, true)
-	if a := c.Admin.Listen; a != "" {
+	if ct := c.Admin.TLS; (ct.CertFile == "") != (ct.KeyFile == "") {
+		v.fail("admin.tls.cert_file", "give both admin.tls.cert_file and admin.tls.key_file, or neither")
+	}
+	if a := c.Admin.Listen; a != "" && c.Admin.TLS.CertFile == "" {
 		if host, _, err := net.SplitHostPort(a); err == nil && !isLoopbackHost(host) {
-			v.fail("admin.listen", "must be a loopback address (the admin API has no authentication), got %q", a)
+			v.fail("admin.listen", "must be a loopback address unless admin.tls has a certificate (API keys and tokens would cross the network in clear), got %q", a)
 		}
 	}
 

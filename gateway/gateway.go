@@ -68,6 +68,7 @@ type Gateway struct {
 	ready     atomic.Bool
 
 	smtpLn, implicitLn, adminLn, portalLn net.Listener
+	adminCert                             *certs.CertReloader // admin.tls; nil: plain HTTP on loopback
 	adminToken                            string
 
 	cancel context.CancelFunc
@@ -178,9 +179,16 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		store.Close()
 		return nil, err
 	}
+	var adminCert *certs.CertReloader
+	if t := cfg.Admin.TLS; t.CertFile != "" {
+		if adminCert, err = certs.NewCertReloader(t.CertFile, t.KeyFile); err != nil {
+			store.Close()
+			return nil, fmt.Errorf("admin.tls: %w", err)
+		}
+	}
 
 	g := &Gateway{cfg: cfg, logger: logger, store: store, certs: reloader, adminToken: adminToken, archive: archive,
-		report: report.DSNBuilder{Hostname: hostname}.Build, receipt: report.ReceiptBuilder{Hostname: hostname}.Build, audit: audit.New(store, auditKey, nil), metrics: metrics.New(store)}
+		adminCert: adminCert, report: report.DSNBuilder{Hostname: hostname}.Build, receipt: report.ReceiptBuilder{Hostname: hostname}.Build, audit: audit.New(store, auditKey, nil), metrics: metrics.New(store)}
 	if len(endpoints) > 0 {
 		w := cfg.Webhooks
 		g.webhooks = report.NewDispatcher(report.DispatcherOptions{Outbox: store, Endpoints: endpoints, MaxAge: w.MaxAge.D(),
@@ -308,6 +316,9 @@ func (g *Gateway) Start() error {
 			}
 			return fmt.Errorf("admin.listen: %w", err)
 		}
+		if g.adminCert != nil {
+			g.adminLn = tls.NewListener(g.adminLn, certs.ServerTLSConfig(g.adminCert))
+		}
 	}
 
 	if g.escrow != nil {
@@ -358,7 +369,7 @@ func (g *Gateway) Start() error {
 			Submit: intake, SendLimits: admin.SendLimits{PerMinute: g.cfg.API.MessagesPerMinute, MaxBytes: 2*g.cfg.Inbound.MaxMessageBytes + 1<<20},
 			Hostname: g.cfg.ServerHostname(), Wake: g.sched.Wake, Ready: ready,
 			ReloadPolicy: g.reloadPolicyFromFile, Logger: g.logger.With("component", "admin"),
-			Token: g.adminToken, Hosts: admin.AllowedHosts(g.adminLn.Addr().String())})
+			Token: g.adminToken, Hosts: append(admin.AllowedHosts(g.adminLn.Addr().String()), g.cfg.Admin.Hosts...)})
 		g.admin = &http.Server{
 			Handler:           api.Handler(g.cfg.Admin.Pprof),
 			ReadHeaderTimeout: 10 * time.Second,

@@ -16,6 +16,12 @@ func (g *Gateway) Reload() error {
 		return fmt.Errorf("certificate reload: %w", err)
 	}
 	logCertificate(g.logger, g.certs, "listener certificate reloaded")
+	if g.adminCert != nil {
+		if err := g.adminCert.Reload(); err != nil {
+			return fmt.Errorf("admin.tls certificate reload: %w", err)
+		}
+		logCertificate(g.logger, g.adminCert, "admin listener certificate reloaded")
+	}
 	return nil
 }
 

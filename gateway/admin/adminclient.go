@@ -2,12 +2,17 @@ package admin
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"time"
 
@@ -26,10 +31,51 @@ type AdminClient struct {
 // (host:port) that presents token (the data dir's admin.token).
 func NewAdminClient(addr, token string) *AdminClient {
 	return &AdminClient{
-		base:  "http://" + addr,
+		base:  "http://" + dialable(addr),
 		token: token,
 		http:  &http.Client{Timeout: 30 * time.Second},
 	}
+}
+
+// NewAdminClientTLS is NewAdminClient for a listener with admin.tls: it
+// speaks HTTPS and trusts exactly the certificate in certFile (the
+// listener's own, pinned: the CLI runs beside the server, and a name
+// check against a wildcard listen address would mean nothing).
+func NewAdminClientTLS(addr, token, certFile string) (*AdminClient, error) {
+	data, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("admin.tls certificate: %w", err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("admin.tls certificate %s: no PEM CERTIFICATE", certFile)
+	}
+	pinned := block.Bytes
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: true, // replaced by the pin below
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 || !bytes.Equal(raw[0], pinned) {
+				return errors.New("the admin listener's certificate is not the one in admin.tls.cert_file")
+			}
+			return nil
+		},
+	}
+	return &AdminClient{base: "https://" + dialable(addr), token: token, http: &http.Client{Timeout: 30 * time.Second, Transport: tr}}, nil
+}
+
+// dialable turns a wildcard listen address into one a client can dial
+// on this machine.
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return addr
 }
 
 // List returns every message in the spool, oldest first.

@@ -94,7 +94,7 @@ func (c *AdminClient) AuditExport(w io.Writer, from, to time.Time) error {
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := (&http.Client{}).Do(req) // no overall timeout: an export may be long
+	resp, err := (&http.Client{Transport: c.http.Transport}).Do(req) // no overall timeout: an export may be long
 	if err != nil {
 		return fmt.Errorf("admin API at %s: %w", c.base, err)
 	}

@@ -39,6 +39,13 @@ func OpenQueueOps(cfg *config.Config) (ops QueueOps, where string, close func() 
 		if err != nil {
 			return nil, "", nil, fmt.Errorf("the spool is in use by a running server, and its admin token cannot be read: %w", err)
 		}
+		if cf := cfg.Admin.TLS.CertFile; cf != "" {
+			c, err := NewAdminClientTLS(cfg.Admin.Listen, token, cf)
+			if err != nil {
+				return nil, "", nil, err
+			}
+			return c, "server at https://" + cfg.Admin.Listen, func() error { return nil }, nil
+		}
 		return NewAdminClient(cfg.Admin.Listen, token), "server at " + cfg.Admin.Listen, func() error { return nil }, nil
 	default:
 		return nil, "", nil, err
