@@ -87,6 +87,8 @@ type Store interface {
 //	POST /api/v1/apikeys/{id}/revoke    end a key
 //	POST /api/v1/messages               the send API (messages.go); :batch for up to 500
 //	GET  /api/v1/messages/{id}          per-recipient status
+//	POST /oauth/token                   OAuth 2.0 tokens: client_credentials, password (oauth.go)
+//	POST /oauth/revoke                  end a token early (RFC 7009)
 type API struct {
 	reloadPolicy func() error
 	store        Store
@@ -101,6 +103,9 @@ type API struct {
 	sendLimits   SendLimits
 	sendRate     rateLimiter
 	hostname     string
+	tokens       tokens
+	nonces       nonces
+	users        Users // the password grant's users; nil: no password grant
 	wake         func(id string)
 	ready        func() bool
 	logger       *slog.Logger
@@ -127,6 +132,8 @@ type Options struct {
 	SendLimits SendLimits
 	// Hostname names the Message-IDs the send API makes.
 	Hostname string
+	// Users are the gateway's users, for the OAuth password grant.
+	Users Users
 	// Audit is the audit trail: its routes, and the record of every
 	// admin action done through the API.
 	Audit *audit.Trail
@@ -155,7 +162,7 @@ func New(o Options) *API {
 	}
 	a := &API{reloadPolicy: o.ReloadPolicy, store: o.Store, keys: o.Keys, wake: o.Wake, ready: o.Ready, logger: o.Logger,
 		token: o.Token, hosts: o.Hosts, requeue: o.Requeue, audit: o.Audit, metrics: o.Metrics, apiKeys: o.APIKeys,
-		submit: o.Submit, sendLimits: o.SendLimits, hostname: o.Hostname}
+		submit: o.Submit, sendLimits: o.SendLimits, hostname: o.Hostname, users: o.Users}
 	if o.Escrow != nil {
 		a.escrow = EscrowOf(o.Escrow)
 	}
@@ -179,6 +186,8 @@ func (a *API) Handler(withPprof bool) http.Handler {
 	a.auditRoutes(mux)
 	a.apiKeyRoutes(mux)
 	a.messageRoutes(mux)
+	mux.HandleFunc("POST /oauth/token", a.oauthToken)
+	mux.HandleFunc("POST /oauth/revoke", a.oauthRevoke)
 	if a.metrics != nil {
 		mux.Handle("GET /metrics", a.metrics)
 	}

@@ -50,6 +50,9 @@ type Principal struct {
 	Scope   string
 	KeyID   string   // "" for the admin token
 	Domains []string // nil: any
+	// Addresses, when set, are the only senders it may use (a user's
+	// token from the password grant).
+	Addresses []string
 }
 
 type principalKey struct{}
@@ -231,6 +234,10 @@ func (a *API) apiKeyRoutes(mux *http.ServeMux) {
 // key, from whichever header carries it; ok false when there is none or
 // it is wrong.
 func (a *API) authenticate(r *http.Request) (Principal, bool) {
+	now := time.Now()
+	if sig := r.Header.Get("Sealgate-Signature"); sig != "" {
+		return a.signedPrincipal(r, sig, now)
+	}
 	cred := r.Header.Get("X-API-Key")
 	if h := r.Header.Get("Authorization"); cred == "" && h != "" {
 		if tok, isBearer := strings.CutPrefix(h, "Bearer "); isBearer {
@@ -238,25 +245,25 @@ func (a *API) authenticate(r *http.Request) (Principal, bool) {
 			if a.token != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(a.token)) == 1 {
 				return Principal{Name: "admin token", Scope: ScopeAdmin}, true
 			}
+			if strings.HasPrefix(tok, "at_") {
+				p, ok := a.tokens.lookup(tok, now)
+				if ok && p.KeyID != "" { // a revoked key ends its tokens
+					if k, err := a.apiKeys.APIKeyByID(p.KeyID); err != nil || !k.Revoked.IsZero() {
+						return Principal{}, false
+					}
+				}
+				return p, ok
+			}
 			cred = tok
 		} else if id, secret, isBasic := r.BasicAuth(); isBasic {
 			cred = id + ":" + secret
 		}
 	}
 	id, secret, ok := strings.Cut(cred, ":")
-	if !ok || a.apiKeys == nil || id == "" {
+	if !ok {
 		return Principal{}, false
 	}
-	k, err := a.apiKeys.APIKeyByID(id)
-	sum := sha256.Sum256([]byte(secret))
-	if err != nil {
-		subtle.ConstantTimeCompare(sum[:], sum[:]) // the same work for an unknown ID
-		return Principal{}, false
-	}
-	if subtle.ConstantTimeCompare(sum[:], k.Hash) != 1 || !k.Revoked.IsZero() {
-		return Principal{}, false
-	}
-	return Principal{Name: "API key " + k.ID + " (" + k.Name + ")", Scope: k.Scope, KeyID: k.ID, Domains: k.Domains}, true
+	return a.keyPrincipal(id, secret)
 }
 
 // scopeNeeded is the scope a request needs.

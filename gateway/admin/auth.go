@@ -98,6 +98,10 @@ func (a *API) guard(next http.Handler) http.Handler {
 			writeJSON(w, http.StatusMisdirectedRequest, map[string]string{"error": "this listener does not serve host " + r.Host})
 			return
 		}
+		if r.URL.Path == "/oauth/token" || r.URL.Path == "/oauth/revoke" {
+			next.ServeHTTP(w, r) // the credentials are the request; the handler limits failures
+			return
+		}
 		client, now := clientAddr(r), time.Now()
 		if blocked, wait := a.failures.blocked(client, now); blocked {
 			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))

@@ -146,7 +146,7 @@ func (a *API) sendMessage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) submitOne(r *http.Request, p Principal, sub submit.Submission) (submit.Result, int, error) {
-	sub.Principal, sub.KeyID, sub.Domains, sub.ClientAddr = p.Name, p.KeyID, p.Domains, r.RemoteAddr
+	sub.Principal, sub.KeyID, sub.Domains, sub.Addresses, sub.ClientAddr = p.Name, p.KeyID, p.Domains, p.Addresses, r.RemoteAddr
 	if sub.KeyID == "" {
 		sub.KeyID = p.Name
 	}

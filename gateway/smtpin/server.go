@@ -336,3 +336,7 @@ func (b *byteBudget) free() int64 {
 	defer b.mu.Unlock()
 	return b.max - b.used
 }
+
+// Users are the AUTH users in force (they change on reload): the admin
+// API's OAuth password grant checks the same ones.
+func (s *Server) Users() []config.User { return s.set.Load().cfg.Auth.Users }

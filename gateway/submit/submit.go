@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
+	"slices"
 	"strings"
 	"time"
 
@@ -77,8 +78,10 @@ type Submission struct {
 	// Principal names the API credential (for Received, the record and
 	// the audit trail); KeyID keys idempotency.
 	Principal, KeyID string
-	// Domains are the sender domains the key may use (nil: any).
-	Domains []string
+	// Domains are the sender domains the key may use (nil: any), and
+	// Addresses, when set, the only senders (a user's own address).
+	Domains   []string
+	Addresses []string
 	// Secure asks for the escalation chain, as a [secure] tag does.
 	Secure bool
 	// IdempotencyKey queues the message once per key and credential.
@@ -102,6 +105,9 @@ func (in *Intake) Submit(ctx context.Context, sub Submission) (Result, error) {
 	}
 	if !domainAllowed(fromDomain, sub.Domains) {
 		return Result{}, refuse(403, "this key may not send for %s (it may for %s)", fromDomain, strings.Join(sub.Domains, ", "))
+	}
+	if sub.Addresses != nil && !slices.Contains(sub.Addresses, from) {
+		return Result{}, refuse(403, "this token may send only as %s", strings.Join(sub.Addresses, ", "))
 	}
 	if len(sub.Recipients) == 0 {
 		return Result{}, refuse(400, "no recipients")

@@ -1,0 +1,148 @@
+package admin
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sealgate/sealgate/config"
+)
+
+// TestOAuthTokens: client credentials give a token with the key's scope;
+// the password grant gives a send token for the user; wrong credentials
+// are refused; a revoked token or key ends the token.
+func TestOAuthTokens(t *testing.T) {
+	s := openStore(t)
+	hash, err := config.HashPassword("pw-alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := func() []config.User { return []config.User{{Username: "alice@org.test", PasswordHash: hash}} }
+	srv := serve(t, Options{Store: s, APIKeys: s, Users: users}, false)
+	base := "http://" + srv.Listener.Addr().String()
+	key, cred, _ := CreateAPIKey(s, "dashboards", ScopeRead, nil, time.Now())
+	id, secret, _ := strings.Cut(cred, ":")
+
+	grant := func(form url.Values) (int, map[string]any) {
+		resp, err := http.PostForm(base+"/oauth/token", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	use := func(tok, path string) int {
+		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	code, out := grant(url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {secret}})
+	tok, _ := out["access_token"].(string)
+	if code != 200 || tok == "" || out["token_type"] != "Bearer" || out["expires_in"] != float64(900) || out["scope"] != "read" {
+		t.Fatalf("client credentials: %d %v", code, out)
+	}
+	if got := use(tok, "/api/v1/queue"); got != 200 {
+		t.Errorf("the token reads the queue: %d", got)
+	}
+	if got := use(tok, "/api/v1/apikeys"); got != 200 {
+		t.Errorf("the token reads the key list: %d", got)
+	}
+	if code, out := grant(url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {"wrong"}}); code != 401 || out["error"] != "invalid_client" {
+		t.Errorf("wrong secret: %d %v", code, out)
+	}
+	code, out = grant(url.Values{"grant_type": {"password"}, "username": {"alice@org.test"}, "password": {"pw-alice"}})
+	utok, _ := out["access_token"].(string)
+	if code != 200 || out["scope"] != "send" {
+		t.Fatalf("password grant: %d %v", code, out)
+	}
+	if got := use(utok, "/api/v1/queue"); got != 403 {
+		t.Errorf("a user's send token reads the queue: %d", got)
+	}
+	if code, out := grant(url.Values{"grant_type": {"password"}, "username": {"alice@org.test"}, "password": {"nope"}}); code != 400 || out["error"] != "invalid_grant" {
+		t.Errorf("wrong password: %d %v", code, out)
+	}
+	if code, out := grant(url.Values{"grant_type": {"implicit"}}); code != 400 || out["error"] != "unsupported_grant_type" {
+		t.Errorf("unknown grant: %d %v", code, out)
+	}
+
+	// Revoked token, then revoked key.
+	resp, _ := http.PostForm(base+"/oauth/revoke", url.Values{"token": {utok}})
+	resp.Body.Close()
+	if got := use(utok, "/api/v1/messages/x"); got != 401 {
+		t.Errorf("a revoked token: %d", got)
+	}
+	s.RevokeAPIKey(key.ID, time.Now())
+	if got := use(tok, "/api/v1/queue"); got != 401 {
+		t.Errorf("a token of a revoked key: %d", got)
+	}
+	if got := use("at_made-up", "/api/v1/queue"); got != 401 {
+		t.Errorf("an unknown token: %d", got)
+	}
+}
+
+// TestSignedRequests: a request signed with the key is taken once; a
+// replay, a stale timestamp, a changed body or path are refused.
+func TestSignedRequests(t *testing.T) {
+	s := openStore(t)
+	srv := serve(t, Options{Store: s, APIKeys: s}, false)
+	base := "http://" + srv.Listener.Addr().String()
+	_, cred, _ := CreateAPIKey(s, "strict", ScopeAdmin, nil, time.Now())
+	id, secret, _ := strings.Cut(cred, ":")
+	hkey := sha256.Sum256([]byte(secret))
+	sign := func(method, path, body string, ts time.Time, nonce string) string {
+		bs := sha256.Sum256([]byte(body))
+		mac := hmac.New(sha256.New, hkey[:])
+		t := strconv.FormatInt(ts.Unix(), 10)
+		mac.Write([]byte(method + "\n" + path + "\n" + t + "\n" + nonce + "\n" + hex.EncodeToString(bs[:])))
+		return "key=" + id + ",t=" + t + ",nonce=" + nonce + ",v1=" + hex.EncodeToString(mac.Sum(nil))
+	}
+	send := func(method, path, body, sig string) int {
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Sealgate-Signature", sig)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	now := time.Now()
+	body := `{"name": "made by a signed request", "scope": "read"}`
+	good := sign("POST", "/api/v1/apikeys", body, now, "n-1")
+	if got := send("POST", "/api/v1/apikeys", body, good); got != 200 {
+		t.Fatalf("a signed request: %d", got)
+	}
+	if got := send("POST", "/api/v1/apikeys", body, good); got != 401 {
+		t.Errorf("the same request replayed: %d", got)
+	}
+	if got := send("POST", "/api/v1/apikeys", body, sign("POST", "/api/v1/apikeys", body, now.Add(-6*time.Minute), "n-2")); got != 401 {
+		t.Errorf("a stale request: %d", got)
+	}
+	if got := send("POST", "/api/v1/apikeys", `{"name": "tampered", "scope": "admin"}`, sign("POST", "/api/v1/apikeys", body, now, "n-3")); got != 401 {
+		t.Errorf("a changed body: %d", got)
+	}
+	if got := send("GET", "/api/v1/queue?limit=5", "", sign("GET", "/api/v1/queue?limit=1000", "", now, "n-4")); got != 401 {
+		t.Errorf("a changed query: %d", got)
+	}
+	if got := send("GET", "/api/v1/queue?limit=5", "", sign("GET", "/api/v1/queue?limit=5", "", now, "n-5")); got != 200 {
+		t.Errorf("a signed GET with a query: %d", got)
+	}
+}
