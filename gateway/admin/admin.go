@@ -103,6 +103,7 @@ type API struct {
 	sendLimits   SendLimits
 	sendRate     rateLimiter
 	hostname     string
+	routes       []string // the patterns Handler registered (openapi_test.go)
 	tokens       tokens
 	nonces       nonces
 	users        Users // the password grant's users; nil: no password grant
@@ -171,7 +172,8 @@ func New(o Options) *API {
 
 // Handler serves the API; withPprof adds /debug/pprof/.
 func (a *API) Handler(withPprof bool) http.Handler {
-	mux := http.NewServeMux()
+	mux := &routeMux{ServeMux: http.NewServeMux()}
+	defer func() { a.routes = mux.patterns }()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
@@ -186,6 +188,7 @@ func (a *API) Handler(withPprof bool) http.Handler {
 	a.auditRoutes(mux)
 	a.apiKeyRoutes(mux)
 	a.messageRoutes(mux)
+	a.openAPIRoute(mux)
 	mux.HandleFunc("POST /oauth/token", a.oauthToken)
 	mux.HandleFunc("POST /oauth/revoke", a.oauthRevoke)
 	if a.metrics != nil {
@@ -206,6 +209,7 @@ func (a *API) Handler(withPprof bool) http.Handler {
 	mux.HandleFunc("GET /api/v1/escrow/{id}", a.showEscrow)
 	mux.HandleFunc("POST /api/v1/escrow/{id}/revoke", a.revokeEscrow)
 	if withPprof {
+		mux.internal = true // not part of the API's description
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
@@ -422,4 +426,23 @@ func refusalKind(err error) string {
 		return "ambiguous"
 	}
 	return ""
+}
+
+// routeMux is a ServeMux that remembers the patterns of the API's
+// routes, so that a test holds the OpenAPI description to them.
+type routeMux struct {
+	*http.ServeMux
+	patterns []string
+	internal bool // what is registered now is not described (pprof)
+}
+
+func (m *routeMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	m.Handle(pattern, http.HandlerFunc(h))
+}
+
+func (m *routeMux) Handle(pattern string, h http.Handler) {
+	if !m.internal {
+		m.patterns = append(m.patterns, pattern)
+	}
+	m.ServeMux.Handle(pattern, h)
 }

@@ -184,7 +184,7 @@ func (c *AdminClient) RevokeAPIKey(id string) error {
 
 // The server side.
 
-func (a *API) apiKeyRoutes(mux *http.ServeMux) {
+func (a *API) apiKeyRoutes(mux *routeMux) {
 	if a.apiKeys == nil {
 		return
 	}

@@ -170,7 +170,7 @@ func parseFilter(q url.Values) (audit.Filter, int, error) {
 
 // The server side.
 
-func (a *API) auditRoutes(mux *http.ServeMux) {
+func (a *API) auditRoutes(mux *routeMux) {
 	if a.audit == nil {
 		return
 	}

@@ -78,7 +78,7 @@ func apiError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"error": msg})
 }
 
-func (a *API) messageRoutes(mux *http.ServeMux) {
+func (a *API) messageRoutes(mux *routeMux) {
 	if a.submit == nil {
 		return
 	}

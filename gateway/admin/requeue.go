@@ -285,7 +285,7 @@ func (a *API) requeueRoute(action, did string, named bool, op func(id string) (a
 }
 
 // requeueRoutes are the admin API's reapply and bounce routes.
-func (a *API) requeueRoutes(mux *http.ServeMux) {
+func (a *API) requeueRoutes(mux *routeMux) {
 	mux.HandleFunc("POST /api/v1/queue/reapply", a.requeueRoute("reapply-all", "policy applied again to every queued message by admin", false,
 		func(string) (any, error) {
 			res, err := a.requeue.ReapplyAll()

@@ -1,0 +1,170 @@
+package admin
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/sealgate/sealgate/certs"
+	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/gateway/audit"
+	"github.com/sealgate/sealgate/gateway/submit"
+)
+
+// TestOpenAPIDescribesEveryRouteAndNoOther: every route the API
+// registers (with every option on) is in openapi.yaml, and every path
+// and method there is served — no drift either way.
+func TestOpenAPIDescribesEveryRouteAndNoOther(t *testing.T) {
+	s := openStore(t)
+	a := New(Options{Store: s, Keys: certs.NewKeyring(certs.NewSpoolKeyStore(s), nil), APIKeys: s, Requeue: &Requeuer{Store: s},
+		Audit: audit.New(s, nil, nil), Metrics: http.NotFoundHandler(), Submit: submit.New(submit.Options{Spool: s}),
+		Users: func() []config.User { return nil }})
+	a.Handler(true) // pprof too: it must stay out of the description
+	served := map[string]bool{}
+	for _, p := range a.routes {
+		method, path, _ := strings.Cut(p, " ")
+		served[method+" "+path] = true
+	}
+	var doc struct {
+		Paths map[string]map[string]any `yaml:"paths"`
+	}
+	if err := yaml.Unmarshal(openAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	described := map[string]bool{}
+	for path, ops := range doc.Paths {
+		for method := range ops {
+			if method == "parameters" {
+				continue
+			}
+			described[strings.ToUpper(method)+" "+path] = true
+		}
+	}
+	var missing, stale []string
+	for r := range served {
+		if !described[r] && !matchesVariant(r, described) {
+			missing = append(missing, r)
+		}
+	}
+	for r := range described {
+		if !served[r] && !matchesVariant(r, served) {
+			stale = append(stale, r)
+		}
+	}
+	sort.Strings(missing)
+	sort.Strings(stale)
+	if len(missing) > 0 {
+		t.Errorf("served but not described: %v", missing)
+	}
+	if len(stale) > 0 {
+		t.Errorf("described but not served: %v", stale)
+	}
+}
+
+// matchesVariant: Go patterns and OpenAPI paths name a path parameter
+// each their own way where one route serves two names (keys/{address}
+// and keys/{fingerprint} are one pattern per method).
+func matchesVariant(r string, set map[string]bool) bool {
+	norm := func(s string) string {
+		parts := strings.Split(s, "/")
+		for i, p := range parts {
+			if strings.HasPrefix(p, "{") {
+				parts[i] = "{}"
+			}
+		}
+		return strings.Join(parts, "/")
+	}
+	for o := range set {
+		if norm(o) == norm(r) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestOpenAPIExamplesMatchTheirSchemas: each example in the description
+// is valid against the schema beside it (JSON Schema 2020-12, as OpenAPI
+// 3.1 uses).
+func TestOpenAPIExamplesMatchTheirSchemas(t *testing.T) {
+	var raw any
+	if err := yaml.Unmarshal(openAPI, &raw); err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(jsonable(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(string(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource("openapi.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	var walk func(v any, ptr string)
+	walk = func(v any, ptr string) {
+		m, ok := v.(map[string]any)
+		if !ok {
+			if l, ok := v.([]any); ok {
+				for i, x := range l {
+					walk(x, fmt.Sprintf("%s/%d", ptr, i))
+				}
+			}
+			return
+		}
+		if ex, has := m["example"]; has {
+			if _, hasSchema := m["schema"]; hasSchema {
+				sch, err := c.Compile("openapi.json#" + ptr + "/schema")
+				if err != nil {
+					t.Fatalf("%s: %v", ptr, err)
+				}
+				if err := sch.Validate(ex); err != nil {
+					t.Errorf("the example at %s does not match its schema: %v", ptr, err)
+				}
+				n++
+			}
+		}
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			walk(m[k], ptr+"/"+strings.ReplaceAll(strings.ReplaceAll(k, "~", "~0"), "/", "~1"))
+		}
+	}
+	walk(doc, "")
+	if n < 8 {
+		t.Errorf("%d examples checked; the description has more", n)
+	}
+}
+
+// jsonable turns yaml.v3's maps into JSON's (and its ints into floats,
+// as JSON numbers are read).
+func jsonable(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		out := map[string]any{}
+		for k, x := range v {
+			out[k] = jsonable(x)
+		}
+		return out
+	case []any:
+		for i, x := range v {
+			v[i] = jsonable(x)
+		}
+		return v
+	case int:
+		return float64(v)
+	}
+	return v
+}
