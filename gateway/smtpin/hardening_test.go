@@ -249,6 +249,14 @@ func TestByteBudgetRefusesWhatDoesNotFit(t *testing.T) {
 	a := dialSMTP(t, f.addr)
 	a.toData()
 	a.send("Subject: a\r\n\r\n" + strings.Repeat(line, 400))
+	// B starts only once the server holds A's bytes, or B could take the
+	// budget first and A be the one refused.
+	for deadline := time.Now().Add(10 * time.Second); f.srv.budget.free() > (600-390)<<10; {
+		if time.Now().After(deadline) {
+			t.Fatalf("A's body never took its budget: %d free", f.srv.budget.free())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	b := dialSMTP(t, f.addr)
 	b.toData()
 	b.send("Subject: b\r\n\r\n" + strings.Repeat(line, 400) + ".\r\n")
