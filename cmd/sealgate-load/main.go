@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -45,6 +46,8 @@ func main() {
 	subject := flag.String("subject", "load", "the messages' Subject (\"[secure] load\" to have them encrypted)")
 	rcpt := flag.String("rcpt", "sink@dest.test", "the recipient (its domain's MX is the sink with -dns)")
 	dnsAddr := flag.String("dns", "", "also answer DNS here: every domain's MX resolves to the sink's address (for MX delivery)")
+	apiURL := flag.String("api", "", "send through the send API at this URL (http://127.0.0.1:8025/api/v1/messages) instead of SMTP; -c clients with keep-alive")
+	apiKey := flag.String("api-key", "", "with -api: the send key, id:secret (its domains must allow sender.test)")
 	tree := flag.Bool("tree", false, "with -pid: measure the process and all its descendants (CPU summed, peak PSS sampled), for a server made of several processes such as Postfix")
 	flag.Parse()
 	if *dnsAddr != "" {
@@ -60,13 +63,25 @@ func main() {
 		}
 		defer stop()
 	}
-	if err := run(*addr, *n, *c, makeMessage(*size, *subject, *rcpt), *rcpt, *perConn, *sinkAddr, *wait, *pid, *tree); err != nil {
+	send := func(more func() bool, deferred *atomic.Int64, body []byte) ([]time.Duration, error) {
+		return sendLoop(*addr, body, *rcpt, *perConn, more, deferred)
+	}
+	if *apiURL != "" {
+		send = func(more func() bool, deferred *atomic.Int64, body []byte) ([]time.Duration, error) {
+			return apiLoop(*apiURL, *apiKey, body, more, deferred)
+		}
+	}
+	if err := run(send, *n, *c, makeMessage(*size, *subject, *rcpt), *sinkAddr, *wait, *pid, *tree); err != nil {
 		fmt.Fprintln(os.Stderr, "sealgate-load:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, n, c int, body []byte, rcpt string, perConn int, sinkAddr string, wait time.Duration, pid int, tree bool) error {
+// sender sends messages while more() says so and returns each one's
+// accept latency.
+type sender func(more func() bool, deferred *atomic.Int64, body []byte) ([]time.Duration, error)
+
+func run(send sender, n, c int, body []byte, sinkAddr string, wait time.Duration, pid int, tree bool) error {
 	var sink *countingSink
 	if sinkAddr != "" {
 		var err error
@@ -95,7 +110,7 @@ func run(addr string, n, c int, body []byte, rcpt string, perConn int, sinkAddr 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			latencies[w], errs[w] = sendLoop(addr, body, rcpt, perConn, func() bool { return next.Add(1) <= int64(n) }, &deferred)
+			latencies[w], errs[w] = send(func() bool { return next.Add(1) <= int64(n) }, &deferred, body)
 		}()
 	}
 	wg.Wait()
@@ -206,6 +221,41 @@ func sendOne(cl *smtp.Client, body []byte, rcpt string) (time.Duration, error) {
 }
 
 // makeMessage builds a plain message of about size bytes with CRLF lines.
+// apiLoop posts messages to the send API over one keep-alive client: a
+// 429 or 503 is retried after a pause, as a client would.
+func apiLoop(url, key string, body []byte, more func() bool, deferred *atomic.Int64) ([]time.Duration, error) {
+	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	var lat []time.Duration
+	for more() {
+		for tries := 0; ; tries++ {
+			req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+			if err != nil {
+				return lat, err
+			}
+			req.Header.Set("Content-Type", "message/rfc822")
+			req.Header.Set("X-API-Key", key)
+			start := time.Now()
+			resp, err := client.Do(req)
+			if err != nil {
+				return lat, err
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) && tries < 600 {
+				deferred.Add(1)
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			if resp.StatusCode != http.StatusCreated {
+				return lat, fmt.Errorf("send API: %s", resp.Status)
+			}
+			lat = append(lat, time.Since(start))
+			break
+		}
+	}
+	return lat, nil
+}
+
 func makeMessage(size int, subject, rcpt string) []byte {
 	var b bytes.Buffer
 	b.Grow(size + 1024)
