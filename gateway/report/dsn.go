@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"mime/multipart"
 	"net/textproto"
 	"strings"
 	"time"
@@ -42,32 +41,13 @@ func (b DSNBuilder) Build(m *queue.Message, bounced []queue.Recipient, original 
 	if b.Now != nil {
 		now = b.Now()
 	}
-	var head, body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	boundary := "sealgate-dsn-" + randomToken(12)
-	if err := mw.SetBoundary(boundary); err != nil {
-		return queue.Envelope{}, nil, err
-	}
-
-	hdr := func(k, v string) { fmt.Fprintf(&head, "%s: %s\r\n", k, v) }
-	hdr("From", fmt.Sprintf("Mail Delivery System <MAILER-DAEMON@%s>", b.Hostname))
-	hdr("To", "<"+m.Envelope.From+">")
-	hdr("Subject", subjectFor(bounced))
-	hdr("Date", now.Format(time.RFC1123Z))
-	hdr("Message-ID", fmt.Sprintf("<%s.%s@%s>", m.ID, randomToken(6), b.Hostname))
-	hdr("Auto-Submitted", "auto-replied")
-	hdr("MIME-Version", "1.0")
-	hdr("Content-Type", fmt.Sprintf("multipart/report; report-type=delivery-status;\r\n\tboundary=%q", boundary))
-	head.WriteString("\r\n")
-
-	text := textproto.MIMEHeader{}
-	text.Set("Content-Type", "text/plain; charset=utf-8")
-	text.Set("Content-Transfer-Encoding", "8bit")
-	w, err := mw.CreatePart(text)
+	rm, w, err := startReport(b.Hostname, reportHeader{FromName: "Mail Delivery System", To: m.Envelope.From, Subject: subjectFor(bounced),
+		MessageID: m.ID + "." + randomToken(6), AutoSubmitted: "auto-replied",
+		ContentType: "multipart/report; report-type=delivery-status", Boundary: "sealgate-dsn-"}, now)
 	if err != nil {
 		return queue.Envelope{}, nil, err
 	}
-	fmt.Fprintf(w, "This is the mail system at %s.\r\n", b.Hostname)
+	mw := rm.mw
 	var failed, delayed []queue.Recipient
 	for _, r := range bounced {
 		if isDelayed(r) {
@@ -142,11 +122,10 @@ func (b DSNBuilder) Build(m *queue.Message, bounced []queue.Recipient, original 
 		return queue.Envelope{}, nil, err
 	}
 	w.Write(foldLongLines(originalHeader(original)))
-	if err := mw.Close(); err != nil {
+	msg, err := rm.finish()
+	if err != nil {
 		return queue.Envelope{}, nil, err
 	}
-
-	msg := append(head.Bytes(), body.Bytes()...)
 	env := queue.Envelope{
 		From:       "",
 		Recipients: []string{m.Envelope.From},

@@ -1,11 +1,9 @@
 package report
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"mime/multipart"
 	"net/textproto"
 	"strings"
 	"time"
@@ -100,31 +98,15 @@ func (b ReceiptBuilder) Build(m *queue.Message) (queue.Envelope, []byte, error) 
 	if err != nil {
 		return queue.Envelope{}, nil, err
 	}
-	var head, body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	boundary := "sealgate-receipt-" + randomToken(12)
-	if err := mw.SetBoundary(boundary); err != nil {
-		return queue.Envelope{}, nil, err
-	}
-	hdr := func(k, v string) { fmt.Fprintf(&head, "%s: %s\r\n", k, v) }
-	hdr("From", fmt.Sprintf("Mail Security Receipts <MAILER-DAEMON@%s>", b.Hostname))
-	hdr("To", "<"+m.Envelope.From+">")
-	hdr("Subject", fmt.Sprintf("Security receipt: how your message left (%d recipients)", len(m.Recipients)))
-	hdr("Date", time.Now().Format(time.RFC1123Z))
-	hdr("Message-ID", fmt.Sprintf("<%s.receipt.%s@%s>", m.ID, randomToken(6), b.Hostname))
-	hdr("Auto-Submitted", "auto-generated")
-	hdr("MIME-Version", "1.0")
-	hdr("Content-Type", fmt.Sprintf("multipart/mixed;\r\n\tboundary=%q", boundary))
-	head.WriteString("\r\n")
-
-	text := textproto.MIMEHeader{}
-	text.Set("Content-Type", "text/plain; charset=utf-8")
-	text.Set("Content-Transfer-Encoding", "8bit")
-	w, err := mw.CreatePart(text)
+	rm, w, err := startReport(b.Hostname, reportHeader{FromName: "Mail Security Receipts", To: m.Envelope.From,
+		Subject:   fmt.Sprintf("Security receipt: how your message left (%d recipients)", len(m.Recipients)),
+		MessageID: m.ID + ".receipt." + randomToken(6), AutoSubmitted: "auto-generated",
+		ContentType: "multipart/mixed", Boundary: "sealgate-receipt-"}, time.Now())
 	if err != nil {
 		return queue.Envelope{}, nil, err
 	}
-	fmt.Fprintf(w, "This is the mail system at %s.\r\n\r\n", b.Hostname)
+	mw := rm.mw
+	fmt.Fprintf(w, "\r\n")
 	id := m.Envelope.MessageID
 	if id == "" {
 		id = "(no Message-ID)"
@@ -148,10 +130,11 @@ func (b ReceiptBuilder) Build(m *queue.Message) (queue.Envelope, []byte, error) 
 		enc = enc[76:]
 	}
 	fmt.Fprintf(w, "%s\r\n", enc)
-	if err := mw.Close(); err != nil {
+	msg, err := rm.finish()
+	if err != nil {
 		return queue.Envelope{}, nil, err
 	}
-	return queue.Envelope{Recipients: []string{m.Envelope.From}, IsDSN: true}, append(head.Bytes(), body.Bytes()...), nil
+	return queue.Envelope{Recipients: []string{m.Envelope.From}, IsDSN: true}, msg, nil
 }
 
 // describe is one recipient's line in words.
