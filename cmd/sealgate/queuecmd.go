@@ -43,14 +43,14 @@ open the data dir directly. Message bodies are never shown.`,
 		Short: "List spooled messages (--state to filter; --json for machine-readable output; --limit and --after page through a large spool)",
 		Args:  cobra.NoArgs,
 		RunE: withOps(func(ops admin.QueueOps, out io.Writer) error {
-			keep, err := stateFilter(listState)
+			keep, err := admin.StateFilter(listState)
 			if err != nil {
-				return err
+				return &exitError{code: 2, err: err}
 			}
 			return listQueue(ops, out, listQuery{after: listAfter, limit: listLimit, keep: keep}, listJSON)
 		}),
 	}
-	list.Flags().StringVar(&listState, "state", "", "only messages in this state: "+strings.Join(listStates, ", "))
+	list.Flags().StringVar(&listState, "state", "", "only messages in this state: "+strings.Join(admin.ListStates, ", "))
 	list.Flags().BoolVar(&listJSON, "json", false, "print JSON (a JSON array, written page by page)")
 	list.Flags().IntVar(&listLimit, "limit", 0, "at most this many messages (0: all)")
 	list.Flags().StringVar(&listAfter, "after", "", "start after this queue ID (the last one of the previous page)")
@@ -281,44 +281,6 @@ func queueErr(err error) error {
 		return &exitError{code: 1, err: errors.New(strings.TrimPrefix(err.Error(), "queue: "))}
 	}
 	return err
-}
-
-// listStates are the values of queue list --state.
-var listStates = []string{"pending", "queued", "deferred", "held", "delivered", "bounced", "dropped"}
-
-// stateFilter is queue list --state: pending is every message still to
-// be delivered and not held; held is the held ones; the recipient states
-// keep a message when any of its recipients is in that state (a held
-// message's pending recipients are "held", not "queued" or "deferred").
-func stateFilter(state string) (func(queue.Message) bool, error) {
-	switch state {
-	case "":
-		return nil, nil
-	case "pending":
-		return func(m queue.Message) bool {
-			return !m.Held && m.DoneAt.IsZero() && anyState(m, queue.StateQueued, queue.StateDeferred)
-		}, nil
-	case "held":
-		return func(m queue.Message) bool { return m.Held && anyState(m, queue.StateQueued, queue.StateDeferred) }, nil
-	case "queued", "deferred":
-		st := queue.State(state)
-		return func(m queue.Message) bool { return !m.Held && anyState(m, st) }, nil
-	case "delivered", "bounced", "dropped":
-		st := queue.State(state)
-		return func(m queue.Message) bool { return anyState(m, st) }, nil
-	}
-	return nil, &exitError{code: 2, err: fmt.Errorf("--state %q: must be one of %s", state, strings.Join(listStates, ", "))}
-}
-
-func anyState(m queue.Message, states ...queue.State) bool {
-	for _, r := range m.Recipients {
-		for _, st := range states {
-			if r.State == st {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // listQuery is what queue list asks for: up to limit messages (0: all)

@@ -257,7 +257,12 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = min(n, maxPage)
 	}
-	msgs, next, err := a.store.ListPage(r.URL.Query().Get("after"), limit)
+	keep, err := StateFilter(r.URL.Query().Get("state"))
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	msgs, next, err := a.filteredPage(r.URL.Query().Get("after"), limit, keep)
 	if err != nil {
 		a.fail(w, err)
 		return
@@ -267,6 +272,42 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Next-After", next)
 	writeJSON(w, http.StatusOK, msgs)
+}
+
+// maxScanPages bounds the records one filtered page reads: a filter that
+// matches little answers with what it found and where to go on.
+const maxScanPages = 50
+
+// filteredPage is up to limit messages after after that keep accepts
+// (nil: all), and the ID to ask for next ("" at the end).
+func (a *API) filteredPage(after string, limit int, keep func(queue.Message) bool) ([]queue.Message, string, error) {
+	if keep == nil {
+		return a.store.ListPage(after, limit)
+	}
+	var out []queue.Message
+	for range maxScanPages {
+		page, next, err := a.store.ListPage(after, maxPage)
+		if err != nil {
+			return nil, "", err
+		}
+		for i, m := range page {
+			if !keep(m) {
+				continue
+			}
+			out = append(out, m)
+			if len(out) == limit {
+				if i == len(page)-1 && next == "" {
+					return out, "", nil
+				}
+				return out, m.ID, nil
+			}
+		}
+		if next == "" {
+			return out, "", nil
+		}
+		after = next
+	}
+	return out, after, nil
 }
 
 // maxPage bounds one page of the queue list.

@@ -530,3 +530,26 @@ func TestRefusalsThroughClient(t *testing.T) {
 		t.Errorf("release by prefix woke %v, want %v (the whole ID)", got, want)
 	}
 }
+
+// TestQueueListByStateThroughTheAPI: ?state= filters on the server, a
+// page at a time, and an unknown state is 400.
+func TestQueueListByStateThroughTheAPI(t *testing.T) {
+	s := openStore(t)
+	srv := serve(t, Options{Store: s}, false)
+	var held []string
+	for i := range 5 {
+		id := enqueue(t, s, "a@org.test", "b@dest.test")
+		if i%2 == 0 {
+			s.Hold(id)
+			held = append(held, id)
+		}
+	}
+	code, body := do(t, srv, "GET", "/api/v1/queue?state=held&limit=2")
+	var msgs []queue.Message
+	if err := json.Unmarshal([]byte(body), &msgs); code != 200 || err != nil || len(msgs) != 2 || msgs[0].ID != held[0] || msgs[1].ID != held[1] {
+		t.Fatalf("held, first page: %d %s", code, body)
+	}
+	if code, _ := do(t, srv, "GET", "/api/v1/queue?state=stuck"); code != 400 {
+		t.Errorf("unknown state: %d", code)
+	}
+}
