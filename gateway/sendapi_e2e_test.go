@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -143,5 +144,41 @@ func TestSendAPIEndToEnd(t *testing.T) {
 	}
 	if code, _ := get("/api/v1/queue", cred); code != http.StatusForbidden {
 		t.Errorf("a send key reading the queue: %d", code)
+	}
+}
+
+// TestExplainAndDomainCheckThroughTheAPI: a read key asks the live
+// policy what it would do with a tagged message, and has a domain
+// probed.
+func TestExplainAndDomainCheckThroughTheAPI(t *testing.T) {
+	e := newE2E(t, "policy: {escalation_chain: [tls-verified, bounce]}\n")
+	e.destination("dest.test", "127.0.0.2", testutil.SinkOptions{TLS: true, CA: e.ca})
+	_, cred, err := admin.CreateAPIKey(e.gw.Store(), "dashboards", admin.ScopeRead, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(path string) (int, map[string]any) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+e.gw.AdminAddr()+path, nil)
+		req.Header.Set("X-API-Key", cred)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	code, out := get("/api/v1/policy/explain?from=a@org.test&to=bob@dest.test&subject=%5Bsecure%5D+results")
+	rcpts, _ := out["recipients"].([]any)
+	if code != 200 || len(rcpts) != 1 {
+		t.Fatalf("explain: %d %v", code, out)
+	}
+	if r := rcpts[0].(map[string]any); r["by"] != "tag [secure]" || fmt.Sprint(r["chain"]) != "[tls-verified bounce]" {
+		t.Errorf("explain: %v", r)
+	}
+	code, out = get("/api/v1/domains/dest.test/check")
+	if code != 200 || out["tls_version"] != "TLS1.3" || !strings.HasPrefix(fmt.Sprint(out["delivery"]), "over TLS1.3") {
+		t.Errorf("domain check: %d %v", code, out)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/sealgate/sealgate/gateway/audit"
+	"github.com/sealgate/sealgate/policy"
 	"github.com/sealgate/sealgate/queue"
 )
 
@@ -107,6 +108,8 @@ type API struct {
 	tokens       tokens
 	nonces       nonces
 	users        Users // the password grant's users; nil: no password grant
+	engine       func() *policy.Engine
+	checkDomain  DomainChecker
 	wake         func(id string)
 	ready        func() bool
 	logger       *slog.Logger
@@ -135,6 +138,10 @@ type Options struct {
 	Hostname string
 	// Users are the gateway's users, for the OAuth password grant.
 	Users Users
+	// Engine is the live policy, for GET /api/v1/policy/explain;
+	// CheckDomain probes a domain (checks.go). nil leaves them out.
+	Engine      func() *policy.Engine
+	CheckDomain DomainChecker
 	// Audit is the audit trail: its routes, and the record of every
 	// admin action done through the API.
 	Audit *audit.Trail
@@ -163,7 +170,8 @@ func New(o Options) *API {
 	}
 	a := &API{reloadPolicy: o.ReloadPolicy, store: o.Store, keys: o.Keys, wake: o.Wake, ready: o.Ready, logger: o.Logger,
 		token: o.Token, hosts: o.Hosts, requeue: o.Requeue, audit: o.Audit, metrics: o.Metrics, apiKeys: o.APIKeys,
-		submit: o.Submit, sendLimits: o.SendLimits, hostname: o.Hostname, users: o.Users}
+		submit: o.Submit, sendLimits: o.SendLimits, hostname: o.Hostname, users: o.Users,
+		engine: o.Engine, checkDomain: o.CheckDomain}
 	if o.Escrow != nil {
 		a.escrow = EscrowOf(o.Escrow)
 	}
@@ -189,6 +197,7 @@ func (a *API) Handler(withPprof bool) http.Handler {
 	a.apiKeyRoutes(mux)
 	a.messageRoutes(mux)
 	a.openAPIRoute(mux)
+	a.checkRoutes(mux)
 	mux.HandleFunc("POST /oauth/token", a.oauthToken)
 	mux.HandleFunc("POST /oauth/revoke", a.oauthRevoke)
 	if a.metrics != nil {

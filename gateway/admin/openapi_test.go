@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/gateway/audit"
 	"github.com/sealgate/sealgate/gateway/submit"
+	"github.com/sealgate/sealgate/policy"
 )
 
 // TestOpenAPIDescribesEveryRouteAndNoOther: every route the API
@@ -25,7 +27,8 @@ func TestOpenAPIDescribesEveryRouteAndNoOther(t *testing.T) {
 	s := openStore(t)
 	a := New(Options{Store: s, Keys: certs.NewKeyring(certs.NewSpoolKeyStore(s), nil), APIKeys: s, Requeue: &Requeuer{Store: s},
 		Audit: audit.New(s, nil, nil), Metrics: http.NotFoundHandler(), Submit: submit.New(submit.Options{Spool: s}),
-		Users: func() []config.User { return nil }})
+		Users: func() []config.User { return nil }, Engine: func() *policy.Engine { return nil },
+		CheckDomain: func(context.Context, string) (any, error) { return nil, nil }})
 	a.Handler(true) // pprof too: it must stay out of the description
 	served := map[string]bool{}
 	for _, p := range a.routes {
