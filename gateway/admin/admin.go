@@ -225,6 +225,10 @@ func (a *API) Handler(withPprof bool) http.Handler {
 		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
+	// Anything else gets the API's error shape, not the mux's text.
+	mux.ServeMux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		apiError(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path)
+	})
 	return a.guard(mux)
 }
 
@@ -393,7 +397,7 @@ func (a *API) action(w http.ResponseWriter, r *http.Request) {
 	case "release":
 		err = a.store.Release(id)
 	default:
-		http.Error(w, "unknown action "+action+"\n", http.StatusNotFound)
+		apiError(w, http.StatusNotFound, "unknown action "+action+" (retry, hold, release, reapply, bounce)")
 		return
 	}
 	if err != nil {
