@@ -432,7 +432,9 @@ func (a *API) domains(w http.ResponseWriter, r *http.Request) {
 	if ds == nil {
 		ds = []queue.DomainInfo{}
 	}
-	writeJSON(w, http.StatusOK, ds)
+	if ds, ok := paginate(w, r, ds, func(d queue.DomainInfo) string { return d.Domain }); ok {
+		writeJSON(w, http.StatusOK, ds)
+	}
 }
 
 func (a *API) resetDomain(w http.ResponseWriter, r *http.Request) {

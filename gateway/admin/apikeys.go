@@ -197,7 +197,9 @@ func (a *API) apiKeyRoutes(mux *routeMux) {
 		if keys == nil {
 			keys = []APIKeyInfo{}
 		}
-		writeJSON(w, http.StatusOK, keys)
+		if keys, ok := paginate(w, r, keys, func(k APIKeyInfo) string { return k.ID }); ok {
+			writeJSON(w, http.StatusOK, keys)
+		}
 	})
 	mux.HandleFunc("POST /api/v1/apikeys", func(w http.ResponseWriter, r *http.Request) {
 		var in struct {

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -101,5 +102,36 @@ func TestAPIKeysEveryWayAndEveryRefusal(t *testing.T) {
 	}
 	if got := call("GET", "/api/v1/queue", apiKey(adminCred)); got != http.StatusTooManyRequests {
 		t.Errorf("after %d failures: %d, want 429", failLimit, got)
+	}
+}
+
+// TestListsPageWithACursor: ?limit= pages a list in a stable order and
+// Next-After names where the next page starts ("" at the end).
+func TestListsPageWithACursor(t *testing.T) {
+	s := openStore(t)
+	srv := serve(t, Options{Store: s, APIKeys: s}, false)
+	for _, n := range []string{"a", "b", "c"} {
+		if _, _, err := CreateAPIKey(s, n, ScopeRead, nil, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	page := func(q string) ([]APIKeyInfo, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, "http://"+srv.Listener.Addr().String()+"/api/v1/apikeys"+q, nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var keys []APIKeyInfo
+		json.NewDecoder(resp.Body).Decode(&keys)
+		return keys, resp.Header.Get("Next-After")
+	}
+	all, _ := page("")
+	first, next := page("?limit=2")
+	rest, end := page("?limit=2&after=" + next)
+	if len(all) != 3 || len(first) != 2 || next != first[1].ID || len(rest) != 1 || end != "" || rest[0].ID == first[0].ID || rest[0].ID == first[1].ID {
+		t.Errorf("pages %v / %v (next %q) / %v (next %q)", all, first, next, rest, end)
 	}
 }

@@ -175,12 +175,12 @@ func (a *API) auditRoutes(mux *routeMux) {
 		return
 	}
 	mux.HandleFunc("GET /api/v1/audit", func(w http.ResponseWriter, r *http.Request) {
-		f, limit, err := parseFilter(r.URL.Query())
+		f, _, err := parseFilter(r.URL.Query())
 		if err != nil {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			return
 		}
-		found, err := a.audit.Search(f, limit)
+		found, err := a.audit.Search(f, 0)
 		if err != nil {
 			a.fail(w, err)
 			return
@@ -188,7 +188,9 @@ func (a *API) auditRoutes(mux *routeMux) {
 		if found == nil {
 			found = []audit.Found{}
 		}
-		writeJSON(w, http.StatusOK, found)
+		if found, ok := paginate(w, r, found, func(f audit.Found) string { return fmt.Sprintf("%020d", f.Seq) }); ok {
+			writeJSON(w, http.StatusOK, found)
+		}
 	})
 	mux.HandleFunc("GET /api/v1/audit/verify", func(w http.ResponseWriter, r *http.Request) {
 		rep, err := a.audit.Verify()

@@ -48,6 +48,12 @@ func (a *API) listEscrow(w http.ResponseWriter, r *http.Request) {
 	} else {
 		recs, err = ops.List()
 	}
+	if err == nil {
+		var ok bool
+		if recs, ok = paginate(w, r, recs, func(e EscrowRecord) string { return e.ID }); !ok {
+			return
+		}
+	}
 	a.writeEscrow(w, recs, err)
 }
 

@@ -39,6 +39,12 @@ type keyImport struct {
 
 func (a *API) listKeys(w http.ResponseWriter, r *http.Request) {
 	keys, err := a.keys.Keys()
+	if err == nil {
+		var ok bool
+		if keys, ok = paginate(w, r, keys, func(k certs.Key) string { return k.Address + "\x00" + k.Fingerprint }); !ok {
+			return
+		}
+	}
 	a.writeKeys(w, keys, err)
 }
 
