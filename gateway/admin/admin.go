@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"time"
 
 	"github.com/sealgate/sealgate/gateway/audit"
 	"github.com/sealgate/sealgate/policy"
@@ -136,8 +137,10 @@ type Options struct {
 	SendLimits SendLimits
 	// Hostname names the Message-IDs the send API makes.
 	Hostname string
-	// Users are the gateway's users, for the OAuth password grant.
-	Users Users
+	// Users are the gateway's users, for the OAuth password grant;
+	// TokenLifetime is how long its tokens live (0: 15 minutes).
+	Users         Users
+	TokenLifetime time.Duration
 	// Engine is the live policy, for GET /api/v1/policy/explain;
 	// CheckDomain probes a domain (checks.go). nil leaves them out.
 	Engine      func() *policy.Engine
@@ -171,7 +174,7 @@ func New(o Options) *API {
 	a := &API{reloadPolicy: o.ReloadPolicy, store: o.Store, keys: o.Keys, wake: o.Wake, ready: o.Ready, logger: o.Logger,
 		token: o.Token, hosts: o.Hosts, requeue: o.Requeue, audit: o.Audit, metrics: o.Metrics, apiKeys: o.APIKeys,
 		submit: o.Submit, sendLimits: o.SendLimits, hostname: o.Hostname, users: o.Users,
-		engine: o.Engine, checkDomain: o.CheckDomain}
+		engine: o.Engine, checkDomain: o.CheckDomain, tokens: tokens{lifetime: o.TokenLifetime}}
 	if o.Escrow != nil {
 		a.escrow = EscrowOf(o.Escrow)
 	}

@@ -146,3 +146,22 @@ func TestSignedRequests(t *testing.T) {
 		t.Errorf("a signed GET with a query: %d", got)
 	}
 }
+
+// TestTokensExpire: a token is good for its lifetime, then refused.
+func TestTokensExpire(t *testing.T) {
+	ts := tokens{lifetime: time.Minute}
+	now := time.Date(2026, 3, 3, 9, 0, 0, 0, time.UTC)
+	tok, exp := ts.issue(Principal{Name: "x", Scope: ScopeRead}, now)
+	if !exp.Equal(now.Add(time.Minute)) {
+		t.Errorf("expires %v", exp)
+	}
+	if _, ok := ts.lookup(tok, now.Add(59*time.Second)); !ok {
+		t.Error("refused within its lifetime")
+	}
+	if _, ok := ts.lookup(tok, now.Add(61*time.Second)); ok {
+		t.Error("taken after its lifetime")
+	}
+	if d, _ := (&tokens{}).issue(Principal{}, now); d == "" {
+		t.Error("no token")
+	}
+}
