@@ -116,6 +116,9 @@ type Auth struct {
 type User struct {
 	Username     string `yaml:"username"`
 	PasswordHash string `yaml:"password_hash"`
+	// APIScope is the scope of the user's OAuth token from the password
+	// grant: "" or send (send as the user's own address), read, admin.
+	APIScope string `yaml:"api_scope"`
 }
 
 // Admin configures the loopback HTTP listener for health, metrics and the

@@ -95,6 +95,11 @@ func (v *validator) validate(c *Config) {
 		if err := checkHashFormat(u.PasswordHash); err != nil {
 			v.fail(p+".password_hash", "%v", err)
 		}
+		switch u.APIScope {
+		case "", "send", "read", "admin":
+		default:
+			v.fail(p+".api_scope", "must be send, read or admin, got %q", u.APIScope)
+		}
 	}
 	v.validateTenants(in)
 

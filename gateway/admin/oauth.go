@@ -28,7 +28,8 @@ import (
 //     fields or HTTP Basic) are an API key's ID and secret; the token has
 //     the key's scope and ends when the key is revoked;
 //   - grant_type=password: username and password of inbound.auth.users;
-//     the token's scope is send, for the user's own address.
+//     the token's scope is the user's api_scope: send (the default), for
+//     the user's own address only, or read or admin.
 // Tokens live api.token_lifetime (15 minutes) and POST /oauth/revoke
 // (RFC 7009) ends one early. They are
 // kept in memory: a restart ends them, and the client asks again.
@@ -159,13 +160,17 @@ func (a *API) oauthToken(w http.ResponseWriter, r *http.Request) {
 		}
 	case "password":
 		user, pw := form.Get("username"), form.Get("password")
-		if !a.userOK(user, pw) {
+		scope, ok := a.userOK(user, pw)
+		if !ok {
 			a.failures.failed(client, now)
 			a.logger.Warn("oauth: password grant refused", "username", user, "remote", r.RemoteAddr)
 			oauthError(w, http.StatusBadRequest, "invalid_grant", "wrong username or password")
 			return
 		}
-		p = Principal{Name: "user " + user, Scope: ScopeSend, Addresses: []string{strings.ToLower(user)}}
+		p = Principal{Name: "user " + user, Scope: scope}
+		if scope == ScopeSend {
+			p.Addresses = []string{strings.ToLower(user)}
+		}
 	default:
 		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be client_credentials or password")
 		return
@@ -224,21 +229,22 @@ func (a *API) keyPrincipal(id, secret string) (Principal, bool) {
 	return Principal{Name: "API key " + k.ID + " (" + k.Name + ")", Scope: k.Scope, KeyID: k.ID, Domains: k.Domains}, true
 }
 
-// userOK checks a user of inbound.auth.users.
-func (a *API) userOK(user, pw string) bool {
+// userOK checks a user of inbound.auth.users and says the scope of the
+// user's token (api_scope; send by default).
+func (a *API) userOK(user, pw string) (string, bool) {
 	if a.users == nil || user == "" {
-		return false
+		return "", false
 	}
 	users := a.users()
 	for _, u := range users {
 		if u.Username == user {
-			return config.CheckPassword(u.PasswordHash, pw)
+			return cmp.Or(u.APIScope, ScopeSend), config.CheckPassword(u.PasswordHash, pw)
 		}
 	}
 	if len(users) > 0 {
 		config.CheckPassword(users[0].PasswordHash, "\x00 not a password \x00") // an unknown user costs a check too
 	}
-	return false
+	return "", false
 }
 
 // signedPrincipal checks a Sealgate-Signature request; it reads and

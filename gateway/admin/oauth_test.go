@@ -25,7 +25,9 @@ func TestOAuthTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	users := func() []config.User { return []config.User{{Username: "alice@org.test", PasswordHash: hash}} }
+	users := func() []config.User {
+		return []config.User{{Username: "alice@org.test", PasswordHash: hash}, {Username: "ops", PasswordHash: hash, APIScope: "read"}}
+	}
 	srv := serve(t, Options{Store: s, APIKeys: s, Users: users}, false)
 	base := "http://" + srv.Listener.Addr().String()
 	key, cred, _ := CreateAPIKey(s, "dashboards", ScopeRead, nil, time.Now())
@@ -73,6 +75,9 @@ func TestOAuthTokens(t *testing.T) {
 	}
 	if got := use(utok, "/api/v1/queue"); got != 403 {
 		t.Errorf("a user's send token reads the queue: %d", got)
+	}
+	if code, out := grant(url.Values{"grant_type": {"password"}, "username": {"ops"}, "password": {"pw-alice"}}); code != 200 || out["scope"] != "read" {
+		t.Errorf("a user with api_scope read: %d %v", code, out)
 	}
 	if code, out := grant(url.Values{"grant_type": {"password"}, "username": {"alice@org.test"}, "password": {"nope"}}); code != 400 || out["error"] != "invalid_grant" {
 		t.Errorf("wrong password: %d %v", code, out)
