@@ -48,8 +48,16 @@ func main() {
 	dnsAddr := flag.String("dns", "", "also answer DNS here: every domain's MX resolves to the sink's address (for MX delivery)")
 	apiURL := flag.String("api", "", "send through the send API at this URL (http://127.0.0.1:8025/api/v1/messages) instead of SMTP; -c clients with keep-alive")
 	apiKey := flag.String("api-key", "", "with -api: the send key, id:secret (its domains must allow sender.test)")
+	idle := flag.Int("idle", 0, "instead of sending: open this many idle SMTP sessions (100 per source address, 127.0.0.2 on) and report the gateway's RSS (-pid)")
 	tree := flag.Bool("tree", false, "with -pid: measure the process and all its descendants (CPU summed, peak PSS sampled), for a server made of several processes such as Postfix")
 	flag.Parse()
+	if *idle > 0 {
+		if err := idleSessions(*addr, *idle, 100, *pid); err != nil {
+			fmt.Fprintln(os.Stderr, "sealgate-load:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *dnsAddr != "" {
 		host, _, err := net.SplitHostPort(*sinkAddr)
 		if err != nil {
