@@ -182,3 +182,51 @@ func TestExplainAndDomainCheckThroughTheAPI(t *testing.T) {
 		t.Errorf("domain check: %d %v", code, out)
 	}
 }
+
+// TestSendAPIRefusesWhatAKeyMayNotSay: the Idempotency-Key header holds
+// for JSON too; a raw message with two authors (or a Sender) is refused,
+// so a key cannot speak for another domain; a batch that can never fit
+// the key's limit is 400, not an endless 429.
+func TestSendAPIRefusesWhatAKeyMayNotSay(t *testing.T) {
+	e := newE2E(t, "api: {messages_per_minute: 4}\n")
+	e.destination("dest.test", "127.0.0.2", testutil.SinkOptions{TLS: true, CA: e.ca})
+	_, cred, err := admin.CreateAPIKey(e.gw.Store(), "ehr", admin.ScopeSend, []string{"org.test"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(path, ct, body string, header ...string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, "http://"+e.gw.AdminAddr()+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", ct)
+		req.Header.Set("X-API-Key", cred)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	body := `{"from": "noreply@org.test", "to": ["bob@dest.test"], "subject": "s", "text": "x"}`
+	c1, o1 := post("/api/v1/messages", "application/json", body, "Idempotency-Key", "k-1")
+	c2, o2 := post("/api/v1/messages", "application/json", body, "Idempotency-Key", "k-1")
+	if c1 != 201 || c2 != 200 || o1["id"] != o2["id"] {
+		t.Errorf("Idempotency-Key header with JSON: %d %v, %d %v", c1, o1, c2, o2)
+	}
+	for name, raw := range map[string]string{
+		"two From fields":    "From: a@org.test\r\nFrom: ceo@bank.test\r\nTo: bob@dest.test\r\nSubject: s\r\n\r\nx\r\n",
+		"two From addresses": "From: a@org.test, ceo@bank.test\r\nTo: bob@dest.test\r\nSubject: s\r\n\r\nx\r\n",
+	} {
+		if code, out := post("/api/v1/messages", "message/rfc822", raw); code != 400 {
+			t.Errorf("%s: %d %v", name, code, out)
+		}
+	}
+	batch := `{"messages": [` + strings.Repeat(body+",", 4) + body + `]}`
+	if code, out := post("/api/v1/messages:batch", "application/json", batch); code != 400 || !strings.Contains(fmt.Sprint(out["error"]), "can never fit") {
+		t.Errorf("a batch over the limit: %d %v", code, out)
+	}
+}

@@ -117,11 +117,11 @@ func (s *Store) Redecide(id string, decide DecideFunc, report ReportFunc) (*Mess
 			}
 			m.Held, m.Envelope.Hold = true, d.Hold
 		case m.Envelope.Hold != "":
-			if m.Held {
+			if m.Held && !m.AdminHold {
 				m.Events = append(m.Events, Event{Time: now, Kind: "released",
 					Detail: "policy hold lifted: the policy no longer holds it (held because: " + m.Envelope.Hold + ")"})
 			}
-			m.Held, m.Envelope.Hold = false, ""
+			m.Held, m.Envelope.Hold = m.AdminHold, "" // an admin's hold stays
 		}
 		return nil
 	})
@@ -149,6 +149,9 @@ func (s *Store) Bounce(id, why string, report ReportFunc) (string, error) {
 		}
 		now := s.now()
 		bounced := bouncePending(m, "5.0.0", why, now)
+		for _, r := range bounced { // per recipient, as any bounce: the audit trail and webhooks see each
+			m.Events = append(m.Events, Event{Time: now, Kind: "bounced", Detail: r.Address + ": " + why})
+		}
 		m.Events = append(m.Events, Event{Time: now, Kind: "deleted", Detail: fmt.Sprintf("%s (%d recipients bounced)", why, len(bounced))})
 		var err error
 		if dsnID, err = s.queueReport(tx, m, bounced, onBody(report, body), now); err != nil {

@@ -276,3 +276,33 @@ func TestAttemptSummaryCountsSkipsAndDropsApart(t *testing.T) {
 		t.Errorf("after the bounce: %+v, %v", m, err)
 	}
 }
+
+// TestReapplyKeepsAnAdminsHoldUnderAPolicyHold: an admin held it, a
+// policy hold came and went with two reapplies: the admin's hold stays.
+func TestReapplyKeepsAnAdminsHoldUnderAPolicyHold(t *testing.T) {
+	s := openTest(t, Options{})
+	id := enqueue(t, s, "alice@org.test", "Subject: x\r\n\r\nx\r\n", "bob@dest.test")
+	if err := s.Hold(id); err != nil {
+		t.Fatal(err)
+	}
+	decide := func(hold string) DecideFunc {
+		return func(*Message, []byte) (Redecision, error) {
+			return Redecision{Decisions: []RcptDecision{{Chain: []string{"tls"}}}, Hold: hold}, nil
+		}
+	}
+	if _, _, err := s.Redecide(id, decide("dlp"), nil); err != nil {
+		t.Fatal(err)
+	}
+	m, _, err := s.Redecide(id, decide(""), nil)
+	if err != nil || !m.Held {
+		t.Errorf("the admin's hold was lifted: %+v, %v", m, err)
+	}
+	// Bounced by an admin: a bounced event per recipient.
+	var r reports
+	if _, err := s.Bounce(id, "deleted by admin", r.build); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := s.Get(id); !hasKind(m, "bounced", "bob@dest.test: deleted by admin") {
+		t.Errorf("no per-recipient bounced event: %+v", m.Events)
+	}
+}

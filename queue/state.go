@@ -233,7 +233,7 @@ func (s *Store) Hold(id string) error {
 		if finished(m) {
 			return fmt.Errorf("%s: nothing to hold: %w", id, ErrFinished)
 		}
-		m.Held = true
+		m.Held, m.AdminHold = true, true
 		m.Events = append(m.Events, Event{Time: s.now(), Kind: "held", Detail: "held by admin"})
 		return nil
 	})
@@ -250,7 +250,7 @@ func (s *Store) Release(id string) error {
 			// decision, and the history says whose rule it overrode.
 			detail = "policy hold lifted by admin (held because: " + m.Envelope.Hold + ")"
 		}
-		m.Held = false
+		m.Held, m.AdminHold = false, false
 		makeDue(m, now)
 		m.Events = append(m.Events, Event{Time: now, Kind: "released", Detail: detail})
 		return nil

@@ -177,7 +177,10 @@ type Message struct {
 	Received   time.Time   `json:"received"`
 	Expires    time.Time   `json:"expires"`
 	Held       bool        `json:"held,omitempty"`
-	Events     []Event     `json:"events"`
+	// AdminHold: an admin held it (queue hold); a policy that stops
+	// holding it on reapply does not release it.
+	AdminHold bool    `json:"admin_hold,omitempty"`
+	Events    []Event `json:"events"`
 	// DoneAt is set once every recipient is final; the message is
 	// removed after the retention period.
 	DoneAt time.Time `json:"done_at,omitzero"`

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -53,6 +54,7 @@ type Principal struct {
 	// Addresses, when set, are the only senders it may use (a user's
 	// token from the password grant).
 	Addresses []string
+	Signed    bool // a signed request
 }
 
 type principalKey struct{}
@@ -300,13 +302,24 @@ const (
 	failWindow = 10 * time.Minute
 )
 
+// clientAddr is what failures are counted by: the client's address, or
+// its /64 for IPv6 (one host has a whole /64 to rotate through).
 func clientAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
 	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Is6() && !ip.Is4In6() {
+		if p, err := ip.Prefix(64); err == nil {
+			return p.String()
+		}
+	}
 	return host
 }
+
+// maxTrackedClients bounds the failure limiter's memory: past it, the
+// clients with the oldest failures are forgotten.
+const maxTrackedClients = 10000
 
 // blocked reports whether the client is refused now, and for how long.
 func (l *failureLimiter) blocked(client string, now time.Time) (bool, time.Duration) {
@@ -325,11 +338,25 @@ func (l *failureLimiter) failed(client string, now time.Time) {
 	if l.clients == nil {
 		l.clients = map[string][]time.Time{}
 	}
-	l.clients[client] = append(l.recent(client, now), now)
-	if len(l.clients) > 10000 { // bounded: forget the quiet ones
-		for c, fs := range l.clients {
-			if len(l.recent(c, now)) == 0 || len(fs) == 0 {
+	fs := append(l.recent(client, now), now)
+	if len(fs) > failLimit {
+		fs = fs[len(fs)-failLimit:] // only the last failLimit matter
+	}
+	l.clients[client] = fs
+	if len(l.clients) > maxTrackedClients {
+		// Forget the quiet ones; if all are busy, the half whose last
+		// failure is oldest. Amortised: this runs once per many failures.
+		for c := range l.clients {
+			if len(l.recent(c, now)) == 0 {
 				delete(l.clients, c)
+			}
+		}
+		if len(l.clients) > maxTrackedClients*3/4 {
+			cutoff := now.Add(-failWindow / 2)
+			for c, fs := range l.clients {
+				if fs[len(fs)-1].Before(cutoff) {
+					delete(l.clients, c)
+				}
 			}
 		}
 	}

@@ -95,13 +95,19 @@ func TestAPIKeysEveryWayAndEveryRefusal(t *testing.T) {
 	if got := call("GET", "/api/v1/queue", apiKey(readCred)); got != 401 {
 		t.Errorf("a revoked key: %d", got)
 	}
-	// A client that keeps failing is refused for a while, even with a
-	// good credential.
+	// A client that keeps failing is refused for a while; a good
+	// credential still passes (a web page must not lock the CLI out).
 	for range failLimit {
 		call("GET", "/api/v1/queue", apiKey("sk0000:guess"))
 	}
-	if got := call("GET", "/api/v1/queue", apiKey(adminCred)); got != http.StatusTooManyRequests {
+	if got := call("GET", "/api/v1/queue", apiKey("sk0000:guess")); got != http.StatusTooManyRequests {
 		t.Errorf("after %d failures: %d, want 429", failLimit, got)
+	}
+	if got := call("GET", "/api/v1/queue", func(*http.Request) {}); got != http.StatusTooManyRequests {
+		t.Errorf("after %d failures, no credentials: %d, want 429", failLimit, got)
+	}
+	if got := call("GET", "/api/v1/queue", apiKey(adminCred)); got != http.StatusOK {
+		t.Errorf("a good credential from the blocked address: %d, want 200", got)
 	}
 }
 

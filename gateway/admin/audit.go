@@ -230,9 +230,13 @@ func (a *API) audited(r *http.Request, action, queueID, detail string) {
 
 // actorOf names who made r: its principal and the client's address.
 func actorOf(r *http.Request) string {
-	name := principalOf(r).Name
+	p := principalOf(r)
+	name := p.Name
 	if name == "" {
 		name = "admin API"
+	}
+	if p.Signed {
+		name += ", signed request"
 	}
 	return name + ", from " + r.RemoteAddr
 }

@@ -103,7 +103,10 @@ func (a *API) guard(next http.Handler) http.Handler {
 			return
 		}
 		client, now := clientAddr(r), time.Now()
-		if blocked, wait := a.failures.blocked(client, now); blocked {
+		// Valid credentials always pass: a page that makes a local
+		// browser fail ten times must not lock the CLI out. Only a client
+		// that keeps failing is refused without being checked again.
+		if blocked, wait := a.failures.blocked(client, now); blocked && !a.credentialsOffered(r) {
 			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
 			writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "too many failed authentications from this address; try again later"})
 			return
@@ -112,6 +115,11 @@ func (a *API) guard(next http.Handler) http.Handler {
 		if !ok {
 			a.failures.failed(client, now)
 			a.logger.Warn("admin API: request without valid credentials refused", "path", r.URL.Path, "remote", r.RemoteAddr)
+			if blocked, wait := a.failures.blocked(client, now); blocked {
+				w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+				writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "too many failed authentications from this address; try again later"})
+				return
+			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sealgate admin"`)
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong credentials (an API key, or the data dir's admin.token)"})
 			return
@@ -137,6 +145,12 @@ func (a *API) guard(next http.Handler) http.Handler {
 		next.ServeHTTP(sw, r)
 		a.auditCall(r, p, sw.status)
 	})
+}
+
+// credentialsOffered says whether r carries any credential at all (a
+// blocked client's request without one is refused unchecked).
+func (a *API) credentialsOffered(r *http.Request) bool {
+	return r.Header.Get("Authorization") != "" || r.Header.Get("X-API-Key") != "" || r.Header.Get("Sealgate-Signature") != ""
 }
 
 // rawAllowed: the send API also takes a raw message (message/rfc822),

@@ -132,6 +132,9 @@ func (a *API) sendMessage(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		sub, err = submit.Build(j, a.hostname, time.Now())
+		if sub.IdempotencyKey == "" {
+			sub.IdempotencyKey = r.Header.Get("Idempotency-Key")
+		}
 	}
 	if err != nil {
 		a.refused(w, err)
@@ -195,6 +198,10 @@ func (a *API) sendBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(in.Messages) == 0 || len(in.Messages) > maxBatch {
 		apiError(w, http.StatusBadRequest, "a batch holds 1 to "+strconv.Itoa(maxBatch)+" messages")
+		return
+	}
+	if m := a.sendLimits.PerMinute; m > 0 && len(in.Messages) > m {
+		apiError(w, http.StatusBadRequest, "a batch of "+strconv.Itoa(len(in.Messages))+" can never fit this key's limit of "+strconv.Itoa(m)+" messages a minute; split it")
 		return
 	}
 	if a.limited(w, p, len(in.Messages)) {

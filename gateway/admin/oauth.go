@@ -285,7 +285,9 @@ func (a *API) signedPrincipal(r *http.Request, header string, now time.Time) (Pr
 		a.logger.Warn("admin API: replayed signed request refused", "key", id, "remote", r.RemoteAddr)
 		return Principal{}, false
 	}
-	return Principal{Name: "API key " + k.ID + " (" + k.Name + "), signed", Scope: k.Scope, KeyID: k.ID, Domains: k.Domains}, true
+	// The same name as the key's other ways in: what it sent stays its
+	// own whichever way it asks (the log and audit say "signed").
+	return Principal{Name: "API key " + k.ID + " (" + k.Name + ")", Scope: k.Scope, KeyID: k.ID, Domains: k.Domains, Signed: true}, true
 }
 
 func (a *API) maxBody() int64 {

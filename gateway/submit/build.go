@@ -180,6 +180,15 @@ func ParseRaw(raw []byte, hostname string, now time.Time) (Submission, error) {
 	if err != nil || len(from) == 0 {
 		return Submission{}, refuse(400, "the message needs a From header with an address")
 	}
+	// One author, one address: the key's sender domains are checked
+	// against it, and a second From (or a Sender) would show recipients
+	// someone the key may not speak for.
+	if len(m.Header["From"]) != 1 || len(from) != 1 {
+		return Submission{}, refuse(400, "the message must have exactly one From header with one address")
+	}
+	if len(m.Header["Sender"]) > 0 {
+		return Submission{}, refuse(400, "a Sender header is not taken through the send API")
+	}
 	var rcpts []string
 	for _, f := range []string{"To", "Cc", "Bcc"} {
 		list, err := m.Header.AddressList(f)

@@ -158,8 +158,11 @@ func (in *Intake) Submit(ctx context.Context, sub Submission) (Result, error) {
 			}
 		}
 	}
-	trace := fmt.Sprintf("Received: from %s by %s (sealgate) with HTTPS id %s;\r\n\t%s\r\n",
-		traceName(sub.Principal), in.o.Hostname, id, in.o.Now().Format(time.RFC1123Z))
+	// The trace names the channel, not the credential: a key's ID and
+	// name are the sender's business (the spool record and the audit
+	// trail keep them), not every recipient's.
+	trace := fmt.Sprintf("Received: from send-api by %s (sealgate) with HTTPS id %s;\r\n\t%s\r\n",
+		in.o.Hostname, id, in.o.Now().Format(time.RFC1123Z))
 	body := append([]byte(trace), msg...)
 	got, err := in.o.Spool.Enqueue(ctx, env, body)
 	if errors.Is(err, queue.ErrDuplicate) {
@@ -186,16 +189,6 @@ func domainAllowed(domain string, allowed []string) bool {
 		}
 	}
 	return false
-}
-
-// traceName keeps the principal's name from breaking the header.
-func traceName(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x21 || r >= 0x7f || r == '(' || r == ')' || r == ';' {
-			return '_'
-		}
-		return r
-	}, s)
 }
 
 func messageID(msg []byte) string {
