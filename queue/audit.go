@@ -28,9 +28,11 @@ import (
 // stores, in order, and never rewrites an entry.
 
 var (
-	bucketAudit            = []byte("audit")             // seq (8 bytes, big endian) → sealed AuditEntry
-	bucketAuditCheckpoints = []byte("audit-checkpoints") // seq → checkpoint (signed, no personal data)
-	keyAuditHead           = []byte("audit-head")        // in bucketMeta: sealed {seq, hash} of the last entry
+	bucketAudit            = []byte("audit")                 // seq (8 bytes, big endian) → sealed AuditEntry
+	bucketAuditCheckpoints = []byte("audit-checkpoints")     // seq → checkpoint (signed, no personal data)
+	keyAuditHead           = []byte("audit-head")            // in bucketMeta: sealed {seq, hash} of the last entry
+	keyAuditBase           = []byte("audit-base")            // in bucketMeta: sealed {seq, hash} of the last entry pruned
+	keyAuditLastCheckpoint = []byte("audit-last-checkpoint") // in bucketMeta: sealed {seq} of the newest checkpoint
 )
 
 const kindAudit = "audit"
@@ -70,6 +72,25 @@ type auditHead struct {
 	Hash string `json:"hash"`
 }
 
+// metaHead reads a sealed {seq, hash} from bucketMeta (zero when absent).
+func (s *Store) metaHead(tx *bolt.Tx, key []byte) (auditHead, error) {
+	var h auditHead
+	sealed := tx.Bucket(bucketMeta).Get(key)
+	if sealed == nil {
+		return h, nil
+	}
+	plain, err := s.seal.open(kindMeta, string(key), sealed)
+	if err != nil {
+		return h, fmt.Errorf("%s does not open: %w", key, err)
+	}
+	return h, json.Unmarshal(plain, &h)
+}
+
+func (s *Store) putMetaHead(tx *bolt.Tx, key []byte, h auditHead) error {
+	data, _ := json.Marshal(h)
+	return tx.Bucket(bucketMeta).Put(key, s.seal.seal(kindMeta, string(key), data))
+}
+
 func auditKey(seq uint64) []byte {
 	k := make([]byte, 8)
 	binary.BigEndian.PutUint64(k, seq)
@@ -85,15 +106,9 @@ func (s *Store) appendAudit(tx *bolt.Tx, records [][]byte) error {
 	if err != nil {
 		return err
 	}
-	var head auditHead
-	if sealed := tx.Bucket(bucketMeta).Get(keyAuditHead); sealed != nil {
-		plain, err := s.seal.open(kindMeta, string(keyAuditHead), sealed)
-		if err != nil {
-			return fmt.Errorf("audit head does not open: %w", err)
-		}
-		if err := json.Unmarshal(plain, &head); err != nil {
-			return fmt.Errorf("audit head: %w", err)
-		}
+	head, err := s.metaHead(tx, keyAuditHead)
+	if err != nil {
+		return err
 	}
 	for _, rec := range records {
 		if !json.Valid(rec) {
@@ -113,8 +128,7 @@ func (s *Store) appendAudit(tx *bolt.Tx, records [][]byte) error {
 		}
 		head = auditHead{Seq: e.Seq, Hash: e.Hash}
 	}
-	data, _ := json.Marshal(head)
-	return tx.Bucket(bucketMeta).Put(keyAuditHead, s.seal.seal(kindMeta, string(keyAuditHead), data))
+	return s.putMetaHead(tx, keyAuditHead, head)
 }
 
 // auditChange audits what a change of m added (events since the last
@@ -152,19 +166,30 @@ func (s *Store) Audit(records ...[]byte) error {
 // AuditHead is the last entry's sequence number and hash (0, "" when
 // the log is empty).
 func (s *Store) AuditHead() (uint64, string, error) {
-	var head auditHead
+	return s.auditMeta(keyAuditHead)
+}
+
+// AuditBase is the last entry pruned: its sequence number and hash (0,
+// "" when nothing was pruned). The first entry kept must follow it.
+func (s *Store) AuditBase() (uint64, string, error) {
+	return s.auditMeta(keyAuditBase)
+}
+
+// AuditLastCheckpoint is the sequence number of the newest checkpoint
+// (0 when none was made): a verifier walks the checkpoints back from it.
+func (s *Store) AuditLastCheckpoint() (uint64, error) {
+	seq, _, err := s.auditMeta(keyAuditLastCheckpoint)
+	return seq, err
+}
+
+func (s *Store) auditMeta(key []byte) (uint64, string, error) {
+	var h auditHead
 	err := s.view(func(tx *bolt.Tx) error {
-		sealed := tx.Bucket(bucketMeta).Get(keyAuditHead)
-		if sealed == nil {
-			return nil
-		}
-		plain, err := s.seal.open(kindMeta, string(keyAuditHead), sealed)
-		if err != nil {
-			return fmt.Errorf("audit head does not open: %w", err)
-		}
-		return json.Unmarshal(plain, &head)
+		var err error
+		h, err = s.metaHead(tx, key)
+		return err
 	})
-	return head.Seq, head.Hash, err
+	return h.Seq, h.Hash, err
 }
 
 // ForEachAudit calls fn for every stored entry from seq from on, in
@@ -206,14 +231,18 @@ func (s *Store) ForEachAudit(from uint64, fn func(seq uint64, e *AuditEntry, err
 }
 
 // PutAuditCheckpoint stores a checkpoint (a signed statement of the
-// chain's head at seq; JSON, no personal data).
+// chain's head at seq; JSON, no personal data) and records it as the
+// newest, so that a deleted checkpoint is missed.
 func (s *Store) PutAuditCheckpoint(seq uint64, checkpoint []byte) error {
 	return s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketAuditCheckpoints)
 		if err != nil {
 			return err
 		}
-		return b.Put(auditKey(seq), checkpoint)
+		if err := b.Put(auditKey(seq), checkpoint); err != nil {
+			return err
+		}
+		return s.putMetaHead(tx, keyAuditLastCheckpoint, auditHead{Seq: seq})
 	})
 }
 
@@ -235,29 +264,49 @@ func (s *Store) ForEachAuditCheckpoint(fn func(seq uint64, checkpoint []byte) er
 
 // PruneAudit removes the entries up to and including seq (a checkpoint
 // the caller keeps, which anchors the chain from there on) and the
-// checkpoints before it. It returns how many entries it removed.
-func (s *Store) PruneAudit(seq uint64) (int, error) {
+// checkpoints before it, records seq and its hash as the trail's base,
+// and chains record (what was pruned, by whom) — all in one transaction.
+// It returns how many entries it removed.
+func (s *Store) PruneAudit(seq uint64, record []byte) (int, error) {
 	n := 0
 	err := s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
 		n = 0
-		if b := tx.Bucket(bucketAudit); b != nil {
-			c := b.Cursor()
-			for k, _ := c.First(); k != nil && bytes.Compare(k, auditKey(seq)) <= 0; k, _ = c.First() {
-				if err := c.Delete(); err != nil {
-					return err
-				}
-				n++
-			}
+		b := tx.Bucket(bucketAudit)
+		if b == nil {
+			return nil
 		}
-		if b := tx.Bucket(bucketAuditCheckpoints); b != nil {
-			c := b.Cursor()
+		k := auditKey(seq)
+		v := b.Get(k)
+		if v == nil {
+			return fmt.Errorf("audit entry %d is not there to prune up to", seq)
+		}
+		plain, err := s.seal.open(kindAudit, string(k), v)
+		if err != nil {
+			return fmt.Errorf("audit entry %d does not open: %w", seq, err)
+		}
+		var e AuditEntry
+		if err := json.Unmarshal(plain, &e); err != nil {
+			return err
+		}
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil && bytes.Compare(k, auditKey(seq)) <= 0; k, _ = c.First() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			n++
+		}
+		if cb := tx.Bucket(bucketAuditCheckpoints); cb != nil {
+			c := cb.Cursor()
 			for k, _ := c.First(); k != nil && bytes.Compare(k, auditKey(seq)) < 0; k, _ = c.First() {
 				if err := c.Delete(); err != nil {
 					return err
 				}
 			}
 		}
-		return nil
+		if err := s.putMetaHead(tx, keyAuditBase, auditHead{Seq: e.Seq, Hash: e.Hash}); err != nil {
+			return err
+		}
+		return s.appendAudit(tx, [][]byte{record})
 	})
 	return n, err
 }

@@ -154,6 +154,10 @@ func TestVerifyNamesTheEntryTamperedWith(t *testing.T) {
 			b.Put(key(3), two)
 		}, "entry 2 does not open"},
 		{"cut from the end", func(b *bolt.Bucket) { b.Delete(key(5)) }, "entry 5 is missing (deleted from the end)"},
+		{"cut from the start", func(b *bolt.Bucket) { b.Delete(key(1)); b.Delete(key(2)) }, "entries 1 to 2 are missing (deleted)"},
+		{"checkpoints deleted", func(b *bolt.Bucket) {
+			b.Tx().DeleteBucket([]byte("audit-checkpoints"))
+		}, "the signed checkpoint at entry 5 is missing"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := newFixture(t)
@@ -190,27 +194,33 @@ func key(seq uint64) []byte {
 type memStorage struct {
 	entries     []*queue.AuditEntry
 	checkpoints map[uint64][]byte
+	head        *queue.AuditEntry // the last entry appended
+	base        queue.AuditEntry  // the last entry pruned
+	lastCP      uint64
 }
 
 func (m *memStorage) Audit(records ...[]byte) error {
 	for _, r := range records {
-		e := &queue.AuditEntry{Seq: uint64(len(m.entries) + 1), Record: r}
-		if len(m.entries) > 0 {
-			e.Prev = m.entries[len(m.entries)-1].Hash
+		e := &queue.AuditEntry{Seq: 1, Record: r}
+		if m.head != nil {
+			e.Seq, e.Prev = m.head.Seq+1, m.head.Hash
 		}
 		e.Hash = queue.AuditHash(e.Seq, e.Prev, e.Record)
 		m.entries = append(m.entries, e)
+		m.head = e
 	}
 	return nil
 }
 
 func (m *memStorage) AuditHead() (uint64, string, error) {
-	if len(m.entries) == 0 {
+	if m.head == nil {
 		return 0, "", nil
 	}
-	last := m.entries[len(m.entries)-1]
-	return last.Seq, last.Hash, nil
+	return m.head.Seq, m.head.Hash, nil
 }
+
+func (m *memStorage) AuditBase() (uint64, string, error)   { return m.base.Seq, m.base.Hash, nil }
+func (m *memStorage) AuditLastCheckpoint() (uint64, error) { return m.lastCP, nil }
 
 func (m *memStorage) ForEachAudit(from uint64, fn func(uint64, *queue.AuditEntry, error) error) error {
 	for _, e := range m.entries {
@@ -228,6 +238,7 @@ func (m *memStorage) PutAuditCheckpoint(seq uint64, cp []byte) error {
 		m.checkpoints = map[uint64][]byte{}
 	}
 	m.checkpoints[seq] = cp
+	m.lastCP = seq
 	return nil
 }
 
@@ -241,9 +252,10 @@ func (m *memStorage) ForEachAuditCheckpoint(fn func(uint64, []byte) error) error
 	return nil
 }
 
-func (m *memStorage) PruneAudit(seq uint64) (int, error) {
+func (m *memStorage) PruneAudit(seq uint64, record []byte) (int, error) {
 	n := 0
 	for len(m.entries) > 0 && m.entries[0].Seq <= seq {
+		m.base = *m.entries[0]
 		m.entries, n = m.entries[1:], n+1
 	}
 	for s := range m.checkpoints {
@@ -251,7 +263,7 @@ func (m *memStorage) PruneAudit(seq uint64) (int, error) {
 			delete(m.checkpoints, s)
 		}
 	}
-	return n, nil
+	return n, m.Audit(record)
 }
 
 func record(t time.Time, typ string) []byte {
@@ -310,11 +322,38 @@ func TestVerifyCatchesAForgerWithTheSpoolKey(t *testing.T) {
 	if n, err := tr.Prune(t0.Add(5 * time.Minute)); err != nil || n != 4 {
 		t.Fatalf("Prune = %d, %v", n, err)
 	}
-	if rep, _ := tr.Verify(); !rep.OK() || rep.First != 5 || rep.Entries != 2 {
+	if rep, _ := tr.Verify(); !rep.OK() || rep.First != 5 || rep.Entries != 3 {
 		t.Errorf("after pruning: %+v", rep)
 	}
 	m.entries = m.entries[1:] // and a deletion after the anchor is still found
-	if rep, _ := tr.Verify(); !strings.Contains(rep.Problem, "entries 1 to 5 are missing") && !strings.Contains(rep.Problem, "no signed checkpoint anchors entry 6") {
+	if rep, _ := tr.Verify(); !strings.Contains(rep.Problem, "entry 5 is missing (deleted)") {
 		t.Errorf("a deletion after pruning: %+v", rep)
+	}
+
+	// Entries deleted up to a checkpoint, with no prune on record: found.
+	m, tr = build()
+	m.entries = m.entries[4:]
+	if rep, _ := tr.Verify(); !strings.Contains(rep.Problem, "entries 1 to 4 are missing") {
+		t.Errorf("history deleted up to a checkpoint: %+v", rep)
+	}
+	// Every checkpoint deleted: missed.
+	m, tr = build()
+	m.checkpoints = map[uint64][]byte{}
+	if rep, _ := tr.Verify(); !strings.Contains(rep.Problem, "the signed checkpoint at entry 6 is missing") {
+		t.Errorf("checkpoints deleted: %+v", rep)
+	}
+	// One checkpoint of the chain deleted: missed too.
+	m, tr = build()
+	delete(m.checkpoints, 4)
+	if rep, _ := tr.Verify(); !strings.Contains(rep.Problem, "the signed checkpoint at entry 4 is missing") {
+		t.Errorf("a checkpoint deleted: %+v", rep)
+	}
+	// Everything pruned on a quiet node: still intact.
+	m, tr = build()
+	if n, err := tr.Prune(t0.Add(time.Hour)); err != nil || n != 6 {
+		t.Fatalf("Prune of everything = %d, %v", n, err)
+	}
+	if rep, _ := tr.Verify(); !rep.OK() {
+		t.Errorf("a fully pruned trail: %+v", rep)
 	}
 }

@@ -22,10 +22,14 @@ import (
 // Storage keeps the chain (queue.Store implements it).
 type Storage interface {
 	AuditHead() (uint64, string, error)
+	// AuditBase is the last entry pruned (0 when none was).
+	AuditBase() (uint64, string, error)
+	// AuditLastCheckpoint is the newest checkpoint's entry (0: none).
+	AuditLastCheckpoint() (uint64, error)
 	ForEachAudit(from uint64, fn func(seq uint64, e *queue.AuditEntry, err error) error) error
 	PutAuditCheckpoint(seq uint64, checkpoint []byte) error
 	ForEachAuditCheckpoint(fn func(seq uint64, checkpoint []byte) error) error
-	PruneAudit(seq uint64) (int, error)
+	PruneAudit(seq uint64, record []byte) (int, error)
 	Audit(records ...[]byte) error
 }
 
@@ -33,15 +37,20 @@ type Storage interface {
 // Hash at Time: whoever edits, deletes or reorders an entry up to Seq
 // must forge it. Key is the signer's public key (hex).
 type Checkpoint struct {
-	Seq       uint64    `json:"seq"`
-	Hash      string    `json:"hash"`
+	Seq  uint64 `json:"seq"`
+	Hash string `json:"hash"`
+	// Prev is the entry of the checkpoint before this one (0 for the
+	// first): checkpoints form a signed chain of their own, so that one
+	// deleted is missed.
+	Prev      uint64    `json:"prev"`
 	Time      time.Time `json:"time"`
 	Key       string    `json:"key"`
 	Signature string    `json:"signature"` // base64 Ed25519 over signedBytes
 }
 
 func (c Checkpoint) signedBytes() []byte {
-	return []byte("sealgate audit checkpoint v1\n" + strconv.FormatUint(c.Seq, 10) + "\n" + c.Hash + "\n" + c.Time.UTC().Format(time.RFC3339Nano) + "\n")
+	return []byte("sealgate audit checkpoint v2\n" + strconv.FormatUint(c.Seq, 10) + "\n" + c.Hash + "\n" +
+		strconv.FormatUint(c.Prev, 10) + "\n" + c.Time.UTC().Format(time.RFC3339Nano) + "\n")
 }
 
 // Trail signs checkpoints and reads the chain of a Storage.
@@ -109,14 +118,14 @@ func (t *Trail) Checkpoint(now time.Time) (*Checkpoint, error) {
 	if err != nil || seq == 0 {
 		return nil, err
 	}
-	var last uint64
-	if err := t.store.ForEachAuditCheckpoint(func(s uint64, _ []byte) error { last = s; return nil }); err != nil {
+	last, err := t.store.AuditLastCheckpoint()
+	if err != nil {
 		return nil, err
 	}
 	if last >= seq {
 		return nil, nil
 	}
-	cp := Checkpoint{Seq: seq, Hash: hash, Time: now.UTC(), Key: hex.EncodeToString(t.pub)}
+	cp := Checkpoint{Seq: seq, Hash: hash, Prev: last, Time: now.UTC(), Key: hex.EncodeToString(t.pub)}
 	cp.Signature = base64.StdEncoding.EncodeToString(ed25519.Sign(t.key, cp.signedBytes()))
 	data, err := json.Marshal(cp)
 	if err != nil {

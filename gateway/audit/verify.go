@@ -43,11 +43,12 @@ func (r *Report) bad(format string, args ...any) {
 // errStop ends a walk early.
 var errStop = errors.New("stop")
 
-// Verify walks the chain: every checkpoint's signature, every entry's
-// place (no gap, no move), its link to the one before, its own hash, its
-// agreement with the checkpoint at its place, and the head's agreement
-// with the last entry. A pruned trail starts after the checkpoint that
-// anchors it.
+// Verify walks the chain: every checkpoint's signature and the
+// checkpoints' own chain back from the newest (so a deleted one is
+// missed), every entry's place (no gap, no move), its link to the one
+// before, its own hash, its agreement with the checkpoint at its place,
+// and the head's agreement with the last entry. A pruned trail starts
+// right after its recorded base, which a signed checkpoint anchors.
 func (t *Trail) Verify() (Report, error) {
 	var rep Report
 	cps := map[uint64]Checkpoint{}
@@ -59,31 +60,56 @@ func (t *Trail) Verify() (Report, error) {
 			return nil
 		}
 		cps[seq] = cp
-		if rep.LastCheckpoint == nil || cp.Seq > rep.LastCheckpoint.Seq {
-			c := cp
-			rep.LastCheckpoint = &c
-		}
 		return nil
 	})
 	if err != nil {
 		return rep, err
 	}
-	var prevSeq uint64
-	var prevHash string
-	started := false
+	base, baseHash, err := t.store.AuditBase()
+	if err != nil {
+		return rep, err
+	}
+	last, err := t.store.AuditLastCheckpoint()
+	if err != nil {
+		return rep, err
+	}
+	// The checkpoints' chain, from the newest back to the trail's base.
+	if last > 0 {
+		if cp, ok := cps[last]; ok {
+			c := cp
+			rep.LastCheckpoint = &c
+		}
+	}
+	for seq := last; seq > 0 && seq >= base; {
+		cp, ok := cps[seq]
+		if !ok {
+			rep.bad("the signed checkpoint at entry %d is missing (deleted)", seq)
+			break
+		}
+		if cp.Prev >= seq {
+			rep.bad("the checkpoint at entry %d names a later one before it (forged)", seq)
+			break
+		}
+		seq = cp.Prev
+	}
+	if len(cps) > 0 && last == 0 {
+		rep.bad("checkpoints are stored but the record of the newest is missing (deleted)")
+	}
+	if base > 0 {
+		if cp, ok := cps[base]; !ok || cp.Hash != baseHash {
+			rep.bad("the trail was pruned up to entry %d, but no signed checkpoint anchors it there", base)
+		}
+	}
+
+	prevSeq, prevHash := base, baseHash
 	err = t.store.ForEachAudit(0, func(seq uint64, e *queue.AuditEntry, openErr error) error {
 		rep.Entries++
-		if !started {
-			started, rep.First = true, seq
-			if seq != 1 {
-				anchor, ok := cps[seq-1]
-				if !ok {
-					rep.bad("entries 1 to %d are missing (deleted), and no signed checkpoint anchors entry %d", seq-1, seq)
-				} else {
-					prevHash = anchor.Hash // pruned up to a checkpoint
-				}
-			}
-			prevSeq = seq - 1
+		if rep.Entries == 1 {
+			rep.First = seq
+		}
+		if seq <= base {
+			rep.bad("entry %d is still there below the pruned base %d (moved)", seq, base)
+			return nil
 		}
 		if seq != prevSeq+1 {
 			if seq == prevSeq+2 {
@@ -101,7 +127,7 @@ func (t *Trail) Verify() (Report, error) {
 			return nil
 		case e.Seq != seq:
 			rep.bad("entry stored at %d says it is entry %d (moved or reordered)", seq, e.Seq)
-		case e.Prev != prevHash && prevHash != "":
+		case e.Prev != prevHash && (prevHash != "" || seq == base+1):
 			rep.bad("entry %d does not follow entry %d (reordered, or an entry before it changed)", seq, seq-1)
 		case queue.AuditHash(e.Seq, e.Prev, e.Record) != e.Hash:
 			rep.bad("entry %d was edited: its hash does not match its content", seq)
@@ -115,11 +141,16 @@ func (t *Trail) Verify() (Report, error) {
 	if err != nil {
 		return rep, err
 	}
+	if rep.Entries == 0 {
+		rep.First, rep.Last = base+1, base
+	}
 	head, headHash, err := t.store.AuditHead()
 	if err != nil {
 		return rep, err
 	}
 	switch {
+	case rep.Entries > 0 && head == 0:
+		rep.bad("the record of the chain's head is missing (deleted)")
 	case head > rep.Last && rep.Last+1 == head:
 		rep.bad("entry %d is missing (deleted from the end)", head)
 	case head > rep.Last:
@@ -311,5 +342,7 @@ func (t *Trail) Prune(cutoff time.Time) (int, error) {
 	if upTo != anchor {
 		return 0, nil // newer entries below the checkpoint: wait for the next one
 	}
-	return t.store.PruneAudit(anchor)
+	rec := Admin(time.Now(), "audit-prune", "audit retention", "", fmt.Sprintf("entries up to %d (before %s) removed; the signed checkpoint at %d anchors the rest",
+		anchor, cutoff.UTC().Format(time.RFC3339), anchor))
+	return t.store.PruneAudit(anchor, rec)
 }
