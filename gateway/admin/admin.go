@@ -108,7 +108,8 @@ type API struct {
 	routes       []string // the patterns Handler registered (openapi_test.go)
 	tokens       tokens
 	nonces       nonces
-	users        Users // the password grant's users; nil: no password grant
+	signedReads  chan struct{} // bounds the bodies read to check a signature
+	users        Users         // the password grant's users; nil: no password grant
 	engine       func() *policy.Engine
 	checkDomain  DomainChecker
 	wake         func(id string)
@@ -174,7 +175,7 @@ func New(o Options) *API {
 	a := &API{reloadPolicy: o.ReloadPolicy, store: o.Store, keys: o.Keys, wake: o.Wake, ready: o.Ready, logger: o.Logger,
 		token: o.Token, hosts: o.Hosts, requeue: o.Requeue, audit: o.Audit, metrics: o.Metrics, apiKeys: o.APIKeys,
 		submit: o.Submit, sendLimits: o.SendLimits, hostname: o.Hostname, users: o.Users,
-		engine: o.Engine, checkDomain: o.CheckDomain, tokens: tokens{lifetime: o.TokenLifetime}}
+		engine: o.Engine, checkDomain: o.CheckDomain, tokens: tokens{lifetime: o.TokenLifetime}, signedReads: make(chan struct{}, 4)}
 	if o.Escrow != nil {
 		a.escrow = EscrowOf(o.Escrow)
 	}

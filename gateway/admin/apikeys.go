@@ -54,7 +54,8 @@ type Principal struct {
 	// Addresses, when set, are the only senders it may use (a user's
 	// token from the password grant).
 	Addresses []string
-	Signed    bool // a signed request
+	Signed    bool   // a signed request
+	User      string // the user of a password-grant token
 }
 
 type principalKey struct{}
@@ -255,6 +256,9 @@ func (a *API) authenticate(r *http.Request) (Principal, bool) {
 					if k, err := a.apiKeys.APIKeyByID(p.KeyID); err != nil || !k.Revoked.IsZero() {
 						return Principal{}, false
 					}
+				}
+				if ok && p.User != "" && !a.userStill(p) { // so does a user removed or given another scope
+					return Principal{}, false
 				}
 				return p, ok
 			}

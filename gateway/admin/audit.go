@@ -286,7 +286,7 @@ type auditedKeys struct {
 func (k auditedKeys) ImportKeys(data []byte) ([]certs.Key, error) {
 	keys, err := k.KeyOps.ImportKeys(data)
 	for _, key := range keys {
-		k.store.Audit(audit.Admin(time.Now(), "key-import", LocalActor(), "", key.Kind+" key "+key.Fingerprint+" for "+key.Address))
+		auditOrSay(k.store, audit.Admin(time.Now(), "key-import", LocalActor(), "", key.Kind+" key "+key.Fingerprint+" for "+key.Address))
 	}
 	return keys, err
 }
@@ -294,7 +294,16 @@ func (k auditedKeys) ImportKeys(data []byte) ([]certs.Key, error) {
 func (k auditedKeys) RemoveKey(fingerprint string) (int, error) {
 	n, err := k.KeyOps.RemoveKey(fingerprint)
 	if err == nil && n > 0 {
-		k.store.Audit(audit.Admin(time.Now(), "key-remove", LocalActor(), "", "key "+fingerprint+" removed"))
+		auditOrSay(k.store, audit.Admin(time.Now(), "key-remove", LocalActor(), "", "key "+fingerprint+" removed"))
 	}
 	return n, err
+}
+
+// auditOrSay records an admin action on the spool file, and says so on
+// standard error when it cannot (the action stands; the CLI's user must
+// know its record is missing).
+func auditOrSay(store *queue.Store, rec []byte) {
+	if err := store.Audit(rec); err != nil {
+		fmt.Fprintf(os.Stderr, "sealgate: the audit record of this action could not be written: %v\n", err)
+	}
 }

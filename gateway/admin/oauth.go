@@ -68,14 +68,26 @@ func (ts *tokens) issue(p Principal, now time.Time) (string, time.Time) {
 	if ts.m == nil {
 		ts.m = map[string]token{}
 	}
-	for k, t := range ts.m { // bounded by the tokens alive
-		if now.After(t.expires) {
-			delete(ts.m, k)
+	if len(ts.m) >= maxTokens/2 { // sweep only when it matters
+		var oldest string
+		for k, t := range ts.m {
+			if now.After(t.expires) {
+				delete(ts.m, k)
+			} else if oldest == "" || t.expires.Before(ts.m[oldest].expires) {
+				oldest = k
+			}
+		}
+		if len(ts.m) >= maxTokens {
+			delete(ts.m, oldest)
 		}
 	}
 	ts.m[tokenHash(tok)] = token{p: p, expires: exp}
 	return tok, exp
 }
+
+// maxTokens bounds the tokens alive at once: past it, issuing one ends
+// the oldest.
+const maxTokens = 100000
 
 func (ts *tokens) lookup(tok string, now time.Time) (Principal, bool) {
 	ts.mu.Lock()
@@ -98,6 +110,10 @@ func tokenHash(tok string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// maxNonces bounds the nonces remembered; past it the oldest go (a
+// replay then still needs a timestamp within the window).
+const maxNonces = 200000
+
 // nonces remembers the nonces of signed requests for the window.
 type nonces struct {
 	mu   sync.Mutex
@@ -111,8 +127,16 @@ func (n *nonces) fresh(key string, now time.Time) bool {
 	if n.seen == nil {
 		n.seen = map[string]time.Time{}
 	}
-	for k, t := range n.seen {
-		if now.Sub(t) > 2*signedWindow {
+	if len(n.seen) >= maxNonces/2 {
+		for k, t := range n.seen {
+			if now.Sub(t) > 2*signedWindow {
+				delete(n.seen, k)
+			}
+		}
+		for k := range n.seen { // still full: make room
+			if len(n.seen) < maxNonces {
+				break
+			}
 			delete(n.seen, k)
 		}
 	}
@@ -167,7 +191,7 @@ func (a *API) oauthToken(w http.ResponseWriter, r *http.Request) {
 			oauthError(w, http.StatusBadRequest, "invalid_grant", "wrong username or password")
 			return
 		}
-		p = Principal{Name: "user " + user, Scope: scope}
+		p = Principal{Name: "user " + user, Scope: scope, User: user}
 		if scope == ScopeSend {
 			p.Addresses = []string{strings.ToLower(user)}
 		}
@@ -247,6 +271,21 @@ func (a *API) userOK(user, pw string) (string, bool) {
 	return "", false
 }
 
+// userStill says whether a password-grant token's user is still in
+// inbound.auth.users with the same api_scope (a reload may have removed
+// or changed them).
+func (a *API) userStill(p Principal) bool {
+	if a.users == nil {
+		return false
+	}
+	for _, u := range a.users() {
+		if u.Username == p.User {
+			return cmp.Or(u.APIScope, ScopeSend) == p.Scope
+		}
+	}
+	return false
+}
+
 // signedPrincipal checks a Sealgate-Signature request; it reads and
 // restores the body.
 func (a *API) signedPrincipal(r *http.Request, header string, now time.Time) (Principal, bool) {
@@ -267,6 +306,15 @@ func (a *API) signedPrincipal(r *http.Request, header string, now time.Time) (Pr
 	}
 	k, err := a.apiKeys.APIKeyByID(id)
 	if err != nil || !k.Revoked.IsZero() {
+		return Principal{}, false
+	}
+	// The body must be read to check the signature; a key ID is no
+	// secret, so only a few such reads run at once, and the rest wait
+	// their turn instead of holding the memory together.
+	select {
+	case a.signedReads <- struct{}{}:
+		defer func() { <-a.signedReads }()
+	case <-r.Context().Done():
 		return Principal{}, false
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, a.maxBody()+1))

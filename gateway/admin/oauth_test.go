@@ -25,8 +25,9 @@ func TestOAuthTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	opsScope := "read"
 	users := func() []config.User {
-		return []config.User{{Username: "alice@org.test", PasswordHash: hash}, {Username: "ops", PasswordHash: hash, APIScope: "read"}}
+		return []config.User{{Username: "alice@org.test", PasswordHash: hash}, {Username: "ops", PasswordHash: hash, APIScope: opsScope}}
 	}
 	srv := serve(t, Options{Store: s, APIKeys: s, Users: users}, false)
 	base := "http://" + srv.Listener.Addr().String()
@@ -76,8 +77,17 @@ func TestOAuthTokens(t *testing.T) {
 	if got := use(utok, "/api/v1/queue"); got != 403 {
 		t.Errorf("a user's send token reads the queue: %d", got)
 	}
-	if code, out := grant(url.Values{"grant_type": {"password"}, "username": {"ops"}, "password": {"pw-alice"}}); code != 200 || out["scope"] != "read" {
+	code, out = grant(url.Values{"grant_type": {"password"}, "username": {"ops"}, "password": {"pw-alice"}})
+	if code != 200 || out["scope"] != "read" {
 		t.Errorf("a user with api_scope read: %d %v", code, out)
+	}
+	opsTok, _ := out["access_token"].(string)
+	if got := use(opsTok, "/api/v1/queue"); got != 200 {
+		t.Errorf("the read user's token: %d", got)
+	}
+	opsScope = "admin" // a reload changed the user: the old token ends
+	if got := use(opsTok, "/api/v1/queue"); got != 401 {
+		t.Errorf("a token of a user whose scope changed: %d", got)
 	}
 	if code, out := grant(url.Values{"grant_type": {"password"}, "username": {"alice@org.test"}, "password": {"nope"}}); code != 400 || out["error"] != "invalid_grant" {
 		t.Errorf("wrong password: %d %v", code, out)
