@@ -494,3 +494,26 @@ func TestNULCommandsCountAsBadCommands(t *testing.T) {
 	c.cmd("NOOP\x00", "421 4.7.0")
 	c.expectClosed()
 }
+
+// TestDeclaredSizeIsReservedBeforeTheBody: two clients declare 500 KB
+// against a 600 KiB budget; the second is refused at DATA, before it
+// sends a byte of its body, and taken once the first is done.
+func TestDeclaredSizeIsReservedBeforeTheBody(t *testing.T) {
+	cfg := testInboundConfig(t)
+	cfg.MaxMessageBytes = 1 << 20
+	cfg.MaxBytesInFlight = 600 << 10
+	f := startInbound(t, cfg, false)
+	a, b := dialSMTP(t, f.addr), dialSMTP(t, f.addr)
+	for _, c := range []*smtpClient{a, b} {
+		c.cmd("EHLO client.test", "250 ")
+		c.cmd("MAIL FROM:<a@org.test> SIZE=500000", "250 ")
+		c.cmd("RCPT TO:<b@dest.test>", "250 ")
+	}
+	a.cmd("DATA", "354 ")
+	b.cmd("DATA", "452 4.3.1")
+	a.send("Subject: a\r\n\r\n" + strings.Repeat(strings.Repeat("x", 998)+"\r\n", 400) + ".\r\n")
+	a.expect("250 ")
+	b.cmd("DATA", "354 ")
+	b.send("Subject: b\r\n\r\nsmall\r\n.\r\n")
+	b.expect("250 ")
+}

@@ -191,6 +191,23 @@ func (c *conn) endTransaction() {
 	c.tx = nil
 }
 
+// reserveDeclared takes the budget for the size the client declared
+// (SIZE=) before the body comes; false when the budget cannot hold it.
+// Without a declared size (or one over the limit, refused later) there
+// is nothing to take now.
+func (c *conn) reserveDeclared() bool {
+	tx := c.tx
+	m := c.set.cfg.MaxMessageBytes
+	if tx.size <= 0 || (m > 0 && tx.size > m) || tx.held >= int(tx.size) {
+		return true
+	}
+	if !c.srv.budget.take(int(tx.size) - tx.held) {
+		return false
+	}
+	tx.held = int(tx.size)
+	return true
+}
+
 // newBody starts the buffer a message is read into. Everything the
 // Received header says is known before the first byte, so it goes first:
 // in the common case the body is never copied again.
@@ -204,10 +221,9 @@ func (c *conn) newBody() *bodySink {
 	trace := receivedHeader(facts)
 	body := &bytes.Buffer{}
 	tx := c.tx
-	if m := c.set.cfg.MaxMessageBytes; tx.size > 0 && (m <= 0 || tx.size <= m) && c.srv.budget.take(int(tx.size)) {
+	if tx.size > 0 && (tx.held >= int(tx.size) || c.reserveDeclared() && tx.held >= int(tx.size)) {
 		// The client said how large (SIZE=): one buffer of that size
 		// instead of doubling into garbage, its room held at once.
-		tx.held = int(tx.size)
 		body.Grow(len(trace) + int(tx.size) + 2)
 	}
 	body.Write(trace)
@@ -249,6 +265,12 @@ func (c *conn) data(arg string) error {
 		return reply(554, 5, 5, 1, "No valid recipients")
 	case c.tx.body != nil:
 		return reply(503, 5, 5, 1, "DATA not allowed after BDAT")
+	}
+	if !c.reserveDeclared() {
+		// The client said how large (SIZE=) and the node's budget cannot
+		// hold it now: refused before a byte is read, not after the whole
+		// body has been received into a buffer that grows.
+		return reply(452, 4, 3, 1, "Insufficient system resources, try again later")
 	}
 	c.writeReply(&smtp.SMTPError{Code: 354, EnhancedCode: smtp.NoEnhancedCode, Message: "End data with <CR><LF>.<CR><LF>"})
 	c.flush()
