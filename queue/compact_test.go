@@ -154,3 +154,27 @@ func BenchmarkCompactAfterDrain(b *testing.B) {
 	b.ReportMetric(float64(res.After)/(1<<20), "MB-after")
 	b.ReportMetric(float64(res.Paused.Milliseconds()), "ms-paused")
 }
+
+// TestCompactDoesNotHandTheOldFileToAWaitingOpener: a second process
+// waiting for the spool's lock while a compaction swaps the file must
+// not end up holding the old, unlinked file (its changes would be lost):
+// it times out as on any locked spool.
+func TestCompactDoesNotHandTheOldFileToAWaitingOpener(t *testing.T) {
+	s := openTest(t, Options{})
+	enqueue(t, s, "a@org.test", "Subject: x\r\n\r\nx\r\n", "b@dest.test")
+	got := make(chan error, 1)
+	go func() {
+		other, err := Open(Options{Path: s.opts.Path, KeyFile: s.opts.KeyFile, LockTimeout: 1500 * time.Millisecond})
+		if err == nil {
+			other.Close()
+		}
+		got <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // the opener is waiting for the lock
+	if _, err := s.Compact(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; !errors.Is(err, ErrLocked) {
+		t.Errorf("the waiting opener: %v, want ErrLocked", err)
+	}
+}

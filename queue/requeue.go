@@ -111,6 +111,10 @@ func (s *Store) Redecide(id string, decide DecideFunc, report ReportFunc) (*Mess
 		}
 		m.Events = append(m.Events, Event{Time: now, Kind: "reapplied", Detail: "policy applied again: " + strings.Join(changes, "; ")})
 		switch {
+		case d.Hold != "" && d.Hold == m.ReleasedHold:
+			// An admin released it from this very hold: the admin's
+			// decision stands until the reason changes.
+			m.Envelope.Hold = d.Hold
 		case d.Hold != "":
 			if !m.Held || m.Envelope.Hold != d.Hold {
 				m.Events = append(m.Events, Event{Time: now, Kind: "held", Detail: "held for review by policy: " + d.Hold})

@@ -306,3 +306,27 @@ func TestReapplyKeepsAnAdminsHoldUnderAPolicyHold(t *testing.T) {
 		t.Errorf("no per-recipient bounced event: %+v", m.Events)
 	}
 }
+
+// TestReapplyKeepsAnAdminsRelease: released from a policy hold, the
+// message is not held again for the same reason; a new reason holds it.
+func TestReapplyKeepsAnAdminsRelease(t *testing.T) {
+	s := openTest(t, Options{})
+	id, err := s.Enqueue(context.Background(), Envelope{From: "a@org.test", Recipients: []string{"b@dest.test"}, Hold: "dlp"}, []byte("Subject: x\r\n\r\nx\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Release(id); err != nil {
+		t.Fatal(err)
+	}
+	hold := func(h string) DecideFunc {
+		return func(*Message, []byte) (Redecision, error) {
+			return Redecision{Decisions: []RcptDecision{{Chain: []string{"tls"}}}, Hold: h}, nil
+		}
+	}
+	if m, _, err := s.Redecide(id, hold("dlp"), nil); err != nil || m.Held {
+		t.Errorf("held again for the hold the admin lifted: %+v, %v", m, err)
+	}
+	if m, _, err := s.Redecide(id, hold("dlp, legal"), nil); err != nil || !m.Held {
+		t.Errorf("not held for a new reason: %+v, %v", m, err)
+	}
+}

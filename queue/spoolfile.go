@@ -59,13 +59,33 @@ func openDB(path string, lockTimeout time.Duration, logger *slog.Logger) (db *bo
 			db, err = nil, fmt.Errorf("%w: %s: %v", ErrSpoolCorrupt, path, r)
 		}
 	}()
-	db, err = bolt.Open(path, 0o600, &bolt.Options{
-		Timeout: lockTimeout,
-		// The free list is rebuilt by walking the file at open instead of
-		// being written at every commit: less I/O per fsync.
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-	})
+	deadline := time.Now().Add(lockTimeout)
+	for {
+		before, statErr := os.Stat(path)
+		db, err = bolt.Open(path, 0o600, &bolt.Options{
+			Timeout: max(time.Until(deadline), time.Millisecond),
+			// The free list is rebuilt by walking the file at open instead of
+			// being written at every commit: less I/O per fsync.
+			NoFreelistSync: true,
+			FreelistType:   bolt.FreelistMapType,
+		})
+		if err != nil || statErr != nil {
+			break
+		}
+		// A running server's compaction renames a new file over the spool
+		// and only then lets go of the old one's lock: an opener that was
+		// waiting for that lock now holds a file nobody will read again.
+		// The path must still name the file we hold.
+		if after, err := os.Stat(path); err == nil && os.SameFile(before, after) {
+			break
+		}
+		db.Close()
+		db = nil
+		if time.Now().After(deadline) {
+			err = berrors.ErrTimeout
+			break
+		}
+	}
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("%w: %s", ErrLocked, path)

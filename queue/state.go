@@ -250,6 +250,9 @@ func (s *Store) Release(id string) error {
 			// decision, and the history says whose rule it overrode.
 			detail = "policy hold lifted by admin (held because: " + m.Envelope.Hold + ")"
 		}
+		if m.Held && m.Envelope.Hold != "" {
+			m.ReleasedHold = m.Envelope.Hold
+		}
 		m.Held, m.AdminHold = false, false
 		makeDue(m, now)
 		m.Events = append(m.Events, Event{Time: now, Kind: "released", Detail: detail})

@@ -179,8 +179,11 @@ type Message struct {
 	Held       bool        `json:"held,omitempty"`
 	// AdminHold: an admin held it (queue hold); a policy that stops
 	// holding it on reapply does not release it.
-	AdminHold bool    `json:"admin_hold,omitempty"`
-	Events    []Event `json:"events"`
+	AdminHold bool `json:"admin_hold,omitempty"`
+	// ReleasedHold is the policy hold an admin lifted (Envelope.Hold at
+	// the release): reapply does not hold the message again for it.
+	ReleasedHold string  `json:"released_hold,omitempty"`
+	Events       []Event `json:"events"`
 	// DoneAt is set once every recipient is final; the message is
 	// removed after the retention period.
 	DoneAt time.Time `json:"done_at,omitzero"`

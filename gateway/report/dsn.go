@@ -76,8 +76,13 @@ func (b DSNBuilder) Build(m *queue.Message, bounced []queue.Recipient, original 
 			}
 			fmt.Fprintf(w, "%s\r\n", foldLine("<"+r.Address+">: "+why, softLineLimit))
 		}
-		fmt.Fprintf(w, "\r\nNo action is needed: delivery goes on until %s, and you will\r\n", m.Expires.UTC().Format(time.RFC1123Z))
-		fmt.Fprintf(w, "hear again only if it fails. Please do not send the message again.\r\n")
+		if m.Held {
+			fmt.Fprintf(w, "\r\nIt is kept until the mail administrator releases or removes it.\r\n")
+			fmt.Fprintf(w, "Please do not send the message again.\r\n")
+		} else {
+			fmt.Fprintf(w, "\r\nNo action is needed: delivery goes on until %s, and you will\r\n", m.Expires.UTC().Format(time.RFC1123Z))
+			fmt.Fprintf(w, "hear again only if it fails. Please do not send the message again.\r\n")
+		}
 	}
 
 	status := textproto.MIMEHeader{}

@@ -111,7 +111,7 @@ func (b ReceiptBuilder) Build(m *queue.Message) (queue.Envelope, []byte, error) 
 	if id == "" {
 		id = "(no Message-ID)"
 	}
-	fmt.Fprintf(w, "Your message %s (queue ID %s, received %s)\r\nleft as follows:\r\n\r\n", diagnostic(id), m.ID, rec.Received.Format(time.RFC1123Z))
+	fmt.Fprintf(w, "%s\r\nleft as follows:\r\n\r\n", foldLine(fmt.Sprintf("Your message %s (queue ID %s, received %s)", diagnostic(id), m.ID, rec.Received.Format(time.RFC1123Z)), softLineLimit))
 	for _, r := range rec.Recipients {
 		fmt.Fprintf(w, "%s\r\n", foldLine("<"+r.Recipient+">: "+describe(r), softLineLimit))
 	}

@@ -100,6 +100,15 @@ func (s *Scheduler) attempt(ctx context.Context, id string) time.Time {
 		if s.opts.OnAttempt != nil {
 			s.opts.OnAttempt(m, att, outcomes)
 		}
+		if m.Held || !m.DoneAt.IsZero() {
+			// Held, bounced or re-decided by an admin while this attempt
+			// ran: the groups not sent yet wait for what that says.
+			if dsnID != "" {
+				log.Info("delivery status notification queued", "dsn_id", dsnID)
+				s.schedule(dsnID, s.now())
+			}
+			break
+		}
 		if dsnID != "" {
 			log.Info("delivery status notification queued", "dsn_id", dsnID)
 			s.schedule(dsnID, s.now())

@@ -42,7 +42,7 @@ type Attachment struct {
 // headers entry may not replace them.
 var reserved = map[string]bool{"From": true, "To": true, "Cc": true, "Bcc": true, "Subject": true, "Date": true,
 	"Message-Id": true, "Mime-Version": true, "Content-Type": true, "Content-Transfer-Encoding": true,
-	"Content-Disposition": true, "Received": true, "Return-Path": true}
+	"Content-Disposition": true, "Received": true, "Return-Path": true, "Sender": true}
 
 // Build makes the RFC 5322 message of j and its envelope (Bcc goes in
 // the envelope only). hostname names the Message-ID's domain.
@@ -79,7 +79,7 @@ func Build(j JSONMessage, hostname string, now time.Time) (Submission, error) {
 	h.SetMessageID(strings.Trim(newMessageID(hostname), "<>"))
 	for k, v := range j.Headers {
 		name := textproto.CanonicalMIMEHeaderKey(k)
-		if reserved[name] || !validFieldName(k) || strings.ContainsAny(v, "\r\n") {
+		if reserved[name] || strings.HasPrefix(name, "Resent-") || !validFieldName(k) || strings.ContainsAny(v, "\r\n") {
 			return Submission{}, refuse(400, "header %q may not be set this way", k)
 		}
 		h.Set(name, v)
@@ -146,11 +146,12 @@ func writeBody(buf *bytes.Buffer, h gomail.Header, j JSONMessage) error {
 		if ct == "" {
 			ct = "application/octet-stream"
 		}
-		if _, _, err := mime.ParseMediaType(ct); err != nil || a.Filename == "" {
+		mt, params, err := mime.ParseMediaType(ct)
+		if err != nil || a.Filename == "" || strings.ContainsFunc(ct, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 			return fmt.Errorf("attachment %q: needs a filename and a valid content_type", a.Filename)
 		}
 		var ah gomail.AttachmentHeader
-		ah.Set("Content-Type", ct)
+		ah.Set("Content-Type", mime.FormatMediaType(mt, params))
 		ah.SetFilename(a.Filename)
 		aw, err := mw.CreateAttachment(ah)
 		if err != nil {
@@ -191,15 +192,17 @@ func ParseRaw(raw []byte, hostname string, now time.Time) (Submission, error) {
 	}
 	var rcpts []string
 	for _, f := range []string{"To", "Cc", "Bcc"} {
-		list, err := m.Header.AddressList(f)
-		if err != nil && err != mail.ErrHeaderNotPresent {
-			return Submission{}, refuse(400, "%s header: %v", f, err)
-		}
-		for _, a := range list {
-			rcpts = append(rcpts, a.Address)
+		for _, v := range m.Header[f] { // every field of that name, not just the first
+			list, err := mail.ParseAddressList(v)
+			if err != nil {
+				return Submission{}, refuse(400, "%s header: %v", f, err)
+			}
+			for _, a := range list {
+				rcpts = append(rcpts, a.Address)
+			}
 		}
 	}
-	header := stripField(msg[:end+2], "Bcc")
+	header := stripField(stripField(msg[:end+2], "Bcc"), "Resent-Bcc")
 	var add bytes.Buffer
 	if m.Header.Get("Date") == "" {
 		fmt.Fprintf(&add, "Date: %s\r\n", now.Format(time.RFC1123Z))

@@ -200,5 +200,9 @@ func messageID(msg []byte) string {
 	if err != nil {
 		return ""
 	}
-	return mailtext.OneLine(strings.TrimSpace(m.Header.Get("Message-Id")))
+	id := mailtext.OneLine(strings.TrimSpace(m.Header.Get("Message-Id")))
+	if len(id) > 998 {
+		id = id[:998]
+	}
+	return id
 }
