@@ -264,3 +264,15 @@ func TestAdminOffLoopbackNeedsTLS(t *testing.T) {
 		t.Errorf("a certificate without its key: %v", err)
 	}
 }
+
+// TestAnEmptyKeyKeepsTheDefaultAndItsMeaning: "data_dir:" with no value
+// keeps the default, which stays relative to the working directory.
+func TestAnEmptyKeyKeepsTheDefaultAndItsMeaning(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "sealgate.yaml")
+	os.WriteFile(f, []byte("data_dir:\n"), 0o600)
+	c, err := Load(f)
+	if err != nil || c.DataDir != "./sealgate-data" {
+		t.Errorf("data_dir = %q, %v", c.DataDir, err)
+	}
+}

@@ -226,13 +226,14 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
-	d.pos[path] = position{d.file, n.Line}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		if v.Kind() == reflect.Slice {
 			v.SetLen(0)
+			d.pos[path] = position{d.file, n.Line}
 		}
-		return // "key:" with no value keeps the current value
+		return // "key:" with no value keeps the current value (and where it came from)
 	}
+	d.pos[path] = position{d.file, n.Line}
 	if v.Type() == durationType {
 		if n.Kind != yaml.ScalarNode {
 			d.fail(n, path, "expected a duration like \"90s\", \"5m\" or \"120h\"")

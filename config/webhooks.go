@@ -38,6 +38,9 @@ func (v *validator) validateWebhooks(w *Webhooks) {
 	v.positive("webhooks.max_age", int64(w.MaxAge))
 	v.positive("webhooks.retry_initial", int64(w.RetryInitial))
 	v.positive("webhooks.retry_max", int64(w.RetryMax))
+	if w.RetryInitial > w.RetryMax {
+		v.fail("webhooks.retry_initial", "%s is longer than webhooks.retry_max %s", w.RetryInitial, w.RetryMax)
+	}
 	seen := map[string]bool{}
 	for i, e := range w.Endpoints {
 		p := fmt.Sprintf("webhooks.endpoints[%d]", i)

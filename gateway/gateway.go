@@ -51,6 +51,7 @@ type Gateway struct {
 	audit     *audit.Trail            // signs and prunes the audit log the spool keeps
 	metrics   *metrics.Metrics        // served at the admin listener's /metrics
 	webhooks  *report.Dispatcher      // nil without webhooks.endpoints
+	intake    *submit.Intake          // the send API's; nil without the admin listener
 	escrow    *queue.Escrow           // nil unless escrow is on (escrow.enabled and a portal)
 	keys      *certs.Keyring          // correspondents' public keys, sealed in the spool
 	archive   *certs.OpenPGPRecipient // keys.archive_key_file; nil without one
@@ -362,11 +363,11 @@ func (g *Gateway) Start() error {
 			escrow = g.escrow
 		}
 		requeue := &admin.Requeuer{Store: g.store, Engine: g.policy.Load, Report: g.report, Wake: g.sched.Wake}
-		intake := submit.New(submit.Options{Spool: g.store, Policy: g.policy.Load, Hostname: g.cfg.ServerHostname(),
+		g.intake = submit.New(submit.Options{Spool: g.store, Policy: g.policy.Load, Hostname: g.cfg.ServerHostname(),
 			MaxMessageBytes: g.cfg.Inbound.MaxMessageBytes, MaxRecipients: g.cfg.Inbound.MaxRecipients,
 			OnQueued: g.sched.Wake, OnAccepted: g.metrics.Accepted})
 		api := admin.New(admin.Options{Store: g.store, Keys: g.keys, Escrow: escrow, Requeue: requeue, Audit: g.audit, Metrics: g.metrics.Handler(), APIKeys: g.store,
-			Submit: intake, SendLimits: admin.SendLimits{PerMinute: g.cfg.API.MessagesPerMinute, MaxBytes: 2*g.cfg.Inbound.MaxMessageBytes + 1<<20},
+			Submit: g.intake, SendLimits: admin.SendLimits{PerMinute: g.cfg.API.MessagesPerMinute, MaxBytes: 2*g.cfg.Inbound.MaxMessageBytes + 1<<20},
 			Hostname: g.cfg.ServerHostname(), Users: g.inbound.Users, TokenLifetime: g.cfg.API.TokenLifetime.D(), Engine: g.policy.Load, CheckDomain: g.checkDomain, Wake: g.sched.Wake, Ready: ready,
 			ReloadPolicy: g.reloadPolicyFromFile, Logger: g.logger.With("component", "admin"),
 			Token: g.adminToken, Hosts: append(admin.AllowedHosts(g.adminLn.Addr().String()), g.cfg.Admin.Hosts...)})

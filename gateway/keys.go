@@ -11,6 +11,7 @@ import (
 	"github.com/sealgate/sealgate/certs"
 	"github.com/sealgate/sealgate/certs/discovery"
 	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/gateway/report"
 	"github.com/sealgate/sealgate/internal/dnsres"
 	"github.com/sealgate/sealgate/queue"
 )
@@ -51,11 +52,20 @@ func newKeyring(cfg *config.Config, store *queue.Store, resolver *dnsres.Resolve
 
 // CheckConfig runs the checks of cfg that need more than the config
 // package can do (it cannot parse OpenPGP keys without importing
-// certs): today, the organisation's archive key. serve runs it before
+// certs): the organisation's archive key, the admin listener's
+// certificate, the webhooks' secret files. serve runs it before
 // anything starts and `config check` with the rest of the validation;
 // errors are config.Errors naming file, line and key.
 func CheckConfig(cfg *config.Config) error {
-	_, err := loadArchiveKey(cfg, time.Now())
+	if _, err := loadArchiveKey(cfg, time.Now()); err != nil {
+		return err
+	}
+	if t := cfg.Admin.TLS; t.CertFile != "" {
+		if _, err := certs.NewCertReloader(t.CertFile, t.KeyFile); err != nil {
+			return cfg.FieldError("admin.tls.cert_file", err)
+		}
+	}
+	_, err := report.LoadEndpoints(cfg) // the webhooks' secrets
 	return err
 }
 

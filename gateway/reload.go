@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/sealgate/sealgate/certs"
 	"github.com/sealgate/sealgate/config"
@@ -72,6 +73,12 @@ func (g *Gateway) ReloadPolicy(cfg *config.Config) error {
 func (g *Gateway) ReloadInbound(cfg *config.Config) {
 	for _, what := range g.inbound.Reconfigure(cfg.Inbound) {
 		g.logger.Warn("config change needs a restart; the running value stays", "setting", what)
+	}
+	if g.intake != nil {
+		g.intake.SetLimits(cfg.Inbound.MaxMessageBytes, cfg.Inbound.MaxRecipients)
+	}
+	for _, w := range ConfigWarnings(cfg, time.Now()) {
+		g.logger.Warn("config warning", "warning", w)
 	}
 	g.logger.Info("inbound settings reloaded", "trusted_networks", len(cfg.Inbound.TrustedNetworks),
 		"tenants", len(cfg.Inbound.Tenants), "users", len(cfg.Inbound.Auth.Users))

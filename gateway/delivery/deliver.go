@@ -314,6 +314,9 @@ func (d *Deliverer) connect(ctx context.Context, req Request) (*outboundConn, er
 		// configuration fix loses no mail.
 		return nil, tempErr("4.4.4", "no mail host of %s has an address we may dial: %s", req.Domain, strings.Join(errs, "; "))
 	}
+	if len(kinds) == 0 { // no host had an address, or none could be looked at
+		return nil, tempErr("4.4.1", "no mail host of %s could be tried: %s", req.Domain, strings.Join(errs, "; "))
+	}
 	e := tempErr("4.4.1", "no mail host of %s took a session (%s): %s", req.Domain, strings.Join(kinds, ", "), strings.Join(errs, "; "))
 	e.NoSession = strings.Join(kinds, ", ")
 	return nil, e

@@ -57,12 +57,9 @@ func (cl *connLimiter) reserved() int {
 // underPressure: most slots are taken, so idle sessions that have not
 // started a transaction get a short timeout.
 func (cl *connLimiter) underPressure() bool {
-	if cl.total <= 0 {
-		return false
-	}
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
-	return cl.count*4 >= cl.total*3
+	return cl.total > 0 && cl.count*4 >= cl.total*3
 }
 
 // wrap returns l with the limits applied. plain says whether a refusal

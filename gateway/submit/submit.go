@@ -17,6 +17,7 @@ import (
 	"net/mail"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sealgate/sealgate/internal/mailtext"
@@ -43,7 +44,15 @@ type Options struct {
 }
 
 // Intake takes messages from the send API.
-type Intake struct{ o Options }
+type Intake struct {
+	o      Options
+	limits atomic.Pointer[limits] // changed by a reload
+}
+
+type limits struct {
+	maxBytes int64
+	maxRcpts int
+}
 
 // New returns the intake.
 func New(o Options) *Intake {
@@ -53,7 +62,15 @@ func New(o Options) *Intake {
 	if o.OnQueued == nil {
 		o.OnQueued = func(string) {}
 	}
-	return &Intake{o: o}
+	in := &Intake{o: o}
+	in.SetLimits(o.MaxMessageBytes, o.MaxRecipients)
+	return in
+}
+
+// SetLimits puts new message limits in force (inbound.max_message_bytes
+// and max_recipients, on SIGHUP) for the next submissions.
+func (in *Intake) SetLimits(maxBytes int64, maxRcpts int) {
+	in.limits.Store(&limits{maxBytes: maxBytes, maxRcpts: maxRcpts})
 }
 
 // Refused is a message the intake will not take: Status is the HTTP
@@ -112,7 +129,8 @@ func (in *Intake) Submit(ctx context.Context, sub Submission) (Result, error) {
 	if len(sub.Recipients) == 0 {
 		return Result{}, refuse(400, "no recipients")
 	}
-	if m := in.o.MaxRecipients; m > 0 && len(sub.Recipients) > m {
+	lim := in.limits.Load()
+	if m := lim.maxRcpts; m > 0 && len(sub.Recipients) > m {
 		return Result{}, refuse(400, "%d recipients; at most %d per message", len(sub.Recipients), m)
 	}
 	var rcpts []string
@@ -128,7 +146,7 @@ func (in *Intake) Submit(ctx context.Context, sub Submission) (Result, error) {
 		}
 	}
 	msg := mailtext.NormalizeLineEndings(sub.Message)
-	if m := in.o.MaxMessageBytes; m > 0 && int64(len(msg)) > m {
+	if m := lim.maxBytes; m > 0 && int64(len(msg)) > m {
 		return Result{}, refuse(413, "message of %d octets exceeds the limit of %d", len(msg), m)
 	}
 	if bytes.IndexByte(msg, 0) >= 0 {
