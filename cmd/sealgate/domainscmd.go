@@ -282,13 +282,18 @@ func judgeProbe(cfg *config.Config, res probe.ProbeResult) (probe.Verdict, error
 		return probe.Verdict{}, err
 	}
 	var history *policy.TLSHistory
-	if ops, _, closeOps, err := admin.OpenQueueOps(cfg); err == nil {
+	historyNote := ""
+	if ops, _, closeOps, err := admin.OpenQueueOps(cfg); err != nil {
+		historyNote = "the domain's TLS history was not read (" + err.Error() + "): a history that requires TLS would change the verdict"
+	} else {
 		defer closeOps()
-		if ds, err := ops.Domains(); err == nil {
-			for _, d := range ds {
-				if d.Domain == res.Domain && d.TLSSeen {
-					history = &policy.TLSHistory{TLSSeen: true, Verified: d.Verified, Since: d.FirstSeen.UTC().Format(time.DateOnly)}
-				}
+		ds, err := ops.Domains()
+		if err != nil {
+			historyNote = "the domain's TLS history was not read (" + err.Error() + ")"
+		}
+		for _, d := range ds {
+			if d.Domain == res.Domain && d.TLSSeen {
+				history = &policy.TLSHistory{TLSSeen: true, Verified: d.Verified, Since: d.FirstSeen.UTC().Format(time.DateOnly)}
 			}
 		}
 	}
@@ -296,7 +301,11 @@ func judgeProbe(cfg *config.Config, res probe.ProbeResult) (probe.Verdict, error
 	if res.MTASTSMode != "" {
 		sts = &policy.MTASTSPolicy{Mode: policy.MTASTSMode(res.MTASTSMode)}
 	}
-	return probe.Judge(res, transport.Requirement(res.Domain, false, history, sts)), nil
+	v := probe.Judge(res, transport.Requirement(res.Domain, false, history, sts))
+	if historyNote != "" {
+		v.Notes = append(v.Notes, historyNote)
+	}
+	return v, nil
 }
 
 func printVerdict(out io.Writer, v probe.Verdict) {
@@ -308,6 +317,9 @@ func printVerdict(out io.Writer, v probe.Verdict) {
 	fmt.Fprintf(out, "Delivery:  %s\n", v.Delivery)
 	if v.Change != "" {
 		fmt.Fprintf(out, "To change: %s\n", v.Change)
+	}
+	for _, n := range v.Notes {
+		fmt.Fprintf(out, "Note:      %s\n", n)
 	}
 }
 

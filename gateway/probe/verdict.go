@@ -15,6 +15,9 @@ type Verdict struct {
 	RequiredBy string `json:"tls_required_by,omitempty"`
 	Delivery   string `json:"delivery"`
 	Change     string `json:"change,omitempty"`
+	// Notes say what the verdict did not judge (the TLSA match, a
+	// history that could not be read).
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Judge says what delivery would make of r under req (the requirement
@@ -27,6 +30,20 @@ func Judge(r ProbeResult, req policy.TLSRequirement) Verdict {
 		req.RequiredBy = strings.TrimPrefix(req.RequiredBy+", DANE TLSA records", ", ")
 	}
 	v := Verdict{Level: req.Level.String(), RequiredBy: req.RequiredBy}
+	dane := len(r.TLSA) > 0 && r.TLSASecure
+	if dane {
+		v.Notes = append(v.Notes, "DANE: delivery also requires the certificate to match the TLSA records, which this check does not compare")
+	}
+	if req.DANEOnly && !dane && r.Host != "" {
+		v.Delivery = "deferred: tls_policy dane-only requires DNSSEC-validated TLSA records, and the domain has none"
+		v.Change = fmt.Sprintf("outbound.tls_policy.domains: {%s: verify} in the config, then SIGHUP", r.Domain)
+		return v
+	}
+	if req.MTASTS != nil && req.MTASTS.Mode == policy.MTASTSEnforce && len(req.MTASTS.MX) > 0 && r.Host != "" && !req.MXAllowed(r.Host) {
+		v.Delivery = "deferred: the domain's MTA-STS policy (enforce) does not name " + r.Host
+		v.Change = "the domain's own MTA-STS policy: its postmaster must list the MX (no setting here lowers that)"
+		return v
+	}
 	required := req.Level >= policy.TLSEncrypt
 	need := fmt.Sprintf("TLS level %s (required by %s)", req.Level, req.RequiredBy)
 	switch {

@@ -51,3 +51,30 @@ func TestJudgeSaysWhatDeliveryWouldDoAndWhatChangesIt(t *testing.T) {
 func configTLSPolicy(domains map[string]string) config.TLSPolicy {
 	return config.TLSPolicy{Default: "may", Domains: domains}
 }
+
+func TestJudgeDANEOnlyAndMTASTSHosts(t *testing.T) {
+	r := ProbeResult{Domain: "d.test", Host: "mx.d.test", STARTTLS: true, TLSVersion: "TLS1.3", Verified: true}
+	p, err := policy.NewTransportPolicy(config.TLSPolicy{Default: "may", Domains: map[string]string{"d.test": "dane-only"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := Judge(r, p.Requirement("d.test", false, nil, nil)); !strings.Contains(v.Delivery, "dane-only requires") || !strings.Contains(v.Change, "{d.test: verify}") {
+		t.Errorf("dane-only without TLSA: %+v", v)
+	}
+	sts := &policy.MTASTSPolicy{Mode: policy.MTASTSEnforce, MX: []string{"other.d.test"}}
+	if v := Judge(r, configTLSPolicyReq(t, sts)); !strings.Contains(v.Delivery, "does not name mx.d.test") {
+		t.Errorf("an MX the MTA-STS policy does not name: %+v", v)
+	}
+	r.TLSA, r.TLSASecure = []string{"3 1 1 abcd"}, true
+	if v := Judge(r, configTLSPolicyReq(t, nil)); len(v.Notes) == 0 || !strings.Contains(v.Notes[0], "TLSA") {
+		t.Errorf("DANE note: %+v", v)
+	}
+}
+
+func configTLSPolicyReq(t *testing.T, sts *policy.MTASTSPolicy) policy.TLSRequirement {
+	p, err := policy.NewTransportPolicy(configTLSPolicy(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Requirement("d.test", false, nil, sts)
+}
