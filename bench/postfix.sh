@@ -27,6 +27,11 @@
 # cache on demand, in_flow_delay 1s, queue files fsynced, no TLS (the
 # sink offers none, as for sealgate).
 #
+# DKIM_TLS=1 adds what bench/run.sh adds for sealgate: every message
+# DKIM-signed by OpenDKIM (apt-get install opendkim opendkim-tools; an
+# RSA-2048 key for sender.test, as a milter) and TLS required out
+# (smtp_tls_security_level = encrypt; the sink offers STARTTLS).
+#
 #   bash bench/postfix.sh            # N=5000 SIZE=10240 C="1 10 50"
 #   N=2000 C="10" SIZE=102400 bash bench/postfix.sh
 set -euo pipefail
@@ -81,6 +86,8 @@ descendants() {
 
 cleanup() {
 	stop_postfix
+	[ -n "${dkimpid:-}" ] && kill "$dkimpid" 2>/dev/null
+	true
 	kill $(jobs -p) 2>/dev/null || true
 	rm -rf "$work"
 }
@@ -108,11 +115,49 @@ inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
 smtp_tcp_port = $SINK_PORT
 CF
+	if [ "${DKIM_TLS:-}" = 1 ]; then
+		cat >>"$pf/etc/main.cf" <<CF
+smtpd_milters = inet:127.0.0.1:8891
+non_smtpd_milters = \$smtpd_milters
+milter_default_action = tempfail
+smtp_tls_security_level = encrypt
+CF
+	fi
 	postconf -c "$pf/etc" -MX smtp/inet
 	postconf -c "$pf/etc" -M "$LISTEN/inet=$LISTEN inet n - n - - smtpd"
 	postconf -c "$pf/etc" -F '*/*/chroot = n' 'smtp/unix/chroot = y'
 	echo "nameserver $SINK_IP" >"$pf/queue/etc/resolv.conf"
 }
+
+dkimpid=""
+sinkflags=()
+if [ "${DKIM_TLS:-}" = 1 ]; then
+	if ! command -v opendkim >/dev/null; then
+		echo "postfix.sh: DKIM_TLS needs OpenDKIM (apt-get install opendkim opendkim-tools); skipped" >&2
+		exit 3
+	fi
+	mkdir -p "$work/dkim"
+	opendkim-genkey -b 2048 -d sender.test -s bench -D "$work/dkim"
+	cat >"$work/dkim/opendkim.conf" <<CONF
+Syslog no
+Mode s
+Socket inet:8891@127.0.0.1
+Domain sender.test
+Selector bench
+KeyFile $work/dkim/bench.private
+InternalHosts 127.0.0.0/8
+Canonicalization relaxed/simple
+RequireSafeKeys false
+PidFile $work/dkim/opendkim.pid
+CONF
+	opendkim -x "$work/dkim/opendkim.conf" -f >"$work/dkim/log" 2>&1 &
+	dkimpid=$!
+	for _ in $(seq 50); do
+		(exec 3<>/dev/tcp/127.0.0.1/8891) 2>/dev/null && break
+		sleep 0.1
+	done
+	sinkflags=(-sink-tls)
+fi
 
 for c in $CS; do
 	configure
@@ -125,8 +170,8 @@ for c in $CS; do
 		(exec 3<>"/dev/tcp/${LISTEN%:*}/${LISTEN#*:}") 2>/dev/null && break
 		sleep 0.1
 	done
-	echo "== POSTFIX $(postconf -dh mail_version) C=$c N=$N SIZE=$SIZE load=$(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "== POSTFIX $(postconf -dh mail_version)${DKIM_TLS:+ + OpenDKIM, TLS encrypt} C=$c N=$N SIZE=$SIZE load=$(cut -d' ' -f1-3 /proc/loadavg)"
 	"$work/sealgate-load" -addr "$LISTEN" -n "$N" -c "$c" -size "$SIZE" \
-		-sink "$SINK_IP:$SINK_PORT" -dns "$SINK_IP:53" -pid "$master" -tree
+		-sink "$SINK_IP:$SINK_PORT" -dns "$SINK_IP:53" -pid "$master" -tree "${sinkflags[@]}"
 	stop_postfix
 done

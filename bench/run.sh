@@ -50,11 +50,18 @@ inbound:
 admin:
   listen: 127.0.0.1:$admin_port
 YAML
+	sinkflags=()
+	if [ "${DKIM_TLS:-}" = 1 ]; then
+		[ -f "$work/dkim.pem" ] || "$work/sealgate" dkim keygen --domain sender.test --selector bench --out "$work/dkim.pem" >/dev/null
+		printf 'dkim:\n  keys:\n    - {domain: sender.test, selector: bench, key_file: %s}\n' "$work/dkim.pem" >>"$work/bench.yaml"
+		sinkflags=(-sink-tls)
+	fi
 	if [ "$MODE" = smarthost ]; then
 		printf 'outbound:\n  smarthost: {address: 127.0.0.1:%s, tls: none}\n  max_per_destination: 50\n' "$sink_port" >>"$work/bench.yaml"
 		dns=()
 	else
 		printf 'outbound:\n  dns_resolver: 127.0.0.1:%s\n  smtp_port: %s\n  allowed_private_networks: [127.0.0.0/8]\n' "$dns_port" "$sink_port" >>"$work/bench.yaml"
+		[ "${DKIM_TLS:-}" = 1 ] && printf '  tls_policy: {default: encrypt}\n' >>"$work/bench.yaml"
 		dns=(-dns 127.0.0.1:$dns_port)
 	fi
 	"$work/sealgate" serve --config "$work/bench.yaml" 2>"$work/server.log" &
@@ -68,9 +75,9 @@ YAML
 		cat "$work/server.log" >&2
 		exit 1
 	fi
-	echo "== MODE=$MODE C=$c N=$N SIZE=$SIZE load=$(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "== MODE=$MODE${DKIM_TLS:+ DKIM_TLS} C=$c N=$N SIZE=$SIZE load=$(cut -d' ' -f1-3 /proc/loadavg)"
 	"$work/sealgate-load" -addr 127.0.0.1:$smtp_port -n "$N" -c "$c" -size "$SIZE" \
-		-sink 127.0.0.1:$sink_port -pid "$pid" "${dns[@]}"
+		-sink 127.0.0.1:$sink_port -pid "$pid" "${dns[@]}" "${sinkflags[@]}"
 	kill -TERM "$pid"
 	wait "$pid" || true
 done

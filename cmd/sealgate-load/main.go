@@ -17,10 +17,17 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -48,6 +55,7 @@ func main() {
 	dnsAddr := flag.String("dns", "", "also answer DNS here: every domain's MX resolves to the sink's address (for MX delivery)")
 	apiURL := flag.String("api", "", "send through the send API at this URL (http://127.0.0.1:8025/api/v1/messages) instead of SMTP; -c clients with keep-alive")
 	apiKey := flag.String("api-key", "", "with -api: the send key, id:secret (its domains must allow sender.test)")
+	flag.BoolVar(&sinkTLS, "sink-tls", false, "the sink offers STARTTLS (a self-signed certificate), for runs that require TLS out")
 	idle := flag.Int("idle", 0, "instead of sending: open this many idle SMTP sessions (100 per source address, 127.0.0.2 on) and report the gateway's RSS (-pid)")
 	tree := flag.Bool("tree", false, "with -pid: measure the process and all its descendants (CPU summed, peak PSS sampled), for a server made of several processes such as Postfix")
 	flag.Parse()
@@ -305,6 +313,25 @@ type countingSink struct {
 	last  atomic.Int64 // unix nanos of the last delivery
 }
 
+// sinkTLS: the sink offers STARTTLS (-sink-tls).
+var sinkTLS bool
+
+// selfSigned makes a throwaway certificate for the sink.
+func selfSigned(name string) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
 func startSink(addr string) (*countingSink, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -314,6 +341,13 @@ func startSink(addr string) (*countingSink, error) {
 	s.srv = smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
 		return &sinkSession{sink: s}, nil
 	}))
+	if sinkTLS {
+		cert, err := selfSigned("sink.test")
+		if err != nil {
+			return nil, err
+		}
+		s.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	s.srv.Domain = "sink.test"
 	s.srv.ErrorLog = discardLog{}
 	go s.srv.Serve(ln)
