@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"bufio"
 	"bytes"
 	"crypto"
 	"crypto/ed25519"
@@ -11,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net/mail"
 	"os"
 	"strings"
@@ -147,12 +149,58 @@ func (s *DKIMSigner) Domains() []string {
 // (or the message has no usable From), msg comes back unchanged with
 // signed false.
 func (s *DKIMSigner) Sign(msg []byte) (out []byte, domain string, signed bool, err error) {
-	domain = fromDomain(msg)
+	sigs, domain, signed, err := s.SignStream(bytes.NewReader(msg))
+	if !signed || err != nil {
+		return msg, domain, false, err
+	}
+	return append(sigs, msg...), domain, true, nil
+}
+
+// maxSignedHeader bounds how much header SignStream reads looking for
+// From; a message whose header runs longer goes unsigned.
+const maxSignedHeader = 1 << 20
+
+// SignStream reads a message once and returns the DKIM-Signature header
+// fields (one per key of its From domain) to put in front of it, and
+// that domain. It holds the header, never the body: a large message is
+// signed as it streams past. signed is false (and sigs empty) when the
+// domain has no key or the message has no usable From.
+func (s *DKIMSigner) SignStream(r io.Reader) (sigs []byte, domain string, signed bool, err error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var head bytes.Buffer
+	lineStart := true
+	for head.Len() < maxSignedHeader {
+		line, err := br.ReadSlice('\n')
+		head.Write(line)
+		if err == bufio.ErrBufferFull {
+			lineStart = false
+			continue
+		}
+		if err == io.EOF {
+			break // a message that is all header
+		}
+		if err != nil {
+			return nil, "", false, err
+		}
+		if lineStart && (string(line) == "\r\n" || string(line) == "\n") {
+			break
+		}
+		lineStart = true
+	}
+	domain = fromDomain(head.Bytes())
 	keys := s.keys[domain]
 	if len(keys) == 0 {
-		return msg, domain, false, nil
+		return nil, domain, false, nil
 	}
-	var sigs bytes.Buffer
+	signers := make([]*dkim.Signer, 0, len(keys))
+	writers := make([]io.Writer, 0, len(keys))
+	defer func() {
+		// A signer not closed yet (a failure half-way) is closed so its
+		// goroutine ends; Close must not be called twice.
+		for _, sg := range signers {
+			sg.Close()
+		}
+	}()
 	for _, k := range keys {
 		signer, err := dkim.NewSigner(&dkim.SignOptions{
 			Domain:                 k.domain,
@@ -163,18 +211,28 @@ func (s *DKIMSigner) Sign(msg []byte) (out []byte, domain string, signed bool, e
 			HeaderKeys:             dkimHeaders,
 		})
 		if err != nil {
-			return msg, domain, false, err
+			return nil, domain, false, err
 		}
-		if _, err := signer.Write(msg); err != nil {
-			signer.Close()
-			return msg, domain, false, err
-		}
-		if err := signer.Close(); err != nil {
-			return msg, domain, false, err
-		}
-		sigs.WriteString(signer.Signature())
+		signers = append(signers, signer)
+		writers = append(writers, signer)
 	}
-	return append(sigs.Bytes(), msg...), domain, true, nil
+	w := io.MultiWriter(writers...)
+	if _, err := w.Write(head.Bytes()); err != nil {
+		return nil, domain, false, err
+	}
+	if _, err := io.Copy(w, br); err != nil {
+		return nil, domain, false, err
+	}
+	var out bytes.Buffer
+	for len(signers) > 0 {
+		signer := signers[0]
+		signers = signers[1:]
+		if err := signer.Close(); err != nil {
+			return nil, domain, false, err
+		}
+		out.WriteString(signer.Signature())
+	}
+	return out.Bytes(), domain, true, nil
 }
 
 // fromDomain is the lower-cased domain of the first address in the From

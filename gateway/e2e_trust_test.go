@@ -48,9 +48,19 @@ func TestDeliveredMailIsDKIMSigned(t *testing.T) {
 	e.send("alice@org.test", []string{"bob@dest.test", "carol@dest.test"}, message("signed", "Signed body."))
 	e.send("mallory@unsigned.test", []string{"bob@dest.test"},
 		"From: m@unsigned.test\r\nSubject: no key\r\n\r\nbody\r\n")
+	// A body over the spool's inline limit is kept in a sealed file and
+	// streamed: signed as it passes, sent without being loaded whole.
+	big := message("big signed", strings.Repeat("A line of a large attachment, 8-bit: \xc3\xa9t\xc3\xa9.\r\n", 30000))
+	e.send("alice@org.test", []string{"dave@dest.test"}, big)
 
-	msgs := sink.WaitMessages(t, 2, 20*time.Second)
+	msgs := sink.WaitMessages(t, 3, 20*time.Second)
 	for _, m := range msgs {
+		if bytes.Contains(m.Data, []byte("Subject: big signed")) {
+			_, rest, _ := bytes.Cut(m.Data, []byte("\r\nFrom: "))
+			if !strings.HasSuffix(big, string(rest)) || len(rest) < len(big)-200 {
+				t.Errorf("the large message arrived changed (%d bytes after the signatures, sent %d)", len(rest), len(big))
+			}
+		}
 		verifs, err := dkim.VerifyWithOptions(bytes.NewReader(m.Data), &dkim.VerifyOptions{
 			LookupTXT: func(name string) ([]string, error) { return []string{records[name]}, nil },
 		})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sealgate/sealgate/certs"
 	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/gateway/delivery"
 )
 
 // dkimSigning applies DKIM to outgoing messages. A domain without a key
@@ -21,15 +22,22 @@ type dkimSigning struct {
 	unsigned sync.Map // domain → struct{}
 }
 
-// sign returns body signed for its From domain, or unchanged when that
-// domain has no key or signing fails (logged: the message still goes
-// out, as it would have without DKIM).
-func (d *dkimSigning) sign(id string, body []byte) []byte {
+// sign returns body signed for its From domain (the signatures in front
+// of it, the body read once as a stream), or unchanged when that domain
+// has no key or signing fails (logged: the message still goes out, as
+// it would have without DKIM).
+func (d *dkimSigning) sign(id string, body delivery.Body) delivery.Body {
 	signer := d.signer.Load()
 	if signer == nil {
 		return body
 	}
-	signed, domain, ok, err := signer.Sign(body)
+	r, err := body.Open()
+	if err != nil {
+		d.logger.Error("DKIM signing failed; sending unsigned", "queue_id", id, "err", err)
+		return body
+	}
+	defer r.Close()
+	sigs, domain, ok, err := signer.SignStream(r)
 	switch {
 	case err != nil:
 		d.logger.Error("DKIM signing failed; sending unsigned", "queue_id", id, "domain", domain, "err", err)
@@ -37,8 +45,10 @@ func (d *dkimSigning) sign(id string, body []byte) []byte {
 		if _, seen := d.unsigned.LoadOrStore(domain, struct{}{}); !seen {
 			d.logger.Warn("no DKIM key for sender domain; its mail leaves unsigned (logged once per domain)", "domain", domain)
 		}
+	default:
+		return delivery.WithHeader(sigs, body)
 	}
-	return signed
+	return body
 }
 
 // logDKIMKeys says which DKIM keys are in use.

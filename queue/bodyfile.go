@@ -123,13 +123,46 @@ func writeChunks(w io.Writer, aead cipher.AEAD, fileID, body []byte) error {
 	}
 }
 
-// readBodyFile reads and opens the body a reference names.
+// readBodyFile reads and opens the whole body a reference names.
 func (s *Store) readBodyFile(id string, ref bodyRef) ([]byte, error) {
-	f, err := os.Open(filepath.Join(s.bodiesDir(), id))
+	r, err := s.openBodyFile(id, ref)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer r.Close()
+	out := make([]byte, ref.Size)
+	if _, err := io.ReadFull(r, out); err != nil {
+		return nil, err
+	}
+	// The reader has checked the last chunk's size against the record.
+	if _, err := r.Read(make([]byte, 1)); err != io.EOF {
+		return nil, errors.New("body file larger than its record")
+	}
+	return out, nil
+}
+
+// bodyFileReader reads a sealed body file one chunk at a time: it holds
+// one chunk, never the body, and fails (instead of ending early) on a
+// chunk that does not open, a file cut short, or a size that differs
+// from the record's.
+type bodyFileReader struct {
+	f      *os.File
+	r      *bufio.Reader
+	aead   cipher.AEAD
+	fileID []byte
+	size   int64  // the record's size
+	read   int64  // plaintext bytes opened so far
+	next   uint64 // index of the next chunk
+	sealed []byte
+	buf    []byte // the opened chunk
+	plain  []byte // what of buf is not handed out yet
+	done   bool   // the last chunk is open
+	err    error  // sticky
+}
+
+// openBodyFile opens the body file a reference names and checks its
+// header.
+func (s *Store) openBodyFile(id string, ref bodyRef) (*bodyFileReader, error) {
 	fileID, err := hex.DecodeString(ref.FileID)
 	if err != nil || len(fileID) != 16 {
 		return nil, errors.New("bad file ID in body reference")
@@ -138,47 +171,74 @@ func (s *Store) readBodyFile(id string, ref bodyRef) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := bufio.NewReaderSize(f, bodyChunk+64)
+	f, err := os.Open(filepath.Join(s.bodiesDir(), id))
+	if err != nil {
+		return nil, err
+	}
+	r := bufio.NewReaderSize(f, 64<<10)
 	head := make([]byte, len(bodyMagic)+16)
 	if _, err := io.ReadFull(r, head); err != nil || string(head[:len(bodyMagic)]) != bodyMagic || !bytes.Equal(head[len(bodyMagic):], fileID) {
+		f.Close()
 		return nil, errors.New("body file is not the one its record names")
 	}
-	out := make([]byte, 0, ref.Size)
-	sealed := make([]byte, 0, bodyChunk+aead.Overhead())
-	for i := uint64(0); ; i++ {
-		var hdr [4]byte
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			return nil, fmt.Errorf("body file cut short: %w", err)
-		}
-		n := binary.BigEndian.Uint32(hdr[:])
-		if n > bodyChunk+uint32(aead.Overhead()) {
-			return nil, errors.New("body file chunk too large")
-		}
-		if int64(len(out))+int64(n)-int64(aead.Overhead()) > ref.Size {
-			return nil, errors.New("body file larger than its record")
-		}
-		sealed = sealed[:n]
-		if _, err := io.ReadFull(r, sealed); err != nil {
-			return nil, fmt.Errorf("body file cut short: %w", err)
-		}
-		// The last chunk is the one that opens with the "last" flag.
-		plain, err := aead.Open(out[len(out):], chunkNonce(i), sealed, chunkAD(fileID, i, false))
-		last := false
-		if err != nil {
-			if plain, err = aead.Open(out[len(out):], chunkNonce(i), sealed, chunkAD(fileID, i, true)); err != nil {
-				return nil, errors.New("body file chunk does not open")
-			}
-			last = true
-		}
-		out = out[:len(out)+len(plain)]
-		if last {
-			if int64(len(out)) != ref.Size {
-				return nil, errors.New("body file size differs from its record")
-			}
-			return out, nil
-		}
-	}
+	return &bodyFileReader{f: f, r: r, aead: aead, fileID: fileID, size: ref.Size}, nil
 }
+
+func (b *bodyFileReader) Read(p []byte) (int, error) {
+	for len(b.plain) == 0 {
+		if b.err != nil {
+			return 0, b.err
+		}
+		if b.done {
+			return 0, io.EOF
+		}
+		b.err = b.openChunk()
+	}
+	n := copy(p, b.plain)
+	b.plain = b.plain[n:]
+	return n, nil
+}
+
+// openChunk reads and opens the next chunk.
+func (b *bodyFileReader) openChunk() error {
+	var hdr [4]byte
+	if _, err := io.ReadFull(b.r, hdr[:]); err != nil {
+		return fmt.Errorf("body file cut short: %w", err)
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > bodyChunk+uint32(b.aead.Overhead()) || n < uint32(b.aead.Overhead()) {
+		return errors.New("body file chunk has a bad length")
+	}
+	if b.read+int64(n)-int64(b.aead.Overhead()) > b.size {
+		return errors.New("body file larger than its record")
+	}
+	if b.sealed == nil {
+		b.sealed = make([]byte, bodyChunk+b.aead.Overhead())
+		b.buf = make([]byte, 0, bodyChunk)
+	}
+	sealed := b.sealed[:n]
+	if _, err := io.ReadFull(b.r, sealed); err != nil {
+		return fmt.Errorf("body file cut short: %w", err)
+	}
+	// The last chunk is the one that opens with the "last" flag.
+	i := b.next
+	plain, err := b.aead.Open(b.buf[:0], chunkNonce(i), sealed, chunkAD(b.fileID, i, false))
+	if err != nil {
+		if plain, err = b.aead.Open(b.buf[:0], chunkNonce(i), sealed, chunkAD(b.fileID, i, true)); err != nil {
+			return errors.New("body file chunk does not open")
+		}
+		b.done = true
+	}
+	b.next++
+	b.read += int64(len(plain))
+	if b.done && b.read != b.size {
+		return errors.New("body file size differs from its record")
+	}
+	b.plain = plain
+	return nil
+}
+
+func (b *bodyFileReader) Close() error { return b.f.Close() }
 
 func fileAEAD(key []byte) (cipher.AEAD, error) {
 	block, err := aes.NewCipher(key)

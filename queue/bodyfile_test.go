@@ -3,10 +3,12 @@ package queue
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -83,27 +85,29 @@ func TestBodyFilesAreSweptOnceUnused(t *testing.T) {
 // TestDamagedBodyFileIsNotDelivered: a body file changed by a single
 // byte, cut short or swapped for another message's does not open: the
 // message is quarantined, never delivered with a damaged body.
+var bodyFileDamages = map[string]func(path, other string){
+	"flipped byte": func(path, _ string) {
+		raw, _ := os.ReadFile(path)
+		raw[len(raw)/2] ^= 1
+		os.WriteFile(path, raw, 0o600)
+	},
+	"cut short": func(path, _ string) {
+		raw, _ := os.ReadFile(path)
+		os.WriteFile(path, raw[:len(raw)-300<<10], 0o600)
+	},
+	"last chunk dropped": func(path, _ string) {
+		raw, _ := os.ReadFile(path)
+		os.WriteFile(path, raw[:24+4+bodyChunk+16], 0o600)
+	},
+	"another message's file": func(path, other string) {
+		raw, _ := os.ReadFile(other)
+		os.WriteFile(path, raw, 0o600)
+	},
+	"missing": func(path, _ string) { os.Remove(path) },
+}
+
 func TestDamagedBodyFileIsNotDelivered(t *testing.T) {
-	for name, damage := range map[string]func(path, other string){
-		"flipped byte": func(path, _ string) {
-			raw, _ := os.ReadFile(path)
-			raw[len(raw)/2] ^= 1
-			os.WriteFile(path, raw, 0o600)
-		},
-		"cut short": func(path, _ string) {
-			raw, _ := os.ReadFile(path)
-			os.WriteFile(path, raw[:len(raw)-300<<10], 0o600)
-		},
-		"last chunk dropped": func(path, _ string) {
-			raw, _ := os.ReadFile(path)
-			os.WriteFile(path, raw[:24+4+bodyChunk+16], 0o600)
-		},
-		"another message's file": func(path, other string) {
-			raw, _ := os.ReadFile(other)
-			os.WriteFile(path, raw, 0o600)
-		},
-		"missing": func(path, _ string) { os.Remove(path) },
-	} {
+	for name, damage := range bodyFileDamages {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			s := openTest(t, Options{Path: filepath.Join(dir, "spool.db"), KeyFile: filepath.Join(dir, "spool.key")})
@@ -118,6 +122,66 @@ func TestDamagedBodyFileIsNotDelivered(t *testing.T) {
 			}
 			if got, err := s.Body(other); err != nil || !strings.Contains(string(got), "two") {
 				t.Errorf("the other message: %v", err)
+			}
+		})
+	}
+}
+
+// TestLargeBodyStreams: a body in a file reads back as a stream, byte
+// for byte, however the reader is called, and more than once.
+func TestLargeBodyStreams(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, Options{Path: filepath.Join(dir, "spool.db"), KeyFile: filepath.Join(dir, "spool.key")})
+	body := bigBody("stream", 700<<10)
+	id := enqueue(t, s, "a@org.test", body, "b@dest.test")
+	c, err := s.OpenBody(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Inline() || c.Size() != int64(len(body)) {
+		t.Fatalf("inline %v, size %d; want a file of %d bytes", c.Inline(), c.Size(), len(body))
+	}
+	for i := 0; i < 2; i++ {
+		r, err := c.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := iotest.TestReader(r, []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+		r.Close()
+	}
+	small := enqueue(t, s, "a@org.test", "Subject: s\r\n\r\nsmall\r\n", "b@dest.test")
+	if c, err := s.OpenBody(small); err != nil || !c.Inline() {
+		t.Fatalf("a small body: %v, want inline", err)
+	}
+}
+
+// TestDamagedBodyFileFailsTheStream: reading a damaged body file as a
+// stream ends in an error, never in an early EOF (which delivery would
+// take for the end of the message), and quarantines the message.
+func TestDamagedBodyFileFailsTheStream(t *testing.T) {
+	for name, damage := range bodyFileDamages {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openTest(t, Options{Path: filepath.Join(dir, "spool.db"), KeyFile: filepath.Join(dir, "spool.key")})
+			id := enqueue(t, s, "a@org.test", bigBody("one", 700<<10), "b@dest.test")
+			other := enqueue(t, s, "a@org.test", bigBody("two", 700<<10), "c@dest.test")
+			c, err := s.OpenBody(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			damage(filepath.Join(dir, "bodies", id), filepath.Join(dir, "bodies", other))
+			r, err := c.Open()
+			if err == nil {
+				_, err = io.ReadAll(r)
+				r.Close()
+			}
+			if err == nil {
+				t.Fatal("a damaged body file read to its end without an error")
+			}
+			if q, _ := s.Quarantined(); len(q) != 1 || q[0].ID != id {
+				t.Errorf("quarantine holds %+v, want %s", q, id)
 			}
 		})
 	}

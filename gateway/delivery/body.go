@@ -6,10 +6,63 @@ package delivery
 // BODY=8BITMIME (RFC 6152).
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"io"
 )
+
+// Body is the message as it leaves (CRLF line endings), read as a
+// stream from its start at each Open: delivery holds a chunk of it at a
+// time, never a large body whole.
+type Body interface {
+	Size() int64
+	Open() (io.ReadCloser, error)
+}
+
+// EightBitKnown is a Body that knows whether it has 8-bit bytes, so
+// that MAIL FROM's BODY=8BITMIME does not need a pass over it.
+type EightBitKnown interface {
+	Has8bit() (bool, error)
+}
+
+// Bytes is a Body held in memory.
+type Bytes []byte
+
+// Size is len(b).
+func (b Bytes) Size() int64 { return int64(len(b)) }
+
+// Open reads b.
+func (b Bytes) Open() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+
+// Has8bit scans b.
+func (b Bytes) Has8bit() (bool, error) { return has8bit(b), nil }
+
+// BodyHas8bit reports whether body has a byte with the high bit set,
+// reading it once unless it knows.
+func BodyHas8bit(body Body) (bool, error) {
+	if k, ok := body.(EightBitKnown); ok {
+		return k.Has8bit()
+	}
+	r, err := body.Open()
+	if err != nil {
+		return false, err
+	}
+	defer r.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if has8bit(buf[:n]) {
+			return true, nil
+		}
+		if err == io.EOF {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+}
 
 var (
 	crlf    = []byte("\r\n")
@@ -105,49 +158,102 @@ func (d *dotWriter) Close() error {
 	return err
 }
 
-// wholeLines returns body as BDAT sends it: every line ending CRLF,
-// the last one included. A body that already is (the usual case: the
-// intake stores CRLF) comes back as it is, without a copy.
-func wholeLines(body []byte) []byte {
-	if len(body) == 0 || bytes.HasSuffix(body, crlf) && !hasBareLF(body) {
-		return body
-	}
-	out := make([]byte, 0, len(body)+len(body)/64+2)
-	for len(body) > 0 {
-		j := bytes.IndexByte(body, '\n')
-		if j < 0 {
-			out = append(out, body...)
-			break
+// crlfReader reads a body as BDAT sends it, every line ending
+// CRLF: a bare LF becomes CRLF, and a last line without an end
+// gets one (a body that ends in a lone CR gets its LF).
+type crlfReader struct {
+	r       io.Reader
+	in, out []byte
+	pending []byte // of out, not handed out yet
+	prevCR  bool   // the last input byte was CR
+	lastOut byte   // the last byte handed out (0: none yet)
+	eof     bool
+}
+
+func newCRLFReader(r io.Reader) *crlfReader {
+	return &crlfReader{r: r, in: make([]byte, 32<<10)}
+}
+
+func (c *crlfReader) Read(p []byte) (int, error) {
+	for len(c.pending) == 0 {
+		if c.eof {
+			return 0, io.EOF
 		}
-		out = append(out, body[:j]...)
-		if len(out) == 0 || out[len(out)-1] != '\r' {
+		n, err := c.r.Read(c.in)
+		c.out = c.convert(c.out[:0], c.in[:n])
+		if err == io.EOF {
+			c.eof = true
+			switch {
+			case len(c.out) > 0 && c.out[len(c.out)-1] == '\n', len(c.out) == 0 && (c.lastOut == 0 || c.lastOut == '\n'):
+			case len(c.out) > 0 && c.out[len(c.out)-1] == '\r', len(c.out) == 0 && c.lastOut == '\r':
+				c.out = append(c.out, '\n')
+			default:
+				c.out = append(c.out, crlf...)
+			}
+		} else if err != nil {
+			return 0, err
+		}
+		c.pending = c.out
+	}
+	n := copy(p, c.pending)
+	c.lastOut = c.pending[n-1]
+	c.pending = c.pending[n:]
+	return n, nil
+}
+
+// convert appends in to out with a CR put before every bare LF.
+func (c *crlfReader) convert(out, in []byte) []byte {
+	for len(in) > 0 {
+		j := bytes.IndexByte(in, '\n')
+		if j < 0 {
+			out = append(out, in...)
+			c.prevCR = in[len(in)-1] == '\r'
+			return out
+		}
+		out = append(out, in[:j]...)
+		if j == 0 && !c.prevCR || j > 0 && in[j-1] != '\r' {
 			out = append(out, '\r')
 		}
 		out = append(out, '\n')
-		body = body[j+1:]
-	}
-	switch {
-	case bytes.HasSuffix(out, lf):
-	case bytes.HasSuffix(out, cr):
-		out = append(out, '\n')
-	default:
-		out = append(out, crlf...)
+		c.prevCR = false
+		in = in[j+1:]
 	}
 	return out
 }
 
-// hasBareLF reports whether an LF in b has no CR before it.
-func hasBareLF(b []byte) bool {
-	for i := 0; ; {
-		j := bytes.IndexByte(b[i:], '\n')
-		if j < 0 {
-			return false
-		}
-		if i+j == 0 || b[i+j-1] != '\r' {
-			return true
-		}
-		i += j + 1
+// bdatChunks cuts a body into BDAT chunks of at most size bytes, in one
+// reused buffer; last says no chunk follows.
+type bdatChunks struct {
+	r    *bufio.Reader
+	buf  []byte
+	done bool
+}
+
+func newBDATChunks(body io.Reader, size int) *bdatChunks {
+	return &bdatChunks{r: bufio.NewReaderSize(newCRLFReader(body), 32<<10), buf: make([]byte, size)}
+}
+
+// next returns the next chunk (valid until the next call) and whether
+// it is the last; io.EOF after the last.
+func (b *bdatChunks) next() (chunk []byte, last bool, err error) {
+	if b.done {
+		return nil, false, io.EOF
 	}
+	n, err := io.ReadFull(b.r, b.buf)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		b.done = true
+		return b.buf[:n], true, nil
+	case err != nil:
+		return nil, false, err
+	}
+	if _, err := b.r.Peek(1); err == io.EOF {
+		b.done = true
+		return b.buf[:n], true, nil
+	} else if err != nil {
+		return nil, false, err
+	}
+	return b.buf[:n], false, nil
 }
 
 // has8bit reports whether any byte of b has its high bit set; it reads
@@ -167,4 +273,35 @@ func has8bit(b []byte) bool {
 		}
 	}
 	return false
+}
+
+// WithHeader is body with header fields put in front of it (a DKIM
+// signature), read without copying body.
+func WithHeader(fields []byte, body Body) Body {
+	return &withHeader{fields: fields, body: body}
+}
+
+type withHeader struct {
+	fields []byte
+	body   Body
+}
+
+func (w *withHeader) Size() int64 { return int64(len(w.fields)) + w.body.Size() }
+
+func (w *withHeader) Open() (io.ReadCloser, error) {
+	r, err := w.body.Open()
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(w.fields), r), r}, nil
+}
+
+func (w *withHeader) Has8bit() (bool, error) {
+	if has8bit(w.fields) {
+		return true, nil
+	}
+	return BodyHas8bit(w.body)
 }

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"net/textproto"
 	"strconv"
@@ -82,11 +83,14 @@ func BenchmarkBodyBDAT(b *testing.B) {
 			b.SetBytes(int64(len(body)))
 			b.ReportAllocs()
 			for b.Loop() {
-				whole := wholeLines(body)
-				for off := 0; off < len(whole); off += bdatChunkSize {
-					n := min(bdatChunkSize, len(whole)-off)
-					s.command("BDAT " + strconv.Itoa(n) + " LAST")
-					s.w.Write(whole[off : off+n])
+				chunks := newBDATChunks(bytes.NewReader(body), bdatChunkSize)
+				for {
+					chunk, last, _ := chunks.next()
+					s.command("BDAT " + strconv.Itoa(len(chunk)) + " LAST")
+					s.w.Write(chunk)
+					if last {
+						break
+					}
 				}
 				s.w.Flush()
 			}

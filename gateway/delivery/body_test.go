@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"math/rand/v2"
 	"net/textproto"
+	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/sealgate/sealgate/internal/testutil"
 )
@@ -122,7 +125,9 @@ func FuzzDotWriter(f *testing.F) {
 	})
 }
 
-func TestWholeLines(t *testing.T) {
+// TestCRLFReader: the body as BDAT sends it, every line ending CRLF,
+// read in pieces cut anywhere.
+func TestCRLFReader(t *testing.T) {
 	for in, want := range map[string]string{
 		"":                   "",
 		"a\r\nb\r\n":         "a\r\nb\r\n",
@@ -130,15 +135,53 @@ func TestWholeLines(t *testing.T) {
 		"a\nb\n":             "a\r\nb\r\n",
 		"\n\n":               "\r\n\r\n",
 		"a\r":                "a\r\n",
+		"a\rb\n":             "a\rb\r\n",
 		".x\r\n..y\r\n.\r\n": ".x\r\n..y\r\n.\r\n",
 	} {
-		if got := string(wholeLines([]byte(in))); got != want {
-			t.Errorf("wholeLines(%q) = %q, want %q", in, got, want)
+		for _, name := range []string{"whole", "one byte"} {
+			var src io.Reader = strings.NewReader(in)
+			if name == "one byte" {
+				src = iotest.OneByteReader(src)
+			}
+			got, err := io.ReadAll(iotest.OneByteReader(newCRLFReader(src)))
+			if err != nil || string(got) != want {
+				t.Errorf("%s: %q read as %q (%v), want %q", name, in, got, err, want)
+			}
 		}
 	}
-	body := []byte("ok\r\n")
-	if &wholeLines(body)[0] != &body[0] {
-		t.Error("a body already in whole CRLF lines was copied")
+}
+
+// TestBDATChunking: chunks of the given size, the last one marked, none
+// empty but for an empty body's.
+func TestBDATChunking(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		size int
+		want []string
+	}{
+		{"", 4, []string{""}},
+		{"ab\r\n", 4, []string{"ab\r\n"}},
+		{"abc\r\n", 4, []string{"abc\r", "\n"}},
+		{"abcdef\n", 4, []string{"abcd", "ef\r\n"}},
+	} {
+		c := newBDATChunks(strings.NewReader(tc.body), tc.size)
+		var got []string
+		for i := 0; i < 10; i++ {
+			chunk, last, err := c.next()
+			if err != nil {
+				t.Fatalf("%q: %v", tc.body, err)
+			}
+			got = append(got, string(chunk))
+			if last {
+				break
+			}
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%q in chunks of %d: %q, want %q", tc.body, tc.size, got, tc.want)
+		}
+		if _, _, err := c.next(); err != io.EOF {
+			t.Errorf("%q: after the last chunk: %v, want EOF", tc.body, err)
+		}
 	}
 }
 
@@ -168,7 +211,7 @@ func TestBodyInteropWithGoSMTP(t *testing.T) {
 		f.d.bdatChunkSize = 4096 // many chunks
 		sink := f.mx("d.test", "mx.d.test", "127.0.0.2", 10, testutil.SinkOptions{TLS: true, CA: f.ca})
 		_, out := f.d.Deliver(context.Background(), Request{ID: "T", From: "a@org.test", Domain: "d.test",
-			Recipients: []string{"b@d.test", "c@d.test"}, Body: []byte(body)})
+			Recipients: []string{"b@d.test", "c@d.test"}, Body: Bytes(body)})
 		if !out[0].Delivered || !out[1].Delivered {
 			t.Fatalf("chunking=%v: %+v", chunking, out)
 		}

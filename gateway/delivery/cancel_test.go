@@ -21,7 +21,7 @@ func (f *deliveryFixture) deliverCancelledAfter(domain string, d time.Duration) 
 	time.AfterFunc(d, cancel)
 	start := time.Now()
 	_, out := f.d.Deliver(ctx, Request{ID: "T1", From: "alice@org.test", Domain: domain,
-		Recipients: []string{"bob@" + domain}, Body: []byte("Subject: t\r\n\r\nhello\r\n")})
+		Recipients: []string{"bob@" + domain}, Body: Bytes("Subject: t\r\n\r\nhello\r\n")})
 	return out, time.Since(start)
 }
 

@@ -61,7 +61,7 @@ type Request struct {
 	From       string
 	Domain     string // all recipients are in it ("" via smarthost)
 	Recipients []string
-	Body       []byte // the message as it leaves, CRLF line endings
+	Body       Body // the message as it leaves, CRLF line endings
 	RequireTLS bool
 	SMTPUTF8   bool
 	// TLS is the transport requirement decided for this destination.

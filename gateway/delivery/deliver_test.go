@@ -53,7 +53,7 @@ func (f *deliveryFixture) mx(domain, host, ip string, pref uint16, opts testutil
 func (f *deliveryFixture) deliver(domain string, rcpts ...string) (queue.Attempt, []queue.RcptOutcome) {
 	return f.d.Deliver(context.Background(), Request{
 		ID: "T1", From: "alice@org.test", Domain: domain, Recipients: rcpts,
-		Body: []byte("Subject: t\r\n\r\nhello\r\n"),
+		Body: Bytes("Subject: t\r\n\r\nhello\r\n"),
 	})
 }
 
@@ -190,7 +190,7 @@ func TestDeliverTLSLevels(t *testing.T) {
 	send := func(domain string, req policy.TLSRequirement) (queue.Attempt, queue.RcptOutcome) {
 		att, out := f.d.Deliver(context.Background(), Request{
 			ID: "T", From: "alice@org.test", Domain: domain, Recipients: []string{"bob@" + domain},
-			Body: []byte("Subject: t\r\n\r\nhello\r\n"), TLS: req,
+			Body: Bytes("Subject: t\r\n\r\nhello\r\n"), TLS: req,
 		})
 		return att, out[0]
 	}
@@ -261,7 +261,7 @@ func TestDeliverDANE(t *testing.T) {
 	send := func(domain string, req policy.TLSRequirement) (queue.Attempt, queue.RcptOutcome) {
 		att, out := f.d.Deliver(context.Background(), Request{
 			ID: "T", From: "alice@org.test", Domain: domain, Recipients: []string{"bob@" + domain},
-			Body: []byte("Subject: t\r\n\r\nhello\r\n"), TLS: req,
+			Body: Bytes("Subject: t\r\n\r\nhello\r\n"), TLS: req,
 		})
 		return att, out[0]
 	}
@@ -336,7 +336,7 @@ func TestTLSLevelTable(t *testing.T) {
 			f.d.pool.closeAll()
 			att, out := f.d.Deliver(context.Background(), Request{
 				ID: "T", From: "a@org.test", Domain: domain, Recipients: []string{"b@" + domain},
-				Body: []byte("Subject: t\r\n\r\nx\r\n"), TLS: policy.TLSRequirement{Level: level, RequiredBy: "test"},
+				Body: Bytes("Subject: t\r\n\r\nx\r\n"), TLS: policy.TLSRequirement{Level: level, RequiredBy: "test"},
 			})
 			o := out[0]
 			if o.Delivered != want[level][domain] {
@@ -362,7 +362,7 @@ func TestDANELookupFailureDefers(t *testing.T) {
 	sink := f.mx("d.test", "mx.d.test", "127.0.0.2", 10, testutil.SinkOptions{TLS: true, CA: f.ca})
 	f.dns.SetServfail("_25._tcp.mx.d.test")
 	_, out := f.d.Deliver(context.Background(), Request{ID: "T", From: "a@org.test", Domain: "d.test",
-		Recipients: []string{"b@d.test"}, Body: []byte("Subject: t\r\n\r\nx\r\n")})
+		Recipients: []string{"b@d.test"}, Body: Bytes("Subject: t\r\n\r\nx\r\n")})
 	if out[0].Delivered || out[0].Permanent || !strings.Contains(out[0].Message, "TLSA lookup") {
 		t.Errorf("TLSA SERVFAIL under a secure MX must defer: %+v", out[0])
 	}
@@ -381,7 +381,7 @@ func TestOpportunisticTLSFallsBackToClear(t *testing.T) {
 	deliver := func(tlsReq policy.TLSRequirement) (queue.Attempt, []queue.RcptOutcome) {
 		f.d.pool.closeAll()
 		return f.d.Deliver(context.Background(), Request{ID: "T", From: "a@org.test", Domain: "old.test",
-			Recipients: []string{"b@old.test"}, Body: []byte("Subject: t\r\n\r\nx\r\n"), TLS: tlsReq})
+			Recipients: []string{"b@old.test"}, Body: Bytes("Subject: t\r\n\r\nx\r\n"), TLS: tlsReq})
 	}
 	att, out := deliver(policy.TLSRequirement{Level: policy.TLSMay})
 	if !out[0].Delivered || att.TLSVersion != "" || !strings.Contains(att.TLSFallback, "STARTTLS handshake") {

@@ -3,6 +3,7 @@ package delivery
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 
@@ -75,4 +76,33 @@ func replyText(err error) string {
 func isSMTPReply(err error) bool {
 	var se *smtp.SMTPError
 	return errors.As(err, &se)
+}
+
+// bodyReadError is a failure to read the message being sent (its
+// spooled body file missing or damaged), as against the connection
+// failing: the recipients wait, and the next attempt says why.
+type bodyReadError struct{ err error }
+
+func (e *bodyReadError) Error() string { return e.err.Error() }
+
+// bodyReader marks the errors of reading a body as bodyReadError.
+type bodyReader struct{ r io.Reader }
+
+func (b bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = &bodyReadError{err}
+	}
+	return n, err
+}
+
+// bodyError turns an error of reading the body into the delivery error
+// the recipients are told; other errors (the connection's) pass as
+// they are.
+func bodyError(err error) error {
+	var be *bodyReadError
+	if errors.As(err, &be) {
+		return tempErr("4.3.0", "the message could not be read from the spool: %v", be.err)
+	}
+	return err
 }

@@ -7,6 +7,7 @@ package delivery
 // order afterwards; without it, one command at a time.
 
 import (
+	"io"
 	"strconv"
 	"strings"
 
@@ -149,12 +150,14 @@ func (d *Deliverer) mailCommand(s *session, req Request) string {
 	b.WriteString("MAIL FROM:<")
 	b.WriteString(req.From)
 	b.WriteString(">")
-	if ok, _ := s.extension("8BITMIME"); ok && has8bit(req.Body) {
-		b.WriteString(" BODY=8BITMIME")
+	if ok, _ := s.extension("8BITMIME"); ok {
+		if eight, _ := BodyHas8bit(req.Body); eight { // unreadable: DATA finds out
+			b.WriteString(" BODY=8BITMIME")
+		}
 	}
-	if ok, _ := s.extension("SIZE"); ok && len(req.Body) > 0 {
+	if ok, _ := s.extension("SIZE"); ok && req.Body.Size() > 0 {
 		b.WriteString(" SIZE=")
-		b.WriteString(strconv.Itoa(len(req.Body)))
+		b.WriteString(strconv.FormatInt(req.Body.Size(), 10))
 	}
 	if req.TLS.RequireTLSExtension {
 		b.WriteString(" REQUIRETLS")
@@ -227,10 +230,18 @@ func anyAccepted(rcpts []reply) bool {
 
 // data sends the body after a 354, dot-stuffed, and returns the reply
 // to the final "." (an error unless it is a 250).
-func (s *session) data(body []byte) (reply, error) {
+func (s *session) data(body Body) (reply, error) {
+	r, err := body.Open()
+	if err != nil {
+		return reply{}, bodyError(&bodyReadError{err})
+	}
+	defer r.Close()
 	dw := newDotWriter(s.w)
-	if _, err := dw.Write(body); err != nil {
-		return reply{}, err
+	if _, err := io.Copy(dw, bodyReader{r}); err != nil {
+		// A body that cannot be read to its end never gets its final
+		// ".": the connection closes and the server drops the
+		// transaction, instead of delivering a message cut short.
+		return reply{}, bodyError(err)
 	}
 	if err := dw.Close(); err != nil {
 		return reply{}, err
@@ -238,11 +249,11 @@ func (s *session) data(body []byte) (reply, error) {
 	if err := s.w.Flush(); err != nil {
 		return reply{}, err
 	}
-	r, err := s.readReply()
+	rep, err := s.readReply()
 	if err != nil {
-		return r, err
+		return rep, err
 	}
-	return r, r.expect(250)
+	return rep, rep.expect(250)
 }
 
 // bdat sends the body in BDAT chunks of at most chunk bytes, the last
@@ -250,24 +261,33 @@ func (s *session) data(body []byte) (reply, error) {
 // With PIPELINING every chunk goes without waiting and the replies are
 // read afterwards (a server discards the chunks after a refused one,
 // §4.2); without it, each chunk waits for its reply. It returns the
-// reply to the last chunk (an error unless every chunk got a 250).
-func (s *session) bdat(body []byte, chunk int) (reply, error) {
-	body = wholeLines(body)
+// reply to the last chunk (an error unless every chunk got a 250). A
+// body that cannot be read to its end never gets its LAST chunk.
+func (s *session) bdat(body Body, chunk int) (reply, error) {
+	rc, err := body.Open()
+	if err != nil {
+		return reply{}, bodyError(&bodyReadError{err})
+	}
+	defer rc.Close()
+	chunks := newBDATChunks(bodyReader{rc}, chunk)
 	pipelined, _ := s.extension("PIPELINING")
 	sent := 0
 	var last reply
-	for off := 0; off == 0 || off < len(body); off += chunk {
-		n := min(chunk, len(body)-off)
-		line := "BDAT " + strconv.Itoa(n)
-		if off+n == len(body) {
+	for {
+		data, isLast, err := chunks.next()
+		if err != nil {
+			return reply{}, bodyError(&bodyReadError{err})
+		}
+		line := "BDAT " + strconv.Itoa(len(data))
+		if isLast {
 			line += " LAST"
 		}
 		s.command(line)
-		if _, err := s.w.Write(body[off : off+n]); err != nil {
+		if _, err := s.w.Write(data); err != nil {
 			return reply{}, err
 		}
 		sent++
-		if pipelined && off+n < len(body) {
+		if pipelined && !isLast {
 			continue
 		}
 		if err := s.w.Flush(); err != nil {
@@ -292,6 +312,8 @@ func (s *session) bdat(body []byte, chunk int) (reply, error) {
 				return r, refused
 			}
 		}
+		if isLast {
+			return last, nil
+		}
 	}
-	return last, nil
 }

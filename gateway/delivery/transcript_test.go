@@ -167,7 +167,7 @@ func (s *rawServer) deliverTo(d func(*Deliverer), req Request) []queue.RcptOutco
 }
 
 func msg(from string, body string, rcpts ...string) Request {
-	return Request{From: from, Recipients: rcpts, Body: []byte(body)}
+	return Request{From: from, Recipients: rcpts, Body: Bytes(body)}
 }
 
 func checkOutcome(t *testing.T, o queue.RcptOutcome, delivered, permanent bool, status, message string) {
@@ -422,4 +422,63 @@ func TestHELOFallback(t *testing.T) {
 	})
 	out := s.deliverTo(nil, msg("a@org.test", ".x\r\n", "b@x.test"))
 	checkOutcome(t, out[0], true, false, "2.0.0", "250 ok")
+}
+
+// failingBody reads as data, then fails: a spooled body whose file is
+// damaged half-way.
+type failingBody struct{ data string }
+
+func (b failingBody) Size() int64 { return int64(len(b.data)) * 2 }
+func (b failingBody) Open() (io.ReadCloser, error) {
+	return io.NopCloser(io.MultiReader(strings.NewReader(b.data), iotestErrReader{})), nil
+}
+
+type iotestErrReader struct{}
+
+func (iotestErrReader) Read([]byte) (int, error) { return 0, io.ErrUnexpectedEOF }
+
+// TestUnreadableBodyNeverEndsTheMessage: when the body cannot be read to
+// its end, the message is never terminated (no final "." after DATA, no
+// BDAT LAST): the connection closes, the server drops the transaction,
+// and the recipient waits with a temporary failure that says why. A
+// message cut short is never delivered.
+func TestUnreadableBodyNeverEndsTheMessage(t *testing.T) {
+	const wantMsg = "the message could not be read from the spool: unexpected EOF"
+	t.Run("DATA", func(t *testing.T) {
+		srv := newRawServer(t, nil, func(c *rawConn) {
+			c.expect("MAIL FROM:<a@org.test>")
+			c.reply("250 ok")
+			c.expect("RCPT TO:<b@x.test>")
+			c.reply("250 ok")
+			c.expect("DATA")
+			c.reply("354 go ahead")
+		})
+		out := srv.deliverTo(nil, Request{From: "a@org.test", Recipients: []string{"b@x.test"},
+			Body: failingBody{"Subject: t\r\n\r\nfirst line\r\nsecond"}})
+		checkOutcome(t, out[0], false, false, "4.3.0", wantMsg)
+		for _, l := range srv.rest {
+			if l == "." {
+				t.Fatalf("the message was terminated after a read failure: %q", srv.rest)
+			}
+		}
+	})
+	t.Run("BDAT", func(t *testing.T) {
+		srv := newRawServer(t, []string{"CHUNKING"}, func(c *rawConn) {
+			c.expect("MAIL FROM:<a@org.test>")
+			c.reply("250 ok")
+			c.expect("RCPT TO:<b@x.test>")
+			c.reply("250 ok")
+			c.expect("BDAT 8")
+			c.readBytes(8)
+			c.reply("250 ok")
+		})
+		out := srv.deliverTo(func(d *Deliverer) { d.bdatChunkSize = 8 }, Request{From: "a@org.test",
+			Recipients: []string{"b@x.test"}, Body: failingBody{"Subject: t\r\n\r\n"}})
+		checkOutcome(t, out[0], false, false, "4.3.0", wantMsg)
+		for _, l := range srv.rest {
+			if strings.Contains(l, "LAST") {
+				t.Fatalf("a last chunk was sent after a read failure: %q", srv.rest)
+			}
+		}
+	})
 }

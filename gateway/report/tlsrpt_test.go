@@ -73,7 +73,7 @@ func TestTLSRPTDailyReport(t *testing.T) {
 	req := policy.DecideTLS(policy.TLSInputs{Domain: "dest.test", Configured: policy.TLSMay, MTASTS: pol})
 	for range 2 {
 		_, out := f.d.Deliver(context.Background(), delivery.Request{ID: "T", From: "a@org.test", Domain: "dest.test",
-			Recipients: []string{"b@dest.test"}, Body: []byte("Subject: t\r\n\r\nx\r\n"), TLS: req,
+			Recipients: []string{"b@dest.test"}, Body: delivery.Bytes("Subject: t\r\n\r\nx\r\n"), TLS: req,
 			Observe: func(s delivery.TLSSession) { rep.Record("dest.test", req, s) }})
 		if !out[0].Delivered {
 			t.Fatalf("delivery: %+v", out[0])

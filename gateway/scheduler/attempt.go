@@ -35,12 +35,11 @@ func (s *Scheduler) attempt(ctx context.Context, id string) time.Time {
 	if len(groups) == 0 {
 		return nextAttempt(m)
 	}
-	var body []byte // read once a group has a slot
+	var body *spooled // opened once a group has a slot
 	inLine := map[string]bool{}
-	held := int64(0) // octets of the byte budget held for body
 	defer func() {
-		if held > 0 {
-			s.bytes.Release(held)
+		if body != nil {
+			body.release()
 		}
 	}()
 	signed := &signCache{sign: s.opts.Sign, id: id}
@@ -57,17 +56,12 @@ func (s *Scheduler) attempt(ctx context.Context, id string) time.Time {
 			continue
 		}
 		if body == nil {
-			if s.bytes != nil {
-				n := min(max(m.Size, 1), s.opts.MaxBytesInFlight)
-				if err := s.bytes.Acquire(ctx, n); err != nil {
-					s.releaseSlot(g.Domain)
+			var err error
+			if body, err = s.openBody(ctx, id); err != nil {
+				s.releaseSlot(g.Domain)
+				if ctx.Err() != nil {
 					return s.now() // shutting down; the spool keeps it due
 				}
-				held = n
-			}
-			var err error
-			if body, err = s.opts.Store.Body(id); err != nil {
-				s.releaseSlot(g.Domain)
 				log.Error("cannot read message body", "err", err)
 				return s.now().Add(time.Minute)
 			}
@@ -89,7 +83,11 @@ func (s *Scheduler) attempt(ctx context.Context, id string) time.Time {
 			}
 		}
 		dsn := func(m *queue.Message, bounced []queue.Recipient) (queue.Envelope, []byte, error) {
-			return s.opts.DSN(m, bounced, body)
+			head, err := body.head(dsnHead)
+			if err != nil {
+				return queue.Envelope{}, nil, err
+			}
+			return s.opts.DSN(m, bounced, head)
 		}
 		updated, dsnID, err := s.opts.Store.RecordAttempt(id, att, outcomes, dsn)
 		if err != nil {
@@ -143,7 +141,7 @@ func settled(outcomes []queue.RcptOutcome) []queue.RcptOutcome {
 // runGroup asks the group's method what to do and does it: settle the
 // recipients without delivery, or deliver the form the method made over
 // the transport the TLS decision requires.
-func (s *Scheduler) runGroup(ctx context.Context, log *slog.Logger, m *queue.Message, g Group, body []byte, signed *signCache) (queue.Attempt, []queue.RcptOutcome) {
+func (s *Scheduler) runGroup(ctx context.Context, log *slog.Logger, m *queue.Message, g Group, body Body, signed *signCache) (queue.Attempt, []queue.RcptOutcome) {
 	var act Action
 	if h, ok := s.opts.Methods[g.Method]; ok {
 		act = h.Prepare(ctx, m, g, body)
@@ -223,17 +221,17 @@ func (s *Scheduler) runGroup(ctx context.Context, log *slog.Logger, m *queue.Mes
 // per attempt: every group that sends the spooled body as is shares one
 // signature, a transformed form (an encrypted message) gets its own.
 type signCache struct {
-	sign     func(id string, body []byte) []byte
+	sign     func(id string, body delivery.Body) delivery.Body
 	id       string
-	in, outs [][]byte
+	in, outs []delivery.Body
 }
 
-func (c *signCache) form(body []byte) []byte {
+func (c *signCache) form(body delivery.Body) delivery.Body {
 	if c.sign == nil {
 		return body
 	}
 	for i, b := range c.in {
-		if mailtext.SameBytes(b, body) {
+		if sameBody(b, body) {
 			return c.outs[i]
 		}
 	}

@@ -18,7 +18,7 @@ import (
 // never goes out without knowing the floor the history sets.
 type Store interface {
 	Get(id string) (*queue.Message, error)
-	Body(id string) ([]byte, error)
+	OpenBody(id string) (queue.Spooled, error)
 	Pending() ([]queue.Due, error)
 	RecordAttempt(id string, att queue.Attempt, outcomes []queue.RcptOutcome, dsn queue.DSNFunc) (*queue.Message, string, error)
 	DomainInfo(domain string) (*queue.DomainInfo, error)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 
+	"github.com/sealgate/sealgate/gateway/delivery"
 	"github.com/sealgate/sealgate/policy"
 	"github.com/sealgate/sealgate/queue"
 )
@@ -24,9 +25,10 @@ type Group struct {
 type Action struct {
 	// Send is the message to deliver to the group, as it must leave
 	// (before DKIM signing, which the scheduler adds). A method that
-	// does not transform the message returns the body it was given:
-	// the same slice lets every such group share one signature.
-	Send []byte
+	// does not transform the message returns the body it was given,
+	// unread: delivery streams it, and every such group shares one
+	// signature. One that does returns its form (delivery.Bytes).
+	Send delivery.Body
 	// VerifiedTLS raises the delivery's requirement to TLS with a
 	// verified certificate (or a DANE match); RequiredBy says why, for
 	// the attempt record.
@@ -55,11 +57,12 @@ type Action struct {
 
 // Method carries out one chain method for a group. Prepare is called at
 // most once per group and attempt, from several goroutines at once for
-// different messages; body is the spooled message (CRLF line endings)
-// and must not be modified. A Method that needs time (key discovery,
+// different messages; body is the spooled message (CRLF line endings):
+// a method that needs its bytes calls body.Bytes() and must not modify
+// them. A Method that needs time (key discovery,
 // encryption) honours ctx.
 type Method interface {
-	Prepare(ctx context.Context, m *queue.Message, g Group, body []byte) Action
+	Prepare(ctx context.Context, m *queue.Message, g Group, body Body) Action
 }
 
 // PerRecipient is implemented by a Method whose form differs from one
@@ -72,10 +75,10 @@ type PerRecipient interface {
 }
 
 // MethodFunc adapts a function to Method.
-type MethodFunc func(ctx context.Context, m *queue.Message, g Group, body []byte) Action
+type MethodFunc func(ctx context.Context, m *queue.Message, g Group, body Body) Action
 
 // Prepare calls f.
-func (f MethodFunc) Prepare(ctx context.Context, m *queue.Message, g Group, body []byte) Action {
+func (f MethodFunc) Prepare(ctx context.Context, m *queue.Message, g Group, body Body) Action {
 	return f(ctx, m, g, body)
 }
 
@@ -96,14 +99,14 @@ func Builtin() Methods {
 
 // sendAsIs is tls: the message as spooled, over the TLS the transport
 // policy requires (opportunistic at the least).
-func sendAsIs(_ context.Context, _ *queue.Message, _ Group, body []byte) Action {
+func sendAsIs(_ context.Context, _ *queue.Message, _ Group, body Body) Action {
 	return Action{Send: body}
 }
 
 // sendVerified is tls-verified: the message as spooled, only over TLS
 // with a verified certificate; when the destination cannot do that and
 // the chain goes on, the next method is tried.
-func sendVerified(_ context.Context, m *queue.Message, g Group, body []byte) Action {
+func sendVerified(_ context.Context, m *queue.Message, g Group, body Body) Action {
 	by := "policy chain tls-verified"
 	if rules := recipientRules(m, g.Rcpts); rules != "" {
 		by += " (rule " + rules + ")"
@@ -111,12 +114,12 @@ func sendVerified(_ context.Context, m *queue.Message, g Group, body []byte) Act
 	return Action{Send: body, VerifiedTLS: true, RequiredBy: by, SkipOnTLSFailure: g.HasNext}
 }
 
-func drop(context.Context, *queue.Message, Group, []byte) Action {
+func drop(context.Context, *queue.Message, Group, Body) Action {
 	return Action{Outcome: &queue.RcptOutcome{Dropped: true, Status: "2.0.0",
 		Message: "dropped by policy: no method of the chain could deliver and the chain ends in drop"}}
 }
 
-func bounce(context.Context, *queue.Message, Group, []byte) Action {
+func bounce(context.Context, *queue.Message, Group, Body) Action {
 	return Action{Outcome: &queue.RcptOutcome{Permanent: true, Status: "5.7.10",
 		Message: "returned by policy: no method of the chain could deliver (TLS with a verified certificate was required) and the chain ends in bounce"}}
 }

@@ -3,12 +3,14 @@ package scheduler
 import (
 	"bytes"
 	"context"
+	"io"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/gateway/delivery"
 	"github.com/sealgate/sealgate/queue"
 )
 
@@ -36,19 +38,23 @@ func TestMethodRegistry(t *testing.T) {
 	}
 
 	methods := Builtin()
-	methods["pgp"] = MethodFunc(func(_ context.Context, _ *queue.Message, g Group, body []byte) Action {
+	methods["pgp"] = MethodFunc(func(_ context.Context, _ *queue.Message, g Group, body Body) Action {
 		if g.Domain == "nokey.test" {
 			return Action{Outcome: &queue.RcptOutcome{Skip: true, Message: "no key for " + g.Rcpts[0]}}
 		}
-		return Action{Send: bytes.ToUpper(body)}
+		b, err := body.Bytes()
+		if err != nil {
+			return Action{Outcome: &queue.RcptOutcome{Status: "4.3.0", Message: err.Error()}}
+		}
+		return Action{Send: delivery.Bytes(bytes.ToUpper(b))}
 	})
 	var signMu sync.Mutex
 	signs := 0
-	sign := func(_ string, body []byte) []byte {
+	sign := func(_ string, body delivery.Body) delivery.Body {
 		signMu.Lock()
 		signs++
 		signMu.Unlock()
-		return append([]byte("DKIM-Signature: x\r\n"), body...)
+		return delivery.Bytes("DKIM-Signature: x\r\n" + readBody(t, body))
 	}
 	d := &gateDeliverer{inFlight: map[string]int{}, fail: map[string]bool{}}
 	s := New(Options{Store: st, Deliverer: d, Methods: methods, Sign: sign})
@@ -81,7 +87,7 @@ func TestMethodRegistry(t *testing.T) {
 	d.mu.Lock()
 	bodies := map[string]string{}
 	for _, c := range d.calls {
-		bodies[c.Domain] = string(c.Body)
+		bodies[c.Domain] = readBody(t, c.Body)
 	}
 	d.mu.Unlock()
 	if got := bodies["key.test"]; got != "DKIM-Signature: x\r\nSUBJECT: S\r\n\r\nSECRET\r\n" {
@@ -157,11 +163,11 @@ type soloMethod struct {
 
 func (m *soloMethod) PerRecipient() {}
 
-func (m *soloMethod) Prepare(_ context.Context, _ *queue.Message, g Group, _ []byte) Action {
+func (m *soloMethod) Prepare(_ context.Context, _ *queue.Message, g Group, _ Body) Action {
 	m.mu.Lock()
 	m.groups = append(m.groups, g.Rcpts)
 	m.mu.Unlock()
-	return Action{Send: []byte("Subject: link\r\n\r\nfor " + strings.Join(g.Rcpts, ",") + "\r\n"),
+	return Action{Send: delivery.Bytes("Subject: link\r\n\r\nfor " + strings.Join(g.Rcpts, ",") + "\r\n"),
 		Delivered: func(out []queue.RcptOutcome) {
 			m.mu.Lock()
 			defer m.mu.Unlock()
@@ -206,8 +212,8 @@ func TestPerRecipientMethodAndMissingMethodSkipped(t *testing.T) {
 	})
 	d.mu.Lock()
 	for _, c := range d.calls {
-		if len(c.Recipients) != 1 || !bytes.Contains(c.Body, []byte("for "+c.Recipients[0]+"\r\n")) {
-			t.Errorf("delivery to %v of %q: want one recipient and its own form", c.Recipients, c.Body)
+		if body := readBody(t, c.Body); len(c.Recipients) != 1 || !strings.Contains(body, "for "+c.Recipients[0]+"\r\n") {
+			t.Errorf("delivery to %v of %q: want one recipient and its own form", c.Recipients, body)
 		}
 	}
 	if len(d.calls) != 2 {
@@ -229,4 +235,19 @@ func TestPerRecipientMethodAndMissingMethodSkipped(t *testing.T) {
 	if n != 2 {
 		t.Errorf("history does not say smime was skipped for both: %+v", m.Events)
 	}
+}
+
+// readBody reads a delivered body whole.
+func readBody(t *testing.T, b delivery.Body) string {
+	t.Helper()
+	r, err := b.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	out, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
 }

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"container/heap"
 	"context"
+	"github.com/sealgate/sealgate/gateway/delivery"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -37,12 +38,15 @@ type Options struct {
 	// without a handler holds its recipients ("not provided").
 	Methods Methods
 	// DSN builds a delivery status notification for bounced recipients
-	// (required as soon as a recipient can bounce).
+	// (required as soon as a recipient can bounce). It is given the
+	// start of the message (dsnHead octets at most), which holds the
+	// header a notification returns.
 	DSN func(m *queue.Message, bounced []queue.Recipient, body []byte) (queue.Envelope, []byte, error)
-	// Sign, when set, returns a message as it must leave (DKIM-signed).
-	// It runs once per distinct outgoing form and attempt of a message,
-	// not once per destination.
-	Sign func(id string, body []byte) []byte
+	// Sign, when set, returns a message as it must leave (DKIM-signed:
+	// the signature in front of the body, which it reads once and does
+	// not copy). It runs once per distinct outgoing form and attempt of
+	// a message, not once per destination.
+	Sign func(id string, body delivery.Body) delivery.Body
 	// TLS decides the transport requirement of a destination; nil means
 	// opportunistic TLS everywhere.
 	TLS *policy.TransportPolicy

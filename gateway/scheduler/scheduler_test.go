@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,7 +23,20 @@ type memStore struct {
 	deferFor time.Duration
 	// pendingFails makes that many Pending calls fail first.
 	pendingFails int
+	// fileBodies: bodies are streamed from files (not inline), of the
+	// message's Size.
+	fileBodies bool
 }
+
+// fileBody is a body the spool keeps in a file: its size is what the
+// record says, and it is read as a stream.
+type fileBody struct {
+	BytesBody
+	size int64
+}
+
+func (f fileBody) Size() int64  { return f.size }
+func (f fileBody) Inline() bool { return false }
 
 func (s *memStore) add(id string, held bool, rcpts ...string) {
 	s.mu.Lock()
@@ -47,7 +61,18 @@ func (s *memStore) Get(id string) (*queue.Message, error) {
 	return &c, nil
 }
 
-func (s *memStore) Body(id string) ([]byte, error) { return []byte("Subject: x\r\n\r\nx\r\n"), nil }
+// OpenBody returns a body of the message's Size (a short one when 0).
+func (s *memStore) OpenBody(id string) (queue.Spooled, error) {
+	body := "Subject: x\r\n\r\nx\r\n"
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m := s.msgs[id]; m != nil && s.fileBodies {
+		return fileBody{BytesBody(body), m.Size}, nil
+	} else if m != nil && m.Size > int64(len(body)) {
+		body += strings.Repeat("x", int(m.Size)-len(body))
+	}
+	return BytesBody(body), nil
+}
 
 func (s *memStore) DomainInfo(string) (*queue.DomainInfo, error) { return nil, nil }
 func (s *memStore) ObserveTLS(queue.TLSObservation) error        { return nil }
@@ -266,6 +291,65 @@ func TestSchedulerBoundsBodyBytesInFlight(t *testing.T) {
 	defer d.mu.Unlock()
 	if d.maxAll != 1 {
 		t.Errorf("%d deliveries overlapped; the byte budget allows 1", d.maxAll)
+	}
+}
+
+// TestSchedulerStreamsLargeBodiesWithinTheBudget: a body in a file is
+// streamed, so an attempt takes from the byte budget its buffers, not
+// its size: four 50 MB messages go out at once under a 10 MB budget. A
+// method that loads the body whole takes its size, and waits for room.
+func TestSchedulerStreamsLargeBodiesWithinTheBudget(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		load    bool
+		overlap int
+	}{{"streamed", false, 4}, {"loaded whole", true, 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := &memStore{msgs: map[string]*queue.Message{}, fileBodies: true}
+			for _, id := range []string{"m1", "m2", "m3", "m4"} {
+				st.add(id, false, "a@"+id+".test")
+				st.msgs[id].Size = 50 << 20
+			}
+			methods := Builtin()
+			if tc.load {
+				methods["tls"] = MethodFunc(func(_ context.Context, _ *queue.Message, _ Group, body Body) Action {
+					b, err := body.Bytes()
+					if err != nil {
+						return Action{Outcome: &queue.RcptOutcome{Status: "4.3.0", Message: err.Error()}}
+					}
+					return Action{Send: delivery.Bytes(b)}
+				})
+			}
+			d := &gateDeliverer{inFlight: map[string]int{}, release: make(chan struct{}), fail: map[string]bool{}}
+			s := New(Options{Store: st, Deliverer: d, Methods: methods, MaxConcurrency: 4, MaxBytesInFlight: 10 << 20})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { s.Run(ctx); close(done) }()
+			t.Cleanup(func() { cancel(); <-done })
+			waitFor(t, "four attempts started", func() bool { return st.gets.Load() >= 4 })
+			if !tc.load {
+				waitFor(t, "four deliveries at once", func() bool {
+					d.mu.Lock()
+					defer d.mu.Unlock()
+					return d.cur == 4
+				})
+			} else {
+				time.Sleep(100 * time.Millisecond) // let any attempt that could overlap reach the deliverer
+			}
+			for delivered := 0; delivered < 4; {
+				select {
+				case d.release <- struct{}{}:
+					delivered++
+				case <-time.After(10 * time.Second):
+					t.Fatal("deliveries stalled")
+				}
+			}
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			if d.maxAll != tc.overlap {
+				t.Errorf("%d deliveries overlapped, want %d", d.maxAll, tc.overlap)
+			}
+		})
 	}
 }
 

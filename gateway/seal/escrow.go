@@ -15,6 +15,7 @@ import (
 	texttemplate "text/template"
 	"time"
 
+	"github.com/sealgate/sealgate/gateway/delivery"
 	"github.com/sealgate/sealgate/gateway/scheduler"
 	"github.com/sealgate/sealgate/internal/mailtext"
 	"github.com/sealgate/sealgate/queue"
@@ -73,7 +74,7 @@ func (*Escrow) PerRecipient() {}
 
 // Prepare escrows body for the group's recipient and returns the
 // notice to send in its place.
-func (e *Escrow) Prepare(ctx context.Context, m *queue.Message, g scheduler.Group, body []byte) scheduler.Action {
+func (e *Escrow) Prepare(ctx context.Context, m *queue.Message, g scheduler.Group, spool scheduler.Body) scheduler.Action {
 	if len(g.Rcpts) != 1 {
 		// The scheduler never does this to a PerRecipient method; a
 		// notice for several would show each recipient the others' links.
@@ -83,6 +84,10 @@ func (e *Escrow) Prepare(ctx context.Context, m *queue.Message, g scheduler.Grou
 		return scheduler.Action{Outcome: &queue.RcptOutcome{Status: "4.3.0", Message: "escrow interrupted"}}
 	}
 	rcpt := g.Rcpts[0]
+	body, err := spool.Bytes()
+	if err != nil {
+		return scheduler.Action{Outcome: &queue.RcptOutcome{Status: "4.3.0", Message: "the message could not be read from the spool"}}
+	}
 	head := readHeader(body)
 	rcptID, token, err := e.o.Store.Deposit(queue.EscrowDeposit{QueueID: m.ID, EnvelopeFrom: m.Envelope.From,
 		Sender: head.senderText(), Recipient: rcpt}, body)
@@ -98,7 +103,7 @@ func (e *Escrow) Prepare(ctx context.Context, m *queue.Message, g scheduler.Grou
 	e.o.Logger.Info("message escrowed", "queue_id", m.ID, "escrow_id", rcptID)
 	e.sendReceipt(ctx, m, head)
 	return scheduler.Action{
-		Send:       notice,
+		Send:       delivery.Bytes(notice),
 		Protection: "escrow: content kept in the gateway (escrow " + rcptID + "); the recipient got a notice with a link",
 		Delivered: func(out []queue.RcptOutcome) {
 			for _, o := range out {

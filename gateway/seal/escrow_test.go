@@ -35,14 +35,14 @@ func TestEscrowNoticeHoldsNothingOfTheContent(t *testing.T) {
 	body := []byte("From: =?utf-8?q?Dr_J=C3=BCrgen?= <alice@org.test>\r\nTo: bob@dest.test\r\n" +
 		"Subject: Lab results for Bob\r\nContent-Type: text/plain\r\n\r\nhaemoglobin 13.2\r\n")
 	m := &queue.Message{ID: "q1", Envelope: queue.Envelope{From: "alice@org.test"}}
-	act := e.Prepare(context.Background(), m, scheduler.Group{Method: "escrow", Rcpts: []string{"bob@dest.test"}}, body)
+	act := e.Prepare(context.Background(), m, scheduler.Group{Method: "escrow", Rcpts: []string{"bob@dest.test"}}, scheduler.BytesBody(body))
 	if act.Outcome != nil {
 		t.Fatalf("outcome %+v", act.Outcome)
 	}
 	if _, ok := any(e).(scheduler.PerRecipient); !ok {
 		t.Error("escrow is not a PerRecipient method")
 	}
-	out := string(act.Send)
+	out := string(sendBytes(act))
 	for _, secret := range []string{"Lab results", "haemoglobin", "13.2"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("the notice holds %q:\n%s", secret, out)
@@ -89,11 +89,11 @@ func TestEscrowNoticeHoldsNothingOfTheContent(t *testing.T) {
 	}
 
 	e = NewEscrow(EscrowOptions{Store: store, PublicURL: "https://s.test", Subject: "Secure", SubjectInNotice: true})
-	act = e.Prepare(context.Background(), m, scheduler.Group{Rcpts: []string{"bob@dest.test"}}, body)
-	if !strings.Contains(string(act.Send), "Subject: Secure: Lab results for Bob\r\n") {
-		t.Errorf("subject_in_notice:\n%s", act.Send)
+	act = e.Prepare(context.Background(), m, scheduler.Group{Rcpts: []string{"bob@dest.test"}}, scheduler.BytesBody(body))
+	if !strings.Contains(string(sendBytes(act)), "Subject: Secure: Lab results for Bob\r\n") {
+		t.Errorf("subject_in_notice:\n%s", sendBytes(act))
 	}
-	act = e.Prepare(context.Background(), m, scheduler.Group{Rcpts: []string{"a@d.test", "b@d.test"}}, body)
+	act = e.Prepare(context.Background(), m, scheduler.Group{Rcpts: []string{"a@d.test", "b@d.test"}}, scheduler.BytesBody(body))
 	if act.Outcome == nil || act.Send != nil {
 		t.Error("a notice for two recipients was built")
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/certs"
+	"github.com/sealgate/sealgate/gateway/delivery"
 	"github.com/sealgate/sealgate/gateway/scheduler"
 	"github.com/sealgate/sealgate/queue"
 )
@@ -58,7 +59,7 @@ func NewPGP(o PGPOptions) *PGP {
 // of its chain (Skip, with the reason); at the end of a chain there is
 // nothing to skip to, and the group is held (deferred with the reason,
 // bounced at expiry) so that a key imported meanwhile still serves it.
-func (p *PGP) Prepare(ctx context.Context, m *queue.Message, g scheduler.Group, body []byte) scheduler.Action {
+func (p *PGP) Prepare(ctx context.Context, m *queue.Message, g scheduler.Group, spool scheduler.Body) scheduler.Action {
 	var to []*certs.OpenPGPRecipient
 	var missing []string
 	for _, rcpt := range g.Rcpts {
@@ -94,6 +95,10 @@ func (p *PGP) Prepare(ctx context.Context, m *queue.Message, g scheduler.Group, 
 		to = append(to, p.archive)
 		keys = append(keys, "the organisation archive key "+p.archive.Key.Fingerprint+" ("+p.archive.Key.Algorithm+")")
 	}
+	body, err := spool.Bytes()
+	if err != nil {
+		return scheduler.Action{Outcome: &queue.RcptOutcome{Status: "4.3.0", Message: "the message could not be read from the spool"}}
+	}
 	out, err := pgpMIME(body, p.placeholder, func(w io.Writer) (io.WriteCloser, error) {
 		return certs.EncryptOpenPGP(w, to, now)
 	})
@@ -102,5 +107,5 @@ func (p *PGP) Prepare(ctx context.Context, m *queue.Message, g scheduler.Group, 
 		return scheduler.Action{Outcome: &queue.RcptOutcome{Status: "4.3.0", Message: "OpenPGP encryption failed"}}
 	}
 	p.logger.Info("message encrypted with OpenPGP", "queue_id", m.ID, "domain", g.Domain, "keys", strings.Join(keys, ", "))
-	return scheduler.Action{Send: out, Protection: "pgp: PGP/MIME encrypted to " + strings.Join(keys, ", ")}
+	return scheduler.Action{Send: delivery.Bytes(out), Protection: "pgp: PGP/MIME encrypted to " + strings.Join(keys, ", ")}
 }

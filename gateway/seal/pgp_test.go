@@ -16,6 +16,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 
 	"github.com/sealgate/sealgate/certs"
+	"github.com/sealgate/sealgate/gateway/delivery"
 	"github.com/sealgate/sealgate/gateway/scheduler"
 	"github.com/sealgate/sealgate/queue"
 )
@@ -64,12 +65,12 @@ func TestPGPArchiveKeyExpiredDefers(t *testing.T) {
 	g := scheduler.Group{Rcpts: []string{"bob@dest.test"}, HasNext: true}
 	body := []byte("Subject: hi\r\n\r\nsecret\r\n")
 
-	act := p.Prepare(context.Background(), m, g, body)
+	act := p.Prepare(context.Background(), m, g, scheduler.BytesBody(body))
 	if act.Outcome != nil || !strings.Contains(act.Protection, "the organisation archive key") {
 		t.Fatalf("with a valid archive key: %+v", act)
 	}
 	now = start.Add(2 * time.Hour)
-	act = p.Prepare(context.Background(), m, g, body)
+	act = p.Prepare(context.Background(), m, g, scheduler.BytesBody(body))
 	if act.Send != nil || act.Outcome == nil || act.Outcome.Skip || act.Outcome.Status != "4.7.0" ||
 		!strings.Contains(act.Outcome.Message, "organisation archive key unusable") || !strings.Contains(act.Outcome.Message, "expired") {
 		t.Errorf("with an expired archive key: %+v %+v", act, act.Outcome)
@@ -140,4 +141,10 @@ func benchMessage(attachment []byte) []byte {
 	}
 	b.WriteString(enc + "\r\n--b--\r\n")
 	return b.Bytes()
+}
+
+// sendBytes is what a method's action sends, as bytes.
+func sendBytes(act scheduler.Action) []byte {
+	b, _ := act.Send.(delivery.Bytes)
+	return b
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/sealgate/sealgate/certs"
+	"github.com/sealgate/sealgate/gateway/delivery"
 	"github.com/sealgate/sealgate/gateway/scheduler"
 	"github.com/sealgate/sealgate/queue"
 )
@@ -56,7 +57,7 @@ func NewSMIME(o SMIMEOptions) *SMIME {
 // chain (Skip, with the reason); at the end of a chain the group is
 // held instead (deferred with the reason, bounced at expiry), so that a
 // certificate imported meanwhile still serves it — as pgp does.
-func (s *SMIME) Prepare(ctx context.Context, m *queue.Message, g scheduler.Group, body []byte) scheduler.Action {
+func (s *SMIME) Prepare(ctx context.Context, m *queue.Message, g scheduler.Group, spool scheduler.Body) scheduler.Action {
 	var to []*certs.SMIMERecipient
 	var missing []string
 	for _, rcpt := range g.Rcpts {
@@ -78,6 +79,10 @@ func (s *SMIME) Prepare(ctx context.Context, m *queue.Message, g scheduler.Group
 		recipients[i] = r.Cert
 	}
 	opts := certs.SMIMEOptions{Cipher: certs.SMIMECipherFor(recipients), RSATransport: s.rsa}
+	body, err := spool.Bytes()
+	if err != nil {
+		return scheduler.Action{Outcome: &queue.RcptOutcome{Status: "4.3.0", Message: "the message could not be read from the spool"}}
+	}
 	out, err := certs.BuildSMIME(body, recipients, s.placeholder, opts)
 	if errors.Is(err, certs.ErrSMIMEMalformedMessage) {
 		// It will not get better by waiting: the header cannot be cut
@@ -99,7 +104,7 @@ func (s *SMIME) Prepare(ctx context.Context, m *queue.Message, g scheduler.Group
 	}
 	p := "smime: S/MIME " + content + " encrypted to " + strings.Join(names, ", ")
 	s.logger.Info("message encrypted with S/MIME", "queue_id", m.ID, "domain", g.Domain, "protection", p)
-	return scheduler.Action{Send: out, Protection: p}
+	return scheduler.Action{Send: delivery.Bytes(out), Protection: p}
 }
 
 // cannot is the outcome when the method does not apply to the group:

@@ -81,18 +81,18 @@ func TestSMIMEEncryptsToEveryRecipient(t *testing.T) {
 	book := certificateBook{"b@dest.test": testCertificate(t, "b@dest.test", "rsa"), "c@dest.test": testCertificate(t, "c@dest.test", "ec")}
 	s := NewSMIME(SMIMEOptions{Certificates: book, Subject: "Encrypted message"})
 	act := s.Prepare(context.Background(), &queue.Message{ID: "q1"},
-		scheduler.Group{Domain: "dest.test", Method: "smime", Rcpts: []string{"b@dest.test", "c@dest.test"}}, []byte(smimeTestMessage))
+		scheduler.Group{Domain: "dest.test", Method: "smime", Rcpts: []string{"b@dest.test", "c@dest.test"}}, scheduler.BytesBody(smimeTestMessage))
 	if act.Outcome != nil {
 		t.Fatalf("outcome %+v", act.Outcome)
 	}
-	head, _, _ := bytes.Cut(act.Send, []byte("\r\n\r\n"))
+	head, _, _ := bytes.Cut(sendBytes(act), []byte("\r\n\r\n"))
 	for _, want := range []string{"Subject: Encrypted message\r\n", "Content-Type: application/pkcs7-mime; smime-type=enveloped-data", "Message-ID: <1@org.test>"} {
-		if !bytes.Contains(act.Send, []byte(want)) {
+		if !bytes.Contains(sendBytes(act), []byte(want)) {
 			t.Errorf("outer message lacks %q:\n%s", want, head)
 		}
 	}
-	if bytes.Contains(act.Send, []byte("results are in")) || bytes.Contains(head, []byte("Results")) {
-		t.Errorf("the content or the Subject is readable:\n%s", act.Send)
+	if bytes.Contains(sendBytes(act), []byte("results are in")) || bytes.Contains(head, []byte("Results")) {
+		t.Errorf("the content or the Subject is readable:\n%s", sendBytes(act))
 	}
 	b, c := book["b@dest.test"].Key, book["c@dest.test"].Key
 	want := "smime: S/MIME enveloped-data, aes256-cbc encrypted to b@dest.test certificate serial " + b.Serial + " fingerprint " + b.Fingerprint +
@@ -108,12 +108,12 @@ func TestSMIMEWithoutCertificate(t *testing.T) {
 	s := NewSMIME(SMIMEOptions{Certificates: book, Subject: "Encrypted message"})
 	group := scheduler.Group{Domain: "dest.test", Method: "smime", Rcpts: []string{"b@dest.test", "bob@partner.example"}, HasNext: true}
 
-	act := s.Prepare(context.Background(), &queue.Message{ID: "q1"}, group, []byte(smimeTestMessage))
+	act := s.Prepare(context.Background(), &queue.Message{ID: "q1"}, group, scheduler.BytesBody([]byte(smimeTestMessage)))
 	if o := act.Outcome; o == nil || !o.Skip || o.Status != "4.7.0" || o.Message != "no S/MIME certificate for bob@partner.example" || act.Send != nil {
 		t.Errorf("with a next method: %+v", act)
 	}
 	group.HasNext = false
-	act = s.Prepare(context.Background(), &queue.Message{ID: "q1"}, group, []byte(smimeTestMessage))
+	act = s.Prepare(context.Background(), &queue.Message{ID: "q1"}, group, scheduler.BytesBody([]byte(smimeTestMessage)))
 	if o := act.Outcome; o == nil || o.Skip || o.Permanent || o.Status != "4.7.0" ||
 		o.Message != "held: the chain ends in smime and no S/MIME certificate for bob@partner.example" {
 		t.Errorf("at the end of the chain: %+v", act.Outcome)
@@ -121,7 +121,7 @@ func TestSMIMEWithoutCertificate(t *testing.T) {
 
 	// A header that cannot be cut into fields never leaves in clear.
 	group.Rcpts = []string{"b@dest.test"}
-	act = s.Prepare(context.Background(), &queue.Message{ID: "q1"}, group, []byte("From a@org.test\r\n\r\nbody\r\n"))
+	act = s.Prepare(context.Background(), &queue.Message{ID: "q1"}, group, scheduler.BytesBody([]byte("From a@org.test\r\n\r\nbody\r\n")))
 	if o := act.Outcome; o == nil || !o.Permanent || o.Status != "5.6.0" || !strings.Contains(o.Message, "cannot be encrypted with S/MIME") {
 		t.Errorf("malformed header at the end of the chain: %+v", act.Outcome)
 	}
@@ -147,12 +147,12 @@ func TestSMIMEUsesGCMOnlyWhenEveryCertificateListsIt(t *testing.T) {
 		"b@dest.test d@dest.test": "smime: S/MIME enveloped-data, aes256-cbc encrypted to ",
 	} {
 		act := s.Prepare(context.Background(), &queue.Message{ID: "q1"},
-			scheduler.Group{Domain: "dest.test", Method: "smime", Rcpts: strings.Fields(rcpts)}, []byte(smimeTestMessage))
+			scheduler.Group{Domain: "dest.test", Method: "smime", Rcpts: strings.Fields(rcpts)}, scheduler.BytesBody(smimeTestMessage))
 		if !strings.HasPrefix(act.Protection, want) {
 			t.Errorf("%s: protection %q, want %q…", rcpts, act.Protection, want)
 		}
-		if gcm := strings.Contains(want, "gcm"); gcm != bytes.Contains(act.Send, []byte("smime-type=authEnveloped-data")) {
-			t.Errorf("%s: outer Content-Type does not match the cipher:\n%.400s", rcpts, act.Send)
+		if gcm := strings.Contains(want, "gcm"); gcm != bytes.Contains(sendBytes(act), []byte("smime-type=authEnveloped-data")) {
+			t.Errorf("%s: outer Content-Type does not match the cipher:\n%.400s", rcpts, sendBytes(act))
 		}
 	}
 }
