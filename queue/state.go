@@ -284,28 +284,63 @@ func (s *Store) Retry(id string) error {
 	return err
 }
 
+// retryBatch is how many messages one RetryAll commit changes: one
+// fsync for many, and short write transactions.
+const retryBatch = 500
+
 // RetryAll makes every pending recipient of every unfinished message that
 // is not held due now and returns how many messages that touched.
 func (s *Store) RetryAll() (int, error) {
+	ids, err := s.RetryAllIDs()
+	return len(ids), err
+}
+
+// RetryAllIDs is RetryAll, returning the IDs of the messages it touched.
+func (s *Store) RetryAllIDs() ([]string, error) {
 	msgs, err := s.List()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	n := 0
-	for _, m := range msgs {
-		if finished(&m) || m.Held {
-			continue
-		}
-		switch err := s.Retry(m.ID); {
-		case err == nil:
-			n++
-		case errors.Is(err, ErrNotFound), errors.Is(err, ErrHeld), errors.Is(err, ErrFinished):
-			// changed since the list was read
-		default:
-			return n, err
+	var ids []string
+	for i := range msgs {
+		if !finished(&msgs[i]) && !msgs[i].Held {
+			ids = append(ids, msgs[i].ID)
 		}
 	}
-	return n, nil
+	var done []string
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), retryBatch)]
+		ids = ids[len(batch):]
+		var touched []string
+		err := s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
+			touched = touched[:0] // the commit may run this more than once
+			now := s.now()
+			for _, id := range batch {
+				m, err := s.getMessage(tx, id)
+				if errors.Is(err, ErrNotFound) || errors.Is(err, errCorrupt) {
+					continue // gone, or left for the quarantine, since the list was read
+				}
+				if err != nil {
+					return err
+				}
+				if finished(m) || m.Held {
+					continue // changed since the list was read
+				}
+				makeDue(m, now)
+				m.Events = append(m.Events, Event{Time: now, Kind: "retry", Detail: "retry of all messages requested by admin"})
+				if err := s.putMessage(tx, m); err != nil {
+					return err
+				}
+				touched = append(touched, id)
+			}
+			return nil
+		})
+		if err != nil {
+			return done, err
+		}
+		done = append(done, touched...)
+	}
+	return done, nil
 }
 
 // finished reports whether every recipient of m is final.

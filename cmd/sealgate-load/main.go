@@ -57,6 +57,7 @@ func main() {
 	apiKey := flag.String("api-key", "", "with -api: the send key, id:secret (its domains must allow sender.test)")
 	flag.BoolVar(&sinkTLS, "sink-tls", false, "the sink offers STARTTLS (a self-signed certificate), for runs that require TLS out")
 	idle := flag.Int("idle", 0, "instead of sending: open this many idle SMTP sessions (100 per source address, 127.0.0.2 on) and report the gateway's RSS (-pid)")
+	drain := flag.Int("drain", 0, "instead of sending: run the sink (and -dns), wait for this many deliveries and report the gateway's CPU per delivered message (-pid): a spooled backlog draining")
 	tree := flag.Bool("tree", false, "with -pid: measure the process and all its descendants (CPU summed, peak PSS sampled), for a server made of several processes such as Postfix")
 	flag.Parse()
 	if *idle > 0 {
@@ -78,6 +79,13 @@ func main() {
 			os.Exit(1)
 		}
 		defer stop()
+	}
+	if *drain > 0 {
+		if err := drainRun(*sinkAddr, *drain, *wait, *pid); err != nil {
+			fmt.Fprintln(os.Stderr, "sealgate-load:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	send := func(more func() bool, deferred *atomic.Int64, body []byte) ([]time.Duration, error) {
 		return sendLoop(*addr, body, *rcpt, *perConn, more, deferred)
@@ -165,6 +173,44 @@ func run(send sender, n, c int, body []byte, sinkAddr string, wait time.Duration
 		} else {
 			fmt.Printf("gateway peak RSS: unknown (%v)\n", err)
 		}
+	}
+	return nil
+}
+
+// drainRun counts deliveries of a backlog the gateway already holds:
+// from the sink's start to the n-th delivery it reports the delivery
+// rate and the gateway's CPU per delivered message.
+func drainRun(sinkAddr string, n int, wait time.Duration, pid int) error {
+	if sinkAddr == "" || pid == 0 {
+		return errors.New("-drain needs -sink and -pid")
+	}
+	sink, err := startSink(sinkAddr)
+	if err != nil {
+		return err
+	}
+	defer sink.close()
+	cpu0, err := cpuTime(pid)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	deadline := start.Add(wait)
+	for sink.count.Load() < int64(n) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cpu1, err := cpuTime(pid)
+	if err != nil {
+		return err
+	}
+	got := sink.count.Load()
+	first, last := time.Unix(0, sink.first.Load()), time.Unix(0, sink.last.Load())
+	fmt.Printf("drained %d/%d; delivered/s: %.0f (first to last delivery %s)\n",
+		got, n, float64(got)/last.Sub(first).Seconds(), last.Sub(first).Round(time.Millisecond))
+	if got > 0 {
+		fmt.Printf("gateway CPU: %.3f ms per delivered message\n", float64((cpu1-cpu0).Microseconds())/1000/float64(got))
+	}
+	if hwm, err := peakRSS(pid); err == nil {
+		fmt.Printf("gateway peak RSS: %s\n", hwm)
 	}
 	return nil
 }
@@ -310,6 +356,7 @@ type countingSink struct {
 	srv   *smtp.Server
 	ln    net.Listener
 	count atomic.Int64
+	first atomic.Int64 // unix nanos of the first delivery
 	last  atomic.Int64 // unix nanos of the last delivery
 }
 
@@ -367,7 +414,9 @@ func (s *sinkSession) Data(r io.Reader) error {
 		return err
 	}
 	s.sink.count.Add(1)
-	s.sink.last.Store(time.Now().UnixNano())
+	now := time.Now().UnixNano()
+	s.sink.first.CompareAndSwap(0, now)
+	s.sink.last.Store(now)
 	return nil
 }
 

@@ -48,6 +48,8 @@ type QueueOps interface {
 // spool's counters. queue.Store implements it.
 type Store interface {
 	QueueOps
+	// RetryAllIDs is RetryAll, returning the messages it made due.
+	RetryAllIDs() ([]string, error)
 	Stats() (queue.Stats, error)
 	Counts() (queue.Counts, error)
 }
@@ -369,18 +371,14 @@ func (a *API) delete(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) retryAll(w http.ResponseWriter, r *http.Request) {
-	n, err := a.store.RetryAll()
+	ids, err := a.store.RetryAllIDs()
+	for _, id := range ids {
+		a.wake(id)
+	}
+	n := len(ids)
 	if err != nil {
 		a.fail(w, err)
 		return
-	}
-	msgs, err := a.store.List()
-	if err == nil {
-		for _, m := range msgs {
-			if m.DoneAt.IsZero() && !m.Held {
-				a.wake(m.ID)
-			}
-		}
 	}
 	a.logger.Info("retry of all messages requested by admin", "messages", n)
 	a.audited(r, "retry-all", "", fmt.Sprintf("%d messages made due", n))

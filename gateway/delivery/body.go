@@ -26,6 +26,20 @@ type EightBitKnown interface {
 	Has8bit() (bool, error)
 }
 
+// InMemory is a Body whose bytes are at hand, in pieces (a signature
+// header, then the spooled body): delivery writes them as they are, with
+// no read buffers. ok is false when they are not (a body in a file).
+type InMemory interface {
+	Pieces() (pieces [][]byte, ok bool)
+}
+
+func pieces(b Body) ([][]byte, bool) {
+	if m, ok := b.(InMemory); ok {
+		return m.Pieces()
+	}
+	return nil, false
+}
+
 // Bytes is a Body held in memory.
 type Bytes []byte
 
@@ -37,6 +51,9 @@ func (b Bytes) Open() (io.ReadCloser, error) { return io.NopCloser(bytes.NewRead
 
 // Has8bit scans b.
 func (b Bytes) Has8bit() (bool, error) { return has8bit(b), nil }
+
+// Pieces is b.
+func (b Bytes) Pieces() ([][]byte, bool) { return [][]byte{b}, true }
 
 // BodyHas8bit reports whether body has a byte with the high bit set,
 // reading it once unless it knows.
@@ -158,6 +175,32 @@ func (d *dotWriter) Close() error {
 	return err
 }
 
+// wholeLinesPieces reports whether pieces, one after the other, are
+// already as BDAT sends a body: every LF after a CR, and the last byte
+// an LF (or no bytes at all).
+func wholeLinesPieces(pieces [][]byte) bool {
+	prevCR, empty := false, true
+	var last byte
+	for _, p := range pieces {
+		if len(p) == 0 {
+			continue
+		}
+		for i := 0; ; {
+			j := bytes.IndexByte(p[i:], '\n')
+			if j < 0 {
+				break
+			}
+			k := i + j
+			if k > 0 && p[k-1] != '\r' || k == 0 && !prevCR {
+				return false
+			}
+			i = k + 1
+		}
+		prevCR, empty, last = p[len(p)-1] == '\r', false, p[len(p)-1]
+	}
+	return empty || last == '\n'
+}
+
 // crlfReader reads a body as BDAT sends it, every line ending
 // CRLF: a bare LF becomes CRLF, and a last line without an end
 // gets one (a body that ends in a lone CR gets its LF).
@@ -170,8 +213,10 @@ type crlfReader struct {
 	eof     bool
 }
 
-func newCRLFReader(r io.Reader) *crlfReader {
-	return &crlfReader{r: r, in: make([]byte, 32<<10)}
+// newCRLFReader reads r, of about size bytes (its buffer is no larger
+// than the body needs).
+func newCRLFReader(r io.Reader, size int64) *crlfReader {
+	return &crlfReader{r: r, in: make([]byte, min(size+1, 32<<10))}
 }
 
 func (c *crlfReader) Read(p []byte) (int, error) {
@@ -229,13 +274,23 @@ type bdatChunks struct {
 	done bool
 }
 
-func newBDATChunks(body io.Reader, size int) *bdatChunks {
-	return &bdatChunks{r: bufio.NewReaderSize(newCRLFReader(body), 32<<10), buf: make([]byte, size)}
+// newBDATChunks cuts body, of about bodySize bytes, into chunks of at
+// most size. The chunk buffer is no larger than the body can become (every
+// line end a bare LF, made CRLF): a 10 KB message does not clear a
+// megabyte.
+func newBDATChunks(body io.Reader, bodySize int64, size int) *bdatChunks {
+	return &bdatChunks{r: bufio.NewReaderSize(newCRLFReader(body, bodySize), int(min(bodySize+16, 32<<10))),
+		buf: make([]byte, min(int64(size), 2*bodySize+2))}
 }
 
-// next returns the next chunk (valid until the next call) and whether
-// it is the last; io.EOF after the last.
-func (b *bdatChunks) next() (chunk []byte, last bool, err error) {
+// chunker hands out a body's BDAT chunks: the next one (in pieces,
+// valid until the next call) and whether it is the last; io.EOF after
+// the last.
+type chunker interface {
+	next() (chunk [][]byte, last bool, err error)
+}
+
+func (b *bdatChunks) next() ([][]byte, bool, error) {
 	if b.done {
 		return nil, false, io.EOF
 	}
@@ -243,17 +298,48 @@ func (b *bdatChunks) next() (chunk []byte, last bool, err error) {
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
 		b.done = true
-		return b.buf[:n], true, nil
+		return [][]byte{b.buf[:n]}, true, nil
 	case err != nil:
 		return nil, false, err
 	}
 	if _, err := b.r.Peek(1); err == io.EOF {
 		b.done = true
-		return b.buf[:n], true, nil
+		return [][]byte{b.buf[:n]}, true, nil
 	} else if err != nil {
 		return nil, false, err
 	}
-	return b.buf[:n], false, nil
+	return [][]byte{b.buf[:n]}, false, nil
+}
+
+// pieceChunks cuts a body held in memory, already in whole CRLF lines,
+// into chunks without copying it.
+type pieceChunks struct {
+	pieces [][]byte
+	size   int
+	done   bool
+}
+
+func (p *pieceChunks) next() ([][]byte, bool, error) {
+	if p.done {
+		return nil, false, io.EOF
+	}
+	var out [][]byte
+	n := 0
+	for len(p.pieces) > 0 && n < p.size {
+		take := min(len(p.pieces[0]), p.size-n)
+		if take > 0 {
+			out = append(out, p.pieces[0][:take])
+		}
+		n += take
+		if p.pieces[0] = p.pieces[0][take:]; len(p.pieces[0]) == 0 {
+			p.pieces = p.pieces[1:]
+		}
+	}
+	for len(p.pieces) > 0 && len(p.pieces[0]) == 0 {
+		p.pieces = p.pieces[1:]
+	}
+	p.done = len(p.pieces) == 0
+	return out, p.done, nil
 }
 
 // has8bit reports whether any byte of b has its high bit set; it reads
@@ -297,6 +383,14 @@ func (w *withHeader) Open() (io.ReadCloser, error) {
 		io.Reader
 		io.Closer
 	}{io.MultiReader(bytes.NewReader(w.fields), r), r}, nil
+}
+
+func (w *withHeader) Pieces() ([][]byte, bool) {
+	rest, ok := pieces(w.body)
+	if !ok {
+		return nil, false
+	}
+	return append([][]byte{w.fields}, rest...), true
 }
 
 func (w *withHeader) Has8bit() (bool, error) {

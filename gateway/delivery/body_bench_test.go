@@ -83,11 +83,11 @@ func BenchmarkBodyBDAT(b *testing.B) {
 			b.SetBytes(int64(len(body)))
 			b.ReportAllocs()
 			for b.Loop() {
-				chunks := newBDATChunks(bytes.NewReader(body), bdatChunkSize)
+				chunks := newBDATChunks(bytes.NewReader(body), int64(len(body)), bdatChunkSize)
 				for {
 					chunk, last, _ := chunks.next()
-					s.command("BDAT " + strconv.Itoa(len(chunk)) + " LAST")
-					s.w.Write(chunk)
+					s.command("BDAT " + strconv.Itoa(len(chunk[0])) + " LAST")
+					s.w.Write(chunk[0])
 					if last {
 						break
 					}

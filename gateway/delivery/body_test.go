@@ -143,7 +143,7 @@ func TestCRLFReader(t *testing.T) {
 			if name == "one byte" {
 				src = iotest.OneByteReader(src)
 			}
-			got, err := io.ReadAll(iotest.OneByteReader(newCRLFReader(src)))
+			got, err := io.ReadAll(iotest.OneByteReader(newCRLFReader(src, int64(len(in)))))
 			if err != nil || string(got) != want {
 				t.Errorf("%s: %q read as %q (%v), want %q", name, in, got, err, want)
 			}
@@ -163,15 +163,17 @@ func TestBDATChunking(t *testing.T) {
 		{"ab\r\n", 4, []string{"ab\r\n"}},
 		{"abc\r\n", 4, []string{"abc\r", "\n"}},
 		{"abcdef\n", 4, []string{"abcd", "ef\r\n"}},
+		// Bare LFs make the body longer than its size: still one chunk.
+		{"a\nb\nc\n", 100, []string{"a\r\nb\r\nc\r\n"}},
 	} {
-		c := newBDATChunks(strings.NewReader(tc.body), tc.size)
+		c := newBDATChunks(strings.NewReader(tc.body), int64(len(tc.body)), tc.size)
 		var got []string
 		for i := 0; i < 10; i++ {
 			chunk, last, err := c.next()
 			if err != nil {
 				t.Fatalf("%q: %v", tc.body, err)
 			}
-			got = append(got, string(chunk))
+			got = append(got, string(bytes.Join(chunk, nil)))
 			if last {
 				break
 			}
@@ -181,6 +183,40 @@ func TestBDATChunking(t *testing.T) {
 		}
 		if _, _, err := c.next(); err != io.EOF {
 			t.Errorf("%q: after the last chunk: %v, want EOF", tc.body, err)
+		}
+	}
+}
+
+// TestPieceChunks: a body in memory, in pieces (a signature header and
+// the spooled body), goes out in chunks of the given size across the
+// pieces, without a copy; only bodies already in whole CRLF lines take
+// this path.
+func TestPieceChunks(t *testing.T) {
+	ps := [][]byte{[]byte("DKIM: x\r\n"), nil, []byte("Subject: y\r\n\r\nbody\r\n")}
+	c := &pieceChunks{pieces: slices.Clone(ps), size: 8}
+	var got []string
+	for i := 0; i < 20; i++ {
+		chunk, last, err := c.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, string(bytes.Join(chunk, nil)))
+		if last {
+			break
+		}
+	}
+	if want := []string{"DKIM: x\r", "\nSubject", ": y\r\n\r\nb", "ody\r\n"}; !slices.Equal(got, want) {
+		t.Errorf("chunks %q, want %q", got, want)
+	}
+	for in, want := range map[string]bool{
+		"": true, "a\r\n": true, "a\r|\nb\r\n": true, "a\n": false, "a\r\nb": false, "|\n": false, "a\r\n|b\nc\r\n": false,
+	} {
+		var ps [][]byte
+		for _, p := range strings.Split(in, "|") {
+			ps = append(ps, []byte(p))
+		}
+		if got := wholeLinesPieces(ps); got != want {
+			t.Errorf("wholeLinesPieces(%q) = %v, want %v", in, got, want)
 		}
 	}
 }

@@ -231,18 +231,33 @@ func anyAccepted(rcpts []reply) bool {
 // data sends the body after a 354, dot-stuffed, and returns the reply
 // to the final "." (an error unless it is a 250).
 func (s *session) data(body Body) (reply, error) {
+	if ps, ok := pieces(body); ok {
+		dw := newDotWriter(s.w)
+		for _, p := range ps {
+			if _, err := dw.Write(p); err != nil {
+				return reply{}, err
+			}
+		}
+		return s.endData(dw)
+	}
 	r, err := body.Open()
 	if err != nil {
 		return reply{}, bodyError(&bodyReadError{err})
 	}
 	defer r.Close()
 	dw := newDotWriter(s.w)
-	if _, err := io.Copy(dw, bodyReader{r}); err != nil {
+	buf := make([]byte, min(body.Size()+1, 32<<10))
+	if _, err := io.CopyBuffer(dw, bodyReader{r}, buf); err != nil {
 		// A body that cannot be read to its end never gets its final
 		// ".": the connection closes and the server drops the
 		// transaction, instead of delivering a message cut short.
 		return reply{}, bodyError(err)
 	}
+	return s.endData(dw)
+}
+
+// endData writes the terminating "." and reads the reply to the message.
+func (s *session) endData(dw *dotWriter) (reply, error) {
 	if err := dw.Close(); err != nil {
 		return reply{}, err
 	}
@@ -264,12 +279,17 @@ func (s *session) data(body Body) (reply, error) {
 // reply to the last chunk (an error unless every chunk got a 250). A
 // body that cannot be read to its end never gets its LAST chunk.
 func (s *session) bdat(body Body, chunk int) (reply, error) {
-	rc, err := body.Open()
-	if err != nil {
-		return reply{}, bodyError(&bodyReadError{err})
+	var chunks chunker
+	if ps, ok := pieces(body); ok && wholeLinesPieces(ps) {
+		chunks = &pieceChunks{pieces: ps, size: chunk}
+	} else {
+		rc, err := body.Open()
+		if err != nil {
+			return reply{}, bodyError(&bodyReadError{err})
+		}
+		defer rc.Close()
+		chunks = newBDATChunks(bodyReader{rc}, body.Size(), chunk)
 	}
-	defer rc.Close()
-	chunks := newBDATChunks(bodyReader{rc}, chunk)
 	pipelined, _ := s.extension("PIPELINING")
 	sent := 0
 	var last reply
@@ -278,13 +298,19 @@ func (s *session) bdat(body Body, chunk int) (reply, error) {
 		if err != nil {
 			return reply{}, bodyError(&bodyReadError{err})
 		}
-		line := "BDAT " + strconv.Itoa(len(data))
+		n := 0
+		for _, d := range data {
+			n += len(d)
+		}
+		line := "BDAT " + strconv.Itoa(n)
 		if isLast {
 			line += " LAST"
 		}
 		s.command(line)
-		if _, err := s.w.Write(data); err != nil {
-			return reply{}, err
+		for _, d := range data {
+			if _, err := s.w.Write(d); err != nil {
+				return reply{}, err
+			}
 		}
 		sent++
 		if pipelined && !isLast {

@@ -92,6 +92,24 @@ func (b *spooled) Open() (io.ReadCloser, error) {
 	return b.c.Open()
 }
 
+// Pieces is the body when it is in memory (inline in its record, or
+// loaded whole): delivery then writes it without read buffers.
+func (b *spooled) Pieces() ([][]byte, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.whole != nil {
+		return [][]byte{b.whole}, true
+	}
+	if !b.c.Inline() {
+		return nil, false
+	}
+	whole, err := b.c.Bytes()
+	if err != nil {
+		return nil, false
+	}
+	return [][]byte{whole}, true
+}
+
 // Bytes loads the body whole, once, after the byte budget has room for
 // it.
 func (b *spooled) Bytes() ([]byte, error) {
@@ -186,3 +204,4 @@ func (b BytesBody) Open() (io.ReadCloser, error) { return delivery.Bytes(b).Open
 func (b BytesBody) Bytes() ([]byte, error)       { return b, nil }
 func (b BytesBody) Has8bit() (bool, error)       { return delivery.Bytes(b).Has8bit() }
 func (b BytesBody) Inline() bool                 { return true }
+func (b BytesBody) Pieces() ([][]byte, bool)     { return [][]byte{b}, true }
