@@ -180,7 +180,9 @@ type Outbound struct {
 	MaxConcurrency    int       `yaml:"max_concurrency"`     // deliveries in flight, all destinations
 	MaxPerDestination int       `yaml:"max_per_destination"` // connections per destination domain
 	// MaxBytesInFlight bounds the message bodies that deliveries hold in
-	// memory together; an attempt waits for room.
+	// memory together; an attempt waits for room. A body streamed from
+	// its file counts for its read buffers, one loaded whole (to
+	// encrypt it) for its size.
 	MaxBytesInFlight int64    `yaml:"max_bytes_in_flight"`
 	ConnectTimeout   Duration `yaml:"connect_timeout"`
 	CommandTimeout   Duration `yaml:"command_timeout"`
