@@ -25,6 +25,7 @@ type Config struct {
 	Audit    Audit    `yaml:"audit"`
 	Webhooks Webhooks `yaml:"webhooks"`
 	API      API      `yaml:"api"`
+	Store    Store    `yaml:"store"`
 
 	// Source is the file the config was loaded from ("" for the embedded
 	// defaults). Not a YAML key.
@@ -338,3 +339,21 @@ type Duration time.Duration
 
 // D returns d as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Store configures what a fleet of nodes shares (pgstore).
+type Store struct {
+	Postgres Postgres `yaml:"postgres"`
+}
+
+// Postgres is the shared store's database. With a DSN set, the TLS
+// history of destinations, the REST API's keys and the leader election
+// live there; each node's spool stays its own.
+type Postgres struct {
+	// DSN is a libpq connection string or URL
+	// ("host=db1 dbname=sealgate user=sealgate sslmode=verify-full");
+	// keep the password out of it with passfile=… (or PGPASSFILE).
+	DSN string `yaml:"dsn"`
+}
+
+// Shared reports whether a shared store is configured.
+func (c *Config) Shared() bool { return c.Store.Postgres.DSN != "" }

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"github.com/jackc/pgx/v5/pgconn"
 	"net"
 	"net/netip"
 	"os"
@@ -35,6 +36,12 @@ func (v *validator) fail(path, format string, args ...any) {
 }
 
 func (v *validator) validate(c *Config) {
+	if dsn := c.Store.Postgres.DSN; dsn != "" {
+		// The parser's own error may quote the string, password and all.
+		if _, err := pgconn.ParseConfig(dsn); err != nil {
+			v.fail("store.postgres.dsn", "is not a PostgreSQL connection string (key=value pairs, or a postgres:// URL)")
+		}
+	}
 	if c.Hostname != "" && !validHostname(c.Hostname) {
 		v.fail("hostname", "%q is not a valid host name", c.Hostname)
 	}

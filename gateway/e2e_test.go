@@ -44,8 +44,15 @@ func newE2E(t *testing.T, extra string) *e2e {
 // newE2EWith is newE2E with a DNS server and CA the test already set up.
 func newE2EWith(t *testing.T, dns *testutil.DNSServer, ca *testutil.CA, extra string) *e2e {
 	t.Helper()
+	return newE2EPort(t, dns, ca, testutil.FreePort(t), extra)
+}
+
+// newE2EPort is newE2EWith with the destinations' SMTP port given: a
+// second node of a fleet reaches the same sinks as the first.
+func newE2EPort(t *testing.T, dns *testutil.DNSServer, ca *testutil.CA, port int, extra string) *e2e {
+	t.Helper()
 	e := &e2e{t: t, dns: dns, ca: ca, dir: t.TempDir()}
-	e.port = testutil.FreePort(t)
+	e.port = port
 	caFile := e.ca.WritePEM(t, e.dir)
 	yaml := fmt.Sprintf(`
 hostname: gw.test

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/sealgate/sealgate/pgstore"
 	"log/slog"
 	"net"
 	"net/http"
@@ -46,6 +47,8 @@ type Gateway struct {
 	logger *slog.Logger
 
 	store     *queue.Store
+	shared    *pgstore.Store          // store.postgres: what a fleet shares; nil on a single node
+	leader    *pgstore.Leader         // the fleet's leader election; nil on a single node
 	report    queue.ReportFunc        // builds DSNs: bounces, delay notices
 	receipt   queue.ReceiptFunc       // builds security receipts
 	audit     *audit.Trail            // signs and prunes the audit log the spool keeps
@@ -180,15 +183,20 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		store.Close()
 		return nil, err
 	}
+	shared, err := openShared(cfg, logger)
+	if err != nil {
+		closeStores(store, shared)
+		return nil, err
+	}
 	var adminCert *certs.CertReloader
 	if t := cfg.Admin.TLS; t.CertFile != "" {
 		if adminCert, err = certs.NewCertReloader(t.CertFile, t.KeyFile); err != nil {
-			store.Close()
+			closeStores(store, shared)
 			return nil, fmt.Errorf("admin.tls: %w", err)
 		}
 	}
 
-	g := &Gateway{cfg: cfg, logger: logger, store: store, certs: reloader, adminToken: adminToken, archive: archive,
+	g := &Gateway{cfg: cfg, logger: logger, store: store, shared: shared, certs: reloader, adminToken: adminToken, archive: archive,
 		adminCert: adminCert, report: report.DSNBuilder{Hostname: hostname}.Build, receipt: report.ReceiptBuilder{Hostname: hostname}.Build, audit: audit.New(store, auditKey, nil), metrics: metrics.New(store)}
 	if len(endpoints) > 0 {
 		w := cfg.Webhooks
@@ -198,12 +206,12 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	}
 	if cfg.EscrowOn() {
 		if g.escrow, err = store.OpenEscrow(queue.EscrowOptions{KeyFile: cfg.EscrowKeyFile(), Expiry: cfg.Escrow.Expiry.D()}); err != nil {
-			store.Close()
+			closeStores(store, shared)
 			return nil, err
 		}
 	}
 	if g.keys, err = newKeyring(cfg, store, resolver, roots, logger); err != nil {
-		store.Close()
+		closeStores(store, shared)
 		return nil, err
 	}
 	g.tlsConfig = certs.ServerTLSConfig(reloader)
@@ -224,7 +232,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		Self:                   g.listenerAddrs,
 	})
 	sched := scheduler.Options{
-		Store:            store,
+		Store:            g.spool(),
 		Deliverer:        g.deliverer,
 		Logger:           logger.With("component", "scheduler"),
 		MaxConcurrency:   cfg.Outbound.MaxConcurrency,
@@ -266,12 +274,12 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	g.sched = scheduler.New(sched)
 
 	mon := cfg.Outbound.TLSMonitor
-	g.monitor = probe.NewMonitor(probe.MonitorOptions{Store: store, Prober: prober, Interval: mon.ProbeInterval.D(),
+	g.monitor = probe.NewMonitor(probe.MonitorOptions{Store: g.spool(), Prober: prober, Interval: mon.ProbeInterval.D(),
 		ReportAfter: mon.ReportAfter.D(), Concurrency: mon.Concurrency, STS: sts, Logger: logger.With("component", "tls-monitor")})
 
 	engine, err := policy.Compile(cfg.Policy)
 	if err != nil {
-		store.Close()
+		closeStores(store, shared)
 		return nil, err
 	}
 	g.policy.Store(engine)
@@ -290,7 +298,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		Policy:      g.policy.Load,
 	})
 	if err != nil {
-		store.Close()
+		closeStores(store, shared)
 		return nil, err
 	}
 	return g, nil
@@ -346,7 +354,16 @@ func (g *Gateway) Start() error {
 	watch := &certExpiryWatch{certs: g.certs, logger: g.logger, now: time.Now, warned: map[string]int{}}
 	watch.check(ctx)
 	g.goServe("certificate expiry", func() error { every(ctx, time.Hour, watch.check); return nil })
-	g.goServe("tls monitor", func() error { every(ctx, g.monitor.Interval(), g.monitor.Round); return nil })
+	g.startFleet(ctx)
+	// The TLS probe of every known domain: once per fleet, on its leader.
+	g.goServe("tls monitor", func() error {
+		every(ctx, g.monitor.Interval(), func(ctx context.Context) {
+			if g.leading() {
+				g.monitor.Round(ctx)
+			}
+		})
+		return nil
+	})
 	if r := g.tlsrpt; r != nil {
 		g.goServe("tlsrpt", func() error { every(ctx, r.CheckEvery(), r.SendDue); return nil })
 	}
@@ -366,7 +383,7 @@ func (g *Gateway) Start() error {
 		g.intake = submit.New(submit.Options{Spool: g.store, Policy: g.policy.Load, Hostname: g.cfg.ServerHostname(),
 			MaxMessageBytes: g.cfg.Inbound.MaxMessageBytes, MaxRecipients: g.cfg.Inbound.MaxRecipients,
 			OnQueued: g.sched.Wake, OnAccepted: g.metrics.Accepted})
-		api := admin.New(admin.Options{Store: g.store, Keys: g.keys, Escrow: escrow, Requeue: requeue, Audit: g.audit, Metrics: g.metrics.Handler(), APIKeys: g.store,
+		api := admin.New(admin.Options{Store: g.spool(), Keys: g.keys, Escrow: escrow, Requeue: requeue, Audit: g.audit, Metrics: g.metrics.Handler(), APIKeys: g.apiKeys(),
 			Submit: g.intake, SendLimits: admin.SendLimits{PerMinute: g.cfg.API.MessagesPerMinute, MaxBytes: 2*g.cfg.Inbound.MaxMessageBytes + 1<<20},
 			Hostname: g.cfg.ServerHostname(), Users: g.inbound.Users, TokenLifetime: g.cfg.API.TokenLifetime.D(), Engine: g.policy.Load, CheckDomain: g.checkDomain, Wake: g.sched.Wake, Ready: ready,
 			ReloadPolicy: g.reloadPolicyFromFile, Logger: g.logger.With("component", "admin"),
@@ -537,6 +554,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	g.deliverer.Close()
 	g.auditCheckpoint(context.Background()) // the last changes are signed too
+	if g.shared != nil {
+		g.shared.Close()
+	}
 	if err := g.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("spool: %w", err))
 	}

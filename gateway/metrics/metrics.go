@@ -13,6 +13,7 @@ package metrics
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +40,10 @@ type Metrics struct {
 	escrowOpens prometheus.Counter
 	webhookFail *prometheus.CounterVec
 	now         func() time.Time
+
+	fleetOnce sync.Once // the fleet gauges exist only on a fleet's nodes
+	sharedUp  prometheus.Gauge
+	leading   prometheus.Gauge
 }
 
 // New registers the collectors, the queue gauges over spool, and the
@@ -147,6 +152,36 @@ func (m *Metrics) Attempt(msg *queue.Message, att queue.Attempt, outcomes []queu
 
 // EscrowOpened counts a recipient opening an escrowed message.
 func (m *Metrics) EscrowOpened() { m.escrowOpens.Inc() }
+
+// fleet registers the gauges of a node that shares a store.
+func (m *Metrics) fleet() {
+	m.fleetOnce.Do(func() {
+		m.sharedUp = prometheus.NewGauge(prometheus.GaugeOpts{Name: "sealgate_shared_store_up",
+			Help: "1 while the fleet's shared store (store.postgres) answers, 0 while it does not."})
+		m.leading = prometheus.NewGauge(prometheus.GaugeOpts{Name: "sealgate_fleet_leader",
+			Help: "1 while this node runs the fleet's leader-only jobs."})
+		m.reg.MustRegister(m.sharedUp, m.leading)
+	})
+}
+
+// SharedStoreUp records whether the shared store answers.
+func (m *Metrics) SharedStoreUp(up bool) {
+	m.fleet()
+	m.sharedUp.Set(b2f(up))
+}
+
+// Leading records whether this node is the fleet's leader.
+func (m *Metrics) Leading(leading bool) {
+	m.fleet()
+	m.leading.Set(b2f(leading))
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
 
 // WebhookFailed counts a failed webhook post.
 func (m *Metrics) WebhookFailed(gaveUp bool) {

@@ -1,0 +1,99 @@
+package gateway_test
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sealgate/sealgate/gateway/admin"
+	"github.com/sealgate/sealgate/internal/testutil"
+	"github.com/sealgate/sealgate/queue"
+)
+
+// fleet starts two gateway nodes sharing one PostgreSQL store, with the
+// same DNS and destinations.
+func fleet(t *testing.T) (a, b *e2e) {
+	t.Helper()
+	dsn := testutil.PostgreSQL(t)
+	extra := fmt.Sprintf("store:\n  postgres:\n    dsn: %q\n", dsn)
+	dns, ca := testutil.NewDNSServer(t), testutil.NewCA(t)
+	a = newE2EWith(t, dns, ca, extra)
+	b = newE2EPort(t, dns, ca, a.port, extra)
+	return a, b
+}
+
+// TestFleetSharesTLSHistory: a partner domain that took mail over
+// verified TLS from node A is never sent plaintext by node B, which has
+// never delivered to it: when a host without STARTTLS appears in front
+// (a stripped EHLO, an attacker in the path), B's first message still
+// goes to the genuine host over verified TLS, required by the history A
+// learned.
+func TestFleetSharesTLSHistory(t *testing.T) {
+	a, b := fleet(t)
+	genuine := a.destination("dest.test", "127.0.0.2", testutil.SinkOptions{TLS: true})
+	id := a.send("alice@org.test", []string{"bob@dest.test"}, message("first", "over TLS, by node A"))
+	a.waitState(id, "bob@dest.test", queue.StateDelivered)
+
+	b.dns.AddMX("dest.test", "evil.dest.test", 1)
+	b.dns.AddA("evil.dest.test", "127.0.0.6")
+	evil := testutil.NewSMTPSink(t, testutil.SinkOptions{ListenAddr: fmt.Sprintf("127.0.0.6:%d", b.port), Hostname: "evil.dest.test"})
+
+	id = b.send("alice@org.test", []string{"bob@dest.test"}, message("second", "still secret, by node B"))
+	m := b.waitState(id, "bob@dest.test", queue.StateDelivered)
+	if n := len(evil.Messages()); n != 0 {
+		t.Fatalf("the host without STARTTLS got %d messages from node B", n)
+	}
+	if n := len(genuine.Messages()); n != 2 {
+		t.Errorf("the genuine host got %d messages, want 2", n)
+	}
+	att := lastAttempt(m)
+	if att == nil || att.TLSLevel != "verify" || !strings.Contains(att.TLSRequiredBy, "domain history (verified TLS seen since") {
+		t.Errorf("node B's attempt record %+v", att)
+	}
+	// And node B's admin API shows the history node A learned.
+	if d, err := b.admin().Domains(); err != nil || len(d) != 1 || !d[0].Verified {
+		t.Errorf("node B's domains: %+v, %v", d, err)
+	}
+}
+
+// TestFleetSharesAPIKeys: a key created through node A's admin API (as
+// the CLI does) works on node B; revoked through B, A refuses it.
+func TestFleetSharesAPIKeys(t *testing.T) {
+	a, b := fleet(t)
+	info, key, err := a.admin().CreateAPIKey("dashboards", admin.ScopeRead, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(e *e2e) int {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+e.gw.AdminAddr()+"/api/v1/queue", nil)
+		req.Header.Set("X-API-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := get(b); got != http.StatusOK {
+		t.Fatalf("node B answers %d to a key created on node A, want 200", got)
+	}
+	if err := b.admin().RevokeAPIKey(info.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(a); got != http.StatusUnauthorized {
+		t.Fatalf("node A answers %d to a key revoked on node B, want 401", got)
+	}
+}
+
+// admin is a client of the node's admin API with its token, as the CLI.
+func (e *e2e) admin() *admin.AdminClient {
+	e.t.Helper()
+	token, err := os.ReadFile(filepath.Join(e.dir, "data", "admin.token"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return admin.NewAdminClient(e.gw.AdminAddr(), strings.TrimSpace(string(token)))
+}

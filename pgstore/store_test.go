@@ -1,0 +1,272 @@
+package pgstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sealgate/sealgate/internal/testutil"
+	"github.com/sealgate/sealgate/queue"
+)
+
+func open(t *testing.T, dsn string, now func() time.Time) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), Options{DSN: dsn, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// TestMigrationsOnceAndNoNewerSchema: nodes starting together apply each
+// migration once; a node refuses a schema newer than it knows, and says
+// so.
+func TestMigrationsOnceAndNoNewerSchema(t *testing.T) {
+	dsn := testutil.PostgreSQL(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := Open(context.Background(), Options{DSN: dsn})
+			if err == nil {
+				s.Close()
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, dsn, nil)
+	var n, max int
+	if err := s.pool.QueryRow(context.Background(), "SELECT count(*), max(version) FROM sealgate_schema").Scan(&n, &max); err != nil {
+		t.Fatal(err)
+	}
+	if n != SchemaVersion() || max != SchemaVersion() {
+		t.Fatalf("%d migrations recorded (newest %d), want each of %d once", n, max, SchemaVersion())
+	}
+	if _, err := s.pool.Exec(context.Background(), "INSERT INTO sealgate_schema (version, name) VALUES ($1, 'from a newer sealgate')", SchemaVersion()+1); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(context.Background(), Options{DSN: dsn})
+	if !errors.Is(err, ErrSchemaTooNew) {
+		t.Fatalf("Open on a newer schema: %v, want ErrSchemaTooNew", err)
+	}
+	t.Log(err)
+}
+
+// TestTLSHistoryMatchesTheSpool: the same observations give the same
+// record in the shared store as in the spool's own history (the two
+// implementations mean the same thing), reset included.
+func TestTLSHistoryMatchesTheSpool(t *testing.T) {
+	clock := time.Date(2026, 3, 3, 9, 0, 0, 0, time.UTC)
+	now := func() time.Time { return clock }
+	pg := open(t, testutil.PostgreSQL(t), now)
+	dir := t.TempDir()
+	bolt, err := queue.Open(queue.Options{Path: filepath.Join(dir, "spool.db"), KeyFile: filepath.Join(dir, "spool.key"), Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bolt.Close()
+	steps := []queue.TLSObservation{
+		{Domain: "Partner.Example", Connected: true},
+		{Domain: "partner.example", Connected: true, TLSVersion: "TLS1.2", Verified: false},
+		{Domain: "partner.example", Probe: true, Error: "connection refused"},
+		{Domain: "partner.example", Connected: true, TLSVersion: "TLS1.3", Verified: true, MTASTSMode: "enforce"},
+		{Domain: "partner.example", Probe: true, Connected: true, TLSVersion: "TLS1.3", DANE: true},
+		{Domain: "partner.example", Connected: true}, // plaintext later: lowers nothing
+		{Domain: "partner.example", Probe: true, Error: "no STARTTLS"},
+	}
+	for i, obs := range steps {
+		clock = clock.Add(time.Minute)
+		if err := pg.ObserveTLS(obs); err != nil {
+			t.Fatal(err)
+		}
+		if err := bolt.ObserveTLS(obs); err != nil {
+			t.Fatal(err)
+		}
+		got, err := pg.DomainInfo("PARTNER.example")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := bolt.DomainInfo("partner.example")
+		if g, w := asJSON(t, got), asJSON(t, want); g != w {
+			t.Fatalf("after step %d (%+v):\nshared %s\nspool  %s", i, obs, g, w)
+		}
+	}
+	if list, _ := pg.Domains(); len(list) != 1 || !list[0].TLSSeen || !list[0].Verified || !list[0].DANE {
+		t.Fatalf("Domains: %+v", list)
+	}
+	if err := pg.ResetDomain("partner.example"); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := pg.DomainInfo("partner.example"); d != nil || err != nil {
+		t.Fatalf("after reset: %+v, %v", d, err)
+	}
+	if err := pg.ResetDomain("partner.example"); !errors.Is(err, queue.ErrNotFound) {
+		t.Fatalf("reset of an unknown domain: %v, want ErrNotFound", err)
+	}
+}
+
+// TestTLSRatchetUnderConcurrentWriters: while two nodes write at once —
+// one seeing TLS with a verified certificate, the other plaintext
+// (stripped STARTTLS) — the shared record never loses what was learned.
+func TestTLSRatchetUnderConcurrentWriters(t *testing.T) {
+	dsn := testutil.PostgreSQL(t)
+	a, b := open(t, dsn, nil), open(t, dsn, nil)
+	var wg sync.WaitGroup
+	const rounds = 200
+	for i, node := range []*Store{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range rounds {
+				obs := queue.TLSObservation{Domain: fmt.Sprintf("d%d.example", j%10), Connected: true}
+				if i == 0 {
+					obs.TLSVersion, obs.Verified = "TLS1.3", true
+				}
+				if err := node.ObserveTLS(obs); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	list, err := b.Domains()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 10 {
+		t.Fatalf("%d domains, want 10", len(list))
+	}
+	for _, d := range list {
+		if !d.TLSSeen || !d.Verified || !reflect.DeepEqual(d.TLSVersions, []string{"TLS1.3"}) {
+			t.Errorf("%s lost what one node learned: %+v", d.Domain, d)
+		}
+	}
+}
+
+// TestAPIKeysShared: a key stored through one node is found, listed and
+// revoked through another; an ID in use is refused.
+func TestAPIKeysShared(t *testing.T) {
+	dsn := testutil.PostgreSQL(t)
+	a, b := open(t, dsn, nil), open(t, dsn, nil)
+	created := time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)
+	k := queue.APIKey{ID: "k1", Name: "ehr", Scope: "send", Hash: []byte{1, 2, 3}, Domains: []string{"clinic.example"}, Created: created}
+	if err := a.PutAPIKey(k); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PutAPIKey(k); err == nil {
+		t.Fatal("a second key with the same ID was stored")
+	}
+	got, err := b.APIKeyByID("k1")
+	if err != nil || asJSON(t, got) != asJSON(t, k) {
+		t.Fatalf("through the other node: %+v, %v; want %+v", got, err, k)
+	}
+	if _, err := b.APIKeyByID("nope"); !errors.Is(err, queue.ErrNotFound) {
+		t.Fatalf("unknown key: %v", err)
+	}
+	revoked := created.Add(time.Hour)
+	if err := b.RevokeAPIKey("k1", revoked); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.RevokeAPIKey("k1", revoked.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	list, err := a.APIKeys()
+	if err != nil || len(list) != 1 || !list[0].Revoked.Equal(revoked) {
+		t.Fatalf("list through the first node: %+v, %v; want k1 revoked at %s", list, err, revoked)
+	}
+	if err := a.RevokeAPIKey("nope", revoked); !errors.Is(err, queue.ErrNotFound) {
+		t.Fatalf("revoking an unknown key: %v", err)
+	}
+}
+
+// TestLeaderElectedOnceAndReplaced: of three nodes exactly one leads;
+// when it stops another takes over, and when the leader's database
+// session is killed it stops leading and one node (maybe itself, on a
+// new session) leads again.
+func TestLeaderElectedOnceAndReplaced(t *testing.T) {
+	dsn := testutil.PostgreSQL(t)
+	type node struct {
+		l      *Leader
+		cancel context.CancelFunc
+		done   chan struct{}
+	}
+	var nodes []*node
+	for range 3 {
+		s := open(t, dsn, nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		n := &node{l: s.NewLeader(50 * time.Millisecond), cancel: cancel, done: make(chan struct{})}
+		go func() { n.l.Run(ctx); close(n.done) }()
+		t.Cleanup(func() { cancel(); <-n.done })
+		nodes = append(nodes, n)
+	}
+	leaders := func() []int {
+		var out []int
+		for i, n := range nodes {
+			if n.l.IsLeader() {
+				out = append(out, i)
+			}
+		}
+		return out
+	}
+	waitOne := func(what string, not int) int {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for time.Now().Before(deadline) {
+			if l := leaders(); len(l) == 1 && l[0] != not {
+				return l[0]
+			} else if len(l) > 1 {
+				t.Fatalf("%s: nodes %v lead at once", what, l)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Fatalf("%s: no single leader within 15 s (leaders %v)", what, leaders())
+		return -1
+	}
+	first := waitOne("at start", -1)
+	for range 10 { // and it stays one
+		time.Sleep(30 * time.Millisecond)
+		if l := leaders(); len(l) != 1 || l[0] != first {
+			t.Fatalf("leaders %v, want only node %d", l, first)
+		}
+	}
+	nodes[first].cancel()
+	<-nodes[first].done
+	second := waitOne("after the leader stopped", first)
+
+	// The leader's session dies (a network cut, a database restart).
+	s := open(t, dsn, nil)
+	var killed int
+	if err := s.pool.QueryRow(context.Background(), `SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_locks
+		WHERE locktype = 'advisory' AND classid = $1 AND objid = $2 AND granted) AS k`,
+		int64(lockLeader>>32), int64(lockLeader&0xffffffff)).Scan(&killed); err != nil {
+		t.Fatal(err)
+	}
+	if killed != 1 {
+		t.Fatalf("%d sessions held the leader lock, want 1 (node %d's)", killed, second)
+	}
+	waitOne("after the leader's session was killed", -1)
+}
+
+// asJSON is v as the API shows it: what two stores must agree on.
+func asJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
