@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/sealgate/sealgate/certs"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/gateway/admin"
 	"github.com/sealgate/sealgate/pgstore"
@@ -119,4 +120,13 @@ func closeStores(spool *queue.Store, shared *pgstore.Store) {
 	if shared != nil {
 		shared.Close()
 	}
+}
+
+// keyRecords is where correspondents' keys live: the fleet's store, or
+// the spool.
+func (g *Gateway) keyRecords() certs.RecordStore {
+	if g.shared != nil {
+		return g.shared
+	}
+	return g.store
 }

@@ -1,12 +1,14 @@
 package gateway_test
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sealgate/sealgate/gateway/admin"
 	"github.com/sealgate/sealgate/internal/testutil"
@@ -96,4 +98,47 @@ func (e *e2e) admin() *admin.AdminClient {
 		e.t.Fatal(err)
 	}
 	return admin.NewAdminClient(e.gw.AdminAddr(), strings.TrimSpace(string(token)))
+}
+
+// TestFleetSharesKeys: a correspondent's key imported through node A's
+// admin API encrypts mail that node B relays (GnuPG decrypts it); removed
+// through node B, node A no longer finds it.
+func TestFleetSharesKeys(t *testing.T) {
+	needGPG(t)
+	bob := newGnuPG(t, "Bob <bob@dest.test>", "ed25519", false)
+	dsn := testutil.PostgreSQL(t)
+	extra := fmt.Sprintf(`store:
+  postgres:
+    dsn: %q
+policy:
+  rules:
+    - name: partners-pgp
+      match: {to: [dest.test]}
+      chain: [pgp]
+`, dsn)
+	dns, ca := testutil.NewDNSServer(t), testutil.NewCA(t)
+	a := newE2EWith(t, dns, ca, extra)
+	b := newE2EPort(t, dns, ca, a.port, extra)
+	sink := a.destination("dest.test", "127.0.0.2", testutil.SinkOptions{TLS: true})
+	if _, err := a.admin().ImportKeys(bob.export()); err != nil {
+		t.Fatal(err)
+	}
+	id := b.send("alice@org.test", []string{"bob@dest.test"}, message("via B", "Patient letter follows."))
+	b.waitState(id, "bob@dest.test", queue.StateDelivered)
+	got := sink.WaitMessages(t, 1, 20*time.Second)[0]
+	if !bytes.Contains(got.Data, []byte("multipart/encrypted")) || bytes.Contains(got.Data, []byte("Patient letter")) {
+		t.Fatalf("node B did not encrypt with the key imported on node A:\n%s", got.Data)
+	}
+	_, enc, _ := bytes.Cut(got.Data, []byte("-----BEGIN PGP MESSAGE-----"))
+	enc, _, _ = bytes.Cut(enc, []byte("-----END PGP MESSAGE-----"))
+	plain := bob.run([]byte("-----BEGIN PGP MESSAGE-----"+string(enc)+"-----END PGP MESSAGE-----\n"), "--decrypt")
+	if !bytes.Contains(plain, []byte("Patient letter follows.")) {
+		t.Errorf("GnuPG decrypts node B's message to:\n%s", plain)
+	}
+	if n, err := b.admin().RemoveKey(bob.fingerprint()); err != nil || n != 1 {
+		t.Fatalf("remove through node B: %d, %v", n, err)
+	}
+	if keys, err := a.admin().KeysFor("bob@dest.test"); err != nil || len(keys) != 0 {
+		t.Errorf("node A still finds %d keys for bob after removal on B (%v)", len(keys), err)
+	}
 }

@@ -210,7 +210,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 			return nil, err
 		}
 	}
-	if g.keys, err = newKeyring(cfg, store, resolver, roots, logger); err != nil {
+	if g.keys, err = newKeyring(cfg, g.keyRecords(), resolver, roots, logger); err != nil {
 		closeStores(store, shared)
 		return nil, err
 	}

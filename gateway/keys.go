@@ -13,7 +13,6 @@ import (
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/gateway/report"
 	"github.com/sealgate/sealgate/internal/dnsres"
-	"github.com/sealgate/sealgate/queue"
 )
 
 // newKeyring is the key store the node encrypts from: the spool's, and,
@@ -21,7 +20,7 @@ import (
 // up where correspondents publish them (through the node's resolver,
 // roots and private-network guard, like every other outbound fetch).
 // With every source off, keys discovered earlier are no longer used.
-func newKeyring(cfg *config.Config, store *queue.Store, resolver *dnsres.Resolver, roots *x509.CertPool, logger *slog.Logger) (*certs.Keyring, error) {
+func newKeyring(cfg *config.Config, store certs.RecordStore, resolver *dnsres.Resolver, roots *x509.CertPool, logger *slog.Logger) (*certs.Keyring, error) {
 	keyStore := certs.NewSpoolKeyStore(store)
 	d := cfg.Keys.Discovery
 	if !d.WKD && !d.OPENPGPKEY && !d.SMIMEA {
