@@ -130,3 +130,12 @@ func (g *Gateway) keyRecords() certs.RecordStore {
 	}
 	return g.store
 }
+
+// tokenStore is where OAuth tokens live in a fleet (nil: the node's
+// memory, on a single node).
+func (g *Gateway) tokenStore() admin.TokenStore {
+	if g.shared != nil {
+		return g.shared
+	}
+	return nil
+}

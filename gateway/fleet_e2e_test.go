@@ -2,8 +2,10 @@ package gateway_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,25 +71,57 @@ func TestFleetSharesAPIKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	get := func(e *e2e) int {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+e.gw.AdminAddr()+"/api/v1/queue", nil)
-		req.Header.Set("X-API-Key", key)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	get := func(e *e2e) int { return getWith(t, e, "X-API-Key", key) }
 	if got := get(b); got != http.StatusOK {
 		t.Fatalf("node B answers %d to a key created on node A, want 200", got)
 	}
+
+	// An OAuth token issued by node A is good on node B; revoked
+	// through node B, node A refuses it.
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {info.ID}, "client_secret": {strings.SplitN(key, ":", 2)[1]}}
+	resp, err := http.PostForm("http://"+a.gw.AdminAddr()+"/oauth/token", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || tok.AccessToken == "" {
+		t.Fatalf("token from node A: %d %+v", resp.StatusCode, tok)
+	}
+	if got := getWith(t, b, "Authorization", "Bearer "+tok.AccessToken); got != http.StatusOK {
+		t.Fatalf("node B answers %d to a token node A issued, want 200", got)
+	}
+	resp, err = http.PostForm("http://"+b.gw.AdminAddr()+"/oauth/revoke", url.Values{"token": {tok.AccessToken}})
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("revoke through node B: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if got := getWith(t, a, "Authorization", "Bearer "+tok.AccessToken); got != http.StatusUnauthorized {
+		t.Fatalf("node A answers %d to a token revoked on node B, want 401", got)
+	}
+
 	if err := b.admin().RevokeAPIKey(info.ID); err != nil {
 		t.Fatal(err)
 	}
 	if got := get(a); got != http.StatusUnauthorized {
 		t.Fatalf("node A answers %d to a key revoked on node B, want 401", got)
 	}
+}
+
+// getWith is GET /api/v1/queue on the node with one header set.
+func getWith(t *testing.T, e *e2e, header, value string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+e.gw.AdminAddr()+"/api/v1/queue", nil)
+	req.Header.Set(header, value)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // admin is a client of the node's admin API with its token, as the CLI.

@@ -144,6 +144,9 @@ type Options struct {
 	// TokenLifetime is how long its tokens live (0: 15 minutes).
 	Users         Users
 	TokenLifetime time.Duration
+	// Tokens, when set, keeps the OAuth tokens where every node of a
+	// fleet finds them (nil: this node's memory).
+	Tokens TokenStore
 	// Engine is the live policy, for GET /api/v1/policy/explain;
 	// CheckDomain probes a domain (checks.go). nil leaves them out.
 	Engine      func() *policy.Engine
@@ -177,7 +180,7 @@ func New(o Options) *API {
 	a := &API{reloadPolicy: o.ReloadPolicy, store: o.Store, keys: o.Keys, wake: o.Wake, ready: o.Ready, logger: o.Logger,
 		token: o.Token, hosts: o.Hosts, requeue: o.Requeue, audit: o.Audit, metrics: o.Metrics, apiKeys: o.APIKeys,
 		submit: o.Submit, sendLimits: o.SendLimits, hostname: o.Hostname, users: o.Users,
-		engine: o.Engine, checkDomain: o.CheckDomain, tokens: tokens{lifetime: o.TokenLifetime}, signedReads: make(chan struct{}, 4)}
+		engine: o.Engine, checkDomain: o.CheckDomain, tokens: tokens{lifetime: o.TokenLifetime, shared: o.Tokens, logger: o.Logger}, signedReads: make(chan struct{}, 4)}
 	if o.Escrow != nil {
 		a.escrow = EscrowOf(o.Escrow)
 	}

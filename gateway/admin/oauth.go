@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"net/url"
@@ -56,13 +57,30 @@ type tokens struct {
 	mu       sync.Mutex
 	m        map[string]token
 	lifetime time.Duration
+	shared   TokenStore // a fleet's: tokens good on every node; nil: this node's memory
+	logger   *slog.Logger
 }
 
-func (ts *tokens) issue(p Principal, now time.Time) (string, time.Time) {
+// TokenStore keeps a fleet's access tokens (pgstore): by the hash of
+// each token, the principal as opaque bytes, until it expires.
+type TokenStore interface {
+	PutToken(hash string, principal []byte, expires time.Time) error
+	Token(hash string, now time.Time) (principal []byte, ok bool, err error)
+	DeleteToken(hash string) error
+}
+
+func (ts *tokens) issue(p Principal, now time.Time) (string, time.Time, error) {
 	b := make([]byte, 32)
 	rand.Read(b)
 	tok := "at_" + base64.RawURLEncoding.EncodeToString(b)
 	exp := now.Add(cmp.Or(ts.lifetime, defaultTokenLifetime))
+	if ts.shared != nil {
+		data, err := json.Marshal(p)
+		if err != nil {
+			return "", exp, err
+		}
+		return tok, exp, ts.shared.PutToken(tokenHash(tok), data, exp)
+	}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	if ts.m == nil {
@@ -82,7 +100,7 @@ func (ts *tokens) issue(p Principal, now time.Time) (string, time.Time) {
 		}
 	}
 	ts.m[tokenHash(tok)] = token{p: p, expires: exp}
-	return tok, exp
+	return tok, exp, nil
 }
 
 // maxTokens bounds the tokens alive at once: past it, issuing one ends
@@ -90,6 +108,18 @@ func (ts *tokens) issue(p Principal, now time.Time) (string, time.Time) {
 const maxTokens = 100000
 
 func (ts *tokens) lookup(tok string, now time.Time) (Principal, bool) {
+	if ts.shared != nil {
+		data, ok, err := ts.shared.Token(tokenHash(tok), now)
+		var p Principal
+		if err == nil && ok {
+			err = json.Unmarshal(data, &p)
+		}
+		if err != nil {
+			ts.logger.Error("cannot read the fleet's access tokens; the token is refused", "err", err)
+			return Principal{}, false
+		}
+		return p, ok
+	}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	t, ok := ts.m[tokenHash(tok)]
@@ -99,10 +129,14 @@ func (ts *tokens) lookup(tok string, now time.Time) (Principal, bool) {
 	return t.p, true
 }
 
-func (ts *tokens) revoke(tok string) {
+func (ts *tokens) revoke(tok string) error {
+	if ts.shared != nil {
+		return ts.shared.DeleteToken(tokenHash(tok))
+	}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	delete(ts.m, tokenHash(tok))
+	return nil
 }
 
 func tokenHash(tok string) string {
@@ -199,7 +233,12 @@ func (a *API) oauthToken(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be client_credentials or password")
 		return
 	}
-	tok, exp := a.tokens.issue(p, now)
+	tok, exp, err := a.tokens.issue(p, now)
+	if err != nil {
+		a.logger.Error("oauth: cannot store the token", "err", err)
+		oauthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the token could not be stored; try again")
+		return
+	}
 	if a.audit != nil {
 		a.audited(withPrincipal(r, p), "oauth-token", "", "token issued ("+form.Get("grant_type")+"), valid until "+exp.UTC().Format(time.RFC3339))
 	}
@@ -215,7 +254,11 @@ func (a *API) oauthRevoke(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
-	a.tokens.revoke(form.Get("token"))
+	if err := a.tokens.revoke(form.Get("token")); err != nil {
+		a.logger.Error("oauth: cannot revoke the token", "err", err)
+		oauthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the token could not be revoked; try again")
+		return
+	}
 	w.WriteHeader(http.StatusOK)
 }
 

@@ -166,7 +166,7 @@ func TestSignedRequests(t *testing.T) {
 func TestTokensExpire(t *testing.T) {
 	ts := tokens{lifetime: time.Minute}
 	now := time.Date(2026, 3, 3, 9, 0, 0, 0, time.UTC)
-	tok, exp := ts.issue(Principal{Name: "x", Scope: ScopeRead}, now)
+	tok, exp, _ := ts.issue(Principal{Name: "x", Scope: ScopeRead}, now)
 	if !exp.Equal(now.Add(time.Minute)) {
 		t.Errorf("expires %v", exp)
 	}
@@ -176,7 +176,7 @@ func TestTokensExpire(t *testing.T) {
 	if _, ok := ts.lookup(tok, now.Add(61*time.Second)); ok {
 		t.Error("taken after its lifetime")
 	}
-	if d, _ := (&tokens{}).issue(Principal{}, now); d == "" {
+	if d, _, _ := (&tokens{}).issue(Principal{}, now); d == "" {
 		t.Error("no token")
 	}
 }
