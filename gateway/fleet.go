@@ -78,6 +78,7 @@ func (g *Gateway) startFleet(ctx context.Context) {
 	g.leader.OnChange = g.metrics.Leading
 	g.metrics.Leading(false)
 	g.metrics.SharedStoreUp(true)
+	g.sharedUp.Store(true)
 	g.goServe("leader election", func() error { g.leader.Run(ctx); return nil })
 	g.goServe("shared store watch", func() error {
 		up := true
@@ -92,6 +93,7 @@ func (g *Gateway) startFleet(ctx context.Context) {
 				g.logger.Info("shared store reachable again")
 			}
 			up = err == nil
+			g.sharedUp.Store(up)
 			g.metrics.SharedStoreUp(up)
 		})
 		return nil
@@ -138,4 +140,18 @@ func (g *Gateway) tokenStore() admin.TokenStore {
 		return g.shared
 	}
 	return nil
+}
+
+// sharedStoreState is the shared store's state for /readyz (nil on a
+// single node).
+func (g *Gateway) sharedStoreState() func() string {
+	if g.shared == nil {
+		return nil
+	}
+	return func() string {
+		if g.sharedUp.Load() {
+			return "up"
+		}
+		return "down"
+	}
 }

@@ -61,6 +61,18 @@ func TestFleetSharesTLSHistory(t *testing.T) {
 	if d, err := b.admin().Domains(); err != nil || len(d) != 1 || !d[0].Verified {
 		t.Errorf("node B's domains: %+v, %v", d, err)
 	}
+	resp, err := http.Get("http://" + b.gw.AdminAddr() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ready struct {
+		Status      string `json:"status"`
+		SharedStore string `json:"shared_store"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&ready); err != nil || ready.Status != "ready" || ready.SharedStore != "up" {
+		t.Errorf("node B's /readyz: %+v, %v; want ready with the shared store up", ready, err)
+	}
 }
 
 // TestFleetSharesAPIKeys: a key created through node A's admin API (as

@@ -49,6 +49,7 @@ type Gateway struct {
 	store     *queue.Store
 	shared    *pgstore.Store          // store.postgres: what a fleet shares; nil on a single node
 	leader    *pgstore.Leader         // the fleet's leader election; nil on a single node
+	sharedUp  atomic.Bool             // the shared store answered at the last check
 	report    queue.ReportFunc        // builds DSNs: bounces, delay notices
 	receipt   queue.ReceiptFunc       // builds security receipts
 	audit     *audit.Trail            // signs and prunes the audit log the spool keeps
@@ -385,7 +386,7 @@ func (g *Gateway) Start() error {
 			OnQueued: g.sched.Wake, OnAccepted: g.metrics.Accepted})
 		api := admin.New(admin.Options{Store: g.spool(), Keys: g.keys, Escrow: escrow, Requeue: requeue, Audit: g.audit, Metrics: g.metrics.Handler(), APIKeys: g.apiKeys(),
 			Submit: g.intake, SendLimits: admin.SendLimits{PerMinute: g.cfg.API.MessagesPerMinute, MaxBytes: 2*g.cfg.Inbound.MaxMessageBytes + 1<<20},
-			Hostname: g.cfg.ServerHostname(), Users: g.inbound.Users, TokenLifetime: g.cfg.API.TokenLifetime.D(), Tokens: g.tokenStore(), Engine: g.policy.Load, CheckDomain: g.checkDomain, Wake: g.sched.Wake, Ready: ready,
+			Hostname: g.cfg.ServerHostname(), Users: g.inbound.Users, TokenLifetime: g.cfg.API.TokenLifetime.D(), Tokens: g.tokenStore(), SharedStore: g.sharedStoreState(), Engine: g.policy.Load, CheckDomain: g.checkDomain, Wake: g.sched.Wake, Ready: ready,
 			ReloadPolicy: g.reloadPolicyFromFile, Logger: g.logger.With("component", "admin"),
 			Token: g.adminToken, Hosts: append(admin.AllowedHosts(g.adminLn.Addr().String()), g.cfg.Admin.Hosts...)})
 		g.admin = &http.Server{

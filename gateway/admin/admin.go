@@ -60,7 +60,7 @@ type Store interface {
 // and, to change anything, a JSON content type (auth.go).
 //
 //	GET  /healthz                       200 while the process runs
-//	GET  /readyz                        200 when serving (with cheap spool counts), 503 while starting or draining
+//	GET  /readyz                        200 when serving (with cheap spool counts and, in a fleet, the shared store's state), 503 while starting or draining
 //	GET  /api/v1/stats                  messages and recipients by state (reads every record)
 //	GET  /api/v1/queue?after=&limit=    one page of the list (JSON array, no bodies; Next-After header)
 //	POST /api/v1/queue/retry            retry every pending message now
@@ -109,6 +109,7 @@ type API struct {
 	hostname     string
 	routes       []string // the patterns Handler registered (openapi_test.go)
 	tokens       tokens
+	sharedStore  func() string
 	nonces       nonces
 	signedReads  chan struct{} // bounds the bodies read to check a signature
 	users        Users         // the password grant's users; nil: no password grant
@@ -159,6 +160,9 @@ type Options struct {
 	Requeue RequeueOps
 	// Wake tells the scheduler that a message is due now (retry, release).
 	Wake func(id string)
+	// SharedStore, on a fleet's node, says whether the shared store
+	// answers ("up", "down"), for /readyz; nil on a single node.
+	SharedStore func() string
 	// Ready reports whether the node accepts mail (/readyz).
 	Ready func() bool
 	// ReloadPolicy re-reads the config file and swaps in its rules.
@@ -177,7 +181,7 @@ func New(o Options) *API {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &API{reloadPolicy: o.ReloadPolicy, store: o.Store, keys: o.Keys, wake: o.Wake, ready: o.Ready, logger: o.Logger,
+	a := &API{sharedStore: o.SharedStore, reloadPolicy: o.ReloadPolicy, store: o.Store, keys: o.Keys, wake: o.Wake, ready: o.Ready, logger: o.Logger,
 		token: o.Token, hosts: o.Hosts, requeue: o.Requeue, audit: o.Audit, metrics: o.Metrics, apiKeys: o.APIKeys,
 		submit: o.Submit, sendLimits: o.SendLimits, hostname: o.Hostname, users: o.Users,
 		engine: o.Engine, checkDomain: o.CheckDomain, tokens: tokens{lifetime: o.TokenLifetime, shared: o.Tokens, logger: o.Logger}, signedReads: make(chan struct{}, 4)}
@@ -253,7 +257,13 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "spool unavailable\n", http.StatusServiceUnavailable)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "spool": c})
+	out := map[string]any{"status": "ready", "spool": c}
+	if a.sharedStore != nil {
+		// Reported, not failed on: the node still takes mail into its
+		// own spool while the shared store is away.
+		out["shared_store"] = a.sharedStore()
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // stats counts every message and recipient by state (it reads every
