@@ -32,7 +32,7 @@ func (g *Gateway) checkDomain(ctx context.Context, domain string) (any, error) {
 		return nil, err
 	}
 	var history *policy.TLSHistory
-	if info, err := g.spool().DomainInfo(res.Domain); err == nil && info != nil && info.TLSSeen {
+	if info, err := g.store.DomainInfo(res.Domain); err == nil && info != nil && info.TLSSeen {
 		history = &policy.TLSHistory{TLSSeen: true, Verified: info.Verified, Since: info.FirstSeen.UTC().Format(time.DateOnly)}
 	}
 	var sts *policy.MTASTSPolicy

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/sealgate/sealgate/certs"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/gateway/admin"
 	"github.com/sealgate/sealgate/pgstore"
@@ -14,32 +13,9 @@ import (
 )
 
 // A fleet: with store.postgres.dsn, what nodes must agree on lives in
-// the shared store (pgstore) and the node's spool keeps only its mail.
+// the shared store (pgstore), which the spool hands it to
+// (queue.Store.UseShared), and the node's spool keeps only its mail.
 // The wiring is here; callers see the same methods either way.
-
-// tlsHistory is the TLS history of destinations: the spool's own on a
-// single node, the shared one in a fleet.
-type tlsHistory interface {
-	ObserveTLS(obs queue.TLSObservation) error
-	DomainInfo(domain string) (*queue.DomainInfo, error)
-	Domains() ([]queue.DomainInfo, error)
-	ResetDomain(domain string) error
-}
-
-// fleetSpool is the node's spool with the TLS history taken from the
-// shared store: the scheduler, the TLS monitor and the admin API use it
-// as they use the spool.
-type fleetSpool struct {
-	*queue.Store
-	history tlsHistory
-}
-
-func (f *fleetSpool) ObserveTLS(obs queue.TLSObservation) error { return f.history.ObserveTLS(obs) }
-func (f *fleetSpool) DomainInfo(domain string) (*queue.DomainInfo, error) {
-	return f.history.DomainInfo(domain)
-}
-func (f *fleetSpool) Domains() ([]queue.DomainInfo, error) { return f.history.Domains() }
-func (f *fleetSpool) ResetDomain(domain string) error      { return f.history.ResetDomain(domain) }
 
 // openShared connects to the shared store when one is configured (nil,
 // nil when not). A node that cannot reach it at start does not start:
@@ -56,14 +32,6 @@ func openShared(cfg *config.Config, logger *slog.Logger) (*pgstore.Store, error)
 	logger.Info("shared store connected: TLS history, API keys and the leader election are the fleet's",
 		"schema_version", pgstore.SchemaVersion())
 	return s, nil
-}
-
-// spool is the store the scheduler, the monitor and the admin API use.
-func (g *Gateway) spool() *fleetSpool {
-	if g.shared != nil {
-		return &fleetSpool{Store: g.store, history: g.shared}
-	}
-	return &fleetSpool{Store: g.store, history: g.store}
 }
 
 // startFleet runs what a fleet node runs besides its mail: the leader
@@ -106,15 +74,6 @@ func (g *Gateway) leading() bool {
 	return g.leader == nil || g.leader.IsLeader()
 }
 
-// apiKeys is where the REST API's keys live: the fleet's store, or the
-// spool.
-func (g *Gateway) apiKeys() admin.APIKeyStore {
-	if g.shared != nil {
-		return g.shared
-	}
-	return g.store
-}
-
 // closeStores closes the spool and the shared store (when New fails
 // half-way).
 func closeStores(spool *queue.Store, shared *pgstore.Store) {
@@ -122,15 +81,6 @@ func closeStores(spool *queue.Store, shared *pgstore.Store) {
 	if shared != nil {
 		shared.Close()
 	}
-}
-
-// keyRecords is where correspondents' keys live: the fleet's store, or
-// the spool.
-func (g *Gateway) keyRecords() certs.RecordStore {
-	if g.shared != nil {
-		return g.shared
-	}
-	return g.store
 }
 
 // tokenStore is where OAuth tokens live in a fleet (nil: the node's

@@ -186,8 +186,11 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	}
 	shared, err := openShared(cfg, logger)
 	if err != nil {
-		closeStores(store, shared)
+		store.Close()
 		return nil, err
+	}
+	if shared != nil {
+		store.UseShared(shared)
 	}
 	var adminCert *certs.CertReloader
 	if t := cfg.Admin.TLS; t.CertFile != "" {
@@ -211,7 +214,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 			return nil, err
 		}
 	}
-	if g.keys, err = newKeyring(cfg, g.keyRecords(), resolver, roots, logger); err != nil {
+	if g.keys, err = newKeyring(cfg, store, resolver, roots, logger); err != nil {
 		closeStores(store, shared)
 		return nil, err
 	}
@@ -233,7 +236,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 		Self:                   g.listenerAddrs,
 	})
 	sched := scheduler.Options{
-		Store:            g.spool(),
+		Store:            store,
 		Deliverer:        g.deliverer,
 		Logger:           logger.With("component", "scheduler"),
 		MaxConcurrency:   cfg.Outbound.MaxConcurrency,
@@ -275,7 +278,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	g.sched = scheduler.New(sched)
 
 	mon := cfg.Outbound.TLSMonitor
-	g.monitor = probe.NewMonitor(probe.MonitorOptions{Store: g.spool(), Prober: prober, Interval: mon.ProbeInterval.D(),
+	g.monitor = probe.NewMonitor(probe.MonitorOptions{Store: store, Prober: prober, Interval: mon.ProbeInterval.D(),
 		ReportAfter: mon.ReportAfter.D(), Concurrency: mon.Concurrency, STS: sts, Logger: logger.With("component", "tls-monitor")})
 
 	engine, err := policy.Compile(cfg.Policy)
@@ -384,7 +387,7 @@ func (g *Gateway) Start() error {
 		g.intake = submit.New(submit.Options{Spool: g.store, Policy: g.policy.Load, Hostname: g.cfg.ServerHostname(),
 			MaxMessageBytes: g.cfg.Inbound.MaxMessageBytes, MaxRecipients: g.cfg.Inbound.MaxRecipients,
 			OnQueued: g.sched.Wake, OnAccepted: g.metrics.Accepted})
-		api := admin.New(admin.Options{Store: g.spool(), Keys: g.keys, Escrow: escrow, Requeue: requeue, Audit: g.audit, Metrics: g.metrics.Handler(), APIKeys: g.apiKeys(),
+		api := admin.New(admin.Options{Store: g.store, Keys: g.keys, Escrow: escrow, Requeue: requeue, Audit: g.audit, Metrics: g.metrics.Handler(), APIKeys: g.store,
 			Submit: g.intake, SendLimits: admin.SendLimits{PerMinute: g.cfg.API.MessagesPerMinute, MaxBytes: 2*g.cfg.Inbound.MaxMessageBytes + 1<<20},
 			Hostname: g.cfg.ServerHostname(), Users: g.inbound.Users, TokenLifetime: g.cfg.API.TokenLifetime.D(), Tokens: g.tokenStore(), SharedStore: g.sharedStoreState(), Engine: g.policy.Load, CheckDomain: g.checkDomain, Wake: g.sched.Wake, Ready: ready,
 			ReloadPolicy: g.reloadPolicyFromFile, Logger: g.logger.With("component", "admin"),

@@ -31,6 +31,9 @@ type APIKey struct {
 
 // PutAPIKey stores a new key; an ID in use is refused.
 func (s *Store) PutAPIKey(k APIKey) error {
+	if s.shared != nil {
+		return s.shared.PutAPIKey(k)
+	}
 	return s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketAPIKeys)
 		if err != nil {
@@ -53,6 +56,9 @@ func (s *Store) putAPIKey(b *bolt.Bucket, k APIKey) error {
 
 // APIKeyByID returns a key (ErrNotFound when there is none).
 func (s *Store) APIKeyByID(id string) (*APIKey, error) {
+	if s.shared != nil {
+		return s.shared.APIKeyByID(id)
+	}
 	var k *APIKey
 	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketAPIKeys)
@@ -75,6 +81,9 @@ func (s *Store) APIKeyByID(id string) (*APIKey, error) {
 
 // APIKeys lists every key, revoked ones too, by ID.
 func (s *Store) APIKeys() ([]APIKey, error) {
+	if s.shared != nil {
+		return s.shared.APIKeys()
+	}
 	var out []APIKey
 	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketAPIKeys)
@@ -99,6 +108,9 @@ func (s *Store) APIKeys() ([]APIKey, error) {
 
 // RevokeAPIKey ends a key at now (ErrNotFound when there is none).
 func (s *Store) RevokeAPIKey(id string, now time.Time) error {
+	if s.shared != nil {
+		return s.shared.RevokeAPIKey(id, now)
+	}
 	return s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketAPIKeys)
 		if b == nil || b.Get([]byte(id)) == nil {

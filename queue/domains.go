@@ -55,6 +55,9 @@ type TLSObservation struct {
 // ObserveTLS merges an observation into the domain's record, creating it
 // on first sight. Facts that raise protection stick; nothing lowers them.
 func (s *Store) ObserveTLS(obs TLSObservation) error {
+	if s.shared != nil {
+		return s.shared.ObserveTLS(obs)
+	}
 	domain := strings.ToLower(obs.Domain)
 	if domain == "" {
 		return nil
@@ -98,6 +101,9 @@ func (s *Store) ObserveTLS(obs TLSObservation) error {
 
 // DomainInfo returns the record of domain, or nil when there is none.
 func (s *Store) DomainInfo(domain string) (*DomainInfo, error) {
+	if s.shared != nil {
+		return s.shared.DomainInfo(domain)
+	}
 	var d *DomainInfo
 	err := s.view(func(tx *bolt.Tx) error {
 		var err error
@@ -109,6 +115,9 @@ func (s *Store) DomainInfo(domain string) (*DomainInfo, error) {
 
 // Domains lists every domain record, by name.
 func (s *Store) Domains() ([]DomainInfo, error) {
+	if s.shared != nil {
+		return s.shared.Domains()
+	}
 	var out []DomainInfo
 	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketDomains).ForEach(func(k, v []byte) error {
@@ -127,6 +136,9 @@ func (s *Store) Domains() ([]DomainInfo, error) {
 // ResetDomain forgets what was learned about domain (an admin's decision
 // after a partner really dropped TLS). ErrNotFound if there is no record.
 func (s *Store) ResetDomain(domain string) error {
+	if s.shared != nil {
+		return s.shared.ResetDomain(domain)
+	}
 	return s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDomains)
 		key := s.seal.indexKey(kindDomain, strings.ToLower(domain))

@@ -17,6 +17,9 @@ const kindKey = "key"
 
 // PutKeyRecord stores (or replaces) one sealed key record.
 func (s *Store) PutKeyRecord(id string, data []byte) error {
+	if s.shared != nil {
+		return s.shared.PutKeyRecord(id, data)
+	}
 	return s.commit(context.Background(), len(data), func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketKeys).Put([]byte(id), s.seal.seal(kindKey, id, data))
 	})
@@ -25,6 +28,9 @@ func (s *Store) PutKeyRecord(id string, data []byte) error {
 // DeleteKeyRecords removes key records; IDs that are not there are
 // ignored.
 func (s *Store) DeleteKeyRecords(ids []string) error {
+	if s.shared != nil {
+		return s.shared.DeleteKeyRecords(ids)
+	}
 	return s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketKeys)
 		for _, id := range ids {
@@ -41,6 +47,9 @@ func (s *Store) DeleteKeyRecords(ids []string) error {
 // store that silently loses a key would send mail the policy meant to
 // encrypt down another path without saying why.
 func (s *Store) ForEachKeyRecord(prefix string, fn func(id string, data []byte) error) error {
+	if s.shared != nil {
+		return s.shared.ForEachKeyRecord(prefix, fn)
+	}
 	return s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketKeys).Cursor()
 		p := []byte(prefix)

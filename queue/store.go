@@ -124,6 +124,8 @@ type Store struct {
 
 	batches     atomic.Int64 // group-commit transactions, for tests and stats
 	quarantined atomic.Int64
+
+	shared Shared // a fleet's shared store (UseShared); nil on a single node
 }
 
 // Open opens (or creates) the spool and starts its committer. It takes

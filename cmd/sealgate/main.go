@@ -74,7 +74,7 @@ Run "sealgate serve" to start on the embedded defaults (SMTP on
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newConfigCmd(), newQueueCmd(), newPolicyCmd(), newDomainsCmd(), newDKIMCmd(), newKeysCmd(), newEscrowCmd(), newAuditCmd(), newAPICmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newConfigCmd(), newQueueCmd(), newPolicyCmd(), newDomainsCmd(), newDKIMCmd(), newKeysCmd(), newEscrowCmd(), newAuditCmd(), newAPICmd(), newStoreCmd(), newVersionCmd())
 	return root
 }
 

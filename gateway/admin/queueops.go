@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/sealgate/sealgate/certs"
 	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/pgstore"
 	"github.com/sealgate/sealgate/queue"
 )
 
@@ -29,6 +31,20 @@ func OpenQueueOps(cfg *config.Config) (ops QueueOps, where string, close func() 
 		LockTimeout:  300 * time.Millisecond,
 	})
 	switch {
+	case err == nil && cfg.Shared():
+		// A fleet's node: what the fleet shares is read and written in
+		// the shared store, as the server would.
+		shared, err := pgstore.Open(context.Background(), pgstore.Options{DSN: cfg.Store.Postgres.DSN})
+		if err != nil {
+			store.Close()
+			return nil, "", nil, fmt.Errorf("store.postgres: %w", err)
+		}
+		store.UseShared(shared)
+		closeBoth := func() error {
+			shared.Close()
+			return store.Close()
+		}
+		return store, "spool " + path + " and the fleet's shared store", closeBoth, nil
 	case err == nil:
 		return store, "spool " + path, store.Close, nil
 	case errors.Is(err, queue.ErrLocked):

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sealgate/sealgate/internal/testutil"
+	"github.com/sealgate/sealgate/pgstore"
+	"github.com/sealgate/sealgate/queue"
+)
+
+// TestStoreMigrate: a stopped node's TLS history, API keys and key
+// records reach the shared store; running it again changes nothing and
+// keeps a revocation made meanwhile; with the node stopped, the CLI reads
+// the fleet's history from the shared store.
+func TestStoreMigrate(t *testing.T) {
+	dir := t.TempDir()
+	dsn := testutil.PostgreSQL(t)
+	cfgPath := filepath.Join(dir, "sealgate.yaml")
+	writeFile(t, cfgPath, fmt.Sprintf("data_dir: %s\nstore:\n  postgres:\n    dsn: %q\n", filepath.Join(dir, "data"), dsn))
+
+	code, _, errOut := sealgate(t, "store", "migrate", "--config", filepath.Join(dir, "missing.yaml"))
+	if code == 0 {
+		t.Errorf("migrate with a missing config succeeded: %s", errOut)
+	}
+
+	local, err := queue.Open(queue.Options{Path: filepath.Join(dir, "data", "spool.db"), KeyFile: filepath.Join(dir, "data", "spool.key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	local.ObserveTLS(queue.TLSObservation{Domain: "partner.test", Connected: true, TLSVersion: "TLS1.3", Verified: true})
+	created := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
+	if err := local.PutAPIKey(queue.APIKey{ID: "k1", Name: "ehr", Scope: "send", Hash: []byte{9}, Created: created}); err != nil {
+		t.Fatal(err)
+	}
+	if err := local.PutKeyRecord("bob@partner.test\x00ABCD", []byte("key material")); err != nil {
+		t.Fatal(err)
+	}
+	local.Close()
+
+	code, out, errOut := sealgate(t, "store", "migrate", "--config", cfgPath)
+	for _, want := range []string{"TLS history: 1 domains merged", "API keys: 1 copied, 0 already there", "correspondents' keys: 1 records copied"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("store migrate: exit %d, lacks %q:\n%s%s", code, want, out, errOut)
+		}
+	}
+	shared, err := pgstore.Open(context.Background(), pgstore.Options{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shared.Close()
+	if d, err := shared.DomainInfo("partner.test"); err != nil || d == nil || !d.TLSSeen || !d.Verified {
+		t.Fatalf("shared history: %+v, %v", d, err)
+	}
+	var recs []string
+	shared.ForEachKeyRecord("bob@partner.test\x00", func(id string, data []byte) error {
+		recs = append(recs, id+"="+string(data))
+		return nil
+	})
+	if len(recs) != 1 || recs[0] != "bob@partner.test\x00ABCD=key material" {
+		t.Fatalf("shared key records: %q", recs)
+	}
+
+	// Meanwhile the fleet revokes the key and learns another domain.
+	if err := shared.RevokeAPIKey("k1", created.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	shared.ObserveTLS(queue.TLSObservation{Domain: "fleet-only.test", Connected: true, TLSVersion: "TLS1.2"})
+	code, out, errOut = sealgate(t, "store", "migrate", "--config", cfgPath)
+	if code != 0 || !strings.Contains(out, "API keys: 0 copied, 1 already there") {
+		t.Fatalf("second migrate: exit %d\n%s%s", code, out, errOut)
+	}
+	if k, err := shared.APIKeyByID("k1"); err != nil || k.Revoked.IsZero() {
+		t.Errorf("a second migrate undid the fleet's revocation: %+v, %v", k, err)
+	}
+	if d, _ := shared.DomainInfo("partner.test"); d == nil || !d.Verified {
+		t.Errorf("a second migrate lowered the history: %+v", d)
+	}
+
+	// The CLI on the stopped node reads the fleet's history.
+	code, out, _ = sealgate(t, "domains", "list", "--config", cfgPath)
+	if code != 0 || !strings.Contains(out, "fleet-only.test") || !strings.Contains(out, "partner.test") {
+		t.Errorf("domains list on a fleet node: exit %d\n%s", code, out)
+	}
+}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sealgate/sealgate/pgstore"
+	"github.com/sealgate/sealgate/queue"
+)
+
+func newStoreCmd() *cobra.Command {
+	var configPath string
+	cmd := &cobra.Command{
+		Use:   "store",
+		Short: "The store a fleet of nodes shares (store.postgres)",
+	}
+	cmd.PersistentFlags().StringVarP(&configPath, "config", "c", "", "config file (default: embedded defaults)")
+	migrate := &cobra.Command{
+		Use:   "migrate",
+		Short: "Copy this node's TLS history, API keys and correspondents' keys into the shared store",
+		Long: `Copies what this node kept in its own spool and a fleet shares — the TLS
+history of destinations, the REST API's keys, the correspondents' public
+keys — into the PostgreSQL store of store.postgres.dsn (its schema is
+created or brought up to date first). Run it on a stopped node, before
+starting it with the shared store configured; run it on each node that
+joins a fleet.
+
+Every record is merged, never overwritten: a domain keeps the strongest
+protection any node has seen, an API key revoked anywhere stays revoked.
+So the command can be run again, or after an interruption, at no risk.
+The node's mail, its escrow store and its audit trail stay in its spool.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(configPath)
+			if err != nil {
+				return err
+			}
+			if !cfg.Shared() {
+				return errors.New("store.postgres.dsn is not set in the config: there is no shared store to migrate to")
+			}
+			local, err := queue.Open(queue.Options{Path: cfg.SpoolDBFile(), KeyFile: cfg.SpoolKeyFile(), LockTimeout: 300 * time.Millisecond})
+			if errors.Is(err, queue.ErrLocked) {
+				return errors.New("the spool is in use by a running server: stop the node, migrate, then start it with store.postgres set")
+			}
+			if err != nil {
+				return fmt.Errorf("spool: %w", err)
+			}
+			defer local.Close()
+			shared, err := pgstore.Open(context.Background(), pgstore.Options{DSN: cfg.Store.Postgres.DSN})
+			if err != nil {
+				return fmt.Errorf("store.postgres: %w", err)
+			}
+			defer shared.Close()
+			out := cmd.OutOrStdout()
+
+			domains, err := local.Domains()
+			if err != nil {
+				return fmt.Errorf("reading the TLS history: %w", err)
+			}
+			for _, d := range domains {
+				if err := shared.MergeDomain(d); err != nil {
+					return fmt.Errorf("TLS history of %s: %w", d.Domain, err)
+				}
+			}
+			fmt.Fprintf(out, "TLS history: %d domains merged\n", len(domains))
+
+			keys, err := local.APIKeys()
+			if err != nil {
+				return fmt.Errorf("reading the API keys: %w", err)
+			}
+			added := 0
+			for _, k := range keys {
+				ok, err := shared.MergeAPIKey(k)
+				if err != nil {
+					return fmt.Errorf("API key %s: %w", k.ID, err)
+				}
+				if ok {
+					added++
+				}
+			}
+			fmt.Fprintf(out, "API keys: %d copied, %d already there\n", added, len(keys)-added)
+
+			records := 0
+			err = local.ForEachKeyRecord("", func(id string, data []byte) error {
+				records++
+				return shared.PutKeyRecord(id, data)
+			})
+			if err != nil {
+				return fmt.Errorf("correspondents' keys: %w", err)
+			}
+			fmt.Fprintf(out, "correspondents' keys: %d records copied\n", records)
+			fmt.Fprintln(out, "mail, the escrow store and the audit trail stay in this node's spool")
+			return nil
+		},
+	}
+	cmd.AddCommand(migrate)
+	return cmd
+}
