@@ -13,6 +13,9 @@
 #   N=2000 C="10" bash bench/run.sh
 #   MODE=smarthost bash bench/run.sh
 #   PORT_BASE=3700 bash bench/run.sh   # ports 3700-3703, not 2725 etc.
+#   SHARED=1 bash bench/run.sh         # with a fleet's shared store: a
+#                                      # throwaway PostgreSQL (Debian's
+#                                      # postgresql) on a Unix socket
 #
 # The ports are fixed (PORT_BASE moves them all): two runs on one machine
 # at once must use different bases, or one measures the other's gateway.
@@ -35,6 +38,21 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 go build -o "$work/sealgate" ./cmd/sealgate
 go build -o "$work/sealgate-load" ./cmd/sealgate-load
 
+if [ "${SHARED:-}" = 1 ]; then
+	pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+	pgdir=$(mktemp -d /tmp/sealgate-bench-pg-XXXXXX)
+	as=()
+	if [ "$(id -u)" = 0 ]; then
+		chown postgres "$pgdir"
+		as=(runuser -u postgres --)
+	fi
+	"${as[@]}" "$pgbin/initdb" -D "$pgdir/data" -A trust -U postgres >/dev/null
+	# The database's own durability as a production one would have it.
+	"${as[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w \
+		-o "-c listen_addresses='' -c unix_socket_directories=$pgdir" start >/dev/null
+	trap 'kill $(jobs -p) 2>/dev/null || true; "${as[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -m fast stop >/dev/null 2>&1 || true; rm -rf "$work" "$pgdir"' EXIT
+fi
+
 for c in $CS; do
 	for p in $smtp_port $sink_port; do
 		if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
@@ -50,6 +68,10 @@ inbound:
 admin:
   listen: 127.0.0.1:$admin_port
 YAML
+	if [ "${SHARED:-}" = 1 ]; then
+		"${as[@]}" "$pgbin/psql" -h "$pgdir" -U postgres -q -c "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench" postgres
+		printf 'store:\n  postgres:\n    dsn: "host=%s user=postgres dbname=bench"\n' "$pgdir" >>"$work/bench.yaml"
+	fi
 	sinkflags=()
 	if [ "${DKIM_TLS:-}" = 1 ]; then
 		[ -f "$work/dkim.pem" ] || "$work/sealgate" dkim keygen --domain sender.test --selector bench --out "$work/dkim.pem" >/dev/null
@@ -75,7 +97,7 @@ YAML
 		cat "$work/server.log" >&2
 		exit 1
 	fi
-	echo "== MODE=$MODE${DKIM_TLS:+ DKIM_TLS} C=$c N=$N SIZE=$SIZE load=$(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "== MODE=$MODE${DKIM_TLS:+ DKIM_TLS}${SHARED:+ SHARED} C=$c N=$N SIZE=$SIZE load=$(cut -d' ' -f1-3 /proc/loadavg)"
 	"$work/sealgate-load" -addr 127.0.0.1:$smtp_port -n "$N" -c "$c" -size "$SIZE" \
 		-sink 127.0.0.1:$sink_port -pid "$pid" "${dns[@]}" "${sinkflags[@]}"
 	kill -TERM "$pid"
