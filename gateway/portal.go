@@ -41,7 +41,7 @@ func (g *Gateway) startPortal(ctx context.Context) {
 	handler := portal.New(portal.Options{Store: g.escrow, Senders: g.escrow, Spool: g.store, Wake: g.sched.Wake,
 		PublicURL: p.PublicURL, MailFrom: g.cfg.PortalMailFrom(), Hostname: g.cfg.ServerHostname(),
 		Organization: e.Organization, LogoURL: e.LogoURL, AccentColor: e.AccentColor,
-		SessionLifetime: p.SessionLifetime.D(), ReplyPolicy: g.replyPolicy, OnOpened: g.metrics.EscrowOpened, Logger: g.logger.With("component", "portal")}).Handler()
+		SessionLifetime: p.SessionLifetime.D(), SessionKey: g.escrow.SessionKey(), ReplyPolicy: g.replyPolicy, OnOpened: g.metrics.EscrowOpened, Logger: g.logger.With("component", "portal")}).Handler()
 	g.portal = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute,
 		WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 	}

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -434,4 +435,14 @@ func (e *Escrow) RecordFor(rcptID, kind, client, detail string) error {
 		r.Events = append(r.Events, EscrowEvent{Time: e.now(), Kind: kind, Client: client, Detail: detail})
 		return e.putRecipient(tx, r)
 	})
+}
+
+// SessionKey is the key the portal signs its session cookies with,
+// derived from the escrow master key: every node that holds the key (a
+// fleet's nodes all do) accepts the sessions of the others, and it
+// survives a restart.
+func (e *Escrow) SessionKey() []byte {
+	m := hmac.New(sha256.New, e.seal.indexSecret)
+	m.Write([]byte("sealgate portal session key v1"))
+	return m.Sum(nil)
 }

@@ -54,6 +54,10 @@ type Options struct {
 	Organization, LogoURL, AccentColor string
 	// SessionLifetime bounds a session (15 minutes).
 	SessionLifetime time.Duration
+	// SessionKey signs the session cookies (32 bytes; every node of a
+	// fleet derives the same from the escrow key). Empty: a random key
+	// of this process, so a restart ends the sessions.
+	SessionKey []byte
 	// MaxReplyBytes bounds a reply with its attachments (10 MiB).
 	MaxReplyBytes int64
 	// ReplyPolicy decides how a reply leaves, as the live policy decides
@@ -95,7 +99,7 @@ func New(o Options) *Portal {
 	if o.AccentColor == "" {
 		o.AccentColor = "#1f5fa8"
 	}
-	p := &Portal{o: o, sessions: newSessions(o.Now), limits: newLimiter(o.Now)}
+	p := &Portal{o: o, sessions: newSessions(o.Now, o.SessionKey), limits: newLimiter(o.Now)}
 	if u, err := url.Parse(o.PublicURL); err == nil {
 		p.origin = u.Scheme + "://" + u.Host
 	}

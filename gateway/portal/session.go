@@ -1,10 +1,12 @@
 package portal
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/binary"
 	"net/http"
 	"sync"
 	"time"
@@ -14,48 +16,49 @@ import (
 // by this host, over HTTPS, for the whole site.
 const sessionCookie = "__Host-sg-session"
 
-// maxSessions bounds the sessions kept in memory; past it the oldest
-// expiry goes first.
+// maxSessions bounds the rate limiter's windows kept in memory.
 const maxSessions = 100_000
 
-// sessions are the portal's open sessions, in memory: each is bound to
-// one link (the token's hash) and ends after its lifetime. A restart
-// ends them all, which costs a recipient one more code.
+// sessions are the portal's sessions, kept by the browser: the cookie
+// holds the link it opens (the SHA-256 of its token), when it ends, and
+// an HMAC-SHA256 of both under the session key. So any node that has the
+// key accepts it — the nodes of a fleet derive it from the escrow key
+// they share — and no node keeps a table of them. A session cannot be
+// made to open another link or to last longer without the key; one
+// ends at its lifetime, and an expired, revoked or destroyed message
+// stays closed whatever the cookie says (each page checks the store).
 type sessions struct {
 	now func() time.Time
-	mu  sync.Mutex
-	m   map[string]session // by SHA-256 of the cookie value
+	key []byte // HMAC key, 32 bytes
 }
 
-type session struct {
-	tokenHash [32]byte
-	expires   time.Time
+// sessionValue is the cookie's content before its MAC: token hash, then
+// the end as Unix seconds.
+const sessionValue = sha256.Size + 8
+
+func newSessions(now func() time.Time, key []byte) *sessions {
+	if len(key) == 0 {
+		key = make([]byte, 32) // this process only: a restart ends the sessions
+		rand.Read(key)
+	}
+	return &sessions{now: now, key: key}
 }
 
-func newSessions(now func() time.Time) *sessions {
-	return &sessions{now: now, m: map[string]session{}}
+func (s *sessions) mac(v []byte) []byte {
+	m := hmac.New(sha256.New, s.key)
+	m.Write([]byte("sealgate portal session v1\x00"))
+	m.Write(v)
+	return m.Sum(nil)
 }
 
 func (s *sessions) start(w http.ResponseWriter, token string, lifetime time.Duration) {
-	var b [32]byte
-	rand.Read(b[:])
-	val := base64.RawURLEncoding.EncodeToString(b[:])
-	now := s.now()
-	s.mu.Lock()
-	for k, v := range s.m {
-		if !now.Before(v.expires) || len(s.m) >= maxSessions {
-			delete(s.m, k)
-		}
-	}
-	s.m[key(val)] = session{tokenHash: sha256.Sum256([]byte(token)), expires: now.Add(lifetime)}
-	s.mu.Unlock()
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: val, Path: "/", MaxAge: int(lifetime.Seconds()),
-		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
-}
-
-func key(cookie string) string {
-	h := sha256.Sum256([]byte(cookie))
-	return string(h[:])
+	th := sha256.Sum256([]byte(token))
+	v := make([]byte, 0, sessionValue+sha256.Size)
+	v = append(v, th[:]...)
+	v = binary.BigEndian.AppendUint64(v, uint64(s.now().Add(lifetime).Unix()))
+	v = append(v, s.mac(v)...)
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: base64.RawURLEncoding.EncodeToString(v), Path: "/",
+		MaxAge: int(lifetime.Seconds()), Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 }
 
 // valid reports whether r carries a live session for token.
@@ -64,18 +67,19 @@ func (s *sessions) valid(r *http.Request, token string) bool {
 	if err != nil {
 		return false
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sess, ok := s.m[key(c.Value)]
-	if !ok {
+	v, err := base64.RawURLEncoding.DecodeString(c.Value)
+	if err != nil || len(v) != sessionValue+sha256.Size {
 		return false
 	}
-	if !s.now().Before(sess.expires) {
-		delete(s.m, key(c.Value))
+	if !hmac.Equal(v[sessionValue:], s.mac(v[:sessionValue])) {
+		return false
+	}
+	end := time.Unix(int64(binary.BigEndian.Uint64(v[sha256.Size:sessionValue])), 0)
+	if !s.now().Before(end) {
 		return false
 	}
 	want := sha256.Sum256([]byte(token))
-	return subtle.ConstantTimeCompare(sess.tokenHash[:], want[:]) == 1
+	return subtle.ConstantTimeCompare(v[:sha256.Size], want[:]) == 1
 }
 
 // limiter counts requests per key (client address and action) in
