@@ -171,11 +171,16 @@ type EscrowOptions struct {
 
 // Escrow is the escrow store in a spool. Safe for concurrent use.
 type Escrow struct {
-	s    *Store
-	seal *sealer
-	opts EscrowOptions
-	now  func() time.Time
+	s      *Store
+	shared SharedKV // a fleet's shared store; nil: the spool's own buckets
+	seal   *sealer
+	opts   EscrowOptions
+	now    func() time.Time
 }
+
+// escrowBuckets are the escrow store's buckets in the spool.
+var escrowBuckets = [][]byte{bucketEscrowMeta, bucketEscrowMsgs, bucketEscrowRcpts, bucketEscrowTokens, bucketEscrowQueue,
+	bucketEscrowContent, bucketEscrowSenderTokens}
 
 // OpenEscrow unlocks the escrow store of s with the master key in
 // o.KeyFile (see the file comment for the key rules).
@@ -195,21 +200,25 @@ func (s *Store) OpenEscrow(o EscrowOptions) (*Escrow, error) {
 	if o.Now == nil {
 		o.Now = s.now
 	}
-	err := s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketEscrowMeta, bucketEscrowMsgs, bucketEscrowRcpts, bucketEscrowTokens, bucketEscrowQueue, bucketEscrowContent,
-			bucketEscrowSenderTokens} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
+	e := &Escrow{s: s, opts: o, now: o.Now}
+	if sh, ok := s.shared.(SharedKV); ok {
+		e.shared = sh // a fleet's: every node opens the same messages
+	} else {
+		err := s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
+			for _, b := range escrowBuckets {
+				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+					return err
+				}
 			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("escrow store: %w", err)
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("escrow store: %w", err)
 	}
 	var check []byte
 	empty := true
-	s.view(func(tx *bolt.Tx) error {
+	err := e.view(func(tx escrowTx) error {
 		if v := tx.Bucket(bucketEscrowMeta).Get(keyCheckName); v != nil {
 			check = append([]byte(nil), v...)
 		}
@@ -217,10 +226,13 @@ func (s *Store) OpenEscrow(o EscrowOptions) (*Escrow, error) {
 		empty = k == nil
 		return nil
 	})
+	if err != nil {
+		return nil, fmt.Errorf("escrow store: %w", err)
+	}
 	key, err := readKeyNamed("escrow key", o.KeyFile)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && (!empty || check != nil):
-		return nil, fmt.Errorf("%w: %s does not exist, but the escrow store holds messages sealed with it; restore the key file from backup", ErrEscrowKeyMissing, o.KeyFile)
+		return nil, fmt.Errorf("%w: %s does not exist, but the escrow store holds messages sealed with it; restore the key file from backup (in a fleet: copy it from a node of the fleet)", ErrEscrowKeyMissing, o.KeyFile)
 	case errors.Is(err, fs.ErrNotExist):
 		if key, err = createKeyNamed("escrow key", o.KeyFile); err != nil {
 			return nil, err
@@ -232,19 +244,27 @@ func (s *Store) OpenEscrow(o EscrowOptions) (*Escrow, error) {
 	if err != nil {
 		return nil, fmt.Errorf("escrow key %s: %w", o.KeyFile, err)
 	}
-	if check != nil {
-		if plain, err := sl.open(kindMeta, string(keyCheckName), check); err != nil || string(plain) != escrowCheckPlain {
-			return nil, fmt.Errorf("%w: %s is not the key of this escrow store; point escrow.key_file at the right key", ErrEscrowKeyWrong, o.KeyFile)
+	// The key check is written once, by the first node to get here; a
+	// node that comes second with another key finds it and is refused.
+	wrong := false
+	err = e.update(0, func(tx escrowTx) error {
+		meta := tx.Bucket(bucketEscrowMeta)
+		if v := meta.Get(keyCheckName); v != nil {
+			plain, err := sl.open(kindMeta, string(keyCheckName), v)
+			wrong = err != nil || string(plain) != escrowCheckPlain
+			return nil
 		}
-	} else {
-		err = s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
-			return tx.Bucket(bucketEscrowMeta).Put(keyCheckName, sl.seal(kindMeta, string(keyCheckName), []byte(escrowCheckPlain)))
-		})
-		if err != nil {
-			return nil, fmt.Errorf("escrow store: %w", err)
-		}
+		wrong = false
+		return meta.Put(keyCheckName, sl.seal(kindMeta, string(keyCheckName), []byte(escrowCheckPlain)))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("escrow store: %w", err)
 	}
-	return &Escrow{s: s, seal: sl, opts: o, now: o.Now}, nil
+	if wrong {
+		return nil, fmt.Errorf("%w: %s is not the key of this escrow store; point escrow.key_file at the right key", ErrEscrowKeyWrong, o.KeyFile)
+	}
+	e.seal = sl
+	return e, nil
 }
 
 // Expiry is how long a deposit stays readable.
@@ -284,7 +304,7 @@ func (e *Escrow) Deposit(d EscrowDeposit, body []byte) (rcptID, token string, er
 	newMsgID := newID(now)
 	msgKey := make([]byte, keySize)
 	rand.Read(msgKey)
-	err = e.s.commit(context.Background(), len(body), func(tx *bolt.Tx) error {
+	err = e.update(len(body), func(tx escrowTx) error {
 		msgs := tx.Bucket(bucketEscrowMsgs)
 		var m *EscrowMessage
 		if id := tx.Bucket(bucketEscrowQueue).Get([]byte(d.QueueID)); id != nil {
@@ -346,7 +366,7 @@ func (e *Escrow) Deposit(d EscrowDeposit, body []byte) (rcptID, token string, er
 // whose message has expired or was revoked, are ErrEscrowGone alike.
 func (e *Escrow) Lookup(token string) (*EscrowEntry, error) {
 	var out *EscrowEntry
-	err := e.s.view(func(tx *bolt.Tx) error {
+	err := e.view(func(tx escrowTx) error {
 		r, m, err := e.byToken(tx, token)
 		if err != nil {
 			return err
@@ -363,7 +383,7 @@ func (e *Escrow) Lookup(token string) (*EscrowEntry, error) {
 // Content returns the escrowed message of an active token.
 func (e *Escrow) Content(token string) ([]byte, error) {
 	var body []byte
-	err := e.s.view(func(tx *bolt.Tx) error {
+	err := e.view(func(tx escrowTx) error {
 		_, m, err := e.byToken(tx, token)
 		if err != nil {
 			return err
@@ -397,7 +417,7 @@ func (e *Escrow) Content(token string) ([]byte, error) {
 // than once (see commit) and must only change r.
 func (e *Escrow) updateByToken(token string, fn func(r *EscrowRecipient, m *EscrowMessage, now time.Time) error) error {
 	var result error
-	err := e.s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
+	err := e.update(0, func(tx escrowTx) error {
 		r, m, err := e.byToken(tx, token)
 		if err != nil {
 			return err
@@ -427,7 +447,7 @@ func (e *Escrow) Record(token, kind, client, detail string) error {
 // access record ID, whatever the message's state (the notice's fate is
 // logged even if the message was revoked meanwhile).
 func (e *Escrow) RecordFor(rcptID, kind, client, detail string) error {
-	return e.s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
+	return e.update(0, func(tx escrowTx) error {
 		r, err := e.getRecipient(tx, rcptID)
 		if err != nil {
 			return err

@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -144,7 +143,7 @@ func (e *Escrow) CheckCode(token, code, client string) (left int, err error) {
 // and, for a whole message, destroys its content. by says who, for the
 // log.
 func (e *Escrow) Revoke(id, by string) error {
-	return e.s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
+	return e.update(0, func(tx escrowTx) error {
 		now := e.now()
 		msgID, one, _ := strings.Cut(id, ".")
 		m, err := e.getMessage(tx, msgID)
@@ -167,7 +166,7 @@ func (e *Escrow) Revoke(id, by string) error {
 }
 
 // revokeRecipient ends one recipient's links and logs ev.
-func (e *Escrow) revokeRecipient(tx *bolt.Tx, r *EscrowRecipient, ev EscrowEvent) error {
+func (e *Escrow) revokeRecipient(tx escrowTx, r *EscrowRecipient, ev EscrowEvent) error {
 	for _, h := range r.TokenHashes {
 		if err := tx.Bucket(bucketEscrowTokens).Delete([]byte(h)); err != nil {
 			return err
@@ -180,7 +179,7 @@ func (e *Escrow) revokeRecipient(tx *bolt.Tx, r *EscrowRecipient, ev EscrowEvent
 
 // destroy removes a message's content and key and logs ev for each
 // recipient.
-func (e *Escrow) destroy(tx *bolt.Tx, m *EscrowMessage, ev EscrowEvent) error {
+func (e *Escrow) destroy(tx escrowTx, m *EscrowMessage, ev EscrowEvent) error {
 	now := ev.Time
 	m.Destroyed, m.WrappedKey = now, nil
 	if err := tx.Bucket(bucketEscrowContent).Delete([]byte(m.ID)); err != nil {
@@ -205,7 +204,7 @@ func (e *Escrow) destroy(tx *bolt.Tx, m *EscrowMessage, ev EscrowEvent) error {
 func (e *Escrow) Sweep() (int, error) {
 	now := e.now()
 	var due []string
-	err := e.s.view(func(tx *bolt.Tx) error {
+	err := e.view(func(tx escrowTx) error {
 		return tx.Bucket(bucketEscrowMsgs).ForEach(func(k, _ []byte) error {
 			m, err := e.getMessage(tx, string(k))
 			if err != nil {
@@ -220,7 +219,7 @@ func (e *Escrow) Sweep() (int, error) {
 	if err != nil || len(due) == 0 {
 		return 0, err
 	}
-	err = e.s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
+	err = e.update(0, func(tx escrowTx) error {
 		for _, id := range due {
 			m, err := e.getMessage(tx, id)
 			if err != nil {
@@ -241,7 +240,7 @@ func (e *Escrow) Sweep() (int, error) {
 // oldest first.
 func (e *Escrow) List() ([]EscrowEntry, error) {
 	var out []EscrowEntry
-	err := e.s.view(func(tx *bolt.Tx) error {
+	err := e.view(func(tx escrowTx) error {
 		return tx.Bucket(bucketEscrowMsgs).ForEach(func(k, _ []byte) error {
 			m, err := e.getMessage(tx, string(k))
 			if err != nil {
@@ -283,7 +282,7 @@ func (e *Escrow) Show(id string) ([]EscrowEntry, error) {
 // a spool message, for queue show.
 func (e *Escrow) ForQueueID(queueID string) ([]EscrowEntry, error) {
 	var id string
-	e.s.view(func(tx *bolt.Tx) error {
+	e.view(func(tx escrowTx) error {
 		id = string(tx.Bucket(bucketEscrowQueue).Get([]byte(queueID)))
 		return nil
 	})
@@ -298,6 +297,14 @@ func (e *Escrow) ForQueueID(queueID string) ([]EscrowEntry, error) {
 // before OpenEscrow so that looking at a data dir never creates a key.
 func (s *Store) EscrowInUse() (bool, error) {
 	inUse := false
+	if sh, ok := s.shared.(SharedKV); ok {
+		err := sh.KVView(func(tx KVTx) error {
+			k, _ := tx.Bucket(bucketEscrowMeta).Cursor().First()
+			inUse = k != nil
+			return nil
+		})
+		return inUse, err
+	}
 	err := s.view(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketEscrowMeta); b != nil && b.Get(keyCheckName) != nil {
 			inUse = true

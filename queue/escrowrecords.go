@@ -3,6 +3,7 @@ package queue
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -19,7 +20,7 @@ func sealWith(key []byte, kind, id string, plain []byte) ([]byte, error) {
 	return sl.seal(kind, id, plain), nil
 }
 
-func (e *Escrow) putMessage(tx *bolt.Tx, b *bolt.Bucket, m *EscrowMessage) error {
+func (e *Escrow) putMessage(tx escrowTx, b KVBucket, m *EscrowMessage) error {
 	data, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -27,7 +28,7 @@ func (e *Escrow) putMessage(tx *bolt.Tx, b *bolt.Bucket, m *EscrowMessage) error
 	return b.Put([]byte(m.ID), e.seal.seal(kindEscrowMsg, m.ID, data))
 }
 
-func (e *Escrow) getMessage(tx *bolt.Tx, id string) (*EscrowMessage, error) {
+func (e *Escrow) getMessage(tx escrowTx, id string) (*EscrowMessage, error) {
 	v := tx.Bucket(bucketEscrowMsgs).Get([]byte(id))
 	if v == nil {
 		return nil, ErrEscrowGone
@@ -43,7 +44,7 @@ func (e *Escrow) getMessage(tx *bolt.Tx, id string) (*EscrowMessage, error) {
 	return &m, nil
 }
 
-func (e *Escrow) putRecipient(tx *bolt.Tx, r *EscrowRecipient) error {
+func (e *Escrow) putRecipient(tx escrowTx, r *EscrowRecipient) error {
 	if err := e.auditAccess(tx, r); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
@@ -54,7 +55,7 @@ func (e *Escrow) putRecipient(tx *bolt.Tx, r *EscrowRecipient) error {
 	return tx.Bucket(bucketEscrowRcpts).Put([]byte(r.ID), e.seal.seal(kindEscrowRcpt, r.ID, data))
 }
 
-func (e *Escrow) getRecipient(tx *bolt.Tx, id string) (*EscrowRecipient, error) {
+func (e *Escrow) getRecipient(tx escrowTx, id string) (*EscrowRecipient, error) {
 	v := tx.Bucket(bucketEscrowRcpts).Get([]byte(id))
 	if v == nil {
 		return nil, ErrEscrowGone
@@ -72,7 +73,7 @@ func (e *Escrow) getRecipient(tx *bolt.Tx, id string) (*EscrowRecipient, error) 
 
 // byToken finds the recipient and message of a token inside tx;
 // ErrEscrowGone when the token is unknown.
-func (e *Escrow) byToken(tx *bolt.Tx, token string) (*EscrowRecipient, *EscrowMessage, error) {
+func (e *Escrow) byToken(tx escrowTx, token string) (*EscrowRecipient, *EscrowMessage, error) {
 	id := tx.Bucket(bucketEscrowTokens).Get([]byte(tokenHash(token)))
 	if id == nil {
 		return nil, nil, ErrEscrowGone
@@ -90,8 +91,9 @@ func (e *Escrow) byToken(tx *bolt.Tx, token string) (*EscrowRecipient, *EscrowMe
 
 // auditAccess chains the access events r gained since the last write
 // into the audit log and the webhook outbox, in the same transaction
-// (Options.AuditEscrow, Options.WebhooksEscrow).
-func (e *Escrow) auditAccess(tx *bolt.Tx, r *EscrowRecipient) error {
+// (Options.AuditEscrow, Options.WebhooksEscrow); with a shared escrow
+// store, in this node's spool right after the shared commit.
+func (e *Escrow) auditAccess(tx escrowTx, r *EscrowRecipient) error {
 	o := e.s.opts
 	if (o.AuditEscrow == nil && o.WebhooksEscrow == nil) || r.AuditedEvents >= len(r.Events) {
 		return nil
@@ -100,16 +102,20 @@ func (e *Escrow) auditAccess(tx *bolt.Tx, r *EscrowRecipient) error {
 	if m, err := e.getMessage(tx, r.MessageID); err == nil {
 		queueID = m.QueueID
 	}
-	events := r.Events[r.AuditedEvents:]
-	if o.AuditEscrow != nil {
-		if err := e.s.appendAudit(tx, o.AuditEscrow(queueID, r.MessageID, r.Address, events)); err != nil {
-			return err
+	events := slices.Clone(r.Events[r.AuditedEvents:])
+	err := tx.spool(func(btx *bolt.Tx) error {
+		if o.AuditEscrow != nil {
+			if err := e.s.appendAudit(btx, o.AuditEscrow(queueID, r.MessageID, r.Address, events)); err != nil {
+				return err
+			}
 		}
-	}
-	if o.WebhooksEscrow != nil {
-		if err := e.s.putWebhooks(tx, o.WebhooksEscrow(queueID, r.MessageID, r.Address, events)); err != nil {
-			return err
+		if o.WebhooksEscrow != nil {
+			return e.s.putWebhooks(btx, o.WebhooksEscrow(queueID, r.MessageID, r.Address, events))
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	r.AuditedEvents = len(r.Events)
 	return nil

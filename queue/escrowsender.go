@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -9,8 +8,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // The sender's link: revocation by the sender.
@@ -50,7 +47,7 @@ type EscrowSenderView struct {
 func (e *Escrow) IssueSenderLink(queueID string) (string, error) {
 	token := NewEscrowToken()
 	var issued bool
-	err := e.s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
+	err := e.update(0, func(tx escrowTx) error {
 		issued = false
 		id := tx.Bucket(bucketEscrowQueue).Get([]byte(queueID))
 		if id == nil {
@@ -81,7 +78,7 @@ func (e *Escrow) IssueSenderLink(queueID string) (string, error) {
 }
 
 // logAll adds ev to the access log of every recipient of m.
-func (e *Escrow) logAll(tx *bolt.Tx, m *EscrowMessage, ev EscrowEvent) error {
+func (e *Escrow) logAll(tx escrowTx, m *EscrowMessage, ev EscrowEvent) error {
 	for _, id := range m.Recipients {
 		r, err := e.getRecipient(tx, id)
 		if err != nil {
@@ -98,9 +95,9 @@ func (e *Escrow) logAll(tx *bolt.Tx, m *EscrowMessage, ev EscrowEvent) error {
 // updateBySender runs fn on the message of an active sender token and
 // stores the message record as fn leaves it, whatever fn returns (a
 // wrong code must count). fn may run more than once (see commit).
-func (e *Escrow) updateBySender(token string, fn func(tx *bolt.Tx, m *EscrowMessage, now time.Time) error) error {
+func (e *Escrow) updateBySender(token string, fn func(tx escrowTx, m *EscrowMessage, now time.Time) error) error {
 	var result error
-	err := e.s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
+	err := e.update(0, func(tx escrowTx) error {
 		m, err := e.bySenderToken(tx, token)
 		if err != nil {
 			return err
@@ -118,7 +115,7 @@ func (e *Escrow) updateBySender(token string, fn func(tx *bolt.Tx, m *EscrowMess
 	return result
 }
 
-func (e *Escrow) bySenderToken(tx *bolt.Tx, token string) (*EscrowMessage, error) {
+func (e *Escrow) bySenderToken(tx escrowTx, token string) (*EscrowMessage, error) {
 	id := tx.Bucket(bucketEscrowSenderTokens).Get([]byte(tokenHash(token)))
 	if id == nil {
 		return nil, ErrEscrowGone
@@ -131,7 +128,7 @@ func (e *Escrow) bySenderToken(tx *bolt.Tx, token string) (*EscrowMessage, error
 // expired or was revoked, are ErrEscrowGone alike.
 func (e *Escrow) SenderLookup(token string) (*EscrowSenderView, error) {
 	var out *EscrowSenderView
-	err := e.s.view(func(tx *bolt.Tx) error {
+	err := e.view(func(tx escrowTx) error {
 		m, err := e.bySenderToken(tx, token)
 		if err != nil {
 			return err
@@ -160,7 +157,7 @@ func (e *Escrow) IssueSenderCode(token, client string) (code, address string, er
 	code = fmt.Sprintf("%0*d", CodeDigits, n)
 	var salt [16]byte
 	rand.Read(salt[:])
-	err = e.updateBySender(token, func(tx *bolt.Tx, m *EscrowMessage, now time.Time) error {
+	err = e.updateBySender(token, func(tx escrowTx, m *EscrowMessage, now time.Time) error {
 		if err := e.newCode(&m.SenderCodesSent, &m.SenderCode, salt[:], code, now); err != nil {
 			if lerr := e.logAll(tx, m, EscrowEvent{Time: now, Kind: EscrowSenderCodeFailed, Client: client, Detail: "code request refused: too many in the last hour"}); lerr != nil {
 				return lerr
@@ -181,7 +178,7 @@ func (e *Escrow) IssueSenderCode(token, client string) (code, address string, er
 // wrong one counts, and the last allowed voids it.
 func (e *Escrow) CheckSenderCode(token, code, client string) (left int, err error) {
 	code = strings.TrimSpace(code)
-	err = e.updateBySender(token, func(tx *bolt.Tx, m *EscrowMessage, now time.Time) error {
+	err = e.updateBySender(token, func(tx escrowTx, m *EscrowMessage, now time.Time) error {
 		tries, err := e.checkCode(&m.SenderCode, code, now)
 		if err != nil {
 			var events []EscrowEvent
@@ -207,7 +204,7 @@ var ErrEscrowNotRecipient = errors.New("queue: not a recipient of this escrowed 
 // "sender"), else that access record's links only. The portal calls it
 // only for a sender who proved their address in this session.
 func (e *Escrow) RevokeBySender(token, rcptID, client string) error {
-	return e.updateBySender(token, func(tx *bolt.Tx, m *EscrowMessage, now time.Time) error {
+	return e.updateBySender(token, func(tx escrowTx, m *EscrowMessage, now time.Time) error {
 		if rcptID == "" {
 			m.Revoked, m.RevokedBy = now, escrowRevokedBySender
 			return e.destroy(tx, m, EscrowEvent{Time: now, Kind: EscrowRevoked, Client: client,

@@ -1,0 +1,111 @@
+package queue
+
+import (
+	"context"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The escrow store keeps its records in named buckets of ordered keys,
+// in transactions: the spool's bbolt file on a single node, a shared
+// store's tables in a fleet (SharedKV), behind the same small interface,
+// so that the escrow's logic — keys, tokens, codes, revocation — is one
+// code path for both. Its values are sealed before they reach either
+// (under the escrow key, each message's content under its own key): a
+// shared database sees only ciphertext and token hashes.
+
+// KVTx is one transaction. A function given one may be run more than
+// once (a commit retried after a conflict) and must only change what it
+// writes through it.
+type KVTx interface {
+	Bucket(name []byte) KVBucket
+}
+
+// KVBucket is a bucket of a transaction, in bbolt's terms.
+type KVBucket interface {
+	Get(key []byte) []byte
+	Put(key, value []byte) error
+	Delete(key []byte) error
+	ForEach(fn func(k, v []byte) error) error
+	Cursor() KVCursor
+}
+
+// KVCursor walks a bucket in key order.
+type KVCursor interface {
+	First() (k, v []byte)
+	Seek(seek []byte) (k, v []byte)
+	Next() (k, v []byte)
+}
+
+// SharedKV is a shared store's transactional buckets (pgstore
+// implements it). Update runs fn in a serializable transaction,
+// retrying it on a conflict with another node; a failed read inside fn
+// fails the commit.
+type SharedKV interface {
+	KVUpdate(fn func(tx KVTx) error) error
+	KVView(fn func(tx KVTx) error) error
+}
+
+// escrowTx is the escrow's transaction: the buckets, and the spool
+// transaction its audit entries and webhook events go into.
+type escrowTx struct {
+	KVTx
+	// spool runs fn inside the spool's transaction: the same one on a
+	// single node (one commit for both); on a fleet's node, a spool
+	// commit right after the shared one.
+	spool func(fn func(tx *bolt.Tx) error) error
+}
+
+type boltKV struct{ tx *bolt.Tx }
+
+func (b boltKV) Bucket(name []byte) KVBucket {
+	bk := b.tx.Bucket(name)
+	if bk == nil {
+		return nil
+	}
+	return boltBucket{bk}
+}
+
+type boltBucket struct{ *bolt.Bucket }
+
+func (b boltBucket) Cursor() KVCursor { return b.Bucket.Cursor() }
+
+// update runs fn in a write transaction of the escrow's store. size is
+// the bytes it writes, for the spool's group commit.
+func (e *Escrow) update(size int, fn func(tx escrowTx) error) error {
+	if e.shared == nil {
+		return e.s.commit(context.Background(), size, func(tx *bolt.Tx) error {
+			return fn(escrowTx{KVTx: boltKV{tx}, spool: func(f func(*bolt.Tx) error) error { return f(tx) }})
+		})
+	}
+	var later []func(*bolt.Tx) error
+	err := e.shared.KVUpdate(func(tx KVTx) error {
+		later = later[:0] // the function may run again
+		return fn(escrowTx{KVTx: tx, spool: func(f func(*bolt.Tx) error) error {
+			later = append(later, f)
+			return nil
+		}})
+	})
+	if err != nil || len(later) == 0 {
+		return err
+	}
+	// The shared change is made: its audit entries and events follow in
+	// this node's spool.
+	return e.s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
+		for _, f := range later {
+			if err := f(tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// view runs fn in a read transaction of the escrow's store.
+func (e *Escrow) view(fn func(tx escrowTx) error) error {
+	noSpool := func(func(*bolt.Tx) error) error { return nil }
+	if e.shared == nil {
+		return e.s.view(func(tx *bolt.Tx) error { return fn(escrowTx{KVTx: boltKV{tx}, spool: noSpool}) })
+	}
+	return e.shared.KVView(func(tx KVTx) error { return fn(escrowTx{KVTx: tx, spool: noSpool}) })
+}
