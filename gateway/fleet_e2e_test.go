@@ -2,8 +2,10 @@ package gateway_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/sealgate/sealgate/pgstore"
 	"net/http"
 	"net/url"
 	"os"
@@ -186,5 +188,110 @@ policy:
 	}
 	if keys, err := a.admin().KeysFor("bob@dest.test"); err != nil || len(keys) != 0 {
 		t.Errorf("node A still finds %d keys for bob after removal on B (%v)", len(keys), err)
+	}
+}
+
+// TestFleetSharesEscrow is the patient's path across a fleet: a message
+// escrowed by node A opens through node B's portal (the load balancer
+// sent the browser there), the one-time code asked for on B is spent
+// once for the whole fleet, the session started on one node holds on
+// the other, and a revocation through node B closes the link on node A
+// at once. The database holds only ciphertext.
+func TestFleetSharesEscrow(t *testing.T) {
+	dsn := testutil.PostgreSQL(t)
+	dns, ca := testutil.NewDNSServer(t), testutil.NewCA(t)
+	keyFile := filepath.Join(t.TempDir(), "escrow.key") // the fleet's escrow key, on every node
+	portA, portB := testutil.FreePort(t), testutil.FreePort(t)
+	node := func(port, destPort int) *e2e {
+		extra := fmt.Sprintf(`store:
+  postgres:
+    dsn: %q
+escrow:
+  organization: Clinic X
+  key_file: %s
+portal:
+  listen: 127.0.0.1:%d
+  public_url: https://127.0.0.1:%d
+`, dsn, keyFile, port, portA)
+		if destPort == 0 {
+			return newE2EWith(t, dns, ca, extra)
+		}
+		return newE2EPort(t, dns, ca, destPort, extra)
+	}
+	a := node(portA, 0)
+	b := node(portB, a.port)
+	dest := a.destination("dest.test", "127.0.0.2", testutil.SinkOptions{TLS: true, CA: ca})
+	x := &escrowE2E{e2e: a, portal: fmt.Sprintf("https://127.0.0.1:%d", portA), dest: dest}
+
+	id := a.send("alice@org.test", []string{"bob@dest.test"}, message("[secure] Lab results", "Your haemoglobin is 13.2."))
+	a.waitState(id, "bob@dest.test", queue.StateDelivered)
+	linkA, _ := x.noticeLink(t, "bob@dest.test")
+	linkB := strings.Replace(linkA, fmt.Sprintf(":%d/", portA), fmt.Sprintf(":%d/", portB), 1)
+
+	// The browser reaches node B: it asks for a code there.
+	c := browser(t)
+	resp, page := get(t, c, linkB)
+	if resp.StatusCode != 200 || !strings.Contains(page, "Email me a code") {
+		t.Fatalf("node B's portal on node A's message: %d\n%s", resp.StatusCode, page)
+	}
+	resp, page = post(t, c, linkB+"/code", url.Values{"csrf": {csrfOf(t, page)}})
+	if resp.StatusCode != 200 || !strings.Contains(page, "We have emailed a code") {
+		t.Fatalf("code request on node B: %d\n%s", resp.StatusCode, page)
+	}
+	code := x.codeFor(t, "bob@dest.test", 1)
+
+	// The next request lands on node A: the code works there.
+	_, page = get(t, c, linkA)
+	resp, page = post(t, c, linkA+"/verify", url.Values{"csrf": {csrfOf(t, page)}, "code": {code}})
+	if resp.StatusCode != 200 || !strings.Contains(page, "haemoglobin") {
+		t.Fatalf("the code from node B on node A: %d\n%s", resp.StatusCode, page)
+	}
+	// The session started on A holds on B.
+	if resp, page = get(t, c, linkB); resp.StatusCode != 200 || !strings.Contains(page, "haemoglobin") {
+		t.Fatalf("node A's session on node B: %d\n%s", resp.StatusCode, page)
+	}
+	// The code is spent fleet-wide: another browser cannot use it on B.
+	other := browser(t)
+	_, page = get(t, other, linkB)
+	_, page = post(t, other, linkB+"/verify", url.Values{"csrf": {csrfOf(t, page)}, "code": {code}})
+	if strings.Contains(page, "haemoglobin") {
+		t.Fatal("a spent code opened the message again on another node")
+	}
+
+	// Nothing readable in the database.
+	s, err := pgstore.Open(context.Background(), pgstore.Options{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	found := false
+	s.KVView(func(tx queue.KVTx) error {
+		for _, bucket := range []string{"escrow-messages", "escrow-recipients", "escrow-content", "escrow-tokens"} {
+			tx.Bucket([]byte(bucket)).ForEach(func(k, v []byte) error {
+				found = true
+				for _, secret := range []string{"haemoglobin", "bob@dest.test", "Lab results", strings.TrimPrefix(linkA, x.portal+"/m/")} {
+					if bytes.Contains(k, []byte(secret)) || bytes.Contains(v, []byte(secret)) {
+						t.Errorf("the shared store's %s holds %q in clear", bucket, secret)
+					}
+				}
+				return nil
+			})
+		}
+		return nil
+	})
+	if !found {
+		t.Fatal("the escrowed message is not in the shared store")
+	}
+
+	// Revoked through node B's admin API: node A's link is closed.
+	recs, err := b.admin().Escrow().ForQueueID(id)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("node B's escrow records for node A's message: %+v, %v", recs, err)
+	}
+	if _, err := b.admin().Escrow().Revoke(recs[0].MessageID, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, page = get(t, c, linkA); strings.Contains(page, "haemoglobin") || strings.Contains(page, "Email me a code") {
+		t.Errorf("node A still shows a message revoked through node B:\n%s", page)
 	}
 }

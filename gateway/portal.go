@@ -48,6 +48,9 @@ func (g *Gateway) startPortal(ctx context.Context) {
 	g.goServe("portal", func() error { return g.portal.Serve(g.portalLn) })
 	g.goServe("escrow expiry", func() error {
 		every(ctx, time.Minute, func(context.Context) {
+			if !g.leading() {
+				return // a fleet's escrow expires once, on its leader
+			}
 			if n, err := g.escrow.Sweep(); err != nil {
 				g.logger.Error("escrow expiry", "err", err)
 			} else if n > 0 {
