@@ -1,7 +1,9 @@
 package queue
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -108,4 +110,68 @@ func (e *Escrow) view(fn func(tx escrowTx) error) error {
 		return e.s.view(func(tx *bolt.Tx) error { return fn(escrowTx{KVTx: boltKV{tx}, spool: noSpool}) })
 	}
 	return e.shared.KVView(func(tx KVTx) error { return fn(escrowTx{KVTx: tx, spool: noSpool}) })
+}
+
+// CopyEscrow copies this spool's escrow store into a fleet's shared one
+// (sealgate store migrate) and returns how many escrowed messages it
+// holds. The shared store must hold no escrow yet or one sealed under
+// this node's key (keyFile): records sealed under another key would open
+// on no node. Each record is copied in its own transaction, as it is
+// (sealed), so an interrupted copy is finished by running it again.
+func (s *Store) CopyEscrow(dst SharedKV, keyFile string) (int, error) {
+	inUse, err := s.EscrowInUse()
+	if err != nil || !inUse {
+		return 0, err
+	}
+	key, err := readKeyNamed("escrow key", keyFile)
+	if err != nil {
+		return 0, err
+	}
+	sl, err := newSealer(key)
+	if err != nil {
+		return 0, fmt.Errorf("escrow key %s: %w", keyFile, err)
+	}
+	var check []byte
+	err = dst.KVView(func(tx KVTx) error {
+		check = tx.Bucket(bucketEscrowMeta).Get(keyCheckName)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if check != nil {
+		if plain, err := sl.open(kindMeta, string(keyCheckName), check); err != nil || string(plain) != escrowCheckPlain {
+			return 0, fmt.Errorf("%w: the fleet's escrow store is sealed under another key than %s; this node's escrowed messages cannot join it (give the fleet this key, or let them expire here)", ErrEscrowKeyWrong, keyFile)
+		}
+	}
+	messages := 0
+	for _, bucket := range escrowBuckets {
+		var keys [][]byte
+		s.view(func(tx *bolt.Tx) error {
+			if b := tx.Bucket(bucket); b != nil {
+				b.ForEach(func(k, _ []byte) error {
+					keys = append(keys, bytes.Clone(k))
+					return nil
+				})
+			}
+			return nil
+		})
+		for _, k := range keys {
+			var v []byte
+			s.view(func(tx *bolt.Tx) error {
+				v = bytes.Clone(tx.Bucket(bucket).Get(k))
+				return nil
+			})
+			if v == nil {
+				continue
+			}
+			if err := dst.KVUpdate(func(tx KVTx) error { return tx.Bucket(bucket).Put(k, v) }); err != nil {
+				return messages, fmt.Errorf("escrow record: %w", err)
+			}
+			if bytes.Equal(bucket, bucketEscrowMsgs) {
+				messages++
+			}
+		}
+	}
+	return messages, nil
 }

@@ -40,10 +40,21 @@ func TestStoreMigrate(t *testing.T) {
 	if err := local.PutKeyRecord("bob@partner.test\x00ABCD", []byte("key material")); err != nil {
 		t.Fatal(err)
 	}
+	escrowKey := filepath.Join(dir, "data", "escrow.key")
+	esc, err := local.OpenEscrow(queue.EscrowOptions{KeyFile: escrowKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, token, err := esc.Deposit(queue.EscrowDeposit{QueueID: "q1", EnvelopeFrom: "alice@org.test", Recipient: "bob@partner.test"},
+		[]byte("Subject: results\r\n\r\nhaemoglobin 13.2\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	local.Close()
 
 	code, out, errOut := sealgate(t, "store", "migrate", "--config", cfgPath)
-	for _, want := range []string{"TLS history: 1 domains merged", "API keys: 1 copied, 0 already there", "correspondents' keys: 1 records copied"} {
+	for _, want := range []string{"TLS history: 1 domains merged", "API keys: 1 copied, 0 already there", "correspondents' keys: 1 records copied",
+		"escrow store: 1 messages copied"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Fatalf("store migrate: exit %d, lacks %q:\n%s%s", code, want, out, errOut)
 		}
@@ -63,6 +74,22 @@ func TestStoreMigrate(t *testing.T) {
 	})
 	if len(recs) != 1 || recs[0] != "bob@partner.test\x00ABCD=key material" {
 		t.Fatalf("shared key records: %q", recs)
+	}
+
+	// Another node of the fleet, with the fleet's escrow key, opens the
+	// message escrowed here.
+	other, err := queue.Open(queue.Options{Path: filepath.Join(t.TempDir(), "spool.db"), KeyFile: filepath.Join(t.TempDir(), "spool.key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	other.UseShared(shared)
+	otherEscrow, err := other.OpenEscrow(queue.EscrowOptions{KeyFile: escrowKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, err := otherEscrow.Content(token); err != nil || !strings.Contains(string(body), "haemoglobin 13.2") {
+		t.Fatalf("the migrated escrowed message on another node: %q, %v", body, err)
 	}
 
 	// Meanwhile the fleet revokes the key and learns another domain.

@@ -21,7 +21,7 @@ func newStoreCmd() *cobra.Command {
 	cmd.PersistentFlags().StringVarP(&configPath, "config", "c", "", "config file (default: embedded defaults)")
 	migrate := &cobra.Command{
 		Use:   "migrate",
-		Short: "Copy this node's TLS history, API keys and correspondents' keys into the shared store",
+		Short: "Copy this node's TLS history, API keys, correspondents' keys and escrow store into the shared store",
 		Long: `Copies what this node kept in its own spool and a fleet shares — the TLS
 history of destinations, the REST API's keys, the correspondents' public
 keys — into the PostgreSQL store of store.postgres.dsn (its schema is
@@ -32,7 +32,10 @@ joins a fleet.
 Every record is merged, never overwritten: a domain keeps the strongest
 protection any node has seen, an API key revoked anywhere stays revoked.
 So the command can be run again, or after an interruption, at no risk.
-The node's mail, its escrow store and its audit trail stay in its spool.`,
+The escrow store is copied too, sealed as it is: every node of the fleet
+must then have this node's escrow key file (a fleet has one escrow key;
+a node whose key differs from the fleet's is refused). The node's mail
+and its audit trail stay in its spool.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(configPath)
@@ -93,7 +96,13 @@ The node's mail, its escrow store and its audit trail stay in its spool.`,
 				return fmt.Errorf("correspondents' keys: %w", err)
 			}
 			fmt.Fprintf(out, "correspondents' keys: %d records copied\n", records)
-			fmt.Fprintln(out, "mail, the escrow store and the audit trail stay in this node's spool")
+
+			escrowed, err := local.CopyEscrow(shared, cfg.EscrowKeyFile())
+			if err != nil {
+				return fmt.Errorf("escrow store: %w", err)
+			}
+			fmt.Fprintf(out, "escrow store: %d messages copied (the fleet's nodes need this node's escrow key file)\n", escrowed)
+			fmt.Fprintln(out, "mail and the audit trail stay in this node's spool")
 			return nil
 		},
 	}
