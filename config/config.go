@@ -346,8 +346,9 @@ type Store struct {
 }
 
 // Postgres is the shared store's database. With a DSN set, the TLS
-// history of destinations, the REST API's keys and the leader election
-// live there; each node's spool stays its own.
+// history of destinations, the REST API's keys and tokens, the
+// correspondents' keys, the escrow store and the leader election live
+// there; each node's spool stays its own.
 type Postgres struct {
 	// DSN is a libpq connection string or URL
 	// ("host=db1 dbname=sealgate user=sealgate sslmode=verify-full");

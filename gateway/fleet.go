@@ -29,7 +29,7 @@ func openShared(cfg *config.Config, logger *slog.Logger) (*pgstore.Store, error)
 	if err != nil {
 		return nil, fmt.Errorf("store.postgres: %w", err)
 	}
-	logger.Info("shared store connected: TLS history, API keys and the leader election are the fleet's",
+	logger.Info("shared store connected: TLS history, API keys and tokens, keys, escrow and the leader election are the fleet's",
 		"schema_version", pgstore.SchemaVersion())
 	return s, nil
 }
