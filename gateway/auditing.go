@@ -21,6 +21,7 @@ func (g *Gateway) auditCheckpoint(context.Context) {
 	case cp != nil:
 		g.logger.Debug("audit checkpoint signed", "entry", cp.Seq)
 	}
+	g.signFleetAudit()
 }
 
 // auditPrune removes the records past audit.retention, up to a signed

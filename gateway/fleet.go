@@ -42,6 +42,7 @@ func (g *Gateway) startFleet(ctx context.Context) {
 	if g.shared == nil {
 		return
 	}
+	g.goServe("audit shipping", func() error { every(ctx, auditShipInterval, g.shipAudit); return nil })
 	g.leader = g.shared.NewLeader(10 * time.Second)
 	g.leader.OnChange = g.metrics.Leading
 	g.metrics.Leading(false)
@@ -103,5 +104,36 @@ func (g *Gateway) sharedStoreState() func() string {
 			return "up"
 		}
 		return "down"
+	}
+}
+
+// auditShipInterval is how often a fleet node ships its audit chain to
+// the shared store (the fleet's trail lags this node's by at most this).
+const auditShipInterval = 10 * time.Second
+
+// shipAudit copies this node's new audit entries and checkpoints to the
+// fleet's trail.
+func (g *Gateway) shipAudit(context.Context) {
+	n, err := g.audit.Ship(g.shared, g.cfg.ServerHostname())
+	switch {
+	case err != nil:
+		g.logger.Error("audit shipping to the shared store", "err", err)
+	case n > 0:
+		g.logger.Debug("audit entries shipped to the shared store", "entries", n)
+	}
+}
+
+// signFleetAudit ships this node's chain and, on the leader, signs a
+// fleet checkpoint over every chain's head.
+func (g *Gateway) signFleetAudit() {
+	if g.shared == nil {
+		return
+	}
+	g.shipAudit(context.Background())
+	if !g.leading() {
+		return
+	}
+	if err := g.audit.SignFleet(g.shared, time.Now()); err != nil {
+		g.logger.Error("fleet audit checkpoint", "err", err)
 	}
 }

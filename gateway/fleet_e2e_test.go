@@ -3,8 +3,11 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"github.com/jackc/pgx/v5"
+	"github.com/sealgate/sealgate/gateway/audit"
 	"github.com/sealgate/sealgate/pgstore"
 	"net/http"
 	"net/url"
@@ -293,5 +296,123 @@ portal:
 	}
 	if _, page = get(t, c, linkA); strings.Contains(page, "haemoglobin") || strings.Contains(page, "Email me a code") {
 		t.Errorf("node A still shows a message revoked through node B:\n%s", page)
+	}
+}
+
+// TestFleetAuditTrail: the auditor's fleet view. Two nodes each relay a
+// message; both chains reach the shared store with their checkpoints
+// and a fleet checkpoint; one search answers for either message, naming
+// the node; every chain verifies against its node's key. Then someone
+// with the database edits a record of node A and cuts node B's chain
+// short, checkpoints and head included: verification names both.
+func TestFleetAuditTrail(t *testing.T) {
+	dsn := testutil.PostgreSQL(t)
+	extra := fmt.Sprintf("store:\n  postgres:\n    dsn: %q\naudit:\n  checkpoint_interval: 100ms\n", dsn)
+	dns, ca := testutil.NewDNSServer(t), testutil.NewCA(t)
+	a := newE2EWith(t, dns, ca, extra)
+	b := newE2EPort(t, dns, ca, a.port, extra)
+	a.destination("dest.test", "127.0.0.2", testutil.SinkOptions{TLS: true})
+	idA := a.send("alice@org.test", []string{"bob@dest.test"}, message("via A", "first"))
+	idB := b.send("carol@org.test", []string{"dan@dest.test"}, message("via B", "second"))
+	a.waitState(idA, "bob@dest.test", queue.StateDelivered)
+	b.waitState(idB, "dan@dest.test", queue.StateDelivered)
+
+	s, err := pgstore.Open(context.Background(), pgstore.Options{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	nodeID := func(e *e2e) string {
+		key, err := audit.LoadOrCreateKey(e.gw.Config().AuditSigningKeyFile())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return audit.NodeID(key.Public().(ed25519.PublicKey))
+	}
+	nodeA, nodeB := nodeID(a), nodeID(b)
+	// The newest fleet checkpoint's statement of node B's head.
+	signedB := func() uint64 {
+		cps, err := s.FleetCheckpoints()
+		if err != nil || len(cps) == 0 {
+			return 0
+		}
+		var st audit.FleetStatement
+		json.Unmarshal(cps[len(cps)-1].Statement, &st)
+		return st.Heads[nodeB].Seq
+	}
+	var rep audit.FleetReport
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		found, err := audit.SearchFleet(s, audit.Filter{Recipient: "dan@dest.test"}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		finished := false
+		for _, f := range found {
+			finished = finished || f.Type == "finished" && f.QueueID == idB
+		}
+		rep, err = audit.VerifyFleet(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if finished && len(rep.Nodes) == 2 && signedB() >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the fleet's trail after 20 s: %d records for dan, %+v", len(found), rep)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !rep.OK() {
+		t.Fatalf("the fleet's trail does not verify: %+v", rep)
+	}
+	found, _ := audit.SearchFleet(s, audit.Filter{QueueID: idA}, 0)
+	if len(found) == 0 || found[0].Type != "received" || found[0].Node != "gw.test" {
+		t.Fatalf("search for node A's message: %+v", found)
+	}
+
+	// Shut both nodes so nothing more is shipped, then tamper.
+	for _, e := range []*e2e{a, b} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		e.gw.Shutdown(ctx)
+		cancel()
+	}
+	rep, _ = audit.VerifyFleet(s)
+	if !rep.OK() {
+		t.Fatalf("the fleet's trail after shutdown: %+v", rep)
+	}
+	db, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(context.Background())
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := db.Exec(context.Background(), sql, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var headB uint64
+	db.QueryRow(context.Background(), "SELECT head_seq FROM audit_nodes WHERE node = $1", nodeB).Scan(&headB)
+	exec(`UPDATE audit_entries SET record = convert_to(replace(convert_from(record, 'UTF8'), 'bob@dest.test', 'eve@dest.test'), 'UTF8')
+		WHERE node = $1 AND seq = (SELECT min(seq) FROM audit_entries WHERE node = $1 AND convert_from(record, 'UTF8') LIKE '%bob@dest.test%')`, nodeA)
+	exec("DELETE FROM audit_entries WHERE node = $1 AND seq > 1", nodeB)
+	exec("DELETE FROM audit_checkpoints WHERE node = $1", nodeB)
+	exec("UPDATE audit_nodes SET head_seq = 1, head_hash = (SELECT hash FROM audit_entries WHERE node = $1 AND seq = 1), last_checkpoint = 0 WHERE node = $1", nodeB)
+	rep, err = audit.VerifyFleet(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var problemsA []string
+	for _, n := range rep.Nodes {
+		if n.Node == nodeA {
+			problemsA = n.Problems
+		}
+	}
+	if !strings.Contains(strings.Join(problemsA, "\n"), "was edited") {
+		t.Errorf("node A's edited record is not named: %q", problemsA)
+	}
+	if !strings.Contains(strings.Join(rep.Problems, "\n"), "missing (deleted)") || headB <= 1 {
+		t.Errorf("node B's chain cut to its first entry (head was %d) is not found by the fleet checkpoints: %q", headB, rep.Problems)
 	}
 }

@@ -557,7 +557,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		errs = append(errs, errors.New("components still running at the shutdown deadline"))
 	}
 	g.deliverer.Close()
-	g.auditCheckpoint(context.Background()) // the last changes are signed too
+	g.auditCheckpoint(context.Background()) // the last changes are signed too (and shipped, in a fleet)
 	if g.shared != nil {
 		g.shared.Close()
 	}

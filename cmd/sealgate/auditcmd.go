@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/csv"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/gateway/admin"
 	"github.com/sealgate/sealgate/gateway/audit"
+	"github.com/sealgate/sealgate/pgstore"
 	"github.com/sealgate/sealgate/queue"
 )
 
@@ -40,32 +43,57 @@ of a stopped one.`,
 		})
 	}
 
-	var verifyJSON bool
+	var verifyJSON, verifyLocal bool
 	verify := &cobra.Command{
 		Use:   "verify",
-		Short: "Walk the chain and the signed checkpoints; name the first entry edited, deleted or moved (exit 1)",
+		Short: "Walk the chain and the signed checkpoints; name the first entry edited, deleted or moved (exit 1); in a fleet, every node's chain too",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withAudit(func(ops admin.AuditOps) error {
+			return withSpoolConfig(configPath, func(cfg *config.Config, q admin.QueueOps) error {
+				ops, err := admin.AuditOpsFor(q, cfg)
+				if err != nil {
+					return err
+				}
 				rep, err := ops.AuditVerify()
 				if err != nil {
 					return err
 				}
+				var fleetRep *audit.FleetReport
+				if cfg.Shared() && !verifyLocal {
+					fr, err := withFleet(cfg, audit.VerifyFleet)
+					if err != nil {
+						return err
+					}
+					fleetRep = &fr
+				}
 				out := cmd.OutOrStdout()
-				if verifyJSON {
+				switch {
+				case verifyJSON && fleetRep != nil:
+					if err := printJSON(out, map[string]any{"node": rep, "fleet": fleetRep}); err != nil {
+						return err
+					}
+				case verifyJSON:
 					if err := printJSON(out, rep); err != nil {
 						return err
 					}
-				} else {
+				case fleetRep != nil:
+					fmt.Fprint(out, "this node: ")
+					printReport(out, rep)
+					printFleetReport(out, *fleetRep)
+				default:
 					printReport(out, rep)
 				}
 				if !rep.OK() {
 					return &exitError{code: 1, err: fmt.Errorf("audit trail not intact: %s", rep.Problem)}
 				}
+				if fleetRep != nil && !fleetRep.OK() {
+					return &exitError{code: 1, err: errors.New("the fleet's audit trail is not intact")}
+				}
 				return nil
 			})
 		},
 	}
+	verify.Flags().BoolVar(&verifyLocal, "local", false, "in a fleet: this node's chain only")
 	verify.Flags().BoolVar(&verifyJSON, "json", false, "print JSON")
 
 	var f searchFlags
@@ -78,8 +106,18 @@ of a stopped one.`,
 			if err != nil {
 				return err
 			}
-			return withAudit(func(ops admin.AuditOps) error {
-				found, err := ops.AuditSearch(filter, f.limit)
+			return withSpoolConfig(configPath, func(cfg *config.Config, q admin.QueueOps) error {
+				var found []audit.Found
+				if cfg.Shared() && !f.local {
+					// The fleet's trail: every node's records (this
+					// node's up to its last shipping, seconds ago).
+					found, err = withFleet(cfg, func(s *pgstore.Store) ([]audit.Found, error) { return audit.SearchFleet(s, filter, f.limit) })
+				} else {
+					var ops admin.AuditOps
+					if ops, err = admin.AuditOpsFor(q, cfg); err == nil {
+						found, err = ops.AuditSearch(filter, f.limit)
+					}
+				}
 				if err != nil {
 					return err
 				}
@@ -142,7 +180,7 @@ of a stopped one.`,
 type searchFlags struct {
 	messageID, queueID, sender, recipient, from, to, typ string
 	limit                                                int
-	json, csv                                            bool
+	json, csv, local                                     bool
 }
 
 func (f *searchFlags) add(c *cobra.Command) {
@@ -157,6 +195,7 @@ func (f *searchFlags) add(c *cobra.Command) {
 	fl.IntVar(&f.limit, "limit", 0, "at most this many records (0: all)")
 	fl.BoolVar(&f.json, "json", false, "print JSON")
 	fl.BoolVar(&f.csv, "csv", false, "print CSV (one row per record)")
+	fl.BoolVar(&f.local, "local", false, "in a fleet: this node's records only")
 }
 
 func (f *searchFlags) filter() (audit.Filter, error) {
@@ -188,6 +227,35 @@ func parseWhen(flag, v string) (time.Time, error) {
 	return time.Time{}, usageErr(fmt.Errorf("%s %q: want RFC 3339 (2026-03-03T09:00:00Z) or a day (2026-03-03)", flag, v))
 }
 
+// withFleet runs fn on the fleet's shared store.
+func withFleet[T any](cfg *config.Config, fn func(s *pgstore.Store) (T, error)) (T, error) {
+	var zero T
+	s, err := pgstore.Open(context.Background(), pgstore.Options{DSN: cfg.Store.Postgres.DSN})
+	if err != nil {
+		return zero, fmt.Errorf("store.postgres: %w", err)
+	}
+	defer s.Close()
+	return fn(s)
+}
+
+// printFleetReport prints each node's chain in the fleet's trail and the
+// fleet checkpoints.
+func printFleetReport(out io.Writer, rep audit.FleetReport) {
+	fmt.Fprintf(out, "fleet: %d nodes, %d fleet checkpoints\n", len(rep.Nodes), rep.FleetCheckpoints)
+	for _, n := range rep.Nodes {
+		fmt.Fprintf(out, "  %s (node %.12s…): ", n.Hostname, n.Node)
+		printReport(out, n.Report)
+	}
+	if len(rep.Problems) == 0 {
+		fmt.Fprintln(out, "  fleet checkpoints: intact")
+		return
+	}
+	fmt.Fprintln(out, "  fleet checkpoints: NOT INTACT")
+	for _, p := range rep.Problems {
+		fmt.Fprintf(out, "    %s\n", p)
+	}
+}
+
 func printReport(out io.Writer, rep audit.Report) {
 	if rep.OK() {
 		fmt.Fprintf(out, "intact: %d entries (%d to %d), %d signed checkpoints", rep.Entries, rep.First, rep.Last, rep.Checkpoints)
@@ -211,6 +279,9 @@ func printReport(out io.Writer, rep audit.Report) {
 func printAudit(out io.Writer, found []audit.Found) {
 	for _, r := range found {
 		fmt.Fprintf(out, "%s  #%d  %-9s %s", r.Time.Format(time.RFC3339), r.Seq, r.Type, dash(r.QueueID))
+		if r.Node != "" {
+			fmt.Fprintf(out, "  on %s", r.Node)
+		}
 		if r.MessageID != "" {
 			fmt.Fprintf(out, "  %s", r.MessageID)
 		}

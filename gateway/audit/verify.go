@@ -203,6 +203,9 @@ func (f Filter) match(r Record) bool {
 type Found struct {
 	Seq  uint64 `json:"seq"`
 	Hash string `json:"hash"`
+	// Node is the host name of the node whose chain holds it, in a
+	// search of a fleet's trail ("" for this node's own).
+	Node string `json:"node,omitempty"`
 	Record
 }
 

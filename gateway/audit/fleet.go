@@ -1,0 +1,206 @@
+package audit
+
+import (
+	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sealgate/sealgate/pgstore"
+)
+
+// The fleet's trail. Each node keeps its chain in its spool, written in
+// the transaction of each change, and ships it to the shared store
+// (pgstore.ShipAudit) with the checkpoints it signed; there an auditor
+// searches every node's records at once and verifies every chain against
+// the key of the node that wrote it — a key the database never holds.
+// The leader also signs fleet checkpoints: the heads of all chains at
+// one moment, so that a node's chain cut short in the database after
+// the statement is found even if its own checkpoints were lost with it.
+
+// NodeID is a node's name in the fleet's trail: its audit public key,
+// in hex. Whoever reads the trail can check a node's checkpoints with
+// its name alone.
+func NodeID(pub ed25519.PublicKey) string { return hex.EncodeToString(pub) }
+
+// Head is a chain's newest entry.
+type Head struct {
+	Seq  uint64 `json:"seq"`
+	Hash string `json:"hash"`
+}
+
+// FleetStatement is what a fleet checkpoint signs.
+type FleetStatement struct {
+	Time  time.Time       `json:"time"`
+	Heads map[string]Head `json:"heads"` // node → its chain's head
+}
+
+func fleetSigned(statement []byte) []byte {
+	return append([]byte("sealgate fleet audit checkpoint v1\n"), statement...)
+}
+
+// Ship copies this node's chain to the fleet's store.
+func (t *Trail) Ship(fleet *pgstore.Store, hostname string) (int, error) {
+	src, ok := t.store.(pgstore.AuditSource)
+	if !ok {
+		return 0, fmt.Errorf("audit: %T cannot be shipped", t.store)
+	}
+	return fleet.ShipAudit(NodeID(t.pub), hostname, src)
+}
+
+// SignFleet signs the heads of every chain the fleet's store holds now
+// (the leader does, after shipping its own).
+func (t *Trail) SignFleet(fleet *pgstore.Store, now time.Time) error {
+	if t.key == nil {
+		return fmt.Errorf("audit: no signing key")
+	}
+	nodes, err := fleet.AuditNodes()
+	if err != nil {
+		return err
+	}
+	st := FleetStatement{Time: now.UTC(), Heads: map[string]Head{}}
+	for _, n := range nodes {
+		seq, hash, err := n.AuditHead()
+		if err != nil {
+			return err
+		}
+		if seq > 0 {
+			st.Heads[n.Node] = Head{Seq: seq, Hash: hash}
+		}
+	}
+	data, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return fleet.PutFleetCheckpoint(NodeID(t.pub), data, ed25519.Sign(t.key, fleetSigned(data)))
+}
+
+// NodeReport is one node's chain, verified in the fleet's store.
+type NodeReport struct {
+	Node     string `json:"node"`
+	Hostname string `json:"hostname"`
+	Report
+}
+
+// FleetReport is the whole fleet's trail, verified.
+type FleetReport struct {
+	Nodes            []NodeReport `json:"nodes"`
+	FleetCheckpoints int          `json:"fleet_checkpoints"`
+	Problems         []string     `json:"problems,omitempty"` // of the fleet checkpoints
+}
+
+// OK reports whether every chain and every fleet checkpoint holds.
+func (r FleetReport) OK() bool {
+	for _, n := range r.Nodes {
+		if !n.OK() {
+			return false
+		}
+	}
+	return len(r.Problems) == 0
+}
+
+// VerifyFleet verifies every node's chain in the fleet's store against
+// its node's key, and every fleet checkpoint against its signer's key
+// and the chains.
+func VerifyFleet(fleet *pgstore.Store) (FleetReport, error) {
+	var rep FleetReport
+	nodes, err := fleet.AuditNodes()
+	if err != nil {
+		return rep, err
+	}
+	known := map[string]*pgstore.AuditNode{}
+	for _, n := range nodes {
+		known[n.Node] = n
+		nr := NodeReport{Node: n.Node, Hostname: n.Hostname}
+		pub, err := hex.DecodeString(n.Node)
+		if err != nil || len(pub) != ed25519.PublicKeySize {
+			nr.bad("the node's name is not an audit public key")
+			rep.Nodes = append(rep.Nodes, nr)
+			continue
+		}
+		r, err := New(n, nil, pub).Verify()
+		if err != nil {
+			return rep, fmt.Errorf("node %s: %w", n.Hostname, err)
+		}
+		nr.Report = r
+		rep.Nodes = append(rep.Nodes, nr)
+	}
+	cps, err := fleet.FleetCheckpoints()
+	if err != nil {
+		return rep, err
+	}
+	for _, cp := range cps {
+		rep.FleetCheckpoints++
+		signer, ok := known[cp.Signer]
+		pub, _ := hex.DecodeString(cp.Signer)
+		if !ok || len(pub) != ed25519.PublicKeySize {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("fleet checkpoint %d is signed by no node of the fleet", cp.ID))
+			continue
+		}
+		if !ed25519.Verify(pub, fleetSigned(cp.Statement), cp.Signature) {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("fleet checkpoint %d (by %s) has a bad signature (forged or edited)", cp.ID, signer.Hostname))
+			continue
+		}
+		var st FleetStatement
+		if err := json.Unmarshal(cp.Statement, &st); err != nil {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("fleet checkpoint %d does not decode", cp.ID))
+			continue
+		}
+		for node, h := range st.Heads {
+			n, ok := known[node]
+			if !ok {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("fleet checkpoint %d of %s names a node whose chain is gone (deleted)", cp.ID, st.Time.Format(time.RFC3339)))
+				continue
+			}
+			base, err := n.Base()
+			if err != nil {
+				return rep, err
+			}
+			if h.Seq <= base {
+				continue // pruned since: the node's own base checkpoint anchors it
+			}
+			hash, ok, err := fleet.AuditEntryHash(node, h.Seq)
+			if err != nil {
+				return rep, err
+			}
+			switch {
+			case !ok:
+				rep.Problems = append(rep.Problems, fmt.Sprintf("entry %d of %s, named by the fleet checkpoint of %s, is missing (deleted)", h.Seq, n.Hostname, st.Time.Format(time.RFC3339)))
+			case hash != h.Hash:
+				rep.Problems = append(rep.Problems, fmt.Sprintf("entry %d of %s differs from the fleet checkpoint of %s (edited and re-chained)", h.Seq, n.Hostname, st.Time.Format(time.RFC3339)))
+			}
+		}
+	}
+	slices.Sort(rep.Problems)
+	return rep, nil
+}
+
+// SearchFleet searches every node's chain in the fleet's store and
+// returns the records found, oldest first, each with its node.
+func SearchFleet(fleet *pgstore.Store, f Filter, limit int) ([]Found, error) {
+	nodes, err := fleet.AuditNodes()
+	if err != nil {
+		return nil, err
+	}
+	var all []Found
+	for _, n := range nodes {
+		hits, err := New(n, nil, nil).Search(f, 0)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: %w", n.Hostname, err)
+		}
+		for i := range hits {
+			hits[i].Node = n.Hostname
+		}
+		all = append(all, hits...)
+	}
+	slices.SortStableFunc(all, func(a, b Found) int {
+		if c := a.Time.Compare(b.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Node, b.Node)
+	})
+	return trim(all, limit), nil
+}
