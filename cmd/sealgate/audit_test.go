@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +13,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/sealgate/sealgate/gateway/audit"
+	"github.com/sealgate/sealgate/internal/testutil"
+	"github.com/sealgate/sealgate/pgstore"
 	"github.com/sealgate/sealgate/queue"
 )
 
@@ -141,5 +144,61 @@ func TestAPIKeyCommands(t *testing.T) {
 	code, out, _ = sealgate(t, "api", "key", "list", "--json", "--config", cfg)
 	if code != 0 || !strings.Contains(out, `"revoked": "`) {
 		t.Errorf("the revoked key in the list: %s", out)
+	}
+}
+
+// TestAuditCommandsInAFleet: on a fleet's node, audit verify checks this
+// node's chain and every chain in the shared store, and audit search
+// answers from the fleet's trail, naming the node (--local: this node).
+func TestAuditCommandsInAFleet(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	dsn := testutil.PostgreSQL(t)
+	cfg := filepath.Join(dir, "sealgate.yaml")
+	writeFile(t, cfg, fmt.Sprintf("data_dir: %s\nhostname: mx-a.clinic.test\nstore:\n  postgres:\n    dsn: %q\n", data, dsn))
+	seedSpool(t, data)
+	key, err := audit.LoadOrCreateKey(filepath.Join(data, "audit-signing.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := queue.Open(queue.Options{Path: filepath.Join(data, "spool.db"), KeyFile: filepath.Join(data, "spool.key"), Audit: audit.FromChange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := store.Enqueue(context.Background(), queue.Envelope{From: "dr.lee@clinic.test", Recipients: []string{"patient@mail.test"},
+		MessageID: "<results-8@clinic.test>"}, []byte("Subject: x\r\n\r\nx\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	trail := audit.New(store, key, nil)
+	if _, err := trail.Checkpoint(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	shared, err := pgstore.Open(context.Background(), pgstore.Options{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := trail.Ship(shared, "mx-a.clinic.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := trail.SignFleet(shared, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	shared.Close()
+	store.Close()
+
+	code, out, stderr := sealgate(t, "audit", "verify", "--config", cfg)
+	for _, want := range []string{"this node: intact", "fleet: 1 nodes, 1 fleet checkpoints", "mx-a.clinic.test (node ", "fleet checkpoints: intact"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("audit verify in a fleet lacks %q: exit %d\n%s%s", want, code, out, stderr)
+		}
+	}
+	code, out, _ = sealgate(t, "audit", "search", "--queue-id", id, "--config", cfg)
+	if code != 0 || !strings.Contains(out, id+"  on mx-a.clinic.test  <results-8@clinic.test>") {
+		t.Errorf("audit search in a fleet: exit %d\n%s", code, out)
+	}
+	code, out, _ = sealgate(t, "audit", "search", "--queue-id", id, "--local", "--config", cfg)
+	if code != 0 || strings.Contains(out, " on mx-a") || !strings.Contains(out, id) {
+		t.Errorf("audit search --local: exit %d\n%s", code, out)
 	}
 }
