@@ -369,7 +369,16 @@ func (g *Gateway) Start() error {
 		return nil
 	})
 	if r := g.tlsrpt; r != nil {
-		g.goServe("tlsrpt", func() error { every(ctx, r.CheckEvery(), r.SendDue); return nil })
+		// In a fleet every node counts its sessions into the shared
+		// aggregates and the leader sends the reports, once.
+		g.goServe("tlsrpt", func() error {
+			every(ctx, r.CheckEvery(), func(ctx context.Context) {
+				if g.leading() {
+					r.SendDue(ctx)
+				}
+			})
+			return nil
+		})
 	}
 	g.goServe("smtp", func() error { return g.inbound.Serve(g.smtpLn) })
 	if g.implicitLn != nil {

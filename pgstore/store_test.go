@@ -270,3 +270,62 @@ func asJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// TestTLSRPTAggregatesOfTheFleet: sessions counted by two nodes at once
+// add up in one aggregate per day, domain and policy, the same record the
+// spool would make of the same sessions; the days before a day are due,
+// and a sent one goes.
+func TestTLSRPTAggregatesOfTheFleet(t *testing.T) {
+	dsn := testutil.PostgreSQL(t)
+	a, b := open(t, dsn, nil), open(t, dsn, nil)
+	dir := t.TempDir()
+	bolt, err := queue.Open(queue.Options{Path: filepath.Join(dir, "spool.db"), KeyFile: filepath.Join(dir, "spool.key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bolt.Close()
+	sess := func(i int) queue.TLSSession {
+		s := queue.TLSSession{Day: "2026-11-28", Domain: "Partner.Example", PolicyType: "sts",
+			PolicyString: []string{"version: STSv1", "mode: enforce"}, MXHosts: []string{"mx.partner.example"}, OK: i%3 != 0}
+		if !s.OK {
+			s.Failure = queue.TLSRPTFailure{ResultType: "certificate-expired", ReceivingMX: "mx.partner.example", ReceivingIP: "192.0.2.1"}
+		}
+		return s
+	}
+	const each = 30
+	var wg sync.WaitGroup
+	for n, node := range []*Store{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if err := node.RecordTLSSession(sess(n*each + i)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range 2 * each {
+		bolt.RecordTLSSession(sess(i))
+	}
+	b.RecordTLSSession(queue.TLSSession{Day: "2026-11-29", Domain: "partner.example", PolicyType: "sts", OK: true})
+	got, err := a.TLSRPTBefore("2026-11-29")
+	if err != nil || len(got) != 1 {
+		t.Fatalf("due aggregates: %+v, %v", got, err)
+	}
+	want, _ := bolt.TLSRPTBefore("2026-11-29")
+	if asJSON(t, got) != asJSON(t, want) {
+		t.Fatalf("the fleet's aggregate:\n%s\nthe spool's of the same sessions:\n%s", asJSON(t, got), asJSON(t, want))
+	}
+	if got[0].Successes+got[0].Failures != 2*each || got[0].Details[0].Count != got[0].Failures {
+		t.Errorf("counts lost between nodes: %+v", got[0])
+	}
+	if err := b.DeleteTLSRPT(got[0]); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := a.TLSRPTBefore("2026-11-30"); len(left) != 1 || left[0].Day != "2026-11-29" {
+		t.Errorf("after sending 11-28: %+v", left)
+	}
+}

@@ -51,8 +51,51 @@ func tlsrptKey(sl *sealer, day, domain, policyType string) []byte {
 	return append([]byte(day+"/"), sl.indexKey(kindTLSRPT, strings.ToLower(domain)+"\x00"+policyType)...)
 }
 
+// Add counts a session in the aggregate r (of the session's day, domain
+// and policy type).
+func (r *TLSRPTRecord) Add(sess TLSSession) {
+	if len(sess.PolicyString) > 0 {
+		r.PolicyString = sess.PolicyString
+	}
+	for _, mx := range sess.MXHosts {
+		if !slices.Contains(r.MXHosts, mx) {
+			r.MXHosts = append(r.MXHosts, mx)
+		}
+	}
+	if sess.OK {
+		r.Successes++
+	} else {
+		r.Failures++
+		f := sess.Failure
+		found := false
+		for i := range r.Details {
+			d := &r.Details[i]
+			if d.ResultType == f.ResultType && d.ReceivingMX == f.ReceivingMX && d.ReceivingIP == f.ReceivingIP {
+				d.Count++
+				found = true
+			}
+		}
+		if !found {
+			f.Count = 1
+			r.Details = append(r.Details, f)
+		}
+	}
+}
+
+// SharedTLSRPT is a fleet's TLS report aggregates (pgstore implements
+// it): every node counts its sessions into the same day's report, which
+// the leader sends once.
+type SharedTLSRPT interface {
+	RecordTLSSession(sess TLSSession) error
+	TLSRPTBefore(day string) ([]TLSRPTRecord, error)
+	DeleteTLSRPT(r TLSRPTRecord) error
+}
+
 // RecordTLSSession counts a session in its day's aggregate.
 func (s *Store) RecordTLSSession(sess TLSSession) error {
+	if sh, ok := s.shared.(SharedTLSRPT); ok {
+		return sh.RecordTLSSession(sess)
+	}
 	key := tlsrptKey(s.seal, sess.Day, sess.Domain, sess.PolicyType)
 	return s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketTLSRPT)
@@ -66,32 +109,7 @@ func (s *Store) RecordTLSSession(sess TLSSession) error {
 				return err
 			}
 		}
-		if len(sess.PolicyString) > 0 {
-			r.PolicyString = sess.PolicyString
-		}
-		for _, mx := range sess.MXHosts {
-			if !slices.Contains(r.MXHosts, mx) {
-				r.MXHosts = append(r.MXHosts, mx)
-			}
-		}
-		if sess.OK {
-			r.Successes++
-		} else {
-			r.Failures++
-			f := sess.Failure
-			found := false
-			for i := range r.Details {
-				d := &r.Details[i]
-				if d.ResultType == f.ResultType && d.ReceivingMX == f.ReceivingMX && d.ReceivingIP == f.ReceivingIP {
-					d.Count++
-					found = true
-				}
-			}
-			if !found {
-				f.Count = 1
-				r.Details = append(r.Details, f)
-			}
-		}
+		r.Add(sess)
 		data, err := json.Marshal(r)
 		if err != nil {
 			return err
@@ -103,6 +121,9 @@ func (s *Store) RecordTLSSession(sess TLSSession) error {
 // TLSRPTBefore returns the aggregates of every day before day (the days
 // whose reports are due), oldest first.
 func (s *Store) TLSRPTBefore(day string) ([]TLSRPTRecord, error) {
+	if sh, ok := s.shared.(SharedTLSRPT); ok {
+		return sh.TLSRPTBefore(day)
+	}
 	var out []TLSRPTRecord
 	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketTLSRPT).ForEach(func(k, v []byte) error {
@@ -128,6 +149,9 @@ func (s *Store) TLSRPTBefore(day string) ([]TLSRPTRecord, error) {
 // DeleteTLSRPT removes one aggregate once its report is sent (or known
 // to be unwanted).
 func (s *Store) DeleteTLSRPT(r TLSRPTRecord) error {
+	if sh, ok := s.shared.(SharedTLSRPT); ok {
+		return sh.DeleteTLSRPT(r)
+	}
 	return s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketTLSRPT).Delete(tlsrptKey(s.seal, r.Day, r.Domain, r.PolicyType))
 	})

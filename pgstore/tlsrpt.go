@@ -1,0 +1,77 @@
+package pgstore
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/sealgate/sealgate/queue"
+)
+
+// RecordTLSSession counts a session in the fleet's aggregate of its day,
+// domain and policy type; the row is locked while it is updated, so the
+// counts of nodes writing at once add up.
+func (s *Store) RecordTLSSession(sess queue.TLSSession) error {
+	ctx, cancel := ctxTimeout()
+	defer cancel()
+	domain := strings.ToLower(sess.Domain)
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		empty, _ := json.Marshal(queue.TLSRPTRecord{Day: sess.Day, Domain: domain, PolicyType: sess.PolicyType})
+		if _, err := tx.Exec(ctx, `INSERT INTO tlsrpt (day, domain, policy_type, record) VALUES ($1, $2, $3, $4)
+			ON CONFLICT DO NOTHING`, sess.Day, domain, sess.PolicyType, empty); err != nil {
+			return err
+		}
+		var data []byte
+		if err := tx.QueryRow(ctx, `SELECT record FROM tlsrpt WHERE day = $1 AND domain = $2 AND policy_type = $3 FOR UPDATE`,
+			sess.Day, domain, sess.PolicyType).Scan(&data); err != nil {
+			return err
+		}
+		var r queue.TLSRPTRecord
+		if err := json.Unmarshal(data, &r); err != nil {
+			return err
+		}
+		r.Add(sess)
+		data, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, "UPDATE tlsrpt SET record = $4 WHERE day = $1 AND domain = $2 AND policy_type = $3",
+			sess.Day, domain, sess.PolicyType, data)
+		return err
+	})
+}
+
+// TLSRPTBefore returns the fleet's aggregates of every day before day,
+// oldest first.
+func (s *Store) TLSRPTBefore(day string) ([]queue.TLSRPTRecord, error) {
+	ctx, cancel := ctxTimeout()
+	defer cancel()
+	rows, err := s.pool.Query(ctx, "SELECT record FROM tlsrpt WHERE day < $1 ORDER BY day, domain, policy_type", day)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []queue.TLSRPTRecord
+	for rows.Next() {
+		var data []byte
+		if err := rows.Scan(&data); err != nil {
+			return nil, err
+		}
+		var r queue.TLSRPTRecord
+		if err := json.Unmarshal(data, &r); err != nil {
+			return nil, errors.Join(errors.New("pgstore: unreadable TLSRPT record"), err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// DeleteTLSRPT removes one aggregate once its report is sent.
+func (s *Store) DeleteTLSRPT(r queue.TLSRPTRecord) error {
+	ctx, cancel := ctxTimeout()
+	defer cancel()
+	_, err := s.pool.Exec(ctx, "DELETE FROM tlsrpt WHERE day = $1 AND domain = $2 AND policy_type = $3",
+		r.Day, strings.ToLower(r.Domain), r.PolicyType)
+	return err
+}
