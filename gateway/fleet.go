@@ -47,7 +47,6 @@ func (g *Gateway) startFleet(ctx context.Context) {
 	g.leader.OnChange = g.metrics.Leading
 	g.metrics.Leading(false)
 	g.metrics.SharedStoreUp(true)
-	g.sharedUp.Store(true)
 	g.goServe("leader election", func() error { g.leader.Run(ctx); return nil })
 	g.goServe("shared store watch", func() error {
 		up := true
@@ -62,7 +61,6 @@ func (g *Gateway) startFleet(ctx context.Context) {
 				g.logger.Info("shared store reachable again")
 			}
 			up = err == nil
-			g.sharedUp.Store(up)
 			g.metrics.SharedStoreUp(up)
 		})
 		return nil
@@ -93,14 +91,16 @@ func (g *Gateway) tokenStore() admin.TokenStore {
 	return nil
 }
 
-// sharedStoreState is the shared store's state for /readyz (nil on a
-// single node).
+// sharedStoreState is the shared store's state for /readyz, asked at
+// each probe (nil on a single node).
 func (g *Gateway) sharedStoreState() func() string {
 	if g.shared == nil {
 		return nil
 	}
 	return func() string {
-		if g.sharedUp.Load() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if g.shared.Ping(ctx) == nil {
 			return "up"
 		}
 		return "down"

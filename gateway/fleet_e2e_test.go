@@ -416,3 +416,33 @@ func TestFleetAuditTrail(t *testing.T) {
 		t.Errorf("node B's chain cut to its first entry (head was %d) is not found by the fleet checkpoints: %q", headB, rep.Problems)
 	}
 }
+
+// TestFleetNodeLosesTheDatabase: a node whose shared store goes away
+// keeps taking mail into its own spool and relaying what needs no shared
+// state (through its smarthost), and says so in /readyz; mail that would
+// need the TLS history is not sent without it.
+func TestFleetNodeLosesTheDatabase(t *testing.T) {
+	pg := testutil.PostgreSQLServer(t)
+	dns, ca := testutil.NewDNSServer(t), testutil.NewCA(t)
+	relay := testutil.NewSMTPSink(t, testutil.SinkOptions{ListenAddr: "127.0.0.9:0", Hostname: "relay.test"})
+	e := newE2EWith(t, dns, ca, fmt.Sprintf("store:\n  postgres:\n    dsn: %q\noutbound:\n  smarthost: {address: %q, tls: none}\n", pg.DSN, relay.Addr()))
+	pg.Stop()
+
+	id := e.send("alice@org.test", []string{"bob@dest.test"}, message("while the database is away", "still relayed"))
+	e.waitState(id, "bob@dest.test", queue.StateDelivered)
+	if n := len(relay.Messages()); n != 1 {
+		t.Fatalf("the smarthost got %d messages, want 1", n)
+	}
+	resp, err := http.Get("http://" + e.gw.AdminAddr() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ready struct {
+		Status      string `json:"status"`
+		SharedStore string `json:"shared_store"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&ready); err != nil || resp.StatusCode != 200 || ready.SharedStore != "down" {
+		t.Errorf("/readyz while the database is away: %d %+v %v; want ready, shared store down", resp.StatusCode, ready, err)
+	}
+}

@@ -49,7 +49,6 @@ type Gateway struct {
 	store     *queue.Store
 	shared    *pgstore.Store          // store.postgres: what a fleet shares; nil on a single node
 	leader    *pgstore.Leader         // the fleet's leader election; nil on a single node
-	sharedUp  atomic.Bool             // the shared store answered at the last check
 	report    queue.ReportFunc        // builds DSNs: bounces, delay notices
 	receipt   queue.ReceiptFunc       // builds security receipts
 	audit     *audit.Trail            // signs and prunes the audit log the spool keeps

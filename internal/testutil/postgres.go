@@ -22,6 +22,22 @@ import (
 // As root, the server runs as the postgres user (initdb refuses root).
 func PostgreSQL(t testing.TB) string {
 	t.Helper()
+	return PostgreSQLServer(t).DSN
+}
+
+// PG is a throwaway PostgreSQL server.
+type PG struct {
+	DSN  string
+	stop func()
+}
+
+// Stop stops the server now (a database lost under a running node); the
+// test's cleanup removes its files.
+func (p *PG) Stop() { p.stop() }
+
+// PostgreSQLServer is PostgreSQL, with the server's handle.
+func PostgreSQLServer(t testing.TB) *PG {
+	t.Helper()
 	bin := postgresBin()
 	if bin == "" {
 		if os.Getenv("CI") != "" {
@@ -61,11 +77,12 @@ func PostgreSQL(t testing.TB) string {
 	run("initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
 	opts := fmt.Sprintf("-c listen_addresses='' -c unix_socket_directories=%s -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100", dir)
 	run("pg_ctl", "-D", data, "-l", filepath.Join(dir, "server.log"), "-o", opts, "-w", "-t", "60", "start")
-	t.Cleanup(func() {
+	stop := func() {
 		cmd := append(append([]string{}, runAs...), filepath.Join(bin, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "-t", "30", "stop")
 		exec.Command(cmd[0], cmd[1:]...).Run()
-	})
-	return fmt.Sprintf("host=%s user=postgres dbname=postgres sslmode=disable connect_timeout=%d", dir, int((10 * time.Second).Seconds()))
+	}
+	t.Cleanup(stop)
+	return &PG{DSN: fmt.Sprintf("host=%s user=postgres dbname=postgres sslmode=disable connect_timeout=%d", dir, int((10 * time.Second).Seconds())), stop: stop}
 }
 
 // postgresBin is the newest installed PostgreSQL's bin directory, "" if
