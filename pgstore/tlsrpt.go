@@ -9,35 +9,45 @@ import (
 	"github.com/sealgate/sealgate/queue"
 )
 
+// MergeTLSRPT adds a node's aggregate to the fleet's (store migrate).
+func (s *Store) MergeTLSRPT(o queue.TLSRPTRecord) error {
+	return s.updateTLSRPT(o.Day, o.Domain, o.PolicyType, func(r *queue.TLSRPTRecord) { r.Merge(o) })
+}
+
 // RecordTLSSession counts a session in the fleet's aggregate of its day,
 // domain and policy type; the row is locked while it is updated, so the
 // counts of nodes writing at once add up.
 func (s *Store) RecordTLSSession(sess queue.TLSSession) error {
+	return s.updateTLSRPT(sess.Day, sess.Domain, sess.PolicyType, func(r *queue.TLSRPTRecord) { r.Add(sess) })
+}
+
+// updateTLSRPT changes one aggregate with its row locked.
+func (s *Store) updateTLSRPT(day, domain, policyType string, change func(r *queue.TLSRPTRecord)) error {
 	ctx, cancel := ctxTimeout()
 	defer cancel()
-	domain := strings.ToLower(sess.Domain)
+	domain = strings.ToLower(domain)
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		empty, _ := json.Marshal(queue.TLSRPTRecord{Day: sess.Day, Domain: domain, PolicyType: sess.PolicyType})
+		empty, _ := json.Marshal(queue.TLSRPTRecord{Day: day, Domain: domain, PolicyType: policyType})
 		if _, err := tx.Exec(ctx, `INSERT INTO tlsrpt (day, domain, policy_type, record) VALUES ($1, $2, $3, $4)
-			ON CONFLICT DO NOTHING`, sess.Day, domain, sess.PolicyType, empty); err != nil {
+			ON CONFLICT DO NOTHING`, day, domain, policyType, empty); err != nil {
 			return err
 		}
 		var data []byte
 		if err := tx.QueryRow(ctx, `SELECT record FROM tlsrpt WHERE day = $1 AND domain = $2 AND policy_type = $3 FOR UPDATE`,
-			sess.Day, domain, sess.PolicyType).Scan(&data); err != nil {
+			day, domain, policyType).Scan(&data); err != nil {
 			return err
 		}
 		var r queue.TLSRPTRecord
 		if err := json.Unmarshal(data, &r); err != nil {
 			return err
 		}
-		r.Add(sess)
+		change(&r)
 		data, err := json.Marshal(r)
 		if err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, "UPDATE tlsrpt SET record = $4 WHERE day = $1 AND domain = $2 AND policy_type = $3",
-			sess.Day, domain, sess.PolicyType, data)
+			day, domain, policyType, data)
 		return err
 	})
 }

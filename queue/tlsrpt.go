@@ -82,6 +82,34 @@ func (r *TLSRPTRecord) Add(sess TLSSession) {
 	}
 }
 
+// Merge adds the counts of o (an aggregate of the same day, domain and
+// policy type, from another node) to r.
+func (r *TLSRPTRecord) Merge(o TLSRPTRecord) {
+	if len(r.PolicyString) == 0 {
+		r.PolicyString = o.PolicyString
+	}
+	for _, mx := range o.MXHosts {
+		if !slices.Contains(r.MXHosts, mx) {
+			r.MXHosts = append(r.MXHosts, mx)
+		}
+	}
+	r.Successes += o.Successes
+	r.Failures += o.Failures
+	for _, f := range o.Details {
+		found := false
+		for i := range r.Details {
+			d := &r.Details[i]
+			if d.ResultType == f.ResultType && d.ReceivingMX == f.ReceivingMX && d.ReceivingIP == f.ReceivingIP {
+				d.Count += f.Count
+				found = true
+			}
+		}
+		if !found {
+			r.Details = append(r.Details, f)
+		}
+	}
+}
+
 // SharedTLSRPT is a fleet's TLS report aggregates (pgstore implements
 // it): every node counts its sessions into the same day's report, which
 // the leader sends once.

@@ -40,6 +40,7 @@ func TestStoreMigrate(t *testing.T) {
 	if err := local.PutKeyRecord("bob@partner.test\x00ABCD", []byte("key material")); err != nil {
 		t.Fatal(err)
 	}
+	local.RecordTLSSession(queue.TLSSession{Day: "2026-11-28", Domain: "partner.test", PolicyType: "sts", OK: true})
 	escrowKey := filepath.Join(dir, "data", "escrow.key")
 	esc, err := local.OpenEscrow(queue.EscrowOptions{KeyFile: escrowKey})
 	if err != nil {
@@ -54,7 +55,7 @@ func TestStoreMigrate(t *testing.T) {
 
 	code, out, errOut := sealgate(t, "store", "migrate", "--config", cfgPath)
 	for _, want := range []string{"TLS history: 1 domains merged", "API keys: 1 copied, 0 already there", "correspondents' keys: 1 records copied",
-		"escrow store: 1 messages copied"} {
+		"escrow store: 1 messages copied", "TLS report aggregates: 1 moved"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Fatalf("store migrate: exit %d, lacks %q:\n%s%s", code, want, out, errOut)
 		}
@@ -100,6 +101,12 @@ func TestStoreMigrate(t *testing.T) {
 	code, out, errOut = sealgate(t, "store", "migrate", "--config", cfgPath)
 	if code != 0 || !strings.Contains(out, "API keys: 0 copied, 1 already there") {
 		t.Fatalf("second migrate: exit %d\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "TLS report aggregates: 0 moved") {
+		t.Errorf("a second migrate moved aggregates again:\n%s", out)
+	}
+	if due, _ := shared.TLSRPTBefore("2026-11-29"); len(due) != 1 || due[0].Successes != 1 {
+		t.Errorf("the fleet's aggregates after two migrations: %+v", due)
 	}
 	if k, err := shared.APIKeyByID("k1"); err != nil || k.Revoked.IsZero() {
 		t.Errorf("a second migrate undid the fleet's revocation: %+v, %v", k, err)

@@ -24,7 +24,8 @@ func newStoreCmd() *cobra.Command {
 		Short: "Copy this node's TLS history, API keys, correspondents' keys and escrow store into the shared store",
 		Long: `Copies what this node kept in its own spool and a fleet shares — the TLS
 history of destinations, the REST API's keys, the correspondents' public
-keys — into the PostgreSQL store of store.postgres.dsn (its schema is
+keys, the TLS report aggregates not sent yet (moved: removed here once
+merged) — into the PostgreSQL store of store.postgres.dsn (its schema is
 created or brought up to date first). Run it on a stopped node, before
 starting it with the shared store configured; run it on each node that
 joins a fleet.
@@ -96,6 +97,22 @@ and its audit trail stay in its spool.`,
 				return fmt.Errorf("correspondents' keys: %w", err)
 			}
 			fmt.Fprintf(out, "correspondents' keys: %d records copied\n", records)
+
+			// Aggregates move: merged into the fleet's, then removed here,
+			// so a second run does not count them twice.
+			aggregates, err := local.TLSRPTBefore("9999-12-31")
+			if err != nil {
+				return fmt.Errorf("reading the TLS report aggregates: %w", err)
+			}
+			for _, r := range aggregates {
+				if err := shared.MergeTLSRPT(r); err != nil {
+					return fmt.Errorf("TLS report aggregate %s %s: %w", r.Day, r.Domain, err)
+				}
+				if err := local.DeleteTLSRPT(r); err != nil {
+					return fmt.Errorf("TLS report aggregate %s %s: %w", r.Day, r.Domain, err)
+				}
+			}
+			fmt.Fprintf(out, "TLS report aggregates: %d moved\n", len(aggregates))
 
 			escrowed, err := local.CopyEscrow(shared, cfg.EscrowKeyFile())
 			if err != nil {
