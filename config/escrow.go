@@ -35,6 +35,21 @@ type Escrow struct {
 	// with a link to the portal, where they can withdraw it for every
 	// recipient or one after proving their address with a one-time code.
 	SenderReceipt bool `yaml:"sender_receipt"`
+	// ObjectStore, when its endpoint is set, keeps the sealed contents
+	// in an S3-compatible bucket instead of the escrow store.
+	ObjectStore ObjectStore `yaml:"object_store"`
+}
+
+// ObjectStore is an S3-compatible bucket (Amazon S3, MinIO, Ceph…).
+type ObjectStore struct {
+	Endpoint      string `yaml:"endpoint"` // host[:port]
+	Bucket        string `yaml:"bucket"`
+	Region        string `yaml:"region"`
+	Prefix        string `yaml:"prefix"`
+	AccessKeyFile string `yaml:"access_key_file"`
+	SecretKeyFile string `yaml:"secret_key_file"`
+	// Insecure speaks plain HTTP: only for a store on loopback.
+	Insecure bool `yaml:"insecure"`
 }
 
 // Portal configures the recipients' HTTPS portal for escrowed mail.

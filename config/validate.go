@@ -36,6 +36,26 @@ func (v *validator) fail(path, format string, args ...any) {
 }
 
 func (v *validator) validate(c *Config) {
+	if o := c.Escrow.ObjectStore; o.Endpoint != "" || o.Bucket != "" || o.AccessKeyFile != "" || o.SecretKeyFile != "" {
+		if o.Endpoint == "" {
+			v.fail("escrow.object_store.endpoint", "must be set (host[:port] of the S3-compatible store) when object_store is")
+		} else if strings.Contains(o.Endpoint, "/") {
+			v.fail("escrow.object_store.endpoint", "is host[:port] (%q has a scheme or path; set insecure for plain HTTP)", o.Endpoint)
+		}
+		if o.Bucket == "" {
+			v.fail("escrow.object_store.bucket", "must be set")
+		}
+		if o.AccessKeyFile == "" || o.SecretKeyFile == "" {
+			v.fail("escrow.object_store", "needs access_key_file and secret_key_file")
+		}
+		if o.Insecure {
+			if host, _, err := net.SplitHostPort(o.Endpoint); err == nil {
+				if ip, err := netip.ParseAddr(host); err != nil || !ip.IsLoopback() {
+					v.fail("escrow.object_store.insecure", "plain HTTP is for a store on loopback only (%s is not)", o.Endpoint)
+				}
+			}
+		}
+	}
 	if dsn := c.Store.Postgres.DSN; dsn != "" {
 		// The parser's own error may quote the string, password and all.
 		if _, err := pgconn.ParseConfig(dsn); err != nil {

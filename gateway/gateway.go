@@ -208,7 +208,12 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 			Logger: logger.With("component", "webhooks")})
 	}
 	if cfg.EscrowOn() {
-		if g.escrow, err = store.OpenEscrow(queue.EscrowOptions{KeyFile: cfg.EscrowKeyFile(), Expiry: cfg.Escrow.Expiry.D()}); err != nil {
+		objects, err := openEscrowObjects(cfg)
+		if err != nil {
+			closeStores(store, shared)
+			return nil, err
+		}
+		if g.escrow, err = store.OpenEscrow(queue.EscrowOptions{KeyFile: cfg.EscrowKeyFile(), Expiry: cfg.Escrow.Expiry.D(), Objects: objects}); err != nil {
 			closeStores(store, shared)
 			return nil, err
 		}

@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/certs"
+	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/gateway/portal"
+	"github.com/sealgate/sealgate/internal/objectstore"
 	"github.com/sealgate/sealgate/policy"
 	"github.com/sealgate/sealgate/queue"
 )
@@ -88,4 +90,20 @@ func (g *Gateway) replyPolicy(env queue.Envelope, msg []byte) ([]queue.RcptDecis
 			Reasons: append([]string{"escrow portal: reply"}, rd.Reasons...)})
 	}
 	return d, out
+}
+
+// openEscrowObjects connects to escrow.object_store and checks its
+// bucket (nil when it is not configured): a node that cannot store
+// escrowed contents does not start.
+func openEscrowObjects(cfg *config.Config) (queue.ObjectStore, error) {
+	o, err := objectstore.FromConfig(cfg.Escrow.ObjectStore)
+	if err != nil || o == nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := o.Check(ctx); err != nil {
+		return nil, err
+	}
+	return o, nil
 }

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -167,7 +168,28 @@ type EscrowOptions struct {
 	CodeTries    int
 	CodesPerHour int
 	Now          func() time.Time
+	// Objects, when set, keeps each message's sealed content in an
+	// object store (escrow.object_store) instead of the escrow's buckets,
+	// which then hold a reference.
+	Objects ObjectStore
 }
+
+// ObjectStore keeps escrowed contents, already sealed, by name
+// (internal/objectstore implements it for S3-compatible stores).
+// GetObject of a name that is not there returns an error.
+type ObjectStore interface {
+	PutObject(ctx context.Context, name string, data []byte) error
+	GetObject(ctx context.Context, name string) ([]byte, error)
+	DeleteObject(ctx context.Context, name string) error
+}
+
+// objectRef marks a content record whose sealed bytes are in the
+// object store, under the message's ID (sealed content starts with a
+// random nonce; this prefix is not one it makes in practice).
+var objectRef = []byte("\x00SGOBJ1\x00")
+
+// objectTimeout bounds one object store request.
+const objectTimeout = 2 * time.Minute
 
 // Escrow is the escrow store in a spool. Safe for concurrent use.
 type Escrow struct {
@@ -323,6 +345,17 @@ func (e *Escrow) Deposit(d EscrowDeposit, body []byte) (rcptID, token string, er
 			if err != nil {
 				return err
 			}
+			if o := e.opts.Objects; o != nil {
+				// In the object store before the record that names it
+				// commits (again, the same bytes, if this runs again).
+				ctx, cancel := context.WithTimeout(context.Background(), objectTimeout)
+				err := o.PutObject(ctx, m.ID, content)
+				cancel()
+				if err != nil {
+					return fmt.Errorf("escrow object store: %w", err)
+				}
+				content = objectRef
+			}
 			if err := tx.Bucket(bucketEscrowContent).Put([]byte(m.ID), content); err != nil {
 				return err
 			}
@@ -402,6 +435,16 @@ func (e *Escrow) Content(token string) ([]byte, error) {
 		sealed := tx.Bucket(bucketEscrowContent).Get([]byte(m.ID))
 		if sealed == nil {
 			return ErrEscrowGone
+		}
+		if bytes.Equal(sealed, objectRef) {
+			if e.opts.Objects == nil {
+				return fmt.Errorf("escrow content %s is in an object store, and escrow.object_store is not configured", m.ID)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), objectTimeout)
+			defer cancel()
+			if sealed, err = e.opts.Objects.GetObject(ctx, m.ID); err != nil {
+				return fmt.Errorf("escrow object store: %w", err)
+			}
 		}
 		if body, err = sl.open(kindEscrowContent, m.ID, sealed); err != nil {
 			return fmt.Errorf("%w: escrow content %s: %v", errCorrupt, m.ID, err)

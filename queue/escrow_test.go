@@ -2,10 +2,12 @@ package queue
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -236,5 +238,86 @@ func TestEscrowExpiryAndRevocationDestroyContent(t *testing.T) {
 	}
 	if states["bob@dest.test q1"] != "expired" || states["carol@dest.test q2"] != "revoked" {
 		t.Errorf("states %v", states)
+	}
+}
+
+// memObjects is an object store in memory.
+type memObjects struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (o *memObjects) PutObject(_ context.Context, name string, data []byte) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.m[name] = bytes.Clone(data)
+	return nil
+}
+
+func (o *memObjects) GetObject(_ context.Context, name string) ([]byte, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	d, ok := o.m[name]
+	if !ok {
+		return nil, errors.New("no such object")
+	}
+	return d, nil
+}
+
+func (o *memObjects) DeleteObject(_ context.Context, name string) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.m, name)
+	return nil
+}
+
+// TestEscrowContentInAnObjectStore: with an object store, a message's
+// content goes there, sealed (once for all its recipients), the spool
+// holds only a reference, the portal's read finds it, and revoking the
+// message removes the object.
+func TestEscrowContentInAnObjectStore(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, Options{Path: filepath.Join(dir, "spool.db"), KeyFile: filepath.Join(dir, "spool.key")})
+	objects := &memObjects{m: map[string][]byte{}}
+	e, err := s.OpenEscrow(EscrowOptions{KeyFile: filepath.Join(dir, "escrow.key"), Objects: objects})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const marker = "MARKER-ferritin-41"
+	body := []byte("Subject: " + marker + "\r\n\r\n" + strings.Repeat(marker+"\r\n", 1000))
+	_, tok, err := e.Deposit(EscrowDeposit{QueueID: "q1", Recipient: "bob@dest.test"}, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.Deposit(EscrowDeposit{QueueID: "q1", Recipient: "carol@dest.test"}, body); err != nil {
+		t.Fatal(err)
+	}
+	if len(objects.m) != 1 {
+		t.Fatalf("%d objects for one message, want 1", len(objects.m))
+	}
+	for name, data := range objects.m {
+		if bytes.Contains(data, []byte(marker)) || len(data) < len(body) {
+			t.Errorf("object %s is not the sealed content (%d bytes)", name, len(data))
+		}
+	}
+	s.Close()
+	raw, _ := os.ReadFile(filepath.Join(dir, "spool.db"))
+	if bytes.Contains(raw, []byte(marker)) {
+		t.Error("the spool holds the content in clear")
+	}
+	s = openTest(t, Options{Path: filepath.Join(dir, "spool.db"), KeyFile: filepath.Join(dir, "spool.key")})
+	if e, err = s.OpenEscrow(EscrowOptions{KeyFile: filepath.Join(dir, "escrow.key"), Objects: objects}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.Content(tok)
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("content through the object store: %d bytes, %v", len(got), err)
+	}
+	en, _ := e.Lookup(tok)
+	if err := e.Revoke(en.Message.ID, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	if len(objects.m) != 0 {
+		t.Errorf("the revoked message's object is still there")
 	}
 }

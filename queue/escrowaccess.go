@@ -1,6 +1,8 @@
 package queue
 
 import (
+	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -182,7 +184,17 @@ func (e *Escrow) revokeRecipient(tx escrowTx, r *EscrowRecipient, ev EscrowEvent
 func (e *Escrow) destroy(tx escrowTx, m *EscrowMessage, ev EscrowEvent) error {
 	now := ev.Time
 	m.Destroyed, m.WrappedKey = now, nil
-	if err := tx.Bucket(bucketEscrowContent).Delete([]byte(m.ID)); err != nil {
+	content := tx.Bucket(bucketEscrowContent)
+	if bytes.Equal(content.Get([]byte(m.ID)), objectRef) && e.opts.Objects != nil {
+		// Its key is forgotten below in any case; the object goes too.
+		ctx, cancel := context.WithTimeout(context.Background(), objectTimeout)
+		err := e.opts.Objects.DeleteObject(ctx, m.ID)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("escrow object store: %w", err)
+		}
+	}
+	if err := content.Delete([]byte(m.ID)); err != nil {
 		return err
 	}
 	for _, id := range m.Recipients {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sealgate/sealgate/certs"
 	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/internal/objectstore"
 	"github.com/sealgate/sealgate/pgstore"
 	"github.com/sealgate/sealgate/queue"
 )
@@ -116,7 +117,13 @@ func EscrowOpsFor(q QueueOps, cfg *config.Config) (EscrowOps, error) {
 		if !inUse {
 			return EscrowOf(nil), nil
 		}
-		e, err := q.OpenEscrow(queue.EscrowOptions{KeyFile: cfg.EscrowKeyFile(), Expiry: cfg.Escrow.Expiry.D()})
+		opts := queue.EscrowOptions{KeyFile: cfg.EscrowKeyFile(), Expiry: cfg.Escrow.Expiry.D()}
+		if o, err := objectstore.FromConfig(cfg.Escrow.ObjectStore); err != nil {
+			return nil, err
+		} else if o != nil {
+			opts.Objects = o // a revocation here deletes the object too
+		}
+		e, err := q.OpenEscrow(opts)
 		if err != nil {
 			return nil, err
 		}
