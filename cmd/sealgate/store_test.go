@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/gateway/audit"
 	"github.com/sealgate/sealgate/internal/testutil"
 	"github.com/sealgate/sealgate/pgstore"
 	"github.com/sealgate/sealgate/queue"
@@ -28,8 +29,20 @@ func TestStoreMigrate(t *testing.T) {
 		t.Errorf("migrate with a missing config succeeded: %s", errOut)
 	}
 
-	local, err := queue.Open(queue.Options{Path: filepath.Join(dir, "data", "spool.db"), KeyFile: filepath.Join(dir, "data", "spool.key")})
+	local, err := queue.Open(queue.Options{Path: filepath.Join(dir, "data", "spool.db"), KeyFile: filepath.Join(dir, "data", "spool.key"),
+		Audit: audit.FromChange})
 	if err != nil {
+		t.Fatal(err)
+	}
+	auditKey, err := audit.LoadOrCreateKey(filepath.Join(dir, "data", "audit-signing.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := local.Enqueue(context.Background(), queue.Envelope{From: "dr.lee@clinic.test", Recipients: []string{"patient@partner.test"},
+		MessageID: "<m1@clinic.test>"}, []byte("Subject: x\r\n\r\nx\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := audit.New(local, auditKey, nil).Checkpoint(time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	local.ObserveTLS(queue.TLSObservation{Domain: "partner.test", Connected: true, TLSVersion: "TLS1.3", Verified: true})
@@ -55,7 +68,7 @@ func TestStoreMigrate(t *testing.T) {
 
 	code, out, errOut := sealgate(t, "store", "migrate", "--config", cfgPath)
 	for _, want := range []string{"TLS history: 1 domains merged", "API keys: 1 copied, 0 already there", "correspondents' keys: 1 records copied",
-		"escrow store: 1 messages copied", "TLS report aggregates: 1 moved"} {
+		"escrow store: 1 messages copied", "TLS report aggregates: 1 moved", "audit trail: 1 entries shipped to the fleet's trail"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Fatalf("store migrate: exit %d, lacks %q:\n%s%s", code, want, out, errOut)
 		}
@@ -113,6 +126,12 @@ func TestStoreMigrate(t *testing.T) {
 	}
 	if d, _ := shared.DomainInfo("partner.test"); d == nil || !d.Verified {
 		t.Errorf("a second migrate lowered the history: %+v", d)
+	}
+
+	// The audit chain still verifies, here and in the fleet's trail.
+	code, out, _ = sealgate(t, "audit", "verify", "--config", cfgPath)
+	if code != 0 || !strings.Contains(out, "this node: intact: 1 entries") || !strings.Contains(out, "fleet: 1 nodes") {
+		t.Errorf("audit verify after migrate: exit %d\n%s", code, out)
 	}
 
 	// The CLI on the stopped node reads the fleet's history.

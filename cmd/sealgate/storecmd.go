@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sealgate/sealgate/gateway/audit"
 	"github.com/sealgate/sealgate/pgstore"
 	"github.com/sealgate/sealgate/queue"
 )
@@ -35,8 +36,9 @@ protection any node has seen, an API key revoked anywhere stays revoked.
 So the command can be run again, or after an interruption, at no risk.
 The escrow store is copied too, sealed as it is: every node of the fleet
 must then have this node's escrow key file (a fleet has one escrow key;
-a node whose key differs from the fleet's is refused). The node's mail
-and its audit trail stay in its spool.`,
+a node whose key differs from the fleet's is refused). The node's audit
+chain is shipped to the fleet's trail (it stays in the spool as well,
+where the node goes on writing it). The node's mail stays in its spool.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(configPath)
@@ -119,7 +121,19 @@ and its audit trail stay in its spool.`,
 				return fmt.Errorf("escrow store: %w", err)
 			}
 			fmt.Fprintf(out, "escrow store: %d messages copied (the fleet's nodes need this node's escrow key file)\n", escrowed)
-			fmt.Fprintln(out, "mail and the audit trail stay in this node's spool")
+
+			// The node's audit chain joins the fleet's trail (the node
+			// keeps writing it in its spool and ships what it adds).
+			if key, err := audit.LoadKeyIfExists(cfg.AuditSigningKeyFile()); err != nil {
+				return err
+			} else if key != nil {
+				n, err := audit.New(local, key, nil).Ship(shared, cfg.ServerHostname())
+				if err != nil {
+					return fmt.Errorf("audit trail: %w", err)
+				}
+				fmt.Fprintf(out, "audit trail: %d entries shipped to the fleet's trail, as node %s\n", n, cfg.ServerHostname())
+			}
+			fmt.Fprintln(out, "mail stays in this node's spool")
 			return nil
 		},
 	}

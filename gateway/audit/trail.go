@@ -72,6 +72,15 @@ func New(store Storage, key ed25519.PrivateKey, pub ed25519.PublicKey) *Trail {
 // PublicKey is the key checkpoints are verified with.
 func (t *Trail) PublicKey() ed25519.PublicKey { return t.pub }
 
+// LoadKeyIfExists reads the signing key at path, nil when there is
+// none (a node that never started has no trail to sign).
+func LoadKeyIfExists(path string) (ed25519.PrivateKey, error) {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return LoadOrCreateKey(path)
+}
+
 // LoadOrCreateKey reads the Ed25519 signing key of the audit trail
 // (PKCS #8 PEM), creating it (0600) when the file does not exist.
 func LoadOrCreateKey(path string) (ed25519.PrivateKey, error) {
