@@ -10,4 +10,9 @@
 // export and retention. It does not store: the chain lives behind
 // Storage (queue.Store keeps it in the spool file, appended in the same
 // transaction as the change it records), and it never touches SMTP.
+//
+// In a fleet (fleet.go) each node ships its chain to the shared store;
+// the leader signs fleet checkpoints over every chain's head; search and
+// verification then cover every node, each chain checked against the
+// key of the node that signed it.
 package audit

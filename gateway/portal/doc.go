@@ -27,7 +27,10 @@
 // link gets one neutral page, byte for byte the same. No JavaScript is
 // needed or served.
 //
-// What it does not do: trust proxy headers for the client address,
-// keep sessions across restarts or nodes (a recipient asks for a new
-// code), or fetch anything remote on the recipient's behalf.
+// A session lives in its cookie, signed with a key derived from the
+// escrow key (session.go): it holds across restarts and on every node of
+// a fleet, and no node keeps a table of sessions.
+//
+// What it does not do: trust proxy headers for the client address, or
+// fetch anything remote on the recipient's behalf.
 package portal
