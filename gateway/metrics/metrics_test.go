@@ -62,6 +62,8 @@ func TestDashboardUsesOnlyOurMetrics(t *testing.T) {
 	m.Accepted(queue.Envelope{Recipients: []string{"a@x.test"}})
 	m.Attempt(&queue.Message{}, queue.Attempt{MXHost: "mx"}, []queue.RcptOutcome{{Delivered: true}})
 	m.EscrowOpened()
+	m.SharedStoreUp(true) // a fleet's node
+	m.Leading(false)
 	families, err := m.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
