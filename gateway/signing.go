@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rsa"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -33,12 +34,18 @@ func (d *dkimSigning) sign(id string, body delivery.Body) delivery.Body {
 	}
 	r, err := body.Open()
 	if err != nil {
-		d.logger.Error("DKIM signing failed; sending unsigned", "queue_id", id, "err", err)
-		return body
+		// Not the key's fault: the message cannot be read now. It waits
+		// (never leaves unsigned for that).
+		d.logger.Error("cannot read the message to sign it; delivery deferred", "queue_id", id, "err", err)
+		return delivery.Unreadable(body.Size(), err)
 	}
 	defer r.Close()
-	sigs, domain, ok, err := signer.SignStream(r)
+	tr := &trackedReader{r: r}
+	sigs, domain, ok, err := signer.SignStream(tr)
 	switch {
+	case tr.err != nil:
+		d.logger.Error("cannot read the message to sign it; delivery deferred", "queue_id", id, "err", tr.err)
+		return delivery.Unreadable(body.Size(), tr.err)
 	case err != nil:
 		d.logger.Error("DKIM signing failed; sending unsigned", "queue_id", id, "domain", domain, "err", err)
 	case !ok:
@@ -49,6 +56,20 @@ func (d *dkimSigning) sign(id string, body delivery.Body) delivery.Body {
 		return delivery.WithHeader(sigs, body)
 	}
 	return body
+}
+
+// trackedReader remembers a read error (other than the end).
+type trackedReader struct {
+	r   io.Reader
+	err error
+}
+
+func (t *trackedReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil && err != io.EOF && t.err == nil {
+		t.err = err
+	}
+	return n, err
 }
 
 // logDKIMKeys says which DKIM keys are in use.

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,6 +50,28 @@ const (
 	// old (younger ones may belong to a commit in progress).
 	orphanAge = 10 * time.Minute
 )
+
+// errBodyDamaged marks a body file that is not what its record says
+// (missing, cut short, a chunk that does not open, another file): the
+// message is quarantined. Other errors reading it (too many open files,
+// an I/O error) are passing, and only defer the delivery.
+var errBodyDamaged = errors.New("body file damaged")
+
+func damaged(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errBodyDamaged}, args...)...)
+}
+
+// isBodyDamage reports whether err says the body file is damaged.
+func isBodyDamage(err error) bool { return errors.Is(err, errBodyDamaged) }
+
+// cutShort is the error of a read that met the file's end too early:
+// damage; any other read error is passing.
+func cutShort(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return damaged("body file cut short")
+	}
+	return fmt.Errorf("reading the body file: %w", err)
+}
 
 // bodyRef is the sealed payload of a body record for a body in a file.
 type bodyRef struct {
@@ -136,7 +159,7 @@ func (s *Store) readBodyFile(id string, ref bodyRef) ([]byte, error) {
 	}
 	// The reader has checked the last chunk's size against the record.
 	if _, err := r.Read(make([]byte, 1)); err != io.EOF {
-		return nil, errors.New("body file larger than its record")
+		return nil, damaged("body file larger than its record")
 	}
 	return out, nil
 }
@@ -165,21 +188,28 @@ type bodyFileReader struct {
 func (s *Store) openBodyFile(id string, ref bodyRef) (*bodyFileReader, error) {
 	fileID, err := hex.DecodeString(ref.FileID)
 	if err != nil || len(fileID) != 16 {
-		return nil, errors.New("bad file ID in body reference")
+		return nil, damaged("bad file ID in body reference")
 	}
 	aead, err := fileAEAD(ref.Key)
 	if err != nil {
 		return nil, err
 	}
 	f, err := os.Open(filepath.Join(s.bodiesDir(), id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, damaged("body file missing")
+	}
 	if err != nil {
 		return nil, err
 	}
 	r := bufio.NewReaderSize(f, 64<<10)
 	head := make([]byte, len(bodyMagic)+16)
-	if _, err := io.ReadFull(r, head); err != nil || string(head[:len(bodyMagic)]) != bodyMagic || !bytes.Equal(head[len(bodyMagic):], fileID) {
+	if _, err := io.ReadFull(r, head); err != nil {
 		f.Close()
-		return nil, errors.New("body file is not the one its record names")
+		return nil, cutShort(err)
+	}
+	if string(head[:len(bodyMagic)]) != bodyMagic || !bytes.Equal(head[len(bodyMagic):], fileID) {
+		f.Close()
+		return nil, damaged("body file is not the one its record names")
 	}
 	return &bodyFileReader{f: f, r: r, aead: aead, fileID: fileID, size: ref.Size}, nil
 }
@@ -203,14 +233,14 @@ func (b *bodyFileReader) Read(p []byte) (int, error) {
 func (b *bodyFileReader) openChunk() error {
 	var hdr [4]byte
 	if _, err := io.ReadFull(b.r, hdr[:]); err != nil {
-		return fmt.Errorf("body file cut short: %w", err)
+		return cutShort(err)
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
 	if n > bodyChunk+uint32(b.aead.Overhead()) || n < uint32(b.aead.Overhead()) {
-		return errors.New("body file chunk has a bad length")
+		return damaged("body file chunk has a bad length")
 	}
 	if b.read+int64(n)-int64(b.aead.Overhead()) > b.size {
-		return errors.New("body file larger than its record")
+		return damaged("body file larger than its record")
 	}
 	if b.sealed == nil {
 		b.sealed = make([]byte, bodyChunk+b.aead.Overhead())
@@ -218,21 +248,21 @@ func (b *bodyFileReader) openChunk() error {
 	}
 	sealed := b.sealed[:n]
 	if _, err := io.ReadFull(b.r, sealed); err != nil {
-		return fmt.Errorf("body file cut short: %w", err)
+		return cutShort(err)
 	}
 	// The last chunk is the one that opens with the "last" flag.
 	i := b.next
 	plain, err := b.aead.Open(b.buf[:0], chunkNonce(i), sealed, chunkAD(b.fileID, i, false))
 	if err != nil {
 		if plain, err = b.aead.Open(b.buf[:0], chunkNonce(i), sealed, chunkAD(b.fileID, i, true)); err != nil {
-			return errors.New("body file chunk does not open")
+			return damaged("body file chunk does not open")
 		}
 		b.done = true
 	}
 	b.next++
 	b.read += int64(len(plain))
 	if b.done && b.read != b.size {
-		return errors.New("body file size differs from its record")
+		return damaged("body file size differs from its record")
 	}
 	b.plain = plain
 	return nil
@@ -279,7 +309,7 @@ func (s *Store) resolveBody(id string, plain []byte) ([]byte, error) {
 	}
 	var ref bodyRef
 	if err := json.Unmarshal(rest, &ref); err != nil {
-		return nil, fmt.Errorf("bad body reference: %w", err)
+		return nil, damaged("bad body reference: %v", err)
 	}
 	return s.readBodyFile(id, ref)
 }

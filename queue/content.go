@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -21,6 +22,7 @@ type Content struct {
 	id     string
 	inline []byte // the body, when it is inline
 	ref    *bodyRef
+	bad    atomic.Pointer[error] // set once the file was found damaged: no more reads
 }
 
 // Spooled is a spooled body as its readers see it; *Content is the
@@ -86,6 +88,9 @@ func (c *Content) Open() (io.ReadCloser, error) {
 	if c.ref == nil {
 		return io.NopCloser(bytes.NewReader(c.inline)), nil
 	}
+	if bad := c.bad.Load(); bad != nil {
+		return nil, *bad
+	}
 	r, err := c.s.openBodyFile(c.id, *c.ref)
 	if err != nil {
 		c.damaged(err)
@@ -99,6 +104,9 @@ func (c *Content) Bytes() ([]byte, error) {
 	if c.ref == nil {
 		return c.inline, nil
 	}
+	if bad := c.bad.Load(); bad != nil {
+		return nil, *bad
+	}
 	b, err := c.s.readBodyFile(c.id, *c.ref)
 	if err != nil {
 		c.damaged(err)
@@ -107,10 +115,18 @@ func (c *Content) Bytes() ([]byte, error) {
 	return b, nil
 }
 
-// damaged quarantines the message when its body file is missing or does
-// not open (quarantine checks again, so a message deleted meanwhile is
-// left alone).
+// damaged quarantines the message when its body file is missing or
+// damaged (quarantine checks again, so a message deleted meanwhile is
+// left alone), and refuses any later read of this content: a message
+// found damaged is not sent from a read that happens to succeed later.
+// A passing error (too many open files, an I/O error) only fails the
+// read. It must not be called inside a spool commit.
 func (c *Content) damaged(cause error) {
+	if !isBodyDamage(cause) {
+		return
+	}
+	err := fmt.Errorf("spooled body of %s: %w", c.id, cause)
+	c.bad.Store(&err)
 	c.s.quarantine(c.id, fmt.Errorf("%w: body %s: %v", errCorrupt, c.id, cause))
 }
 

@@ -1,9 +1,11 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"time"
@@ -54,12 +56,15 @@ type RestoreResult struct {
 // read that found the fault, so it checks again first: a record that
 // was rewritten or deleted in between is left alone.
 func (s *Store) quarantine(id string, cause error) {
+	// The body file is read (a stream, never whole) before the commit:
+	// the committer, which every intake waits for, reads no file.
+	fileDamaged := s.bodyFileDamaged(id)
 	moved := false
 	err := s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
 		moved = false
 		msgs, bodies := tx.Bucket(bucketMessages), tx.Bucket(bucketBodies)
 		rec, body := msgs.Get([]byte(id)), bodies.Get([]byte(id))
-		if !s.unreadable(id, rec, body) {
+		if !fileDamaged && !s.unreadable(id, rec, body) {
 			return nil
 		}
 		q := tx.Bucket(bucketQuarantine)
@@ -100,15 +105,44 @@ func (s *Store) unreadable(id string, rec, body []byte) bool {
 		return true
 	}
 	if body != nil {
-		plain, err := s.seal.open(kindBody, id, body)
-		if err != nil {
+		if _, err := s.seal.open(kindBody, id, body); err != nil {
 			return true
-		}
-		if _, err := s.resolveBody(id, plain); err != nil {
-			return true // its body file is missing or damaged
 		}
 	}
 	return false
+}
+
+// bodyFileDamaged reports whether the body of id is in a file that is
+// missing or damaged, reading it through to the end as a stream. A
+// passing error (too many open files) is not damage.
+func (s *Store) bodyFileDamaged(id string) bool {
+	var ref *bodyRef
+	s.view(func(tx *bolt.Tx) error {
+		sealed := tx.Bucket(bucketBodies).Get([]byte(id))
+		if sealed == nil {
+			return nil
+		}
+		plain, err := s.seal.open(kindBody, id, sealed)
+		if err != nil {
+			return nil // the record itself: unreadable() says so
+		}
+		if rest, isRef := bytes.CutPrefix(plain, []byte(bodyRefMagic)); isRef {
+			ref = new(bodyRef)
+			if json.Unmarshal(rest, ref) != nil {
+				ref.Key = nil // opens nothing: damage
+			}
+		}
+		return nil
+	})
+	if ref == nil {
+		return false
+	}
+	r, err := s.openBodyFile(id, *ref)
+	if err == nil {
+		_, err = io.Copy(io.Discard, r)
+		r.Close()
+	}
+	return err != nil && isBodyDamage(err)
 }
 
 // quarantinedRecords counts the message and body records in quarantine.

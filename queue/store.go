@@ -440,7 +440,10 @@ func (s *Store) Body(id string) ([]byte, error) {
 			return fmt.Errorf("%w: body %s: %v", errCorrupt, id, err)
 		}
 		if body, err = s.resolveBody(id, body); err != nil {
-			return fmt.Errorf("%w: body %s: %v", errCorrupt, id, err)
+			if isBodyDamage(err) {
+				return fmt.Errorf("%w: body %s: %v", errCorrupt, id, err)
+			}
+			return fmt.Errorf("body %s: %w", id, err) // passing: not the file's fault
 		}
 		return nil
 	})

@@ -220,6 +220,9 @@ func newCRLFReader(r io.Reader, size int64) *crlfReader {
 }
 
 func (c *crlfReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
 	for len(c.pending) == 0 {
 		if c.eof {
 			return 0, io.EOF
@@ -399,3 +402,17 @@ func (w *withHeader) Has8bit() (bool, error) {
 	}
 	return BodyHas8bit(w.body)
 }
+
+// Unreadable is a body that could not be read (its spooled file): each
+// Open fails with err, so a delivery of it defers with 4.3.0 instead of
+// sending anything.
+func Unreadable(size int64, err error) Body { return unreadable{size, err} }
+
+type unreadable struct {
+	size int64
+	err  error
+}
+
+func (u unreadable) Size() int64                  { return u.size }
+func (u unreadable) Open() (io.ReadCloser, error) { return nil, u.err }
+func (u unreadable) Has8bit() (bool, error)       { return false, u.err }

@@ -52,9 +52,19 @@ func (d *Deliverer) transaction(conn *outboundConn, req Request) ([]queue.RcptOu
 	// The envelope: MAIL, the RCPTs we may send, and DATA unless BDAT
 	// follows. A recipient whose address cannot be written on a command
 	// line is refused here and never sent.
+	eight := false
+	if ok, _ := s.extension("8BITMIME"); ok {
+		var err error
+		if eight, err = BodyHas8bit(req.Body); err != nil {
+			// The body cannot be read: nothing is sent, the session
+			// stays usable, the recipients wait.
+			e := asDeliveryError(bodyError(&bodyReadError{err}))
+			return allOutcomes(req.Recipients, e, conn.host), e.Msg, true
+		}
+	}
 	outcomes := make([]queue.RcptOutcome, len(req.Recipients))
 	cmds := make([]string, 0, len(req.Recipients)+2)
-	cmds = append(cmds, d.mailCommand(s, req))
+	cmds = append(cmds, d.mailCommand(s, req, eight))
 	rcptCmd := make([]int, len(req.Recipients)) // index into cmds, or -1
 	last := ""
 	for i, r := range req.Recipients {
@@ -144,16 +154,14 @@ func (d *Deliverer) transaction(conn *outboundConn, req Request) ([]queue.RcptOu
 // when it offers SIZE (RFC 1870), REQUIRETLS (RFC 8689) and SMTPUTF8
 // (RFC 6531) when the message needs them (transaction checked that the
 // server offers them).
-func (d *Deliverer) mailCommand(s *session, req Request) string {
+func (d *Deliverer) mailCommand(s *session, req Request, eight bool) string {
 	var b strings.Builder
 	b.Grow(len(req.From) + 64)
 	b.WriteString("MAIL FROM:<")
 	b.WriteString(req.From)
 	b.WriteString(">")
-	if ok, _ := s.extension("8BITMIME"); ok {
-		if eight, _ := BodyHas8bit(req.Body); eight { // unreadable: DATA finds out
-			b.WriteString(" BODY=8BITMIME")
-		}
+	if eight {
+		b.WriteString(" BODY=8BITMIME")
 	}
 	if ok, _ := s.extension("SIZE"); ok && req.Body.Size() > 0 {
 		b.WriteString(" SIZE=")

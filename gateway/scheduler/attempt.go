@@ -82,10 +82,14 @@ func (s *Scheduler) attempt(ctx context.Context, id string) time.Time {
 				break
 			}
 		}
+		// A notice (bounce, delay) may be built inside the spool's commit:
+		// the start of the message it returns is read before, never in
+		// there (a damaged body file is quarantined by the read, and that
+		// is a commit of its own).
+		head, headErr := body.head(dsnHead)
 		dsn := func(m *queue.Message, bounced []queue.Recipient) (queue.Envelope, []byte, error) {
-			head, err := body.head(dsnHead)
-			if err != nil {
-				return queue.Envelope{}, nil, err
+			if headErr != nil {
+				return queue.Envelope{}, nil, headErr
 			}
 			return s.opts.DSN(m, bounced, head)
 		}

@@ -118,12 +118,15 @@ func (b *spooled) Bytes() ([]byte, error) {
 	if b.whole != nil {
 		return b.whole, nil
 	}
-	// What the stream held goes back first: an attempt never waits for
-	// budget while holding some (four attempts each holding their
-	// stream's share and each waiting for the rest would wait forever).
-	b.release()
-	if err := b.reserve(b.c.Size()); err != nil {
-		return nil, err
+	if b.s.bytes != nil && b.held < min(max(b.c.Size(), 1), b.s.opts.MaxBytesInFlight) {
+		// What the stream held goes back first: an attempt never waits
+		// for budget while holding some (four attempts each holding
+		// their stream's share and each waiting for the rest would wait
+		// forever). An inline body holds its size already.
+		b.release()
+		if err := b.reserve(b.c.Size()); err != nil {
+			return nil, err
+		}
 	}
 	whole, err := b.c.Bytes()
 	if err != nil {
@@ -163,9 +166,13 @@ func (b *spooled) Has8bit() (bool, error) {
 const dsnHead = 128 << 10
 
 // head returns the first n octets of the body (all of it when shorter),
-// read without loading the rest (it is called inside a spool commit, so
-// it never waits for the byte budget).
+// read without loading the rest and without the byte budget. It must be
+// called outside any spool commit: a damaged body file found by the read
+// is quarantined, which is a commit.
 func (b *spooled) head(n int) ([]byte, error) {
+	if ps, ok := b.Pieces(); ok && len(ps) == 1 {
+		return ps[0][:min(len(ps[0]), n)], nil // in memory: no copy
+	}
 	r, err := b.Open()
 	if err != nil {
 		return nil, err
