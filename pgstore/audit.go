@@ -33,6 +33,21 @@ const shipBatch = 500
 func (s *Store) ShipAudit(node, hostname string, src AuditSource) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	// What is shipped is a snapshot of the chain taken first: its head,
+	// base and newest checkpoint, then only entries up to that head. The
+	// database never names a head whose entry it does not hold.
+	head, headHash, err := src.AuditHead()
+	if err != nil {
+		return 0, err
+	}
+	base, baseHash, err := src.AuditBase()
+	if err != nil {
+		return 0, err
+	}
+	last, err := src.AuditLastCheckpoint()
+	if err != nil {
+		return 0, err
+	}
 	now := s.now()
 	if _, err := s.pool.Exec(ctx, `INSERT INTO audit_nodes (node, hostname, updated) VALUES ($1, $2, $3)
 		ON CONFLICT (node) DO UPDATE SET hostname = excluded.hostname`, node, hostname, now); err != nil {
@@ -42,18 +57,35 @@ func (s *Store) ShipAudit(node, hostname string, src AuditSource) (int, error) {
 	if err := s.pool.QueryRow(ctx, "SELECT coalesce(max(seq), 0) FROM audit_entries WHERE node = $1", node).Scan(&shipped); err != nil {
 		return 0, err
 	}
-	base, baseHash, err := src.AuditBase()
-	if err != nil {
-		return 0, err
-	}
-	from := max(shipped, base) + 1
-	var batch []*queue.AuditEntry
 	n := 0
-	flush := func() error {
-		if len(batch) == 0 {
+	for from := max(shipped, base) + 1; from <= head; {
+		// A batch is read out of the spool first, then written: no
+		// database I/O while the spool's read transaction is open.
+		var batch []queue.AuditEntry
+		errFull := errors.New("batch full")
+		err := src.ForEachAudit(from, func(seq uint64, e *queue.AuditEntry, openErr error) error {
+			if seq > head {
+				return errFull
+			}
+			if openErr != nil {
+				return fmt.Errorf("audit entry %d %v: not shipped (run audit verify)", seq, openErr)
+			}
+			if e.Seq != seq {
+				return fmt.Errorf("audit entry stored at %d says it is %d: not shipped (run audit verify)", seq, e.Seq)
+			}
+			batch = append(batch, *e)
+			if len(batch) >= shipBatch {
+				return errFull
+			}
 			return nil
+		})
+		if err != nil && !errors.Is(err, errFull) {
+			return n, err
 		}
-		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if len(batch) == 0 {
+			break
+		}
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			for _, e := range batch {
 				var r struct {
 					Time      time.Time `json:"time"`
@@ -73,53 +105,37 @@ func (s *Store) ShipAudit(node, hostname string, src AuditSource) (int, error) {
 			}
 			return nil
 		})
-		if err == nil {
-			n += len(batch)
+		if err != nil {
+			return n, err
 		}
-		batch = batch[:0]
-		return err
+		n += len(batch)
+		from = batch[len(batch)-1].Seq + 1
 	}
-	errStop := errors.New("stop")
-	err = src.ForEachAudit(from, func(seq uint64, e *queue.AuditEntry, openErr error) error {
-		if openErr != nil {
-			return fmt.Errorf("audit entry %d %v: not shipped (run audit verify)", seq, openErr)
-		}
-		if e.Seq != seq {
-			return errStop
-		}
-		batch = append(batch, e)
-		if len(batch) >= shipBatch {
-			return flush()
+	var cps []struct {
+		seq  uint64
+		data []byte
+	}
+	err = src.ForEachAuditCheckpoint(func(seq uint64, cp []byte) error {
+		if seq <= head {
+			cps = append(cps, struct {
+				seq  uint64
+				data []byte
+			}{seq, append([]byte(nil), cp...)})
 		}
 		return nil
 	})
-	if errors.Is(err, errStop) {
-		err = nil
-	}
-	if ferr := flush(); err == nil {
-		err = ferr
-	}
 	if err != nil {
 		return n, err
 	}
-	err = src.ForEachAuditCheckpoint(func(seq uint64, cp []byte) error {
-		_, err := s.pool.Exec(ctx, `INSERT INTO audit_checkpoints (node, seq, checkpoint) VALUES ($1, $2, $3)
-			ON CONFLICT (node, seq) DO NOTHING`, node, seq, cp)
-		return err
-	})
-	if err != nil {
-		return n, err
-	}
-	head, headHash, err := src.AuditHead()
-	if err != nil {
-		return n, err
-	}
-	last, err := src.AuditLastCheckpoint()
-	if err != nil {
-		return n, err
+	for _, cp := range cps {
+		if _, err := s.pool.Exec(ctx, `INSERT INTO audit_checkpoints (node, seq, checkpoint) VALUES ($1, $2, $3)
+			ON CONFLICT (node, seq) DO NOTHING`, node, cp.seq, cp.data); err != nil {
+			return n, err
+		}
 	}
 	// The node's pruning, mirrored: entries up to its base go, and the
-	// checkpoints before it (the base's own anchors the rest).
+	// checkpoints before it (the base's own anchors the rest). A slower
+	// shipping run never writes back an older head or base.
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if base > 0 {
 			if _, err := tx.Exec(ctx, "DELETE FROM audit_entries WHERE node = $1 AND seq <= $2", node, base); err != nil {
@@ -130,7 +146,8 @@ func (s *Store) ShipAudit(node, hostname string, src AuditSource) (int, error) {
 			}
 		}
 		_, err := tx.Exec(ctx, `UPDATE audit_nodes SET base_seq = $2, base_hash = $3, head_seq = $4, head_hash = $5,
-			last_checkpoint = $6, updated = $7 WHERE node = $1`, node, base, baseHash, head, headHash, last, now)
+			last_checkpoint = $6, updated = $7 WHERE node = $1 AND head_seq <= $4 AND base_seq <= $2`,
+			node, base, baseHash, head, headHash, last, now)
 		return err
 	})
 	return n, err

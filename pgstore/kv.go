@@ -241,10 +241,12 @@ func (c *kvCursor) step(op string, from []byte) (k, v []byte) {
 	err := b.t.tx.QueryRow(b.t.ctx, "SELECT key, value, chunks FROM escrow_kv WHERE bucket = $1 AND key "+op+" $2 ORDER BY key LIMIT 1",
 		b.name, from).Scan(&k, &v, &chunks)
 	if errors.Is(err, pgx.ErrNoRows) {
+		c.last = nil // past the end: Next finds nothing, as in bbolt
 		return nil, nil
 	}
 	if err != nil {
 		b.t.fail(err)
+		c.last = nil
 		return nil, nil
 	}
 	c.last = k

@@ -62,3 +62,13 @@ func nullTime(t time.Time) *time.Time {
 	}
 	return &t
 }
+
+// MergeKeyRecord adds a key record the shared store lacks and reports
+// whether it did: a key removed from the fleet since is not brought
+// back by a second run, nor one replaced overwritten.
+func (s *Store) MergeKeyRecord(id string, data []byte) (added bool, err error) {
+	ctx, cancel := ctxTimeout()
+	defer cancel()
+	tag, err := s.pool.Exec(ctx, "INSERT INTO key_records (id, data) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING", []byte(id), data)
+	return err == nil && tag.RowsAffected() == 1, err
+}

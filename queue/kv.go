@@ -117,7 +117,9 @@ func (e *Escrow) view(fn func(tx escrowTx) error) error {
 // holds. The shared store must hold no escrow yet or one sealed under
 // this node's key (keyFile): records sealed under another key would open
 // on no node. Each record is copied in its own transaction, as it is
-// (sealed), so an interrupted copy is finished by running it again.
+// (sealed), and only if the shared store lacks it: an interrupted copy is
+// finished by running it again, and a second run undoes nothing the
+// fleet did since the first.
 func (s *Store) CopyEscrow(dst SharedKV, keyFile string) (int, error) {
 	inUse, err := s.EscrowInUse()
 	if err != nil || !inUse {
@@ -147,7 +149,7 @@ func (s *Store) CopyEscrow(dst SharedKV, keyFile string) (int, error) {
 	messages := 0
 	for _, bucket := range escrowBuckets {
 		var keys [][]byte
-		s.view(func(tx *bolt.Tx) error {
+		err := s.view(func(tx *bolt.Tx) error {
 			if b := tx.Bucket(bucket); b != nil {
 				b.ForEach(func(k, _ []byte) error {
 					keys = append(keys, bytes.Clone(k))
@@ -156,16 +158,31 @@ func (s *Store) CopyEscrow(dst SharedKV, keyFile string) (int, error) {
 			}
 			return nil
 		})
+		if err != nil {
+			return messages, err
+		}
 		for _, k := range keys {
 			var v []byte
-			s.view(func(tx *bolt.Tx) error {
+			if err := s.view(func(tx *bolt.Tx) error {
 				v = bytes.Clone(tx.Bucket(bucket).Get(k))
 				return nil
-			})
+			}); err != nil {
+				return messages, err
+			}
 			if v == nil {
 				continue
 			}
-			if err := dst.KVUpdate(func(tx KVTx) error { return tx.Bucket(bucket).Put(k, v) }); err != nil {
+			// Only what the fleet lacks: a record it has may have moved on
+			// since a first run (revoked, a code spent), and the node's
+			// copy, frozen since it joined, must not undo that.
+			err := dst.KVUpdate(func(tx KVTx) error {
+				b := tx.Bucket(bucket)
+				if b.Get(k) != nil {
+					return nil
+				}
+				return b.Put(k, v)
+			})
+			if err != nil {
 				return messages, fmt.Errorf("escrow record: %w", err)
 			}
 			if bytes.Equal(bucket, bucketEscrowMsgs) {

@@ -1,6 +1,11 @@
 package queue
 
-import "time"
+import (
+	"context"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
 
 // Shared is what the nodes of a fleet share instead of keeping it in
 // their spools (pgstore.Store implements it): the TLS history of
@@ -28,3 +33,37 @@ type Shared interface {
 // once, right after Open, before the store is used. What the spool held
 // itself stays in the file (sealgate store migrate copies it over).
 func (s *Store) UseShared(sh Shared) { s.shared = sh }
+
+// keyJoinedFleet, in bucketMeta: when this spool's shared records were
+// copied into a fleet's store (sealgate store migrate).
+var keyJoinedFleet = []byte("joined-fleet")
+
+// JoinedFleet reports when this spool's key records and escrow store
+// were copied into a fleet's store (zero: never). A later migration
+// leaves them alone: the fleet's copies have moved on since (keys
+// removed, messages revoked), and this node's frozen copy must not
+// bring anything back.
+func (s *Store) JoinedFleet() (time.Time, error) {
+	h, err := s.auditMetaTime(keyJoinedFleet)
+	return h, err
+}
+
+// MarkJoinedFleet records that the copy is done.
+func (s *Store) MarkJoinedFleet(at time.Time) error {
+	return s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
+		return s.putMetaHead(tx, keyJoinedFleet, auditHead{Seq: uint64(at.Unix())})
+	})
+}
+
+func (s *Store) auditMetaTime(key []byte) (time.Time, error) {
+	var h auditHead
+	err := s.view(func(tx *bolt.Tx) error {
+		var err error
+		h, err = s.metaHead(tx, key)
+		return err
+	})
+	if err != nil || h.Seq == 0 {
+		return time.Time{}, err
+	}
+	return time.Unix(int64(h.Seq), 0).UTC(), nil
+}

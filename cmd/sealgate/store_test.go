@@ -67,7 +67,7 @@ func TestStoreMigrate(t *testing.T) {
 	local.Close()
 
 	code, out, errOut := sealgate(t, "store", "migrate", "--config", cfgPath)
-	for _, want := range []string{"TLS history: 1 domains merged", "API keys: 1 copied, 0 already there", "correspondents' keys: 1 records copied",
+	for _, want := range []string{"TLS history: 1 domains merged", "API keys: 1 copied, 0 already there", "correspondents' keys: 1 records copied, 0 already there",
 		"escrow store: 1 messages copied", "TLS report aggregates: 1 moved", "audit trail: 1 entries shipped to the fleet's trail"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Fatalf("store migrate: exit %d, lacks %q:\n%s%s", code, want, out, errOut)
@@ -106,7 +106,18 @@ func TestStoreMigrate(t *testing.T) {
 		t.Fatalf("the migrated escrowed message on another node: %q, %v", body, err)
 	}
 
-	// Meanwhile the fleet revokes the key and learns another domain.
+	// Meanwhile the fleet revokes the escrowed message, removes the key,
+	// revokes the API key and learns another domain.
+	en, err := otherEscrow.Lookup(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := otherEscrow.Revoke(en.Message.ID, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	if err := shared.DeleteKeyRecords([]string{"bob@partner.test\x00ABCD"}); err != nil {
+		t.Fatal(err)
+	}
 	if err := shared.RevokeAPIKey("k1", created.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
@@ -114,6 +125,14 @@ func TestStoreMigrate(t *testing.T) {
 	code, out, errOut = sealgate(t, "store", "migrate", "--config", cfgPath)
 	if code != 0 || !strings.Contains(out, "API keys: 0 copied, 1 already there") {
 		t.Fatalf("second migrate: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, err := otherEscrow.Content(token); err == nil {
+		t.Error("a second migrate brought a revoked escrowed message back")
+	}
+	recs = nil
+	shared.ForEachKeyRecord("bob@partner.test\x00", func(id string, _ []byte) error { recs = append(recs, id); return nil })
+	if len(recs) != 0 || !strings.Contains(out, "copied on ") {
+		t.Errorf("a second migrate brought a removed key back (%q):\n%s", recs, out)
 	}
 	if !strings.Contains(out, "TLS report aggregates: 0 moved") {
 		t.Errorf("a second migrate moved aggregates again:\n%s", out)

@@ -32,7 +32,10 @@ starting it with the shared store configured; run it on each node that
 joins a fleet.
 
 Every record is merged, never overwritten: a domain keeps the strongest
-protection any node has seen, an API key revoked anywhere stays revoked.
+protection any node has seen, an API key revoked anywhere stays revoked,
+and the correspondents' keys and escrowed messages are copied once: a
+later run leaves them as the fleet has them (keys removed, messages
+revoked since stay so).
 So the command can be run again, or after an interruption, at no risk.
 The escrow store is copied too, sealed as it is: every node of the fleet
 must then have this node's escrow key file (a fleet has one escrow key;
@@ -90,15 +93,30 @@ where the node goes on writing it). The node's mail stays in its spool.`,
 			}
 			fmt.Fprintf(out, "API keys: %d copied, %d already there\n", added, len(keys)-added)
 
-			records := 0
-			err = local.ForEachKeyRecord("", func(id string, data []byte) error {
-				records++
-				return shared.PutKeyRecord(id, data)
-			})
+			joined, err := local.JoinedFleet()
 			if err != nil {
-				return fmt.Errorf("correspondents' keys: %w", err)
+				return err
 			}
-			fmt.Fprintf(out, "correspondents' keys: %d records copied\n", records)
+			records, copied := 0, 0
+			if !joined.IsZero() {
+				// Copied once already: the fleet's keys and escrowed
+				// messages have moved on since, and this node's frozen copy
+				// must not bring back what was removed or revoked.
+				fmt.Fprintf(out, "correspondents' keys and escrow store: copied on %s already, left as the fleet has them\n", joined.Format(time.RFC3339))
+			} else {
+				err = local.ForEachKeyRecord("", func(id string, data []byte) error {
+					records++
+					added, err := shared.MergeKeyRecord(id, data)
+					if added {
+						copied++
+					}
+					return err
+				})
+				if err != nil {
+					return fmt.Errorf("correspondents' keys: %w", err)
+				}
+				fmt.Fprintf(out, "correspondents' keys: %d records copied, %d already there\n", copied, records-copied)
+			}
 
 			// Aggregates move: merged into the fleet's, then removed here,
 			// so a second run does not count them twice.
@@ -116,11 +134,16 @@ where the node goes on writing it). The node's mail stays in its spool.`,
 			}
 			fmt.Fprintf(out, "TLS report aggregates: %d moved\n", len(aggregates))
 
-			escrowed, err := local.CopyEscrow(shared, cfg.EscrowKeyFile())
-			if err != nil {
-				return fmt.Errorf("escrow store: %w", err)
+			if joined.IsZero() {
+				escrowed, err := local.CopyEscrow(shared, cfg.EscrowKeyFile())
+				if err != nil {
+					return fmt.Errorf("escrow store: %w", err)
+				}
+				fmt.Fprintf(out, "escrow store: %d messages copied (the fleet's nodes need this node's escrow key file)\n", escrowed)
+				if err := local.MarkJoinedFleet(time.Now()); err != nil {
+					return err
+				}
 			}
-			fmt.Fprintf(out, "escrow store: %d messages copied (the fleet's nodes need this node's escrow key file)\n", escrowed)
 
 			// The node's audit chain joins the fleet's trail (the node
 			// keeps writing it in its spool and ships what it adds).

@@ -48,6 +48,8 @@ func (t *Trail) Ship(fleet *pgstore.Store, hostname string) (int, error) {
 	if !ok {
 		return 0, fmt.Errorf("audit: %T cannot be shipped", t.store)
 	}
+	t.shipMu.Lock()
+	defer t.shipMu.Unlock()
 	return fleet.ShipAudit(NodeID(t.pub), hostname, src)
 }
 

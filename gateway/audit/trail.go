@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/sealgate/sealgate/internal/safeio"
@@ -55,9 +56,10 @@ func (c Checkpoint) signedBytes() []byte {
 
 // Trail signs checkpoints and reads the chain of a Storage.
 type Trail struct {
-	store Storage
-	key   ed25519.PrivateKey // nil: can verify only
-	pub   ed25519.PublicKey
+	shipMu sync.Mutex // one shipping at a time (fleet.go)
+	store  Storage
+	key    ed25519.PrivateKey // nil: can verify only
+	pub    ed25519.PublicKey
 }
 
 // New is the trail over store, signing with key (nil to verify only,

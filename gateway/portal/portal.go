@@ -75,7 +75,7 @@ type Options struct {
 type Portal struct {
 	o        Options
 	origin   string
-	secret   [32]byte // CSRF token key, per process
+	secret   [32]byte // CSRF token key: derived from the session key, so every node of a fleet accepts its forms
 	sessions *sessions
 	limits   *limiter
 	css      []byte
@@ -103,7 +103,13 @@ func New(o Options) *Portal {
 	if u, err := url.Parse(o.PublicURL); err == nil {
 		p.origin = u.Scheme + "://" + u.Host
 	}
-	rand.Read(p.secret[:])
+	if len(o.SessionKey) > 0 {
+		m := hmac.New(sha256.New, o.SessionKey)
+		m.Write([]byte("sealgate portal csrf key v1"))
+		copy(p.secret[:], m.Sum(nil))
+	} else {
+		rand.Read(p.secret[:])
+	}
 	p.css = []byte(strings.ReplaceAll(stylesheet, "ACCENT", o.AccentColor))
 	p.imgSrc = "'self'"
 	if u, err := url.Parse(o.LogoURL); err == nil && u.Scheme == "https" && u.Host != "" {
