@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"path/filepath"
+	"time"
+)
 
 // Config is the whole sealgate configuration. Every field has an embedded
 // default (defaults.yaml); a config file only lists the keys it changes.
@@ -354,7 +357,20 @@ type Postgres struct {
 	// ("host=db1 dbname=sealgate user=sealgate sslmode=verify-full");
 	// keep the password out of it with passfile=… (or PGPASSFILE).
 	DSN string `yaml:"dsn"`
+	// KeyFile is the fleet key (32 bytes): it seals what the database
+	// keeps but must not be able to use (the hashes of API key secrets).
+	// The first node creates it; copy it to every other node. Empty:
+	// <data_dir>/fleet.key.
+	KeyFile string `yaml:"key_file"`
 }
 
 // Shared reports whether a shared store is configured.
 func (c *Config) Shared() bool { return c.Store.Postgres.DSN != "" }
+
+// FleetKeyFile is store.postgres.key_file, or fleet.key in the data dir.
+func (c *Config) FleetKeyFile() string {
+	if c.Store.Postgres.KeyFile != "" {
+		return c.Store.Postgres.KeyFile
+	}
+	return filepath.Join(c.DataDir, "fleet.key")
+}

@@ -179,6 +179,9 @@ func (d *decoder) resolvePaths(cfg *Config) {
 	d.relativeTo("admin.tls.cert_file", &cfg.Admin.TLS.CertFile)
 	d.relativeTo("admin.tls.key_file", &cfg.Admin.TLS.KeyFile)
 	d.relativeTo("portal.tls.key_file", &cfg.Portal.TLS.KeyFile)
+	d.relativeTo("store.postgres.key_file", &cfg.Store.Postgres.KeyFile)
+	d.relativeTo("escrow.object_store.access_key_file", &cfg.Escrow.ObjectStore.AccessKeyFile)
+	d.relativeTo("escrow.object_store.secret_key_file", &cfg.Escrow.ObjectStore.SecretKeyFile)
 }
 
 // resolveRulePaths applies relativeTo to the rules' to_file, inline or

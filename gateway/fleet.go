@@ -24,7 +24,7 @@ func openShared(cfg *config.Config, logger *slog.Logger) (*pgstore.Store, error)
 	if !cfg.Shared() {
 		return nil, nil
 	}
-	s, err := pgstore.Open(context.Background(), pgstore.Options{DSN: cfg.Store.Postgres.DSN,
+	s, err := pgstore.Open(context.Background(), pgstore.Options{DSN: cfg.Store.Postgres.DSN, KeyFile: cfg.FleetKeyFile(),
 		Logger: logger.With("component", "shared-store")})
 	if err != nil {
 		return nil, fmt.Errorf("store.postgres: %w", err)
@@ -80,6 +80,15 @@ func closeStores(spool *queue.Store, shared *pgstore.Store) {
 	if shared != nil {
 		shared.Close()
 	}
+}
+
+// nonceStore is where signed requests' nonces live in a fleet (nil:
+// the node's memory).
+func (g *Gateway) nonceStore() admin.NonceStore {
+	if g.shared != nil {
+		return g.shared
+	}
+	return nil
 }
 
 // tokenStore is where OAuth tokens live in a fleet (nil: the node's

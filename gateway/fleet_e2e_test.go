@@ -27,7 +27,7 @@ import (
 func fleet(t *testing.T) (a, b *e2e) {
 	t.Helper()
 	dsn := testutil.PostgreSQL(t)
-	extra := fmt.Sprintf("store:\n  postgres:\n    dsn: %q\n", dsn)
+	extra := fmt.Sprintf("store:\n  postgres:\n    dsn: %q\n    key_file: %s\n", dsn, filepath.Join(t.TempDir(), "fleet.key"))
 	dns, ca := testutil.NewDNSServer(t), testutil.NewCA(t)
 	a = newE2EWith(t, dns, ca, extra)
 	b = newE2EPort(t, dns, ca, a.port, extra)
@@ -161,6 +161,7 @@ func TestFleetSharesKeys(t *testing.T) {
 	extra := fmt.Sprintf(`store:
   postgres:
     dsn: %q
+    key_file: `+filepath.Join(t.TempDir(), "fleet.key")+`
 policy:
   rules:
     - name: partners-pgp
@@ -209,6 +210,7 @@ func TestFleetSharesEscrow(t *testing.T) {
 		extra := fmt.Sprintf(`store:
   postgres:
     dsn: %q
+    key_file: `+filepath.Join(filepath.Dir(keyFile), "fleet.key")+`
 escrow:
   organization: Clinic X
   key_file: %s
@@ -307,7 +309,7 @@ portal:
 // short, checkpoints and head included: verification names both.
 func TestFleetAuditTrail(t *testing.T) {
 	dsn := testutil.PostgreSQL(t)
-	extra := fmt.Sprintf("store:\n  postgres:\n    dsn: %q\naudit:\n  checkpoint_interval: 100ms\n", dsn)
+	extra := fmt.Sprintf("store:\n  postgres:\n    dsn: %q\n    key_file: %s\naudit:\n  checkpoint_interval: 100ms\n", dsn, filepath.Join(t.TempDir(), "fleet.key"))
 	dns, ca := testutil.NewDNSServer(t), testutil.NewCA(t)
 	a := newE2EWith(t, dns, ca, extra)
 	b := newE2EPort(t, dns, ca, a.port, extra)

@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -14,6 +15,9 @@ import (
 
 // PutAPIKey stores a new key; an ID in use is refused.
 func (s *Store) PutAPIKey(k queue.APIKey) error {
+	if s.aead == nil {
+		return errNoFleetKey
+	}
 	ctx, cancel := ctxTimeout()
 	defer cancel()
 	var revoked *time.Time
@@ -21,7 +25,7 @@ func (s *Store) PutAPIKey(k queue.APIKey) error {
 		revoked = &k.Revoked
 	}
 	_, err := s.pool.Exec(ctx, `INSERT INTO api_keys (id, name, scope, hash, domains, created, revoked)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`, k.ID, k.Name, k.Scope, k.Hash, k.Domains, k.Created, revoked)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, k.ID, k.Name, k.Scope, s.seal("api-key-hash", k.ID, k.Hash), k.Domains, k.Created, revoked)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
 		return errors.New("pgstore: API key ID in use")
@@ -31,12 +35,20 @@ func (s *Store) PutAPIKey(k queue.APIKey) error {
 
 const apiKeyColumns = "id, name, scope, hash, domains, created, revoked"
 
-func scanAPIKey(row pgx.Row) (*queue.APIKey, error) {
+// scanAPIKey reads a key; its hash is sealed under the fleet key (a
+// database dump signs no request).
+func (s *Store) scanAPIKey(row pgx.Row) (*queue.APIKey, error) {
 	var k queue.APIKey
 	var revoked *time.Time
-	if err := row.Scan(&k.ID, &k.Name, &k.Scope, &k.Hash, &k.Domains, &k.Created, &revoked); err != nil {
+	var sealed []byte
+	if err := row.Scan(&k.ID, &k.Name, &k.Scope, &sealed, &k.Domains, &k.Created, &revoked); err != nil {
 		return nil, err
 	}
+	hash, err := s.open("api-key-hash", k.ID, sealed)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: API key %s does not open: %w", k.ID, err)
+	}
+	k.Hash = hash
 	if revoked != nil {
 		k.Revoked = revoked.UTC()
 	}
@@ -48,7 +60,7 @@ func scanAPIKey(row pgx.Row) (*queue.APIKey, error) {
 func (s *Store) APIKeyByID(id string) (*queue.APIKey, error) {
 	ctx, cancel := ctxTimeout()
 	defer cancel()
-	k, err := scanAPIKey(s.pool.QueryRow(ctx, "SELECT "+apiKeyColumns+" FROM api_keys WHERE id = $1", id))
+	k, err := s.scanAPIKey(s.pool.QueryRow(ctx, "SELECT "+apiKeyColumns+" FROM api_keys WHERE id = $1", id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, queue.ErrNotFound
 	}
@@ -66,7 +78,7 @@ func (s *Store) APIKeys() ([]queue.APIKey, error) {
 	defer rows.Close()
 	var out []queue.APIKey
 	for rows.Next() {
-		k, err := scanAPIKey(rows)
+		k, err := s.scanAPIKey(rows)
 		if err != nil {
 			return nil, err
 		}

@@ -53,14 +53,26 @@ func (l *Leader) round(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
 	if l.conn != nil {
-		if _, err := l.conn.Exec(cctx, "SELECT 1"); err != nil {
-			l.s.logger.Warn("leader lost its database session; another node may take over", "err", err)
+		// Still holding the lock, on this very session (a server that
+		// ended the session and a pool that reconnected would not be).
+		var held bool
+		err := l.conn.QueryRow(cctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+			AND pid = pg_backend_pid() AND classid = $1 AND objid = $2)`, int64(lockLeader>>32), int64(lockLeader&0xffffffff)).Scan(&held)
+		if err != nil || !held {
+			l.s.logger.Warn("leader lost its database session or its lock; another node may take over", "err", err)
 			l.drop()
 		}
 		return
 	}
 	conn, err := l.s.pool.Acquire(cctx)
 	if err != nil {
+		return
+	}
+	// The server must notice a leader that vanished (a host that died, a
+	// cut network) within seconds, not after the system's two-hour TCP
+	// keepalive: the lock goes with the session.
+	if _, err := conn.Exec(cctx, "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3"); err != nil {
+		conn.Release()
 		return
 	}
 	var got bool

@@ -47,12 +47,15 @@ ON CONFLICT (domain) DO UPDATE SET
 // MergeAPIKey adds a key the shared store lacks and reports whether it
 // did; a key it has keeps its record, but a revocation is never lost.
 func (s *Store) MergeAPIKey(k queue.APIKey) (added bool, err error) {
+	if s.aead == nil {
+		return false, errNoFleetKey
+	}
 	ctx, cancel := ctxTimeout()
 	defer cancel()
 	// xmax is 0 on a row this statement inserted, not on one it updated.
 	err = s.pool.QueryRow(ctx, `INSERT INTO api_keys (id, name, scope, hash, domains, created, revoked)
 		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO UPDATE SET revoked = coalesce(api_keys.revoked, excluded.revoked)
-		RETURNING (xmax = 0)`, k.ID, k.Name, k.Scope, k.Hash, k.Domains, k.Created, nullTime(k.Revoked)).Scan(&added)
+		RETURNING (xmax = 0)`, k.ID, k.Name, k.Scope, s.seal("api-key-hash", k.ID, k.Hash), k.Domains, k.Created, nullTime(k.Revoked)).Scan(&added)
 	return added, err
 }
 

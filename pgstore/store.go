@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"crypto/cipher"
 	"embed"
 	"errors"
 	"fmt"
@@ -32,6 +33,7 @@ type Store struct {
 	pool   *pgxpool.Pool
 	logger *slog.Logger
 	now    func() time.Time
+	aead   cipher.AEAD // the fleet key's (fleetkey.go); nil when opened without it
 }
 
 // Options configure Open.
@@ -41,6 +43,9 @@ type Options struct {
 	Now    func() time.Time // nil: time.Now
 	// ConnectTimeout bounds the first connection (0: 30 s).
 	ConnectTimeout time.Duration
+	// KeyFile is the fleet key (fleetkey.go), needed for the API keys;
+	// "" opens without it (audit verification, search).
+	KeyFile string
 }
 
 // ErrSchemaTooNew is returned by Open when the database was migrated by
@@ -72,6 +77,12 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err := s.migrate(cctx); err != nil {
 		pool.Close()
 		return nil, err
+	}
+	if o.KeyFile != "" {
+		if err := s.loadFleetKey(cctx, o.KeyFile); err != nil {
+			pool.Close()
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -174,3 +185,5 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	return nil
 }
+
+func isNoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }

@@ -1,10 +1,12 @@
 package pgstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
 	"sync"
@@ -15,9 +17,14 @@ import (
 	"github.com/sealgate/sealgate/queue"
 )
 
+// fleetKeys holds one fleet key file per database, shared by the
+// stores ("nodes") a test opens on it.
+var fleetKeys sync.Map
+
 func open(t *testing.T, dsn string, now func() time.Time) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), Options{DSN: dsn, Now: now})
+	key, _ := fleetKeys.LoadOrStore(dsn, filepath.Join(t.TempDir(), "fleet.key"))
+	s, err := Open(context.Background(), Options{DSN: dsn, Now: now, KeyFile: key.(string)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,6 +198,23 @@ func TestAPIKeysShared(t *testing.T) {
 	if err := a.RevokeAPIKey("nope", revoked); !errors.Is(err, queue.ErrNotFound) {
 		t.Fatalf("revoking an unknown key: %v", err)
 	}
+
+	// The hash (the key of signed requests) is sealed: a dump of the
+	// database signs nothing. A node with another fleet key, or none,
+	// is refused.
+	var stored []byte
+	a.pool.QueryRow(context.Background(), "SELECT hash FROM api_keys WHERE id = 'k1'").Scan(&stored)
+	if len(stored) == 0 || bytes.Contains(stored, k.Hash) {
+		t.Errorf("the database holds the key's hash in clear: %x", stored)
+	}
+	other := filepath.Join(t.TempDir(), "other.key")
+	os.WriteFile(other, bytes.Repeat([]byte{1}, 32), 0o600)
+	if _, err := Open(context.Background(), Options{DSN: dsn, KeyFile: other}); !errors.Is(err, ErrFleetKeyWrong) {
+		t.Errorf("a node with another fleet key: %v, want ErrFleetKeyWrong", err)
+	}
+	if _, err := Open(context.Background(), Options{DSN: dsn, KeyFile: filepath.Join(t.TempDir(), "missing.key")}); !errors.Is(err, ErrFleetKeyMissing) {
+		t.Errorf("a node without the fleet key: %v, want ErrFleetKeyMissing", err)
+	}
 }
 
 // TestLeaderElectedOnceAndReplaced: of three nodes exactly one leads;
@@ -327,5 +351,25 @@ func TestTLSRPTAggregatesOfTheFleet(t *testing.T) {
 	}
 	if left, _ := a.TLSRPTBefore("2026-11-30"); len(left) != 1 || left[0].Day != "2026-11-29" {
 		t.Errorf("after sending 11-28: %+v", left)
+	}
+}
+
+// TestNoncesAcrossNodes: a signed request's nonce seen by one node is
+// refused by another within the window, and forgotten after it.
+func TestNoncesAcrossNodes(t *testing.T) {
+	dsn := testutil.PostgreSQL(t)
+	a, b := open(t, dsn, nil), open(t, dsn, nil)
+	now := time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
+	if ok, err := a.FreshNonce("k1\x00n-1", now); err != nil || !ok {
+		t.Fatalf("first sight on node A: %v %v", ok, err)
+	}
+	if ok, _ := b.FreshNonce("k1\x00n-1", now.Add(time.Minute)); ok {
+		t.Error("node B took a nonce node A had seen (a replay to another node)")
+	}
+	if ok, _ := b.FreshNonce("k1\x00n-2", now.Add(time.Minute)); !ok {
+		t.Error("a new nonce refused")
+	}
+	if ok, _ := b.FreshNonce("k1\x00n-1", now.Add(nonceKeep+time.Minute)); !ok {
+		t.Error("a nonce is remembered past the window (the table grows without end)")
 	}
 }

@@ -39,3 +39,22 @@ func (s *Store) DeleteToken(hash string) error {
 	_, err := s.pool.Exec(ctx, "DELETE FROM oauth_tokens WHERE hash = $1", hash)
 	return err
 }
+
+// nonceKeep is how long a signed request's nonce is remembered: twice
+// the ±5 minute window a signed request is accepted in.
+const nonceKeep = 10 * time.Minute
+
+// FreshNonce records a signed request's nonce and reports whether no
+// node had seen it (a replay to another node is refused too).
+func (s *Store) FreshNonce(nonce string, now time.Time) (bool, error) {
+	ctx, cancel := ctxTimeout()
+	defer cancel()
+	if _, err := s.pool.Exec(ctx, "DELETE FROM api_nonces WHERE seen < $1", now.Add(-nonceKeep)); err != nil {
+		return false, err
+	}
+	tag, err := s.pool.Exec(ctx, "INSERT INTO api_nonces (nonce, seen) VALUES ($1, $2) ON CONFLICT DO NOTHING", nonce, now)
+	if err != nil {
+		return false, err
+	}
+	return tag.RowsAffected() == 1, nil
+}

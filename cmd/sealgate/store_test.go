@@ -73,7 +73,7 @@ func TestStoreMigrate(t *testing.T) {
 			t.Fatalf("store migrate: exit %d, lacks %q:\n%s%s", code, want, out, errOut)
 		}
 	}
-	shared, err := pgstore.Open(context.Background(), pgstore.Options{DSN: dsn})
+	shared, err := pgstore.Open(context.Background(), pgstore.Options{DSN: dsn, KeyFile: filepath.Join(dir, "data", "fleet.key")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,7 +59,7 @@ where the node goes on writing it). The node's mail stays in its spool.`,
 				return fmt.Errorf("spool: %w", err)
 			}
 			defer local.Close()
-			shared, err := pgstore.Open(context.Background(), pgstore.Options{DSN: cfg.Store.Postgres.DSN})
+			shared, err := pgstore.Open(context.Background(), pgstore.Options{DSN: cfg.Store.Postgres.DSN, KeyFile: cfg.FleetKeyFile()})
 			if err != nil {
 				return fmt.Errorf("store.postgres: %w", err)
 			}

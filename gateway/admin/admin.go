@@ -146,8 +146,10 @@ type Options struct {
 	Users         Users
 	TokenLifetime time.Duration
 	// Tokens, when set, keeps the OAuth tokens where every node of a
-	// fleet finds them (nil: this node's memory).
+	// fleet finds them (nil: this node's memory); Nonces the nonces of
+	// signed requests.
 	Tokens TokenStore
+	Nonces NonceStore
 	// Engine is the live policy, for GET /api/v1/policy/explain;
 	// CheckDomain probes a domain (checks.go). nil leaves them out.
 	Engine      func() *policy.Engine
@@ -184,7 +186,7 @@ func New(o Options) *API {
 	a := &API{sharedStore: o.SharedStore, reloadPolicy: o.ReloadPolicy, store: o.Store, keys: o.Keys, wake: o.Wake, ready: o.Ready, logger: o.Logger,
 		token: o.Token, hosts: o.Hosts, requeue: o.Requeue, audit: o.Audit, metrics: o.Metrics, apiKeys: o.APIKeys,
 		submit: o.Submit, sendLimits: o.SendLimits, hostname: o.Hostname, users: o.Users,
-		engine: o.Engine, checkDomain: o.CheckDomain, tokens: tokens{lifetime: o.TokenLifetime, shared: o.Tokens, logger: o.Logger}, signedReads: make(chan struct{}, 4)}
+		engine: o.Engine, checkDomain: o.CheckDomain, tokens: tokens{lifetime: o.TokenLifetime, shared: o.Tokens, logger: o.Logger}, nonces: nonces{shared: o.Nonces, logger: o.Logger}, signedReads: make(chan struct{}, 4)}
 	if o.Escrow != nil {
 		a.escrow = EscrowOf(o.Escrow)
 	}

@@ -150,12 +150,28 @@ const maxNonces = 200000
 
 // nonces remembers the nonces of signed requests for the window.
 type nonces struct {
-	mu   sync.Mutex
-	seen map[string]time.Time
+	mu     sync.Mutex
+	seen   map[string]time.Time
+	shared NonceStore // a fleet's: a nonce seen by any node is refused by all
+	logger *slog.Logger
+}
+
+// NonceStore is a fleet's record of signed requests' nonces (pgstore).
+type NonceStore interface {
+	FreshNonce(nonce string, now time.Time) (bool, error)
 }
 
 // fresh records key+nonce and reports whether it was new.
 func (n *nonces) fresh(key string, now time.Time) bool {
+	if n.shared != nil {
+		h := sha256.Sum256([]byte(key))
+		ok, err := n.shared.FreshNonce(hex.EncodeToString(h[:]), now)
+		if err != nil {
+			n.logger.Error("cannot check a signed request's nonce with the fleet; refused", "err", err)
+			return false
+		}
+		return ok
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.seen == nil {

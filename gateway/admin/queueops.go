@@ -35,7 +35,7 @@ func OpenQueueOps(cfg *config.Config) (ops QueueOps, where string, close func() 
 	case err == nil && cfg.Shared():
 		// A fleet's node: what the fleet shares is read and written in
 		// the shared store, as the server would.
-		shared, err := pgstore.Open(context.Background(), pgstore.Options{DSN: cfg.Store.Postgres.DSN})
+		shared, err := pgstore.Open(context.Background(), pgstore.Options{DSN: cfg.Store.Postgres.DSN, KeyFile: cfg.FleetKeyFile()})
 		if err != nil {
 			store.Close()
 			return nil, "", nil, fmt.Errorf("store.postgres: %w", err)
