@@ -1,6 +1,8 @@
 package pgstore
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"time"
 
@@ -47,6 +49,8 @@ const nonceKeep = 10 * time.Minute
 // FreshNonce records a signed request's nonce and reports whether no
 // node had seen it (a replay to another node is refused too).
 func (s *Store) FreshNonce(nonce string, now time.Time) (bool, error) {
+	h := sha256.Sum256([]byte(nonce)) // any bytes; the column is text
+	nonce = hex.EncodeToString(h[:])
 	ctx, cancel := ctxTimeout()
 	defer cancel()
 	if _, err := s.pool.Exec(ctx, "DELETE FROM api_nonces WHERE seen < $1", now.Add(-nonceKeep)); err != nil {

@@ -164,8 +164,7 @@ type NonceStore interface {
 // fresh records key+nonce and reports whether it was new.
 func (n *nonces) fresh(key string, now time.Time) bool {
 	if n.shared != nil {
-		h := sha256.Sum256([]byte(key))
-		ok, err := n.shared.FreshNonce(hex.EncodeToString(h[:]), now)
+		ok, err := n.shared.FreshNonce(key, now)
 		if err != nil {
 			n.logger.Error("cannot check a signed request's nonce with the fleet; refused", "err", err)
 			return false
