@@ -417,6 +417,47 @@ func TestFleetAuditTrail(t *testing.T) {
 	if !strings.Contains(strings.Join(rep.Problems, "\n"), "missing (deleted)") || headB <= 1 {
 		t.Errorf("node B's chain cut to its first entry (head was %d) is not found by the fleet checkpoints: %q", headB, rep.Problems)
 	}
+
+	// Each node's own record of what it shipped and signed, from its
+	// spool (the database cannot rewrite it).
+	anchor := func(e *e2e) audit.Anchor {
+		key, err := audit.LoadOrCreateKey(e.gw.Config().AuditSigningKeyFile())
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := queue.Open(queue.Options{Path: e.gw.Config().SpoolDBFile(), KeyFile: e.gw.Config().SpoolKeyFile()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		an, err := audit.New(st, key, nil).Anchor()
+		if err != nil || an.ShippedSeq == 0 {
+			t.Fatalf("anchor of %s: %+v, %v", e.dir, an, err)
+		}
+		return an
+	}
+	anchorA, anchorB := anchor(a), anchor(b)
+	rep, _ = audit.VerifyFleet(s, anchorA, anchorB)
+	if !strings.Contains(strings.Join(rep.Problems, "\n"), "which it shipped, is missing from the fleet's trail") {
+		t.Errorf("node B's anchor does not find its cut chain: %q", rep.Problems)
+	}
+
+	// Whoever holds the database removes node B and every fleet
+	// checkpoint: the database alone cannot tell, the nodes' anchors do.
+	exec("DELETE FROM audit_nodes WHERE node = $1", nodeB)
+	exec("DELETE FROM audit_fleet_checkpoints")
+	rep, _ = audit.VerifyFleet(s, anchorA, anchorB)
+	problems := strings.Join(rep.Problems, "\n")
+	if !strings.Contains(problems, "the fleet's trail has no chain of it (deleted)") {
+		t.Errorf("node B removed from the database is not found: %q", rep.Problems)
+	}
+	signedBy := anchorA
+	if signedBy.SignedID == 0 {
+		signedBy = anchorB
+	}
+	if signedBy.SignedID == 0 || !strings.Contains(problems, fmt.Sprintf("fleet checkpoint %d, which", signedBy.SignedID)) {
+		t.Errorf("deleted fleet checkpoints are not found by the leader's anchor (%+v): %q", signedBy, rep.Problems)
+	}
 }
 
 // TestFleetNodeLosesTheDatabase: a node whose shared store goes away

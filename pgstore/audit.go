@@ -31,6 +31,13 @@ const shipBatch = 500
 // stops the shipping there (audit verify names it); it returns how many
 // entries it copied.
 func (s *Store) ShipAudit(node, hostname string, src AuditSource) (int, error) {
+	n, _, _, err := s.ShipAuditHead(node, hostname, src)
+	return n, err
+}
+
+// ShipAuditHead is ShipAudit, also returning the head it shipped up to
+// (its seq and hash; 0 when the chain is empty).
+func (s *Store) ShipAuditHead(node, hostname string, src AuditSource) (int, uint64, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	// What is shipped is a snapshot of the chain taken first: its head,
@@ -38,24 +45,24 @@ func (s *Store) ShipAudit(node, hostname string, src AuditSource) (int, error) {
 	// database never names a head whose entry it does not hold.
 	head, headHash, err := src.AuditHead()
 	if err != nil {
-		return 0, err
+		return 0, 0, "", err
 	}
 	base, baseHash, err := src.AuditBase()
 	if err != nil {
-		return 0, err
+		return 0, 0, "", err
 	}
 	last, err := src.AuditLastCheckpoint()
 	if err != nil {
-		return 0, err
+		return 0, 0, "", err
 	}
 	now := s.now()
 	if _, err := s.pool.Exec(ctx, `INSERT INTO audit_nodes (node, hostname, updated) VALUES ($1, $2, $3)
 		ON CONFLICT (node) DO UPDATE SET hostname = excluded.hostname`, node, hostname, now); err != nil {
-		return 0, err
+		return 0, 0, "", err
 	}
 	var shipped uint64
 	if err := s.pool.QueryRow(ctx, "SELECT coalesce(max(seq), 0) FROM audit_entries WHERE node = $1", node).Scan(&shipped); err != nil {
-		return 0, err
+		return 0, 0, "", err
 	}
 	n := 0
 	for from := max(shipped, base) + 1; from <= head; {
@@ -80,7 +87,7 @@ func (s *Store) ShipAudit(node, hostname string, src AuditSource) (int, error) {
 			return nil
 		})
 		if err != nil && !errors.Is(err, errFull) {
-			return n, err
+			return n, 0, "", err
 		}
 		if len(batch) == 0 {
 			break
@@ -106,7 +113,7 @@ func (s *Store) ShipAudit(node, hostname string, src AuditSource) (int, error) {
 			return nil
 		})
 		if err != nil {
-			return n, err
+			return n, 0, "", err
 		}
 		n += len(batch)
 		from = batch[len(batch)-1].Seq + 1
@@ -125,12 +132,12 @@ func (s *Store) ShipAudit(node, hostname string, src AuditSource) (int, error) {
 		return nil
 	})
 	if err != nil {
-		return n, err
+		return n, 0, "", err
 	}
 	for _, cp := range cps {
 		if _, err := s.pool.Exec(ctx, `INSERT INTO audit_checkpoints (node, seq, checkpoint) VALUES ($1, $2, $3)
 			ON CONFLICT (node, seq) DO NOTHING`, node, cp.seq, cp.data); err != nil {
-			return n, err
+			return n, 0, "", err
 		}
 	}
 	// The node's pruning, mirrored: entries up to its base go, and the
@@ -150,7 +157,10 @@ func (s *Store) ShipAudit(node, hostname string, src AuditSource) (int, error) {
 			node, base, baseHash, head, headHash, last, now)
 		return err
 	})
-	return n, err
+	if err != nil {
+		return n, 0, "", err
+	}
+	return n, head, headHash, nil
 }
 
 // AuditNode is one node's chain as the shared store holds it.
@@ -289,12 +299,13 @@ func (n *AuditNode) Audit(...[]byte) error                   { return errReadOnl
 
 // PutFleetCheckpoint stores a fleet checkpoint: a statement of every
 // chain's head, signed by the leader's audit key.
-func (s *Store) PutFleetCheckpoint(signer string, statement, signature []byte) error {
+func (s *Store) PutFleetCheckpoint(signer string, statement, signature []byte) (int64, error) {
 	ctx, cancel := ctxTimeout()
 	defer cancel()
-	_, err := s.pool.Exec(ctx, "INSERT INTO audit_fleet_checkpoints (signer, statement, signature) VALUES ($1, $2, $3)",
-		signer, statement, signature)
-	return err
+	var id int64
+	err := s.pool.QueryRow(ctx, "INSERT INTO audit_fleet_checkpoints (signer, statement, signature) VALUES ($1, $2, $3) RETURNING id",
+		signer, statement, signature).Scan(&id)
+	return id, err
 }
 
 // FleetCheckpoint is one stored fleet checkpoint.

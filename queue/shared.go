@@ -67,3 +67,27 @@ func (s *Store) auditMetaTime(key []byte) (time.Time, error) {
 	}
 	return time.Unix(int64(h.Seq), 0).UTC(), nil
 }
+
+// FleetMark reads a mark this node keeps of its place in a fleet's
+// shared records (name: "shipped", "signed"), zero when never set.
+func (s *Store) FleetMark(name string) (uint64, string, error) {
+	var h auditHead
+	err := s.view(func(tx *bolt.Tx) error {
+		var err error
+		h, err = s.metaHead(tx, []byte("fleet-mark-"+name))
+		return err
+	})
+	return h.Seq, h.Hash, err
+}
+
+// SetFleetMark records a mark (it only moves forward).
+func (s *Store) SetFleetMark(name string, seq uint64, hash string) error {
+	return s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
+		key := []byte("fleet-mark-" + name)
+		h, err := s.metaHead(tx, key)
+		if err != nil || seq < h.Seq {
+			return err
+		}
+		return s.putMetaHead(tx, key, auditHead{Seq: seq, Hash: hash})
+	})
+}

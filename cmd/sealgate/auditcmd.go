@@ -60,7 +60,13 @@ of a stopped one.`,
 				}
 				var fleetRep *audit.FleetReport
 				if cfg.Shared() && !verifyLocal {
-					fr, err := withFleet(cfg, audit.VerifyFleet)
+					// This node's own record of what it shipped and signed
+					// is what the database cannot rewrite.
+					anchor, err := ops.AuditAnchor()
+					if err != nil {
+						return err
+					}
+					fr, err := withFleet(cfg, func(s *pgstore.Store) (audit.FleetReport, error) { return audit.VerifyFleet(s, anchor) })
 					if err != nil {
 						return err
 					}

@@ -86,6 +86,7 @@ type Store interface {
 //	GET  /api/v1/audit/verify           walk the chain and the checkpoints
 //	GET  /api/v1/audit/export?from=&to= JSON lines with hashes and checkpoints
 //	GET  /api/v1/audit/key              the checkpoints' public key
+//	GET  /api/v1/audit/anchor           this node's place in a fleet's trail (what it shipped and signed)
 //	GET  /metrics                       Prometheus metrics (gateway/metrics)
 //	GET  /api/v1/apikeys                API keys (apikeys.go); POST creates {"name","scope"}
 //	POST /api/v1/apikeys/{id}/revoke    end a key

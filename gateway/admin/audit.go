@@ -28,6 +28,8 @@ type AuditOps interface {
 	AuditSearch(f audit.Filter, limit int) ([]audit.Found, error)
 	AuditExport(w io.Writer, from, to time.Time) error
 	AuditPublicKey() (ed25519.PublicKey, error)
+	// AuditAnchor is this node's place in a fleet's trail.
+	AuditAnchor() (audit.Anchor, error)
 }
 
 // ErrNoAuditKey: the audit signing key does not exist, so checkpoints
@@ -69,6 +71,7 @@ func (l localAudit) AuditExport(w io.Writer, from, to time.Time) error {
 	return l.t.Export(w, from, to)
 }
 func (l localAudit) AuditPublicKey() (ed25519.PublicKey, error) { return l.t.PublicKey(), nil }
+func (l localAudit) AuditAnchor() (audit.Anchor, error)         { return l.t.Anchor() }
 
 // The client side.
 
@@ -77,6 +80,13 @@ func (c *AdminClient) AuditVerify() (audit.Report, error) {
 	var rep audit.Report
 	err := c.do(http.MethodGet, "/api/v1/audit/verify", &rep)
 	return rep, err
+}
+
+// AuditAnchor asks the server for its place in a fleet's trail.
+func (c *AdminClient) AuditAnchor() (audit.Anchor, error) {
+	var a audit.Anchor
+	err := c.do(http.MethodGet, "/api/v1/audit/anchor", &a)
+	return a, err
 }
 
 // AuditSearch asks the server for the records that match f.
@@ -210,6 +220,14 @@ func (a *API) auditRoutes(mux *routeMux) {
 		if err := a.audit.Export(w, f.From, f.To); err != nil {
 			a.logger.Error("audit export", "err", err)
 		}
+	})
+	mux.HandleFunc("GET /api/v1/audit/anchor", func(w http.ResponseWriter, r *http.Request) {
+		anchor, err := a.audit.Anchor()
+		if err != nil {
+			a.fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, anchor)
 	})
 	mux.HandleFunc("GET /api/v1/audit/key", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"public_key": hex.EncodeToString(a.audit.PublicKey())})

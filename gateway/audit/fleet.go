@@ -2,6 +2,7 @@ package audit
 
 import (
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -32,10 +33,52 @@ type Head struct {
 	Hash string `json:"hash"`
 }
 
-// FleetStatement is what a fleet checkpoint signs.
+// FleetStatement is what a fleet checkpoint signs. Prev chains the
+// checkpoints: the SHA-256 of the one before (its statement), "" for the
+// first, so that one removed from between is missed.
 type FleetStatement struct {
 	Time  time.Time       `json:"time"`
+	Prev  string          `json:"prev"`
 	Heads map[string]Head `json:"heads"` // node → its chain's head
+}
+
+func statementHash(statement []byte) string {
+	h := sha256.Sum256(statement)
+	return hex.EncodeToString(h[:])
+}
+
+// Anchor is what a node keeps in its own spool of its place in the
+// fleet's trail: how far its chain was shipped, and the last fleet
+// checkpoint it signed. The database cannot rewrite it: a fleet's trail
+// cut short, a node removed, or fleet checkpoints deleted up to one this
+// node signed, are found against it.
+type Anchor struct {
+	Node        string `json:"node"`
+	ShippedSeq  uint64 `json:"shipped_seq"`
+	ShippedHash string `json:"shipped_hash,omitempty"`
+	SignedID    uint64 `json:"signed_id,omitempty"`
+	SignedHash  string `json:"signed_hash,omitempty"`
+}
+
+// fleetMarks is a Storage that keeps this node's anchor (queue.Store).
+type fleetMarks interface {
+	FleetMark(name string) (uint64, string, error)
+	SetFleetMark(name string, seq uint64, hash string) error
+}
+
+// Anchor reads this node's anchor.
+func (t *Trail) Anchor() (Anchor, error) {
+	a := Anchor{Node: NodeID(t.pub)}
+	m, ok := t.store.(fleetMarks)
+	if !ok {
+		return a, nil
+	}
+	var err error
+	if a.ShippedSeq, a.ShippedHash, err = m.FleetMark("shipped"); err != nil {
+		return a, err
+	}
+	a.SignedID, a.SignedHash, err = m.FleetMark("signed")
+	return a, err
 }
 
 func fleetSigned(statement []byte) []byte {
@@ -50,7 +93,14 @@ func (t *Trail) Ship(fleet *pgstore.Store, hostname string) (int, error) {
 	}
 	t.shipMu.Lock()
 	defer t.shipMu.Unlock()
-	return fleet.ShipAudit(NodeID(t.pub), hostname, src)
+	n, head, hash, err := fleet.ShipAuditHead(NodeID(t.pub), hostname, src)
+	if err != nil || head == 0 {
+		return n, err
+	}
+	if m, ok := t.store.(fleetMarks); ok {
+		err = m.SetFleetMark("shipped", head, hash)
+	}
+	return n, err
 }
 
 // SignFleet signs the heads of every chain the fleet's store holds now
@@ -64,6 +114,13 @@ func (t *Trail) SignFleet(fleet *pgstore.Store, now time.Time) error {
 		return err
 	}
 	st := FleetStatement{Time: now.UTC(), Heads: map[string]Head{}}
+	cps, err := fleet.FleetCheckpoints()
+	if err != nil {
+		return err
+	}
+	if len(cps) > 0 {
+		st.Prev = statementHash(cps[len(cps)-1].Statement)
+	}
 	for _, n := range nodes {
 		seq, hash, err := n.AuditHead()
 		if err != nil {
@@ -77,7 +134,14 @@ func (t *Trail) SignFleet(fleet *pgstore.Store, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	return fleet.PutFleetCheckpoint(NodeID(t.pub), data, ed25519.Sign(t.key, fleetSigned(data)))
+	id, err := fleet.PutFleetCheckpoint(NodeID(t.pub), data, ed25519.Sign(t.key, fleetSigned(data)))
+	if err != nil {
+		return err
+	}
+	if m, ok := t.store.(fleetMarks); ok {
+		return m.SetFleetMark("signed", uint64(id), statementHash(data))
+	}
+	return nil
 }
 
 // NodeReport is one node's chain, verified in the fleet's store.
@@ -105,9 +169,11 @@ func (r FleetReport) OK() bool {
 }
 
 // VerifyFleet verifies every node's chain in the fleet's store against
-// its node's key, and every fleet checkpoint against its signer's key
-// and the chains.
-func VerifyFleet(fleet *pgstore.Store) (FleetReport, error) {
+// its node's key, and every fleet checkpoint against its signer's key,
+// the one before it and the chains; with anchors (each from a node's own
+// spool), also that the fleet's trail holds what those nodes shipped and
+// signed.
+func VerifyFleet(fleet *pgstore.Store, anchors ...Anchor) (FleetReport, error) {
 	var rep FleetReport
 	nodes, err := fleet.AuditNodes()
 	if err != nil {
@@ -134,7 +200,10 @@ func VerifyFleet(fleet *pgstore.Store) (FleetReport, error) {
 	if err != nil {
 		return rep, err
 	}
+	prev := ""
+	byID := map[uint64]pgstore.FleetCheckpoint{}
 	for _, cp := range cps {
+		byID[uint64(cp.ID)] = cp
 		rep.FleetCheckpoints++
 		signer, ok := known[cp.Signer]
 		pub, _ := hex.DecodeString(cp.Signer)
@@ -151,6 +220,10 @@ func VerifyFleet(fleet *pgstore.Store) (FleetReport, error) {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("fleet checkpoint %d does not decode", cp.ID))
 			continue
 		}
+		if st.Prev != prev {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("fleet checkpoint %d does not follow the one before it (a fleet checkpoint was deleted)", cp.ID))
+		}
+		prev = statementHash(cp.Statement)
 		for node, h := range st.Heads {
 			n, ok := known[node]
 			if !ok {
@@ -173,6 +246,46 @@ func VerifyFleet(fleet *pgstore.Store) (FleetReport, error) {
 				rep.Problems = append(rep.Problems, fmt.Sprintf("entry %d of %s, named by the fleet checkpoint of %s, is missing (deleted)", h.Seq, n.Hostname, st.Time.Format(time.RFC3339)))
 			case hash != h.Hash:
 				rep.Problems = append(rep.Problems, fmt.Sprintf("entry %d of %s differs from the fleet checkpoint of %s (edited and re-chained)", h.Seq, n.Hostname, st.Time.Format(time.RFC3339)))
+			}
+		}
+	}
+	for _, a := range anchors {
+		n, ok := known[a.Node]
+		name := a.Node
+		if len(name) > 12 {
+			name = name[:12] + "…"
+		}
+		if ok {
+			name = n.Hostname
+		}
+		if a.ShippedSeq > 0 {
+			if !ok {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("node %s shipped its chain up to entry %d, and the fleet's trail has no chain of it (deleted)", name, a.ShippedSeq))
+				continue
+			}
+			base, err := n.Base()
+			if err != nil {
+				return rep, err
+			}
+			if a.ShippedSeq > base {
+				hash, ok, err := fleet.AuditEntryHash(a.Node, a.ShippedSeq)
+				switch {
+				case err != nil:
+					return rep, err
+				case !ok:
+					rep.Problems = append(rep.Problems, fmt.Sprintf("entry %d of %s, which it shipped, is missing from the fleet's trail (deleted)", a.ShippedSeq, name))
+				case hash != a.ShippedHash:
+					rep.Problems = append(rep.Problems, fmt.Sprintf("entry %d of %s differs from what it shipped (edited and re-chained)", a.ShippedSeq, name))
+				}
+			}
+		}
+		if a.SignedID > 0 {
+			cp, ok := byID[a.SignedID]
+			switch {
+			case !ok:
+				rep.Problems = append(rep.Problems, fmt.Sprintf("fleet checkpoint %d, which %s signed, is missing (deleted)", a.SignedID, name))
+			case statementHash(cp.Statement) != a.SignedHash:
+				rep.Problems = append(rep.Problems, fmt.Sprintf("fleet checkpoint %d differs from what %s signed (replaced)", a.SignedID, name))
 			}
 		}
 	}
