@@ -326,7 +326,42 @@ func (e *Escrow) Deposit(d EscrowDeposit, body []byte) (rcptID, token string, er
 	newMsgID := newID(now)
 	msgKey := make([]byte, keySize)
 	rand.Read(msgKey)
+	// With an object store the content goes there before the
+	// transaction (which must not wait for it), when the queue ID has no
+	// message yet; if one appeared meanwhile the upload is dropped after.
+	uploaded := false
+	if o := e.opts.Objects; o != nil {
+		exists := false
+		if err := e.view(func(tx escrowTx) error {
+			exists = tx.Bucket(bucketEscrowQueue).Get([]byte(d.QueueID)) != nil
+			return nil
+		}); err != nil {
+			return "", "", err
+		}
+		if !exists {
+			content, err := sealWith(msgKey, kindEscrowContent, newMsgID, body)
+			if err != nil {
+				return "", "", err
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), objectTimeout)
+			err = o.PutObject(ctx, newMsgID, content)
+			cancel()
+			if err != nil {
+				return "", "", fmt.Errorf("escrow object store: %w", err)
+			}
+			uploaded = true
+		}
+	}
+	usedUpload := false
+	defer func() {
+		if uploaded && (!usedUpload || err != nil) {
+			ctx, cancel := context.WithTimeout(context.Background(), objectTimeout)
+			e.opts.Objects.DeleteObject(ctx, newMsgID)
+			cancel()
+		}
+	}()
 	err = e.update(len(body), func(tx escrowTx) error {
+		usedUpload = false
 		msgs := tx.Bucket(bucketEscrowMsgs)
 		var m *EscrowMessage
 		if id := tx.Bucket(bucketEscrowQueue).Get([]byte(d.QueueID)); id != nil {
@@ -341,20 +376,14 @@ func (e *Escrow) Deposit(d EscrowDeposit, body []byte) (rcptID, token string, er
 			m = &EscrowMessage{ID: newMsgID, QueueID: d.QueueID, EnvelopeFrom: d.EnvelopeFrom, Sender: d.Sender,
 				Created: now, Expires: now.Add(e.opts.Expiry),
 				WrappedKey: e.seal.seal(kindEscrowKey, newMsgID, msgKey)}
-			content, err := sealWith(msgKey, kindEscrowContent, m.ID, body)
-			if err != nil {
-				return err
-			}
-			if o := e.opts.Objects; o != nil {
-				// In the object store before the record that names it
-				// commits (again, the same bytes, if this runs again).
-				ctx, cancel := context.WithTimeout(context.Background(), objectTimeout)
-				err := o.PutObject(ctx, m.ID, content)
-				cancel()
-				if err != nil {
-					return fmt.Errorf("escrow object store: %w", err)
+			var content []byte
+			if uploaded {
+				content, usedUpload = objectRef, true // in the object store already
+			} else {
+				var err error
+				if content, err = sealWith(msgKey, kindEscrowContent, m.ID, body); err != nil {
+					return err
 				}
-				content = objectRef
 			}
 			if err := tx.Bucket(bucketEscrowContent).Put([]byte(m.ID), content); err != nil {
 				return err
@@ -416,6 +445,8 @@ func (e *Escrow) Lookup(token string) (*EscrowEntry, error) {
 // Content returns the escrowed message of an active token.
 func (e *Escrow) Content(token string) ([]byte, error) {
 	var body []byte
+	var inStore string // the message whose content is in the object store
+	var sl *sealer
 	err := e.view(func(tx escrowTx) error {
 		_, m, err := e.byToken(tx, token)
 		if err != nil {
@@ -428,8 +459,7 @@ func (e *Escrow) Content(token string) ([]byte, error) {
 		if err != nil {
 			return fmt.Errorf("%w: escrow message key %s: %v", errCorrupt, m.ID, err)
 		}
-		sl, err := newSealer(key)
-		if err != nil {
+		if sl, err = newSealer(key); err != nil {
 			return err
 		}
 		sealed := tx.Bucket(bucketEscrowContent).Get([]byte(m.ID))
@@ -437,21 +467,30 @@ func (e *Escrow) Content(token string) ([]byte, error) {
 			return ErrEscrowGone
 		}
 		if bytes.Equal(sealed, objectRef) {
-			if e.opts.Objects == nil {
-				return fmt.Errorf("escrow content %s is in an object store, and escrow.object_store is not configured", m.ID)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), objectTimeout)
-			defer cancel()
-			if sealed, err = e.opts.Objects.GetObject(ctx, m.ID); err != nil {
-				return fmt.Errorf("escrow object store: %w", err)
-			}
+			inStore = m.ID // fetched below, outside the transaction
+			return nil
 		}
 		if body, err = sl.open(kindEscrowContent, m.ID, sealed); err != nil {
 			return fmt.Errorf("%w: escrow content %s: %v", errCorrupt, m.ID, err)
 		}
 		return nil
 	})
-	return body, err
+	if err != nil || inStore == "" {
+		return body, err
+	}
+	if e.opts.Objects == nil {
+		return nil, fmt.Errorf("escrow content %s is in an object store, and escrow.object_store is not configured", inStore)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), objectTimeout)
+	defer cancel()
+	sealed, err := e.opts.Objects.GetObject(ctx, inStore)
+	if err != nil {
+		return nil, fmt.Errorf("escrow object store: %w", err)
+	}
+	if body, err = sl.open(kindEscrowContent, inStore, sealed); err != nil {
+		return nil, fmt.Errorf("%w: escrow content %s: %v", errCorrupt, inStore, err)
+	}
+	return body, nil
 }
 
 // updateByToken runs fn on the records of an active token and stores

@@ -321,3 +321,52 @@ func TestEscrowContentInAnObjectStore(t *testing.T) {
 		t.Errorf("the revoked message's object is still there")
 	}
 }
+
+// blockingObjects holds every upload until released.
+type blockingObjects struct {
+	memObjects
+	started, release chan struct{}
+}
+
+func (o *blockingObjects) PutObject(ctx context.Context, name string, data []byte) error {
+	close(o.started)
+	<-o.release
+	return o.memObjects.PutObject(ctx, name, data)
+}
+
+// TestObjectUploadDoesNotHoldTheSpool: while a deposit's content is on
+// its way to the object store, the spool commits other changes (mail
+// keeps flowing); the deposit completes once the upload does.
+func TestObjectUploadDoesNotHoldTheSpool(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, Options{Path: filepath.Join(dir, "spool.db"), KeyFile: filepath.Join(dir, "spool.key")})
+	objects := &blockingObjects{memObjects: memObjects{m: map[string][]byte{}}, started: make(chan struct{}), release: make(chan struct{})}
+	e, err := s.OpenEscrow(EscrowOptions{KeyFile: filepath.Join(dir, "escrow.key"), Objects: objects})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deposited := make(chan error, 1)
+	go func() {
+		_, _, err := e.Deposit(EscrowDeposit{QueueID: "q1", Recipient: "bob@dest.test"}, []byte("Subject: s\r\n\r\nbody\r\n"))
+		deposited <- err
+	}()
+	<-objects.started
+	committed := make(chan error, 1)
+	go func() {
+		_, err := s.Enqueue(context.Background(), Envelope{From: "a@org.test", Recipients: []string{"c@dest.test"}}, []byte("Subject: t\r\n\r\nx\r\n"))
+		committed <- err
+	}()
+	select {
+	case err := <-committed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		close(objects.release)
+		t.Fatal("the spool took no mail while an escrow upload was on its way")
+	}
+	close(objects.release)
+	if err := <-deposited; err != nil || len(objects.m) != 1 {
+		t.Fatalf("deposit after the upload: %v, %d objects", err, len(objects.m))
+	}
+}

@@ -186,13 +186,17 @@ func (e *Escrow) destroy(tx escrowTx, m *EscrowMessage, ev EscrowEvent) error {
 	m.Destroyed, m.WrappedKey = now, nil
 	content := tx.Bucket(bucketEscrowContent)
 	if bytes.Equal(content.Get([]byte(m.ID)), objectRef) && e.opts.Objects != nil {
-		// Its key is forgotten below in any case; the object goes too.
-		ctx, cancel := context.WithTimeout(context.Background(), objectTimeout)
-		err := e.opts.Objects.DeleteObject(ctx, m.ID)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("escrow object store: %w", err)
-		}
+		// Its key is forgotten below, which is what destroys it; the
+		// object goes once that is committed (a failed deletion leaves
+		// ciphertext nothing opens, and is logged).
+		id := m.ID
+		tx.after(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), objectTimeout)
+			defer cancel()
+			if err := e.opts.Objects.DeleteObject(ctx, id); err != nil {
+				e.s.logger.Error("escrow object store: cannot delete a destroyed message's content", "escrow_id", id, "err", err)
+			}
+		})
 	}
 	if err := content.Delete([]byte(m.ID)); err != nil {
 		return err

@@ -56,6 +56,9 @@ type escrowTx struct {
 	// single node (one commit for both); on a fleet's node, a spool
 	// commit right after the shared one.
 	spool func(fn func(tx *bolt.Tx) error) error
+	// after runs fn once the transaction has committed (an object store
+	// deletion: never while a transaction waits for it).
+	after func(fn func())
 }
 
 type boltKV struct{ tx *bolt.Tx }
@@ -75,21 +78,37 @@ func (b boltBucket) Cursor() KVCursor { return b.Bucket.Cursor() }
 // update runs fn in a write transaction of the escrow's store. size is
 // the bytes it writes, for the spool's group commit.
 func (e *Escrow) update(size int, fn func(tx escrowTx) error) error {
+	var afters []func()
+	defer func() {
+		for _, f := range afters {
+			f()
+		}
+	}()
+	after := func(f func()) { afters = append(afters, f) }
 	if e.shared == nil {
-		return e.s.commit(context.Background(), size, func(tx *bolt.Tx) error {
-			return fn(escrowTx{KVTx: boltKV{tx}, spool: func(f func(*bolt.Tx) error) error { return f(tx) }})
+		err := e.s.commit(context.Background(), size, func(tx *bolt.Tx) error {
+			afters = afters[:0] // the function may run again
+			return fn(escrowTx{KVTx: boltKV{tx}, spool: func(f func(*bolt.Tx) error) error { return f(tx) }, after: after})
 		})
+		if err != nil {
+			afters = nil
+		}
+		return err
 	}
 	var later []func(*bolt.Tx) error
 	err := e.shared.KVUpdate(func(tx KVTx) error {
-		later = later[:0] // the function may run again
+		later, afters = later[:0], afters[:0] // the function may run again
 		return fn(escrowTx{KVTx: tx, spool: func(f func(*bolt.Tx) error) error {
 			later = append(later, f)
 			return nil
-		}})
+		}, after: after})
 	})
-	if err != nil || len(later) == 0 {
+	if err != nil {
+		afters = nil
 		return err
+	}
+	if len(later) == 0 {
+		return nil
 	}
 	// The shared change is made: its audit entries and events follow in
 	// this node's spool.
@@ -109,7 +128,7 @@ func (e *Escrow) view(fn func(tx escrowTx) error) error {
 	if e.shared == nil {
 		return e.s.view(func(tx *bolt.Tx) error { return fn(escrowTx{KVTx: boltKV{tx}, spool: noSpool}) })
 	}
-	return e.shared.KVView(func(tx KVTx) error { return fn(escrowTx{KVTx: tx, spool: noSpool}) })
+	return e.shared.KVView(func(tx KVTx) error { return fn(escrowTx{KVTx: tx, spool: noSpool, after: func(func()) {}}) })
 }
 
 // CopyEscrow copies this spool's escrow store into a fleet's shared one
