@@ -308,6 +308,55 @@ func (s *Store) PutFleetCheckpoint(signer string, statement, signature []byte) (
 	return id, err
 }
 
+// lockFleetCheckpoint serialises the writing of fleet checkpoints (a
+// leader that has not yet noticed it lost the lock, and the new one).
+const lockFleetCheckpoint int64 = 0x7365616c67617403
+
+// PutFleetCheckpointAfter stores a fleet checkpoint only if the newest
+// one is still after (its ID; 0: none yet), and returns the new ID;
+// ok is false when another was stored meanwhile (sign again).
+func (s *Store) PutFleetCheckpointAfter(after int64, signer string, statement, signature []byte) (id int64, ok bool, err error) {
+	ctx, cancel := ctxTimeout()
+	defer cancel()
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockFleetCheckpoint); err != nil {
+			return err
+		}
+		var last int64
+		if err := tx.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM audit_fleet_checkpoints").Scan(&last); err != nil {
+			return err
+		}
+		if last != after {
+			return nil
+		}
+		ok = true
+		return tx.QueryRow(ctx, "INSERT INTO audit_fleet_checkpoints (signer, statement, signature) VALUES ($1, $2, $3) RETURNING id",
+			signer, statement, signature).Scan(&id)
+	})
+	return id, ok, err
+}
+
+// LastFleetCheckpoint is the newest fleet checkpoint (ok false: none).
+func (s *Store) LastFleetCheckpoint() (cp FleetCheckpoint, ok bool, err error) {
+	return s.fleetCheckpointWhere("ORDER BY id DESC LIMIT 1")
+}
+
+// FleetCheckpointByID is one fleet checkpoint (ok false: none such).
+func (s *Store) FleetCheckpointByID(id int64) (cp FleetCheckpoint, ok bool, err error) {
+	return s.fleetCheckpointWhere("WHERE id = $1", id)
+}
+
+func (s *Store) fleetCheckpointWhere(where string, args ...any) (cp FleetCheckpoint, ok bool, err error) {
+	ctx, cancel := ctxTimeout()
+	defer cancel()
+	err = s.pool.QueryRow(ctx, "SELECT id, signer, statement, signature FROM audit_fleet_checkpoints "+where, args...).
+		Scan(&cp.ID, &cp.Signer, &cp.Statement, &cp.Signature)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return cp, false, nil
+	}
+	return cp, err == nil, err
+}
+
 // FleetCheckpoint is one stored fleet checkpoint.
 type FleetCheckpoint struct {
 	ID        int64

@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
@@ -74,7 +75,14 @@ func (s *Store) kvRun(ctx context.Context, opts pgx.TxOptions, fn func(tx queue.
 	if t.err != nil {
 		return t.err
 	}
-	return tx.Commit(ctx)
+	if err := tx.Commit(ctx); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			return err // the server answered: not committed (a conflict is retried)
+		}
+		return fmt.Errorf("%w: %v", queue.ErrCommitUnknown, err)
+	}
+	return nil
 }
 
 // kvTx is one transaction; the first database error sticks and fails

@@ -354,7 +354,10 @@ func (e *Escrow) Deposit(d EscrowDeposit, body []byte) (rcptID, token string, er
 	}
 	usedUpload := false
 	defer func() {
-		if uploaded && (!usedUpload || err != nil) {
+		// An upload no committed record names goes; one that a record
+		// may name (the commit's outcome unknown) stays: an orphaned
+		// object is better than a message without its content.
+		if uploaded && (!usedUpload || err != nil && !committedMaybe(err)) {
 			ctx, cancel := context.WithTimeout(context.Background(), objectTimeout)
 			e.opts.Objects.DeleteObject(ctx, newMsgID)
 			cancel()

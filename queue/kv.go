@@ -3,6 +3,7 @@ package queue
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -37,6 +38,21 @@ type KVCursor interface {
 	First() (k, v []byte)
 	Seek(seek []byte) (k, v []byte)
 	Next() (k, v []byte)
+}
+
+// ErrCommitUnknown: a shared store could not tell whether a transaction
+// committed (the connection failed during COMMIT). What it may have
+// made permanent must be treated as if it had.
+var ErrCommitUnknown = errors.New("queue: the shared store did not confirm the commit")
+
+// errSharedCommitted: the shared transaction committed, and what
+// followed it in the spool (its audit entries) failed.
+var errSharedCommitted = errors.New("queue: committed in the shared store, not followed in the spool")
+
+// committedMaybe reports whether err leaves open that the escrow's
+// change was made (so what it references must stay).
+func committedMaybe(err error) bool {
+	return errors.Is(err, ErrCommitUnknown) || errors.Is(err, errSharedCommitted)
 }
 
 // SharedKV is a shared store's transactional buckets (pgstore
@@ -112,7 +128,7 @@ func (e *Escrow) update(size int, fn func(tx escrowTx) error) error {
 	}
 	// The shared change is made: its audit entries and events follow in
 	// this node's spool.
-	return e.s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
+	err = e.s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
 		for _, f := range later {
 			if err := f(tx); err != nil {
 				return err
@@ -120,6 +136,10 @@ func (e *Escrow) update(size int, fn func(tx escrowTx) error) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return fmt.Errorf("%w: %v", errSharedCommitted, err)
+	}
+	return nil
 }
 
 // view runs fn in a read transaction of the escrow's store.

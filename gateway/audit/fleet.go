@@ -56,8 +56,15 @@ type Anchor struct {
 	Node        string `json:"node"`
 	ShippedSeq  uint64 `json:"shipped_seq"`
 	ShippedHash string `json:"shipped_hash,omitempty"`
-	SignedID    uint64 `json:"signed_id,omitempty"`
-	SignedHash  string `json:"signed_hash,omitempty"`
+	// Base is how far this node pruned its own chain: the fleet's copy
+	// may not say more.
+	Base uint64 `json:"base,omitempty"`
+	// Signed is the last fleet checkpoint this node signed, Seen the
+	// newest one it saw when it last shipped (IDs and statement hashes).
+	SignedID   uint64 `json:"signed_id,omitempty"`
+	SignedHash string `json:"signed_hash,omitempty"`
+	SeenID     uint64 `json:"seen_id,omitempty"`
+	SeenHash   string `json:"seen_hash,omitempty"`
 }
 
 // fleetMarks is a Storage that keeps this node's anchor (queue.Store).
@@ -77,8 +84,43 @@ func (t *Trail) Anchor() (Anchor, error) {
 	if a.ShippedSeq, a.ShippedHash, err = m.FleetMark("shipped"); err != nil {
 		return a, err
 	}
-	a.SignedID, a.SignedHash, err = m.FleetMark("signed")
+	if a.SignedID, a.SignedHash, err = m.FleetMark("signed"); err != nil {
+		return a, err
+	}
+	if a.SeenID, a.SeenHash, err = m.FleetMark("seen"); err != nil {
+		return a, err
+	}
+	a.Base, _, err = t.store.AuditBase()
 	return a, err
+}
+
+// checkMarks verifies that the fleet checkpoints this node signed and
+// saw are still in the fleet's store as they were: an error names what
+// was deleted or replaced (the database was tampered with).
+func (t *Trail) checkMarks(fleet *pgstore.Store) error {
+	m, ok := t.store.(fleetMarks)
+	if !ok {
+		return nil
+	}
+	for _, name := range []string{"signed", "seen"} {
+		id, hash, err := m.FleetMark(name)
+		if err != nil || id == 0 {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		cp, ok, err := fleet.FleetCheckpointByID(int64(id))
+		switch {
+		case err != nil:
+			return err
+		case !ok:
+			return fmt.Errorf("audit: fleet checkpoint %d, which this node %s, is missing from the shared store (deleted)", id, name)
+		case statementHash(cp.Statement) != hash:
+			return fmt.Errorf("audit: fleet checkpoint %d differs from what this node %s (replaced)", id, name)
+		}
+	}
+	return nil
 }
 
 func fleetSigned(statement []byte) []byte {
@@ -94,13 +136,29 @@ func (t *Trail) Ship(fleet *pgstore.Store, hostname string) (int, error) {
 	t.shipMu.Lock()
 	defer t.shipMu.Unlock()
 	n, head, hash, err := fleet.ShipAuditHead(NodeID(t.pub), hostname, src)
-	if err != nil || head == 0 {
+	if err != nil {
 		return n, err
 	}
-	if m, ok := t.store.(fleetMarks); ok {
-		err = m.SetFleetMark("shipped", head, hash)
+	m, ok := t.store.(fleetMarks)
+	if !ok {
+		return n, nil
 	}
-	return n, err
+	if head > 0 {
+		if err := m.SetFleetMark("shipped", head, hash); err != nil {
+			return n, err
+		}
+	}
+	// The newest fleet checkpoint, as this node saw it: a database that
+	// later drops it (or every checkpoint, with a node's chain) is found
+	// by this node's audit verify. A mark no longer there is an alarm.
+	if err := t.checkMarks(fleet); err != nil {
+		return n, err
+	}
+	last, ok, err := fleet.LastFleetCheckpoint()
+	if err != nil || !ok {
+		return n, err
+	}
+	return n, m.SetFleetMark("seen", uint64(last.ID), statementHash(last.Statement))
 }
 
 // SignFleet signs the heads of every chain the fleet's store holds now
@@ -113,13 +171,17 @@ func (t *Trail) SignFleet(fleet *pgstore.Store, now time.Time) error {
 	if err != nil {
 		return err
 	}
+	// Never chain onto a history that lost what this node signed or saw.
+	if err := t.checkMarks(fleet); err != nil {
+		return err
+	}
 	st := FleetStatement{Time: now.UTC(), Heads: map[string]Head{}}
-	cps, err := fleet.FleetCheckpoints()
+	last, hasLast, err := fleet.LastFleetCheckpoint()
 	if err != nil {
 		return err
 	}
-	if len(cps) > 0 {
-		st.Prev = statementHash(cps[len(cps)-1].Statement)
+	if hasLast {
+		st.Prev = statementHash(last.Statement)
 	}
 	for _, n := range nodes {
 		seq, hash, err := n.AuditHead()
@@ -134,9 +196,9 @@ func (t *Trail) SignFleet(fleet *pgstore.Store, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	id, err := fleet.PutFleetCheckpoint(NodeID(t.pub), data, ed25519.Sign(t.key, fleetSigned(data)))
-	if err != nil {
-		return err
+	id, stored, err := fleet.PutFleetCheckpointAfter(last.ID, NodeID(t.pub), data, ed25519.Sign(t.key, fleetSigned(data)))
+	if err != nil || !stored {
+		return err // another was stored meanwhile: signed at the next round
 	}
 	if m, ok := t.store.(fleetMarks); ok {
 		return m.SetFleetMark("signed", uint64(id), statementHash(data))
@@ -267,6 +329,9 @@ func VerifyFleet(fleet *pgstore.Store, anchors ...Anchor) (FleetReport, error) {
 			if err != nil {
 				return rep, err
 			}
+			if base > a.Base {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("the fleet's trail says %s pruned its chain up to entry %d; it pruned up to %d (entries deleted)", name, base, a.Base))
+			}
 			if a.ShippedSeq > base {
 				hash, ok, err := fleet.AuditEntryHash(a.Node, a.ShippedSeq)
 				switch {
@@ -279,13 +344,20 @@ func VerifyFleet(fleet *pgstore.Store, anchors ...Anchor) (FleetReport, error) {
 				}
 			}
 		}
-		if a.SignedID > 0 {
-			cp, ok := byID[a.SignedID]
+		for _, mark := range []struct {
+			id   uint64
+			hash string
+			verb string
+		}{{a.SignedID, a.SignedHash, "signed"}, {a.SeenID, a.SeenHash, "saw"}} {
+			if mark.id == 0 {
+				continue
+			}
+			cp, ok := byID[mark.id]
 			switch {
 			case !ok:
-				rep.Problems = append(rep.Problems, fmt.Sprintf("fleet checkpoint %d, which %s signed, is missing (deleted)", a.SignedID, name))
-			case statementHash(cp.Statement) != a.SignedHash:
-				rep.Problems = append(rep.Problems, fmt.Sprintf("fleet checkpoint %d differs from what %s signed (replaced)", a.SignedID, name))
+				rep.Problems = append(rep.Problems, fmt.Sprintf("fleet checkpoint %d, which %s %s, is missing (deleted)", mark.id, name, mark.verb))
+			case statementHash(cp.Statement) != mark.hash:
+				rep.Problems = append(rep.Problems, fmt.Sprintf("fleet checkpoint %d differs from what %s %s (replaced)", mark.id, name, mark.verb))
 			}
 		}
 	}

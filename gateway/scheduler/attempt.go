@@ -35,7 +35,8 @@ func (s *Scheduler) attempt(ctx context.Context, id string) time.Time {
 	if len(groups) == 0 {
 		return nextAttempt(m)
 	}
-	var body *spooled // opened once a group has a slot
+	var body *spooled    // opened once a group has a slot
+	var headRead *[]byte // the start of the message, for notices, once read
 	inLine := map[string]bool{}
 	defer func() {
 		if body != nil {
@@ -86,11 +87,22 @@ func (s *Scheduler) attempt(ctx context.Context, id string) time.Time {
 		// the start of the message it returns is read before, never in
 		// there (a damaged body file is quarantined by the read, and that
 		// is a commit of its own).
-		head, headErr := body.head(dsnHead)
-		dsn := func(m *queue.Message, bounced []queue.Recipient) (queue.Envelope, []byte, error) {
-			if headErr != nil {
-				return queue.Envelope{}, nil, headErr
+		// Only when a notice can come of this attempt (a recipient not
+		// delivered, or one deferred before), and once per attempt. A
+		// start that cannot be read still gets its notice, without the
+		// returned header.
+		var head []byte
+		if headRead == nil && mayNotify(m, outcomes) {
+			h, err := body.head(dsnHead)
+			if err != nil {
+				log.Warn("cannot read the message's start for a notice; it goes without the returned header", "err", err)
 			}
+			headRead = &h
+		}
+		if headRead != nil {
+			head = *headRead
+		}
+		dsn := func(m *queue.Message, bounced []queue.Recipient) (queue.Envelope, []byte, error) {
 			return s.opts.DSN(m, bounced, head)
 		}
 		updated, dsnID, err := s.opts.Store.RecordAttempt(id, att, outcomes, dsn)
@@ -120,6 +132,24 @@ func (s *Scheduler) attempt(ctx context.Context, id string) time.Time {
 		}
 	}
 	return nextAttemptExcept(m, inLine)
+}
+
+// mayNotify reports whether recording outcomes may queue a delivery
+// status notification: a recipient of this attempt not delivered nor
+// dropped (bounced, deferred), or one of the message deferred before (a
+// delay notice may fall due).
+func mayNotify(m *queue.Message, outcomes []queue.RcptOutcome) bool {
+	for _, o := range outcomes {
+		if !o.Delivered && !o.Dropped {
+			return true
+		}
+	}
+	for _, r := range m.Recipients {
+		if r.State == queue.StateDeferred {
+			return true
+		}
+	}
+	return false
 }
 
 // releaseSlot gives back a destination slot and wakes the message it is
