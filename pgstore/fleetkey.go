@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/sealgate/sealgate/internal/safeio"
 )
 
@@ -49,7 +50,13 @@ func (s *Store) loadFleetKey(ctx context.Context, path string) error {
 	case errors.Is(err, fs.ErrNotExist):
 		key = make([]byte, 32)
 		rand.Read(key)
-		if err := safeio.WriteFile(path, key, 0o600); err != nil {
+		// Never replacing a key another process made meanwhile: then
+		// that one is the key.
+		if err := safeio.CreateFile(path, key, 0o600); errors.Is(err, fs.ErrExist) {
+			if key, err = os.ReadFile(path); err != nil {
+				return fmt.Errorf("store.postgres.key_file: %w", err)
+			}
+		} else if err != nil {
 			return fmt.Errorf("store.postgres.key_file: %w", err)
 		}
 	case err != nil:
@@ -78,7 +85,28 @@ func (s *Store) loadFleetKey(ctx context.Context, path string) error {
 		s.aead = nil
 		return fmt.Errorf("%w: %s is not the key this fleet's database was sealed with", ErrFleetKeyWrong, path)
 	}
-	return nil
+	// API keys stored before their hashes were sealed (32 bytes; sealed
+	// ones are longer) are sealed now, once, by the node that holds the key.
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, "SELECT id, hash FROM api_keys WHERE length(hash) = 32 FOR UPDATE")
+		if err != nil {
+			return err
+		}
+		type plainKey struct {
+			ID   string
+			Hash []byte
+		}
+		keys, err := pgx.CollectRows(rows, pgx.RowToStructByPos[plainKey])
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if _, err := tx.Exec(ctx, "UPDATE api_keys SET hash = $2 WHERE id = $1", k.ID, s.seal("api-key-hash", k.ID, k.Hash)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func (s *Store) seal(kind, id string, plain []byte) []byte {

@@ -48,15 +48,17 @@ const nonceKeep = 10 * time.Minute
 
 // FreshNonce records a signed request's nonce and reports whether no
 // node had seen it (a replay to another node is refused too).
-func (s *Store) FreshNonce(nonce string, now time.Time) (bool, error) {
+func (s *Store) FreshNonce(nonce string) (bool, error) {
 	h := sha256.Sum256([]byte(nonce)) // any bytes; the column is text
 	nonce = hex.EncodeToString(h[:])
 	ctx, cancel := ctxTimeout()
 	defer cancel()
-	if _, err := s.pool.Exec(ctx, "DELETE FROM api_nonces WHERE seen < $1", now.Add(-nonceKeep)); err != nil {
+	// The database's clock, not the nodes': one node's clock ahead must
+	// not forget a nonce early for the others.
+	if _, err := s.pool.Exec(ctx, "DELETE FROM api_nonces WHERE seen < now() - make_interval(secs => $1)", nonceKeep.Seconds()); err != nil {
 		return false, err
 	}
-	tag, err := s.pool.Exec(ctx, "INSERT INTO api_nonces (nonce, seen) VALUES ($1, $2) ON CONFLICT DO NOTHING", nonce, now)
+	tag, err := s.pool.Exec(ctx, "INSERT INTO api_nonces (nonce, seen) VALUES ($1, now()) ON CONFLICT DO NOTHING", nonce)
 	if err != nil {
 		return false, err
 	}

@@ -192,7 +192,7 @@ func (s *Store) openBodyFile(id string, ref bodyRef) (*bodyFileReader, error) {
 	}
 	aead, err := fileAEAD(ref.Key)
 	if err != nil {
-		return nil, err
+		return nil, damaged("bad key in body reference: %v", err)
 	}
 	f, err := os.Open(filepath.Join(s.bodiesDir(), id))
 	if errors.Is(err, fs.ErrNotExist) {

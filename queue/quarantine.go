@@ -58,13 +58,19 @@ type RestoreResult struct {
 func (s *Store) quarantine(id string, cause error) {
 	// The body file is read (a stream, never whole) before the commit:
 	// the committer, which every intake waits for, reads no file.
-	fileDamaged := s.bodyFileDamaged(id)
+	fileDamaged, checked := s.bodyFileDamaged(id)
 	moved := false
 	err := s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
 		moved = false
 		msgs, bodies := tx.Bucket(bucketMessages), tx.Bucket(bucketBodies)
 		rec, body := msgs.Get([]byte(id)), bodies.Get([]byte(id))
-		if !fileDamaged && !s.unreadable(id, rec, body) {
+		if rec == nil && body == nil {
+			return nil // gone meanwhile (finished, deleted)
+		}
+		// The file verdict holds for the body record it was read for
+		// only: one rewritten or removed since is judged on its own.
+		damagedFile := fileDamaged && bytes.Equal(body, checked)
+		if !damagedFile && !s.unreadable(id, rec, body) {
 			return nil
 		}
 		q := tx.Bucket(bucketQuarantine)
@@ -113,15 +119,18 @@ func (s *Store) unreadable(id string, rec, body []byte) bool {
 }
 
 // bodyFileDamaged reports whether the body of id is in a file that is
-// missing or damaged, reading it through to the end as a stream. A
-// passing error (too many open files) is not damage.
-func (s *Store) bodyFileDamaged(id string) bool {
+// missing or damaged, reading it through to the end as a stream, and
+// the sealed body record it judged. A passing error (too many open
+// files) is not damage.
+func (s *Store) bodyFileDamaged(id string) (bool, []byte) {
 	var ref *bodyRef
+	var record []byte
 	s.view(func(tx *bolt.Tx) error {
 		sealed := tx.Bucket(bucketBodies).Get([]byte(id))
 		if sealed == nil {
 			return nil
 		}
+		record = bytes.Clone(sealed)
 		plain, err := s.seal.open(kindBody, id, sealed)
 		if err != nil {
 			return nil // the record itself: unreadable() says so
@@ -135,14 +144,14 @@ func (s *Store) bodyFileDamaged(id string) bool {
 		return nil
 	})
 	if ref == nil {
-		return false
+		return false, record
 	}
 	r, err := s.openBodyFile(id, *ref)
 	if err == nil {
 		_, err = io.Copy(io.Discard, r)
 		r.Close()
 	}
-	return err != nil && isBodyDamage(err)
+	return err != nil && isBodyDamage(err), record
 }
 
 // quarantinedRecords counts the message and body records in quarantine.

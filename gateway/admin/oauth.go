@@ -158,13 +158,13 @@ type nonces struct {
 
 // NonceStore is a fleet's record of signed requests' nonces (pgstore).
 type NonceStore interface {
-	FreshNonce(nonce string, now time.Time) (bool, error)
+	FreshNonce(nonce string) (bool, error) // by the store's clock
 }
 
 // fresh records key+nonce and reports whether it was new.
 func (n *nonces) fresh(key string, now time.Time) bool {
 	if n.shared != nil {
-		ok, err := n.shared.FreshNonce(key, now)
+		ok, err := n.shared.FreshNonce(key)
 		if err != nil {
 			n.logger.Error("cannot check a signed request's nonce with the fleet; refused", "err", err)
 			return false
