@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -19,6 +20,17 @@ import (
 // a lone request at once. (bbolt's own Batch waits up to MaxBatchDelay
 // for company, which caps a single sender's rate.)
 //
+// A delivery attempt's record is a lazy request: the mail has already
+// left, and while mail is coming in (an urgent request came within the
+// last lazyCommitWait) the record waits up to lazyCommitWait for the
+// next message's intake so that both share one fsync. Without it, a
+// lone client paid two commits per message, its own and the delivery's
+// before it. An urgent request ends the wait at once. With nothing
+// coming in (a backlog draining) records do not wait: the committer is
+// kept busy by them alone, and a wait would only hold delivery slots.
+// A crash within the wait repeats that delivery, as a crash between the
+// destination's 250 and any commit does.
+//
 // The request channel is unbuffered: a request is only ever handed to a
 // committer that is running and will answer it. With a buffer, a request
 // sent just after the committer had drained the channel at Close stayed
@@ -28,12 +40,14 @@ import (
 const (
 	maxBatchRequests = 256
 	maxBatchBytes    = 64 << 20
+	lazyCommitWait   = 5 * time.Millisecond
 )
 
 // commitReq is one mutation waiting for the committer.
 type commitReq struct {
 	fn   func(tx *bolt.Tx) error
-	size int // bytes it writes, to bound a batch
+	size int  // bytes it writes, to bound a batch
+	lazy bool // may wait lazyCommitWait for company
 	done chan error
 }
 
@@ -56,12 +70,21 @@ func (s *Store) Close() error {
 // once (a failed batch is retried one request at a time), so it must only
 // write through tx and set results it is allowed to overwrite.
 func (s *Store) commit(ctx context.Context, size int, fn func(tx *bolt.Tx) error) error {
+	return s.commitReq(ctx, &commitReq{fn: fn, size: size, done: make(chan error, 1)})
+}
+
+// commitLazy is commit for a change that may wait a moment for company
+// (see lazyCommitWait).
+func (s *Store) commitLazy(fn func(tx *bolt.Tx) error) error {
+	return s.commitReq(context.Background(), &commitReq{fn: fn, lazy: true, done: make(chan error, 1)})
+}
+
+func (s *Store) commitReq(ctx context.Context, req *commitReq) error {
 	select {
 	case <-s.stop:
 		return ErrClosed
 	default:
 	}
-	req := &commitReq{fn: fn, size: size, done: make(chan error, 1)}
 	select {
 	case s.reqs <- req:
 	case <-s.stop:
@@ -77,6 +100,7 @@ func (s *Store) commit(ctx context.Context, size int, fn func(tx *bolt.Tx) error
 // commitLoop is the committer; it runs until Close.
 func (s *Store) commitLoop() {
 	defer close(s.committed)
+	var lastUrgent time.Time // when an urgent request last came
 	for {
 		var first *commitReq
 		select {
@@ -86,15 +110,48 @@ func (s *Store) commitLoop() {
 			return
 		}
 		batch, size := []*commitReq{first}, first.size
+		var wait *time.Timer
+		var waitC <-chan time.Time
+		now := time.Now()
+		if !first.lazy {
+			lastUrgent = now
+		} else if now.Sub(lastUrgent) < s.lazyWait {
+			wait = time.NewTimer(s.lazyWait)
+			waitC = wait.C
+			s.lazyWaiting.Store(1)
+		}
 	gather:
 		for len(batch) < maxBatchRequests && size < maxBatchBytes {
+			if waitC == nil {
+				select {
+				case r := <-s.reqs:
+					batch = append(batch, r)
+					size += r.size
+					if !r.lazy {
+						lastUrgent = time.Now()
+					}
+				default:
+					break gather
+				}
+				continue
+			}
 			select {
 			case r := <-s.reqs:
 				batch = append(batch, r)
 				size += r.size
-			default:
-				break gather
+				if !r.lazy {
+					lastUrgent = time.Now()
+					waitC = nil // an urgent request: commit what is here
+				}
+			case <-waitC:
+				waitC = nil
+			case <-s.stop:
+				break gather // commit what is here; the next turn stops
 			}
+		}
+		if wait != nil {
+			wait.Stop()
+			s.lazyWaiting.Store(0)
 		}
 		s.commitBatch(batch)
 	}

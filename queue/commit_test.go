@@ -105,3 +105,122 @@ func TestOperationsAfterClose(t *testing.T) {
 		}
 	}
 }
+
+// lazyAttempt records a delivered attempt in a goroutine once the
+// committer waits for company (the wait made long), and returns the
+// channel its error arrives on.
+func lazyAttempt(t *testing.T, s *Store, id string) chan error {
+	t.Helper()
+	s.lazyWait = time.Hour
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := s.RecordAttempt(id, Attempt{Destination: "d.test"}, []RcptOutcome{{Address: "x@d.test", Delivered: true, Code: 250}}, nil)
+		done <- err
+	}()
+	for i := 0; s.lazyWaiting.Load() == 0; i++ {
+		if i == 1000 {
+			t.Fatal("the attempt's record never reached the committer")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("a lazy record was committed alone at once (%v)", err)
+	default:
+	}
+	return done
+}
+
+// A delivery attempt's record waits for the next message's intake and
+// shares its transaction: a lone client pays one commit per message, not
+// two.
+func TestAttemptRecordSharesTheNextIntakesCommit(t *testing.T) {
+	s := openTest(t, Options{})
+	id := enqueue(t, s, "a@o.test", "Subject: s\r\n\r\nb\r\n", "x@d.test")
+	before := s.batches.Load()
+	done := lazyAttempt(t, s, id)
+
+	enqueue(t, s, "a@o.test", "Subject: t\r\n\r\nb\r\n", "y@d.test")
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the attempt's record was not committed with the intake that followed it")
+	}
+	if got := s.batches.Load() - before; got != 1 {
+		t.Errorf("%d transactions for an attempt record and an intake, want 1", got)
+	}
+	m, err := s.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Recipients[0].State != StateDelivered {
+		t.Errorf("recipient is %s after the commit, want delivered", m.Recipients[0].State)
+	}
+}
+
+// Close while a record waits for company commits it: the attempt is on
+// record when the spool is opened again.
+func TestCloseCommitsAWaitingAttemptRecord(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{Path: filepath.Join(dir, "spool.db"), KeyFile: filepath.Join(dir, "spool.key")}
+	s, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := enqueue(t, s, "a@o.test", "Subject: s\r\n\r\nb\r\n", "x@d.test")
+	done := lazyAttempt(t, s, id)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the waiting record: %v", err)
+	}
+	s, err = Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m, err := s.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Recipients[0].State != StateDelivered {
+		t.Errorf("after Close and reopen the recipient is %s, want delivered", m.Recipients[0].State)
+	}
+}
+
+// With no mail coming in (a backlog draining after a restart), a record
+// does not wait for company that is not coming: it would hold the
+// delivery's slot for nothing.
+func TestAttemptRecordWithoutIntakeDoesNotWait(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{Path: filepath.Join(dir, "spool.db"), KeyFile: filepath.Join(dir, "spool.key")}
+	s, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := enqueue(t, s, "a@o.test", "Subject: s\r\n\r\nb\r\n", "x@d.test")
+	s.Close()
+	s, err = Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.lazyWait = time.Hour
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := s.RecordAttempt(id, Attempt{Destination: "d.test"}, []RcptOutcome{{Address: "x@d.test", Delivered: true, Code: 250}}, nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a record waited for an intake although none had come")
+	}
+}

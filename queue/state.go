@@ -21,8 +21,17 @@ type DSNFunc func(m *Message, bounced []Recipient) (Envelope, []byte, error)
 // update runs fn on one message inside a write transaction and stores
 // the result.
 func (s *Store) update(id string, fn func(tx *bolt.Tx, m *Message) error) (*Message, error) {
+	return s.updateWith(s.commitNow, id, fn)
+}
+
+func (s *Store) commitNow(fn func(tx *bolt.Tx) error) error {
+	return s.commit(context.Background(), 0, fn)
+}
+
+// updateWith is update through the given commit (commitNow or commitLazy).
+func (s *Store) updateWith(commit func(func(tx *bolt.Tx) error) error, id string, fn func(tx *bolt.Tx, m *Message) error) (*Message, error) {
 	var out *Message
-	err := s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
+	err := commit(func(tx *bolt.Tx) error {
 		m, err := s.getMessage(tx, id)
 		if err != nil {
 			return err
@@ -47,10 +56,10 @@ func (s *Store) update(id string, fn func(tx *bolt.Tx, m *Message) error) (*Mess
 // sender has waited DelayWarning, produce one DSN (failed and delayed
 // recipients together; none to the null sender or about a DSN), spooled
 // in the same transaction; its ID is the second result. When every recipient is final the body is
-// removed at once.
+// removed at once. The record is a lazy commit (see lazyCommitWait).
 func (s *Store) RecordAttempt(id string, att Attempt, outcomes []RcptOutcome, dsn DSNFunc) (*Message, string, error) {
 	var dsnID string
-	m, err := s.update(id, func(tx *bolt.Tx, m *Message) error {
+	m, err := s.updateWith(s.commitLazy, id, func(tx *bolt.Tx, m *Message) error {
 		dsnID = ""
 		now := s.now()
 		m.Events = append(m.Events, Event{Time: now, Kind: "attempt", Detail: attemptSummary(outcomes), Attempt: &att})

@@ -122,7 +122,9 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	batches     atomic.Int64 // group-commit transactions, for tests and stats
+	batches     atomic.Int64  // group-commit transactions, for tests and stats
+	lazyWait    time.Duration // lazyCommitWait; tests lengthen it
+	lazyWaiting atomic.Int32  // 1 while the committer holds a lazy request for company
 	quarantined atomic.Int64
 
 	shared Shared // a fleet's shared store (UseShared); nil on a single node
@@ -196,6 +198,7 @@ func Open(opts Options) (*Store, error) {
 		reqs:      make(chan *commitReq),
 		stop:      make(chan struct{}),
 		committed: make(chan struct{}),
+		lazyWait:  lazyCommitWait,
 	}
 	if err := os.MkdirAll(s.bodiesDir(), 0o700); err != nil {
 		db.Close()
