@@ -26,6 +26,12 @@ func startDNS(addr, ip string) (func(), error) {
 				m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: answer})
 			}
 		}
+		if len(m.Answer) == 0 {
+			// No such record (MTA-STS, TLSA): the zone's SOA, as a real
+			// server sends it (RFC 2308), so a resolver may keep it.
+			m.Ns = []dns.RR{&dns.SOA{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 300},
+				Ns: "ns.load.test.", Mbox: "hostmaster.load.test.", Serial: 1, Refresh: 3600, Retry: 600, Expire: 86400, Minttl: 300}}
+		}
 		w.WriteMsg(m)
 	})
 	udp := &dns.Server{Addr: addr, Net: "udp", Handler: mux}

@@ -10,11 +10,17 @@ import (
 
 // Answers are kept for their TTL, so that a burst of mail to one domain
 // asks the resolver once per TTL for its MX, addresses, TLSA records and
-// MTA-STS record, not once per message. Only positive answers are kept
-// (NXDOMAIN, SERVFAIL and empty answers are asked again next time), for
-// at most maxCacheTTL, and at most maxCacheEntries of them.
+// MTA-STS record, not once per message. Negative answers (NXDOMAIN, and
+// NODATA: no record of the type) are kept as RFC 2308 says, for the
+// lesser of their SOA's TTL and its MINIMUM field, and at most
+// maxNegativeTTL: most destinations publish no MTA-STS or TLSA record,
+// and without it every delivery to them asked again. A negative answer
+// without an SOA, and SERVFAIL, are asked again next time. Positive
+// answers are kept for at most maxCacheTTL; at most maxCacheEntries
+// answers in all.
 const (
 	maxCacheTTL     = time.Hour
+	maxNegativeTTL  = 15 * time.Minute
 	maxCacheEntries = 10000
 )
 
@@ -54,13 +60,7 @@ func (c *answerCache) get(name string, qtype uint16) *dns.Msg {
 }
 
 func (c *answerCache) put(name string, qtype uint16, m *dns.Msg) {
-	if m.Rcode != dns.RcodeSuccess || len(m.Answer) == 0 {
-		return
-	}
-	ttl := maxCacheTTL
-	for _, rr := range m.Answer {
-		ttl = min(ttl, time.Duration(rr.Header().Ttl)*time.Second)
-	}
+	ttl := cacheTTL(m)
 	if ttl <= 0 {
 		return
 	}
@@ -78,4 +78,23 @@ func (c *answerCache) put(name string, qtype uint16, m *dns.Msg) {
 		}
 	}
 	c.entries[cacheKey{strings.ToLower(dns.Fqdn(name)), qtype}] = cacheEntry{msg: m.Copy(), expires: now.Add(ttl)}
+}
+
+// cacheTTL is how long m may be kept: 0 for not at all.
+func cacheTTL(m *dns.Msg) time.Duration {
+	switch {
+	case m.Rcode == dns.RcodeSuccess && len(m.Answer) > 0:
+		ttl := maxCacheTTL
+		for _, rr := range m.Answer {
+			ttl = min(ttl, time.Duration(rr.Header().Ttl)*time.Second)
+		}
+		return ttl
+	case m.Rcode == dns.RcodeSuccess, m.Rcode == dns.RcodeNameError:
+		for _, rr := range m.Ns {
+			if soa, ok := rr.(*dns.SOA); ok {
+				return min(maxNegativeTTL, time.Duration(min(soa.Hdr.Ttl, soa.Minttl))*time.Second)
+			}
+		}
+	}
+	return 0
 }

@@ -133,3 +133,60 @@ func TestAnswersAreCachedForTheirTTL(t *testing.T) {
 		t.Errorf("%d queries for SERVFAIL, want 2", n)
 	}
 }
+
+// Negative answers are kept as RFC 2308 says, for their SOA's TTL and at
+// most maxNegativeTTL, so that a domain without MTA-STS or TLSA records
+// is not asked again for every message; one without an SOA is not kept.
+func TestNegativeAnswersAreCachedForTheirSOA(t *testing.T) {
+	srv := testutil.NewDNSServer(t)
+	srv.AddMX("known.test", "mx.known.test", 10)
+	r, err := New(srv.Addr(), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	r.cache.now = func() time.Time { return now }
+	ctx := context.Background()
+	ask := func(name string, times int) int {
+		t.Helper()
+		for range times {
+			if txt, err := r.TXT(ctx, name); err != nil || len(txt) != 0 {
+				t.Fatalf("TXT %s: %q %v", name, txt, err)
+			}
+		}
+		return srv.Queries(name)
+	}
+
+	// Without an SOA in the answer: asked every time.
+	if n := ask("_mta-sts.nosoa.test", 3); n != 3 {
+		t.Errorf("%d queries for NXDOMAIN without an SOA, want 3", n)
+	}
+
+	srv.SetTTL(60)
+	if n := ask("_mta-sts.none.test", 3); n != 1 {
+		t.Errorf("%d queries for NXDOMAIN within its SOA's TTL, want 1", n)
+	}
+	if n := ask("known.test", 3); n != 1 { // NODATA: the name has only an MX
+		t.Errorf("%d TXT queries for NODATA within its SOA's TTL, want 1", n)
+	}
+	now = now.Add(61 * time.Second)
+	if n := ask("_mta-sts.none.test", 1); n != 2 {
+		t.Errorf("%d queries after the SOA's TTL, want 2", n)
+	}
+
+	srv.SetTTL(86400)
+	ask("_mta-sts.long.test", 2)
+	now = now.Add(maxNegativeTTL + time.Second)
+	if n := ask("_mta-sts.long.test", 1); n != 2 {
+		t.Errorf("%d queries %s after a day-long negative answer, want 2 (kept at most %s)", n, maxNegativeTTL+time.Second, maxNegativeTTL)
+	}
+
+	// A record published later is found once the negative answer ends.
+	srv.SetTTL(60)
+	ask("_mta-sts.later.test", 1)
+	srv.AddTXT("_mta-sts.later.test", "v=STSv1; id=1")
+	now = now.Add(61 * time.Second)
+	if txt, err := r.TXT(ctx, "_mta-sts.later.test"); err != nil || len(txt) != 1 {
+		t.Errorf("TXT after the negative answer ended: %q %v", txt, err)
+	}
+}

@@ -212,7 +212,7 @@ func (s *DNSServer) serve(w dns.ResponseWriter, req *dns.Msg) {
 	name := strings.ToLower(q.Name)
 	s.mu.Lock()
 	s.queries[name]++
-	drop, fail, ad := s.drop[name], s.fail[name], s.ad
+	drop, fail, ad, ttl := s.drop[name], s.fail[name], s.ad, s.ttl
 	rrs, known := s.records[name]
 	var answer []dns.RR
 	for _, rr := range rrs {
@@ -238,6 +238,12 @@ func (s *DNSServer) serve(w dns.ResponseWriter, req *dns.Msg) {
 		m.Rcode = dns.RcodeNameError
 	default:
 		m.Answer = answer
+	}
+	if len(m.Answer) == 0 && (m.Rcode == dns.RcodeSuccess || m.Rcode == dns.RcodeNameError) && ttl > 0 {
+		// A negative answer carries the zone's SOA (RFC 2308 §3), so a
+		// resolver may keep it: only once SetTTL allows caching.
+		m.Ns = []dns.RR{&dns.SOA{Hdr: dns.RR_Header{Name: "test.", Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl},
+			Ns: "ns.test.", Mbox: "hostmaster.test.", Serial: 1, Refresh: 3600, Retry: 600, Expire: 86400, Minttl: ttl}}
 	}
 	w.WriteMsg(m)
 }
