@@ -201,6 +201,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 
 	g := &Gateway{cfg: cfg, logger: logger, store: store, shared: shared, certs: reloader, adminToken: adminToken, archive: archive,
 		adminCert: adminCert, report: report.DSNBuilder{Hostname: hostname}.Build, receipt: report.ReceiptBuilder{Hostname: hostname}.Build, audit: audit.New(store, auditKey, nil), metrics: metrics.New(store)}
+	g.audit.SetCheckpointInterval(cfg.Audit.CheckpointInterval.D())
 	if len(endpoints) > 0 {
 		w := cfg.Webhooks
 		g.webhooks = report.NewDispatcher(report.DispatcherOptions{Outbox: store, Endpoints: endpoints, MaxAge: w.MaxAge.D(),
@@ -357,6 +358,13 @@ func (g *Gateway) Start() error {
 	if g.webhooks != nil {
 		g.goServe("webhooks", func() error { g.webhooks.Run(ctx); return nil })
 	}
+	// A tail a crash left unsigned is signed now, so that a long unsigned
+	// tail always means deleted checkpoints (audit verify).
+	if _, problem, err := g.audit.SignHead(time.Now()); err != nil {
+		g.logger.Error("audit checkpoint", "err", err)
+	} else if problem != "" {
+		g.logger.Error("audit trail: "+problem+"; put on record in the trail", "component", "audit")
+	}
 	g.goServe("audit checkpoints", func() error { every(ctx, g.cfg.Audit.CheckpointInterval.D(), g.auditCheckpoint); return nil })
 	g.goServe("audit retention", func() error { every(ctx, auditPruneInterval, g.auditPrune); return nil })
 	watch := &certExpiryWatch{certs: g.certs, logger: g.logger, now: time.Now, warned: map[string]int{}}
@@ -396,7 +404,7 @@ func (g *Gateway) Start() error {
 		if g.escrow != nil {
 			escrow = g.escrow
 		}
-		requeue := &admin.Requeuer{Store: g.store, Engine: g.policy.Load, Report: g.report, Wake: g.sched.Wake}
+		requeue := &admin.Requeuer{Store: g.store, Engine: g.policy.Load, Report: g.report, Wake: g.sched.Wake, OnBounced: g.metrics.AdminBounced}
 		g.intake = submit.New(submit.Options{Spool: g.store, Policy: g.policy.Load, Hostname: g.cfg.ServerHostname(),
 			MaxMessageBytes: g.cfg.Inbound.MaxMessageBytes, MaxRecipients: g.cfg.Inbound.MaxRecipients,
 			OnQueued: g.sched.Wake, OnAccepted: g.metrics.Accepted})

@@ -310,3 +310,19 @@ func (s *Store) PruneAudit(seq uint64, record []byte) (int, error) {
 	})
 	return n, err
 }
+
+// AuditedMessages counts the messages in the spool whose events were
+// written to the audit trail (audit verify: a trail deleted whole).
+func (s *Store) AuditedMessages() (int, error) {
+	n := 0
+	err := s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMessages).ForEach(func(k, v []byte) error {
+			m, err := s.decodeMessage(string(k), v)
+			if err == nil && (m.AuditedEvents > 0 || m.AuditedDone) {
+				n++
+			}
+			return nil
+		})
+	})
+	return n, err
+}

@@ -202,3 +202,115 @@ func TestAuditCommandsInAFleet(t *testing.T) {
 		t.Errorf("audit search --local: exit %d\n%s", code, out)
 	}
 }
+
+// TestAuditVerifyFindsDeletedCheckpoints: with the spool key and the
+// file, an attacker can rewrite entries and re-chain them, so the
+// checkpoints are what binds them; deleting them all (or the whole
+// trail) must not leave a trail that verifies. A long tail no
+// checkpoint covers is named, audit verify itself never signs it away,
+// and a later signer puts it on record in the chain. A checkpoint signed
+// by a replaced key fails against the public key kept elsewhere.
+func TestAuditVerifyFindsDeletedCheckpoints(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	cfg := filepath.Join(dir, "sealgate.yaml")
+	writeFile(t, cfg, "data_dir: "+data+"\n")
+	seedSpool(t, data)
+	key, err := audit.LoadOrCreateKey(filepath.Join(data, "audit-signing.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Add(-2 * time.Hour)
+	store, err := queue.Open(queue.Options{Path: filepath.Join(data, "spool.db"), KeyFile: filepath.Join(data, "spool.key"), Audit: audit.FromChange,
+		Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := store.Enqueue(context.Background(), queue.Envelope{From: "dr.lee@clinic.test", Recipients: []string{"patient@mail.test", "other@mail.test"}},
+		[]byte("Subject: x\r\n\r\nx\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Hour) // a day's traffic later: each checkpoint on time
+	if _, err := audit.New(store, key, nil).Checkpoint(now); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := store.RecordAttempt(id, queue.Attempt{Destination: "mail.test"}, []queue.RcptOutcome{{Address: "patient@mail.test", Delivered: true, Code: 250}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := audit.New(store, key, nil).Checkpoint(now); err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+
+	_, keyOut, _ := sealgate(t, "audit", "key", "--config", cfg)
+	held := filepath.Join(dir, "audit-key.txt")
+	writeFile(t, held, keyOut)
+	if code, out, stderr := sealgate(t, "audit", "verify", "--public-key", held, "--config", cfg); code != 0 || !strings.HasPrefix(out, "intact:") {
+		t.Fatalf("audit verify of a genuine trail with the key held elsewhere: exit %d\n%s%s", code, out, stderr)
+	}
+	other, err := audit.LoadOrCreateKey(filepath.Join(dir, "other.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherHex := fmt.Sprintf("%x", other.Public())
+	if code, out, _ := sealgate(t, "audit", "verify", "--public-key", otherHex, "--config", cfg); code != 1 || !strings.Contains(out, "the signing key was replaced") {
+		t.Errorf("audit verify against another key: exit %d\n%s", code, out)
+	}
+
+	// Every checkpoint deleted, as a plain bbolt user can.
+	editSpool(t, data, func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket([]byte("audit-checkpoints")); err != nil {
+			return err
+		}
+		return tx.Bucket([]byte("meta")).Delete([]byte("audit-last-checkpoint"))
+	})
+	for range 2 { // verify must not sign the tail away
+		code, out, _ := sealgate(t, "audit", "verify", "--config", cfg)
+		if code != 1 || !strings.Contains(out, "covered by no signed checkpoint") {
+			t.Fatalf("audit verify with the checkpoints deleted: exit %d\n%s", code, out)
+		}
+	}
+	// An admin action on the stopped spool signs its change, and puts
+	// what it found on record first.
+	if code, _, stderr := sealgate(t, "queue", "hold", id, "--config", cfg); code != 0 {
+		t.Fatalf("queue hold: %s", stderr)
+	}
+	code, out, _ := sealgate(t, "audit", "verify", "--config", cfg)
+	if code != 1 || !strings.Contains(out, "on signing, sealgate found that entries 1 to") {
+		t.Errorf("audit verify after a signer found the unsigned tail: exit %d\n%s", code, out)
+	}
+
+	// The whole trail deleted: the spool's messages say it existed.
+	editSpool(t, data, func(tx *bolt.Tx) error {
+		for _, b := range []string{"audit", "audit-checkpoints"} {
+			if err := tx.DeleteBucket([]byte(b)); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket([]byte("meta"))
+		for _, k := range []string{"audit-head", "audit-last-checkpoint"} {
+			if err := meta.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	code, out, _ = sealgate(t, "audit", "verify", "--config", cfg)
+	if code != 1 || !strings.Contains(out, "the trail is empty, but the spool holds messages") {
+		t.Errorf("audit verify of a trail deleted whole: exit %d\n%s", code, out)
+	}
+}
+
+// editSpool changes a stopped server's spool file as a plain bbolt user.
+func editSpool(t *testing.T, data string, fn func(tx *bolt.Tx) error) {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(data, "spool.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(fn); err != nil {
+		t.Fatal(err)
+	}
+}

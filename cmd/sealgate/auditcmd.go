@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/csv"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -44,6 +46,7 @@ of a stopped one.`,
 	}
 
 	var verifyJSON, verifyLocal bool
+	var verifyKey string
 	verify := &cobra.Command{
 		Use:   "verify",
 		Short: "Walk the chain and the signed checkpoints; name the first entry edited, deleted or moved (exit 1); in a fleet, every node's chain too",
@@ -57,6 +60,16 @@ of a stopped one.`,
 				rep, err := ops.AuditVerify()
 				if err != nil {
 					return err
+				}
+				if verifyKey != "" {
+					want, err := parseAuditPublicKey(verifyKey)
+					if err != nil {
+						return &exitError{code: 2, err: fmt.Errorf("--public-key: %w", err)}
+					}
+					if rep.Key != want {
+						rep.Problems = append([]string{fmt.Sprintf("the checkpoints verify with key %s, not with the key you hold (%s): the signing key was replaced, and whoever replaced it could sign anything", rep.Key, want)}, rep.Problems...)
+						rep.Problem = rep.Problems[0]
+					}
 				}
 				var fleetRep *audit.FleetReport
 				if cfg.Shared() && !verifyLocal {
@@ -100,6 +113,7 @@ of a stopped one.`,
 		},
 	}
 	verify.Flags().BoolVar(&verifyLocal, "local", false, "in a fleet: this node's chain only")
+	verify.Flags().StringVar(&verifyKey, "public-key", "", "the audit public key kept elsewhere (`sealgate audit key` output, its hex, or a file holding it): the checkpoints must verify with it")
 	verify.Flags().BoolVar(&verifyJSON, "json", false, "print JSON")
 
 	var f searchFlags
@@ -355,4 +369,20 @@ func auditLocal(ops admin.QueueOps, errOut io.Writer, action, queueID, detail st
 	if err := s.Audit(audit.Admin(time.Now(), action, admin.LocalActor(), queueID, detail)); err != nil {
 		fmt.Fprintf(errOut, "sealgate: the audit record of this action failed: %v\n", err)
 	}
+}
+
+// parseAuditPublicKey reads an Ed25519 public key as `sealgate audit
+// key` prints it ("ed25519 HEX"), as bare hex, or from a file holding
+// either; it returns the hex.
+func parseAuditPublicKey(v string) (string, error) {
+	text := strings.TrimSpace(v)
+	if data, err := os.ReadFile(v); err == nil {
+		text = strings.TrimSpace(string(data))
+	}
+	text = strings.TrimSpace(strings.TrimPrefix(text, "ed25519"))
+	key, err := hex.DecodeString(text)
+	if err != nil || len(key) != ed25519.PublicKeySize {
+		return "", fmt.Errorf("%q is not an Ed25519 public key (64 hex digits, as `sealgate audit key` prints it)", v)
+	}
+	return hex.EncodeToString(key), nil
 }

@@ -47,7 +47,9 @@ func AuditOpsFor(q QueueOps, cfg *config.Config) (AuditOps, error) {
 		if err != nil {
 			return nil, err
 		}
-		return localAudit{audit.New(q, key, nil)}, nil
+		t := audit.New(q, key, nil)
+		t.SetCheckpointInterval(cfg.Audit.CheckpointInterval.D())
+		return localAudit{t}, nil
 	}
 	return nil, fmt.Errorf("unexpected spool access %T", q)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sealgate/sealgate/certs"
 	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/gateway/audit"
 	"github.com/sealgate/sealgate/internal/objectstore"
 	"github.com/sealgate/sealgate/pgstore"
 	"github.com/sealgate/sealgate/queue"
@@ -41,13 +42,16 @@ func OpenQueueOps(cfg *config.Config) (ops QueueOps, where string, close func() 
 			return nil, "", nil, fmt.Errorf("store.postgres: %w", err)
 		}
 		store.UseShared(shared)
+		head, _, _ := store.AuditHead()
 		closeBoth := func() error {
+			signOffline(cfg, store, head)
 			shared.Close()
 			return store.Close()
 		}
 		return store, "spool " + path + " and the fleet's shared store", closeBoth, nil
 	case err == nil:
-		return store, "spool " + path, store.Close, nil
+		head, _, _ := store.AuditHead()
+		return store, "spool " + path, func() error { signOffline(cfg, store, head); return store.Close() }, nil
 	case errors.Is(err, queue.ErrLocked):
 		if cfg.Admin.Listen == "" {
 			return nil, "", nil, fmt.Errorf("the spool is in use by a running server and admin.listen is off")
@@ -130,4 +134,28 @@ func EscrowOpsFor(q QueueOps, cfg *config.Config) (EscrowOps, error) {
 		return EscrowOf(e), nil
 	}
 	return nil, fmt.Errorf("unexpected spool access %T", q)
+}
+
+// signOffline signs the audit chain's head when a command changed a
+// stopped server's spool (an admin action is an entry; head is where the
+// chain stood at open), as the server does at every stop, so that a
+// trail's unsigned tail stays short. A command that wrote nothing signs
+// nothing: audit verify must not cover up what it found. Without a
+// signing key (a server that never started) there is nothing to sign with.
+func signOffline(cfg *config.Config, store *queue.Store, head uint64) {
+	if now, _, err := store.AuditHead(); err != nil || now == head {
+		return
+	}
+	key, err := audit.LoadKeyIfExists(cfg.AuditSigningKeyFile())
+	if err != nil || key == nil {
+		return
+	}
+	t := audit.New(store, key, nil)
+	t.SetCheckpointInterval(cfg.Audit.CheckpointInterval.D())
+	_, problem, err := t.SignHead(time.Now())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "sealgate: audit checkpoint: %v\n", err)
+	} else if problem != "" {
+		fmt.Fprintf(os.Stderr, "sealgate: audit trail: %s; put on record in the trail\n", problem)
+	}
 }

@@ -56,10 +56,30 @@ func (c Checkpoint) signedBytes() []byte {
 
 // Trail signs checkpoints and reads the chain of a Storage.
 type Trail struct {
-	shipMu sync.Mutex // one shipping at a time (fleet.go)
-	store  Storage
-	key    ed25519.PrivateKey // nil: can verify only
-	pub    ed25519.PublicKey
+	shipMu   sync.Mutex // one shipping at a time (fleet.go)
+	store    Storage
+	key      ed25519.PrivateKey // nil: can verify only
+	pub      ed25519.PublicKey
+	interval time.Duration // audit.checkpoint_interval, for Verify
+}
+
+// DefaultCheckpointInterval is audit.checkpoint_interval's default.
+const DefaultCheckpointInterval = 5 * time.Minute
+
+// SetCheckpointInterval tells Verify how often the gateway signs while
+// it runs (audit.checkpoint_interval).
+func (t *Trail) SetCheckpointInterval(d time.Duration) { t.interval = d }
+
+// maxUnsigned is the longest span of entries a genuine trail leaves
+// after its newest checkpoint: the gateway signs at every start and
+// stop, and at every interval while the head moves; twice that, and a
+// minute for a slow disk, before Verify calls it deleted checkpoints.
+func (t *Trail) maxUnsigned() time.Duration {
+	d := t.interval
+	if d <= 0 {
+		d = DefaultCheckpointInterval
+	}
+	return 2*d + time.Minute
 }
 
 // New is the trail over store, signing with key (nil to verify only,
@@ -143,6 +163,75 @@ func (t *Trail) Checkpoint(now time.Time) (*Checkpoint, error) {
 		return nil, err
 	}
 	return &cp, t.store.PutAuditCheckpoint(seq, data)
+}
+
+// unsignedTailType is the record a signer leaves in the chain when it
+// finds entries after the newest checkpoint spanning longer than a
+// genuine trail leaves: signing over them must not hide that the
+// checkpoints which covered them were deleted.
+const unsignedTailType = "audit.unsigned-tail"
+
+// SignHead is Checkpoint for a start, or for a command that changed a
+// stopped server's spool: a tail no checkpoint covers that is longer
+// than a genuine trail leaves is first put on record in the chain (and
+// returned, for the log), then the head is signed.
+func (t *Trail) SignHead(now time.Time) (*Checkpoint, string, error) {
+	last, err := t.store.AuditLastCheckpoint()
+	if err != nil {
+		return nil, "", err
+	}
+	base, _, err := t.store.AuditBase()
+	if err != nil {
+		return nil, "", err
+	}
+	signed := max(last, base)
+	var tail tailSpan
+	err = t.store.ForEachAudit(signed+1, func(seq uint64, e *queue.AuditEntry, openErr error) error {
+		if openErr == nil && seq > signed {
+			tail.add(seq, e.Record)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	problem := tail.problem(t.maxUnsigned())
+	if problem != "" {
+		rec := mustJSON(Record{Time: now.UTC(), Type: unsignedTailType, Actor: "sealgate", Detail: problem})
+		if err := t.store.Audit(rec); err != nil {
+			return nil, problem, err
+		}
+	}
+	cp, err := t.Checkpoint(now)
+	return cp, problem, err
+}
+
+// tailSpan is the entries after the newest checkpoint, and their times.
+type tailSpan struct {
+	first, last uint64
+	from, to    time.Time
+}
+
+func (s *tailSpan) add(seq uint64, record []byte) {
+	var r struct {
+		Time time.Time `json:"time"`
+	}
+	if json.Unmarshal(record, &r) != nil || r.Time.IsZero() {
+		return
+	}
+	if s.first == 0 {
+		s.first, s.from = seq, r.Time
+	}
+	s.last, s.to = seq, r.Time
+}
+
+// problem names the span when it is longer than maxUnsigned.
+func (s tailSpan) problem(maxUnsigned time.Duration) string {
+	if s.first == 0 || s.to.Sub(s.from) <= maxUnsigned {
+		return ""
+	}
+	return fmt.Sprintf("entries %d to %d (%s to %s) are covered by no signed checkpoint, though sealgate signs one at every start and stop and every %s while it runs (checkpoints deleted, or entries written by a sealgate that did not sign them)",
+		s.first, s.last, s.from.UTC().Format(time.RFC3339), s.to.UTC().Format(time.RFC3339), (maxUnsigned-time.Minute)/2)
 }
 
 // verifyCheckpoint says what is wrong with a stored checkpoint, "" when

@@ -2,6 +2,8 @@ package audit
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +20,13 @@ type Report struct {
 	First       uint64 `json:"first"` // sequence numbers of the first and last entry
 	Last        uint64 `json:"last"`
 	Checkpoints int    `json:"checkpoints"`
+	// Key is the public key (hex) the checkpoints were verified with:
+	// compare it with the copy kept elsewhere (sealgate audit key), since
+	// whoever replaced the signing key could sign anew.
+	Key string `json:"key"`
+	// Unsigned is how many entries follow the newest checkpoint, bound by
+	// the chain only until the next one is signed.
+	Unsigned int `json:"unsigned"`
 	// LastCheckpoint is the newest signed checkpoint: the entries after
 	// it are bound by the chain only, until the next one.
 	LastCheckpoint *Checkpoint `json:"last_checkpoint,omitempty"`
@@ -50,7 +59,7 @@ var errStop = errors.New("stop")
 // and the head's agreement with the last entry. A pruned trail starts
 // right after its recorded base, which a signed checkpoint anchors.
 func (t *Trail) Verify() (Report, error) {
-	var rep Report
+	rep := Report{Key: hex.EncodeToString(t.pub)}
 	cps := map[uint64]Checkpoint{}
 	err := t.store.ForEachAuditCheckpoint(func(seq uint64, data []byte) error {
 		cp, problem := t.verifyCheckpoint(seq, data)
@@ -101,6 +110,15 @@ func (t *Trail) Verify() (Report, error) {
 		}
 	}
 
+	// The entries after the newest genuine checkpoint: a running gateway
+	// signs them within an interval, so a long span of them means the
+	// checkpoints that covered them were deleted.
+	signed := base
+	if rep.LastCheckpoint != nil {
+		signed = max(signed, rep.LastCheckpoint.Seq)
+	}
+	var tail tailSpan
+
 	prevSeq, prevHash := base, baseHash
 	err = t.store.ForEachAudit(0, func(seq uint64, e *queue.AuditEntry, openErr error) error {
 		rep.Entries++
@@ -135,11 +153,24 @@ func (t *Trail) Verify() (Report, error) {
 		if cp, ok := cps[seq]; ok && cp.Hash != e.Hash {
 			rep.bad("entry %d differs from the signed checkpoint of %s (edited and re-chained)", seq, cp.Time.Format(time.RFC3339))
 		}
+		if seq > signed {
+			rep.Unsigned++
+			tail.add(seq, e.Record)
+		}
+		if bytes.Contains(e.Record, []byte(unsignedTailType)) {
+			var r Record
+			if json.Unmarshal(e.Record, &r) == nil && r.Type == unsignedTailType {
+				rep.bad("entry %d: on signing, sealgate found that %s", seq, r.Detail)
+			}
+		}
 		prevSeq, prevHash = seq, e.Hash
 		return nil
 	})
 	if err != nil {
 		return rep, err
+	}
+	if p := tail.problem(t.maxUnsigned()); p != "" {
+		rep.bad("%s", p)
 	}
 	if rep.Entries == 0 {
 		rep.First, rep.Last = base+1, base
@@ -163,7 +194,26 @@ func (t *Trail) Verify() (Report, error) {
 			rep.bad("the signed checkpoint at entry %d names an entry that is gone (deleted from the end)", seq)
 		}
 	}
+	if rep.Entries == 0 && base == 0 && head == 0 && rep.Checkpoints == 0 {
+		// Nothing at all: a new node, or a trail deleted whole. The spool's
+		// messages say whether their events were ever written to it.
+		if a, ok := t.store.(auditedMessages); ok {
+			n, err := a.AuditedMessages()
+			if err != nil {
+				return rep, err
+			}
+			if n > 0 {
+				rep.bad("the trail is empty, but the spool holds messages whose events were written to it (the trail was deleted)")
+			}
+		}
+	}
 	return rep, nil
+}
+
+// auditedMessages is a Storage that can tell whether any message it
+// holds had its events written to the trail (queue.Store).
+type auditedMessages interface {
+	AuditedMessages() (int, error)
 }
 
 // Filter selects records for Search and Export; zero fields match all.
