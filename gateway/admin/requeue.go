@@ -59,6 +59,8 @@ type Requeuer struct {
 	Report queue.ReportFunc
 	// Wake tells the scheduler a message is due (nil: no scheduler).
 	Wake func(id string)
+	// OnBounced hears of a message an admin bounced (metrics); nil: none.
+	OnBounced func(m *queue.Message)
 }
 
 // Reapply decides id again under the current policy.
@@ -125,6 +127,11 @@ func (q *Requeuer) Bounce(id string) (Bounced, error) {
 	}
 	if q.Wake != nil && dsnID != "" {
 		q.Wake(dsnID)
+	}
+	if q.OnBounced != nil {
+		if m, err := q.Store.Get(id); err == nil {
+			q.OnBounced(m)
+		}
 	}
 	return Bounced{ID: id, DSNID: dsnID}, nil
 }

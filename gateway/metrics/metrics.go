@@ -13,6 +13,7 @@ package metrics
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,6 +36,7 @@ type Metrics struct {
 	received    prometheus.Counter
 	recipients  *prometheus.CounterVec
 	sessions    *prometheus.CounterVec
+	deliveries  *prometheus.CounterVec
 	latency     prometheus.Histogram
 	decisions   *prometheus.CounterVec
 	escrowOpens prometheus.Counter
@@ -57,6 +59,9 @@ func New(spool Spool) *Metrics {
 		[]string{"outcome", "method"})
 	m.sessions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sealgate_delivery_sessions_total",
 		Help: "Delivery attempts that reached a mail server, by TLS version (\"none\" in clear) and whether its certificate was verified."},
+		[]string{"tls_version", "verified"})
+	m.deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sealgate_deliveries_total",
+		Help: "Recipients delivered over SMTP, by the TLS version of the session that delivered them (\"none\" in clear) and whether its certificate was verified."},
 		[]string{"tls_version", "verified"})
 	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sealgate_delivery_latency_seconds",
 		Help:    "Time from acceptance to delivery, per delivered recipient.",
@@ -92,7 +97,7 @@ func New(spool Spool) *Metrics {
 		}
 		return float64(c.Quarantined)
 	})
-	m.reg.MustRegister(m.received, m.recipients, m.sessions, m.latency, m.decisions, m.escrowOpens, m.webhookFail, depth, oldest, quarantined,
+	m.reg.MustRegister(m.received, m.recipients, m.sessions, m.deliveries, m.latency, m.decisions, m.escrowOpens, m.webhookFail, depth, oldest, quarantined,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -122,12 +127,12 @@ func (m *Metrics) Accepted(env queue.Envelope) {
 
 // Attempt counts what one delivery attempt of msg did.
 func (m *Metrics) Attempt(msg *queue.Message, att queue.Attempt, outcomes []queue.RcptOutcome) {
+	tlsVersion, verified := att.TLSVersion, strconv.FormatBool(att.CertVerified)
+	if tlsVersion == "" {
+		tlsVersion = "none"
+	}
 	if att.Connected() {
-		v := att.TLSVersion
-		if v == "" {
-			v = "none"
-		}
-		m.sessions.WithLabelValues(v, strconv.FormatBool(att.CertVerified)).Inc()
+		m.sessions.WithLabelValues(tlsVersion, verified).Inc()
 	}
 	for _, o := range outcomes {
 		outcome := "deferred"
@@ -135,6 +140,9 @@ func (m *Metrics) Attempt(msg *queue.Message, att queue.Attempt, outcomes []queu
 		case o.Delivered:
 			outcome = "delivered"
 			m.latency.Observe(m.now().Sub(msg.Received).Seconds())
+			if att.Connected() {
+				m.deliveries.WithLabelValues(tlsVersion, verified).Inc()
+			}
 		case o.Dropped:
 			outcome = "dropped"
 		case o.Permanent:
@@ -147,6 +155,41 @@ func (m *Metrics) Attempt(msg *queue.Message, att queue.Attempt, outcomes []queu
 			method = "tls"
 		}
 		m.recipients.WithLabelValues(outcome, method).Inc()
+	}
+	// Recipients past the message's expiry bounced in the same record,
+	// whether or not this attempt was theirs.
+	m.countEvents(msg, "attempt", "expired")
+}
+
+// AdminBounced counts the recipients an admin bounced (queue delete
+// --bounce): msg is the message after it.
+func (m *Metrics) AdminBounced(msg *queue.Message) { m.countEvents(msg, "deleted", "bounced") }
+
+// countEvents counts as bounced the recipients named by the events of
+// kind that were recorded with the newest event of kind at (one change
+// stamps its events with one time).
+func (m *Metrics) countEvents(msg *queue.Message, at, kind string) {
+	var when time.Time
+	for i := len(msg.Events) - 1; i >= 0; i-- {
+		if msg.Events[i].Kind == at {
+			when = msg.Events[i].Time
+			break
+		}
+	}
+	if when.IsZero() {
+		return
+	}
+	for _, e := range msg.Events {
+		if e.Kind != kind || !e.Time.Equal(when) {
+			continue
+		}
+		addr, _, _ := strings.Cut(e.Detail, ": ")
+		for _, r := range msg.Recipients {
+			if r.Address == addr {
+				m.recipients.WithLabelValues("bounced", r.Method()).Inc()
+				break
+			}
+		}
 	}
 }
 
