@@ -63,3 +63,44 @@ func TestDKIMKeygenAndCheck(t *testing.T) {
 		t.Errorf("check with a wrong record: exit %d\n%s", code, out)
 	}
 }
+
+// TestDKIMKeygenIntoDataDirPrintsAPathTheConfigCanUse: without --out the
+// key goes into the configured data dir, and the key_file printed, pasted
+// into that config as the output says, names the same key even though
+// the config lies elsewhere than the directory keygen ran in (a config's
+// relative paths count from its own directory).
+func TestDKIMKeygenIntoDataDirPrintsAPathTheConfigCanUse(t *testing.T) {
+	root := t.TempDir()
+	confDir, home := filepath.Join(root, "etc", "sealgate"), filepath.Join(root, "home")
+	for _, d := range []string{confDir, home} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := "data_dir: ../../var/sealgate\n"
+	writeFile(t, filepath.Join(confDir, "sealgate.yaml"), base)
+	t.Chdir(home)
+	cfgPath := filepath.Join("..", "etc", "sealgate", "sealgate.yaml")
+
+	code, out, errOut := sealgate(t, "dkim", "keygen", "--domain", "example.org", "--selector", "s1", "--config", cfgPath)
+	if code != 0 {
+		t.Fatalf("keygen: exit %d %s", code, errOut)
+	}
+	want, err := os.Stat(filepath.Join(root, "var", "sealgate", "dkim", "example.org.s1.rsa.pem"))
+	if err != nil {
+		t.Fatalf("the key is not in the config's data dir: %v\n%s", err, out)
+	}
+	_, entry, ok := strings.Cut(out, "Then add to the config and reload:\n\n")
+	m := regexp.MustCompile(`(?m)^      key_file: (.+)$`).FindStringSubmatch(entry)
+	if !ok || m == nil {
+		t.Fatalf("keygen printed no config entry:\n%s", out)
+	}
+	if got, err := os.Stat(m[1]); !filepath.IsAbs(m[1]) || err != nil || !os.SameFile(got, want) {
+		t.Errorf("printed key_file %q: want an absolute path to the key written (%v)", m[1], err)
+	}
+
+	writeFile(t, filepath.Join(confDir, "sealgate.yaml"), base+entry)
+	if code, out, errOut := sealgate(t, "config", "check", cfgPath); code != 0 {
+		t.Errorf("config check with the printed entry: exit %d\n%s%s", code, out, errOut)
+	}
+}

@@ -26,24 +26,35 @@ func newDKIMCmd() *cobra.Command {
 		Short: "Generate a DKIM key and print the DNS TXT record to publish",
 		Long: `Generate a DKIM signing key (RSA, 2048 bits by default, or Ed25519),
 write it with mode 0600 (never over an existing file), and print the DNS
-TXT record to publish and the dkim.keys entry to add to the config.`,
+TXT record to publish and the dkim.keys entry to add to the config (the
+key file by its absolute path: a config's relative paths count from its
+own directory, not from where this command ran).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if domain == "" || selector == "" {
 				return usageErr(errors.New("--domain and --selector are required"))
 			}
-			if out == "" {
+			keyFile := out
+			if keyFile == "" {
 				cfg, err := loadConfig(configPath)
 				if err != nil {
 					return err
 				}
-				out = filepath.Join(cfg.DataDir, "dkim", fmt.Sprintf("%s.%s.%s.pem", domain, selector, algo))
+				keyFile = filepath.Join(cfg.DataDir, "dkim", fmt.Sprintf("%s.%s.%s.pem", domain, selector, algo))
+			}
+			// The key_file printed below is pasted into a config file,
+			// whose relative paths count from its own directory, not from
+			// where this command ran: only an absolute path names the
+			// same file in both places.
+			keyFile, err := filepath.Abs(keyFile)
+			if err != nil {
+				return err
 			}
 			key, pemKey, err := certs.GenerateDKIMKey(algo, bits)
 			if err != nil {
 				return usageErr(err)
 			}
-			if err := certs.WriteDKIMKey(out, pemKey); err != nil {
+			if err := certs.WriteDKIMKey(keyFile, pemKey); err != nil {
 				return err
 			}
 			record, err := certs.DKIMRecord(key)
@@ -51,9 +62,9 @@ TXT record to publish and the dkim.keys entry to add to the config.`,
 				return err
 			}
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "Wrote %s key to %s (mode 0600).\n\n", algo, out)
+			fmt.Fprintf(w, "Wrote %s key to %s (mode 0600).\n\n", algo, keyFile)
 			fmt.Fprintf(w, "Publish this DNS record:\n\n%s._domainkey.%s. IN TXT ( %s )\n\n", selector, domain, certs.SplitTXT(record))
-			fmt.Fprintf(w, "Then add to the config and reload:\n\ndkim:\n  keys:\n    - domain: %s\n      selector: %s\n      key_file: %s\n", domain, selector, out)
+			fmt.Fprintf(w, "Then add to the config and reload:\n\ndkim:\n  keys:\n    - domain: %s\n      selector: %s\n      key_file: %s\n", domain, selector, keyFile)
 			return nil
 		},
 	}

@@ -41,3 +41,38 @@ func TestReadmeCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestDocsSayTheCertificateFileHoldsTheFullChain: Microsoft 365
+// connectors and Google Workspace routes validate the listener's chain
+// and name, so the set-up sections of the README and the example config
+// say that inbound.tls.cert_file holds the full chain, leaf first.
+func TestDocsSayTheCertificateFileHoldsTheFullChain(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	example, err := os.ReadFile("../../sealgate.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := func(doc, start, end string) string {
+		_, rest, ok := strings.Cut(doc, start)
+		body, _, _ := strings.Cut(rest, end)
+		if !ok {
+			t.Fatalf("no section %q", start)
+		}
+		return body
+	}
+	for name, text := range map[string]string{
+		"README, Microsoft 365":    section(string(readme), "### Microsoft 365", "\n### "),
+		"README, Google Workspace": section(string(readme), "### Google Workspace", "\n### "),
+		"example, inbound.tls":     section(string(example), "\n  tls:\n", "\n    key_file:"),
+	} {
+		text = strings.Join(strings.Fields(strings.ReplaceAll(text, "#", "")), " ")
+		for _, want := range []string{"cert_file", "full chain", "first, then", "intermediates"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s does not say %q (that cert_file holds the full chain, leaf first):\n%s", name, want, text)
+			}
+		}
+	}
+}

@@ -373,8 +373,9 @@ func TestDANELookupFailureDefers(t *testing.T) {
 
 // TestOpportunisticTLSFallsBackToClear: a server that offers STARTTLS
 // but whose TLS we cannot speak still gets mail at level "may", in
-// clear, and the attempt says so; at "encrypt", or with an MTA-STS
-// policy, it does not.
+// clear, and the attempt says so; at "encrypt", with an MTA-STS
+// policy, or when the domain took mail over TLS before (its TLS history:
+// a failing handshake now may be an attacker's doing), it does not.
 func TestOpportunisticTLSFallsBackToClear(t *testing.T) {
 	f := newDeliveryFixture(t, nil)
 	old := f.mx("old.test", "mx.old.test", "127.0.0.2", 10, testutil.SinkOptions{TLS: true, BrokenTLS: true, CA: f.ca})
@@ -391,12 +392,23 @@ func TestOpportunisticTLSFallsBackToClear(t *testing.T) {
 		t.Errorf("sink got %d messages (TLS %q)", len(m), m[0].TLS)
 	}
 	pol := &policy.MTASTSPolicy{Mode: policy.MTASTSTesting, MX: []string{"mx.old.test"}, MaxAge: time.Hour}
+	// The level "may" configured, and the domain's history as the
+	// scheduler hands it to the transport decision.
+	withHistory := func(h policy.TLSHistory) policy.TLSRequirement {
+		return policy.DecideTLS(policy.TLSInputs{Domain: "old.test", Configured: policy.TLSMay, ConfiguredBy: "default", History: &h})
+	}
 	for name, req := range map[string]policy.TLSRequirement{
-		"encrypt":         {Level: policy.TLSEncrypt, RequiredBy: "test"},
-		"mta-sts testing": {Level: policy.TLSMay, MTASTS: pol},
+		"encrypt":              {Level: policy.TLSEncrypt, RequiredBy: "test"},
+		"mta-sts testing":      {Level: policy.TLSMay, MTASTS: pol},
+		"tls history":          withHistory(policy.TLSHistory{TLSSeen: true, Since: "2026-01-02"}),
+		"verified tls history": withHistory(policy.TLSHistory{TLSSeen: true, Verified: true, Since: "2026-01-02"}),
 	} {
-		if _, out := deliver(req); out[0].Delivered || out[0].Permanent {
-			t.Errorf("%s: %+v, want deferred, never in clear", name, out[0])
+		att, out := deliver(req)
+		if out[0].Delivered || out[0].Permanent || att.TLSFallback != "" {
+			t.Errorf("%s: %+v %+v, want deferred, never in clear", name, att, out[0])
+		}
+		if strings.Contains(name, "history") && !strings.Contains(att.TLSRequiredBy, "domain history") {
+			t.Errorf("%s: the attempt says TLS was required by %q", name, att.TLSRequiredBy)
 		}
 	}
 	if n := len(old.Messages()); n != 1 {

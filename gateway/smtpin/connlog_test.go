@@ -24,7 +24,8 @@ func waitLog(t *testing.T, logs *syncBuffer, want string) string {
 
 // TestConnectionsAndFailedHandshakesAreLogged: a connection gets a line
 // when it comes and when it goes (duration, messages), and a failed TLS
-// handshake — implicit or after STARTTLS — names the client and why.
+// handshake — implicit or after STARTTLS — names the client, the highest
+// protocol it offered, the name it asked for, and why.
 func TestConnectionsAndFailedHandshakesAreLogged(t *testing.T) {
 	logs := &syncBuffer{}
 	f := startInboundWith(t, testInboundConfig(t), func(o *Options) {
@@ -48,17 +49,26 @@ func TestConnectionsAndFailedHandshakesAreLogged(t *testing.T) {
 	}
 	raw.Write([]byte("EHLO not-tls\r\n"))
 	raw.Close()
-	waitLog(t, logs, "listener=implicit-tls err=")
+	waitLog(t, logs, `listener=implicit-tls protocol="no ClientHello" err=`)
 
 	// STARTTLS, then an offer no server may accept (TLS 1.0 only).
 	s := dialSMTP(t, f.addr)
 	s.cmd("EHLO client.test", "250 ")
 	s.cmd("STARTTLS", "220 ")
-	tc := tls.Client(s.conn, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS10})
+	tc := tls.Client(s.conn, &tls.Config{ServerName: "relay.test", InsecureSkipVerify: true, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS10})
 	if tc.Handshake() == nil {
 		t.Fatal("a TLS 1.0 handshake succeeded")
 	}
-	if out := waitLog(t, logs, "listener=starttls helo=client.test err="); !strings.Contains(out, "msg=\"TLS handshake failed\"") {
+	if out := waitLog(t, logs, "listener=starttls helo=client.test protocol=TLS1.0 sni=relay.test err="); !strings.Contains(out, "msg=\"TLS handshake failed\"") {
 		t.Errorf("handshake failure line:\n%s", out)
 	}
+
+	// Implicit TLS, a client that offers TLS 1.1 and 1.0: the line names
+	// the highest.
+	ic, err := tls.Dial("tcp", f.tlsAddr, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11})
+	if err == nil {
+		ic.Close()
+		t.Fatal("a TLS 1.1 handshake succeeded")
+	}
+	waitLog(t, logs, "listener=implicit-tls protocol=TLS1.1 err=")
 }

@@ -101,8 +101,7 @@ func (c *conn) serve() {
 	}()
 	if tc, ok := c.nc.(*tls.Conn); ok {
 		tc.SetDeadline(time.Now().Add(c.set.cfg.IdleTimeout.D()))
-		if err := tc.HandshakeContext(c.ctx); err != nil {
-			opts.Logger.Warn("TLS handshake failed", "client", c.clientIP.String(), "listener", listener, "err", err.Error())
+		if err := c.handshake(tc, listener); err != nil {
 			return
 		}
 		tc.SetDeadline(time.Time{})
@@ -355,8 +354,7 @@ func (c *conn) startTLS(arg string) error {
 	c.flush()
 	tc := tls.Server(c.nc, c.srv.opts.TLSConfig)
 	tc.SetDeadline(time.Now().Add(max(c.set.cfg.IdleTimeout.D(), time.Second)))
-	if err := tc.HandshakeContext(c.ctx); err != nil {
-		c.srv.opts.Logger.Warn("TLS handshake failed", "client", c.clientIP.String(), "listener", "starttls", "helo", c.helo, "err", err.Error())
+	if err := c.handshake(tc, "starttls"); err != nil {
 		return err // nothing more can be said in the clear
 	}
 	tc.SetDeadline(time.Time{})

@@ -92,6 +92,9 @@ func New(opts Options) (*Server, error) {
 		opts.TLSConfig = opts.TLSConfig.Clone()
 		opts.TLSConfig.ClientAuth = tls.RequestClientCert
 	}
+	if opts.TLSConfig != nil {
+		opts.TLSConfig = recordOffers(opts.TLSConfig)
+	}
 	s := &Server{
 		opts:         opts,
 		budget:       &byteBudget{max: cfg.MaxBytesInFlight},
