@@ -4,10 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -145,6 +149,11 @@ func (a *API) sendMessage(w http.ResponseWriter, r *http.Request) {
 		a.refused(w, err)
 		return
 	}
+	if note := noteOf(r); res.Duplicate {
+		note.queueID, note.detail = res.ID, "a repeated idempotency key: nothing queued"
+	} else {
+		note.covered = true // by the message's "received" entry
+	}
 	writeJSON(w, status, res)
 }
 
@@ -226,7 +235,40 @@ func (a *API) sendBatch(w http.ResponseWriter, r *http.Request) {
 		}
 		out[i].ID = res.ID
 	}
+	note := noteOf(r)
+	note.detail, note.covered = batchSummary(out)
 	writeJSON(w, http.StatusOK, map[string]any{"results": out})
+}
+
+// batchSummary is what a batch's audit record says of its messages:
+// how many were queued, repeated an idempotency key or were refused
+// (by status). covered: every message was queued, so each has its
+// "received" entry and the call needs no record of its own.
+func batchSummary(results []batchResult) (detail string, covered bool) {
+	var queued, repeated int
+	refused := map[int]int{}
+	for _, res := range results {
+		switch res.Status {
+		case http.StatusCreated:
+			queued++
+		case http.StatusOK:
+			repeated++
+		default:
+			refused[res.Status]++
+		}
+	}
+	if queued == len(results) {
+		return "", true
+	}
+	detail = fmt.Sprintf("%d messages: %d queued, %d repeated idempotency keys, %d refused", len(results), queued, repeated, len(results)-queued-repeated)
+	if len(refused) > 0 {
+		var by []string
+		for _, status := range slices.Sorted(maps.Keys(refused)) {
+			by = append(by, fmt.Sprintf("%d×%d", refused[status], status))
+		}
+		detail += " (" + strings.Join(by, ", ") + ")"
+	}
+	return detail, false
 }
 
 // MessageStatus is GET /api/v1/messages/{id}: where each recipient

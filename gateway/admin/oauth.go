@@ -269,10 +269,15 @@ func (a *API) oauthRevoke(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
-	if err := a.tokens.revoke(form.Get("token")); err != nil {
+	tok := form.Get("token")
+	p, known := a.tokens.lookup(tok, time.Now()) // whose it was, for the record
+	if err := a.tokens.revoke(tok); err != nil {
 		a.logger.Error("oauth: cannot revoke the token", "err", err)
 		oauthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the token could not be revoked; try again")
 		return
+	}
+	if known {
+		a.audited(withPrincipal(r, p), "oauth-revoke", "", "token revoked")
 	}
 	w.WriteHeader(http.StatusOK)
 }
