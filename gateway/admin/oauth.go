@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/internal/mailtext"
 )
 
 // OAuth 2.0 tokens and signed requests.
@@ -242,7 +243,13 @@ func (a *API) oauthToken(w http.ResponseWriter, r *http.Request) {
 		}
 		p = Principal{Name: "user " + user, Scope: scope, User: user}
 		if scope == ScopeSend {
-			p.Addresses = []string{strings.ToLower(user)}
+			// The user's own address, in the form the intake compares
+			// with; a user name that is no address sends as nobody.
+			addr, _, err := mailtext.CanonicalAddress(user)
+			if err != nil || addr == "" {
+				addr = user
+			}
+			p.Addresses = []string{addr}
 		}
 	default:
 		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be client_credentials or password")

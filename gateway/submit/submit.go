@@ -123,7 +123,7 @@ func (in *Intake) Submit(ctx context.Context, sub Submission) (Result, error) {
 	if !domainAllowed(fromDomain, sub.Domains) {
 		return Result{}, refuse(403, "this key may not send for %s (it may for %s)", fromDomain, strings.Join(sub.Domains, ", "))
 	}
-	if sub.Addresses != nil && !slices.Contains(sub.Addresses, from) {
+	if sub.Addresses != nil && !slices.ContainsFunc(sub.Addresses, func(a string) bool { return sameUser(from, a) }) {
 		return Result{}, refuse(403, "this token may send only as %s", strings.Join(sub.Addresses, ", "))
 	}
 	if len(sub.Recipients) == 0 {
@@ -194,6 +194,15 @@ func (in *Intake) Submit(ctx context.Context, sub Submission) (Result, error) {
 		in.o.OnAccepted(env)
 	}
 	return Result{ID: got, Held: env.Hold}, nil
+}
+
+// sameUser says whether the canonical sender from is the address of
+// one of our own users, written as the user's name is: both in canonical
+// form, the local part without regard to case (Alice@Org.TEST sending as
+// alice@org.test is the same user).
+func sameUser(from, user string) bool {
+	u, _, err := mailtext.CanonicalAddress(user)
+	return err == nil && u != "" && strings.EqualFold(from, u)
 }
 
 func domainAllowed(domain string, allowed []string) bool {
