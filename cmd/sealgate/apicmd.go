@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/gateway/admin"
+	"github.com/sealgate/sealgate/queue"
 )
 
 func newAPICmd() *cobra.Command {
@@ -90,14 +92,16 @@ func newAPICmd() *cobra.Command {
 		Short: "End a key at once",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return queueErr(withKeys(func(ops admin.APIKeyOps, q admin.QueueOps) error {
-				if err := ops.RevokeAPIKey(args[0]); err != nil {
+			return withKeys(func(ops admin.APIKeyOps, q admin.QueueOps) error {
+				if err := ops.RevokeAPIKey(args[0]); errors.Is(err, queue.ErrNotFound) {
+					return &exitError{code: 1, err: fmt.Errorf("no such API key %s", args[0])}
+				} else if err != nil {
 					return err
 				}
 				auditLocal(q, cmd.ErrOrStderr(), "apikey-revoke", "", "API key "+args[0]+" revoked")
 				fmt.Fprintf(cmd.OutOrStdout(), "%s revoked\n", args[0])
 				return nil
-			}))
+			})
 		},
 	}
 	key.AddCommand(create, list, revoke)

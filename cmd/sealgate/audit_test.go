@@ -138,7 +138,7 @@ func TestAPIKeyCommands(t *testing.T) {
 	if code, out, _ := sealgate(t, "api", "key", "revoke", id, "--config", cfg); code != 0 || !strings.Contains(out, id+" revoked") {
 		t.Errorf("api key revoke: exit %d %s", code, out)
 	}
-	if code, _, stderr := sealgate(t, "api", "key", "revoke", "sk-none", "--config", cfg); code != 1 || !strings.Contains(stderr, "no such") {
+	if code, _, stderr := sealgate(t, "api", "key", "revoke", "sk-none", "--config", cfg); code != 1 || !strings.Contains(stderr, "no such API key sk-none") {
 		t.Errorf("revoke of an unknown key: exit %d %s", code, stderr)
 	}
 	code, out, _ = sealgate(t, "api", "key", "list", "--json", "--config", cfg)

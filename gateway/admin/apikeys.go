@@ -226,7 +226,10 @@ func (a *API) apiKeyRoutes(mux *routeMux) {
 	})
 	mux.HandleFunc("POST /api/v1/apikeys/{id}/revoke", func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
-		if err := a.apiKeys.RevokeAPIKey(id, time.Now()); err != nil {
+		if err := a.apiKeys.RevokeAPIKey(id, time.Now()); errors.Is(err, queue.ErrNotFound) {
+			apiError(w, http.StatusNotFound, "no such API key "+id)
+			return
+		} else if err != nil {
 			a.fail(w, err)
 			return
 		}

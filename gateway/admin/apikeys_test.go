@@ -141,3 +141,22 @@ func TestListsPageWithACursor(t *testing.T) {
 		t.Errorf("pages %v / %v (next %q) / %v (next %q)", all, first, next, rest, end)
 	}
 }
+
+// TestNotFoundSaysWhatIsMissing: each route's 404 names what it did not
+// find — a domain's TLS history, an API key, a message.
+func TestNotFoundSaysWhatIsMissing(t *testing.T) {
+	s := openStore(t)
+	srv := serve(t, Options{Store: s, APIKeys: s}, false)
+	for path, want := range map[string]string{
+		"/api/v1/domains/nowhere.test/reset": "no TLS history for nowhere.test",
+		"/api/v1/apikeys/sk00/revoke":        "no such API key sk00",
+		"/api/v1/queue/00ff/hold":            "no such message",
+	} {
+		code, body := do(t, srv, http.MethodPost, path)
+		var e struct{ Error string }
+		json.Unmarshal([]byte(body), &e)
+		if code != http.StatusNotFound || e.Error != want {
+			t.Errorf("POST %s: %d %q, want 404 %q", path, code, e.Error, want)
+		}
+	}
+}
