@@ -3,6 +3,7 @@ package admin
 import (
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -157,6 +158,40 @@ func TestNotFoundSaysWhatIsMissing(t *testing.T) {
 		json.Unmarshal([]byte(body), &e)
 		if code != http.StatusNotFound || e.Error != want {
 			t.Errorf("POST %s: %d %q, want 404 %q", path, code, e.Error, want)
+		}
+	}
+}
+
+// TestMetricsAndDescriptionNeedARead: GET /metrics and GET
+// /api/v1/openapi.yaml answer a read key, refuse a send key (403) and a
+// request without credentials (401).
+func TestMetricsAndDescriptionNeedARead(t *testing.T) {
+	s := openStore(t)
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("sealgate_up 1\n")) })
+	srv := serve(t, Options{Store: s, APIKeys: s, Metrics: metrics}, false)
+	_, readCred, err := CreateAPIKey(s, "prometheus", ScopeRead, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sendCred, _ := CreateAPIKey(s, "ehr", ScopeSend, []string{"org.test"}, time.Now())
+	for _, path := range []string{"/metrics", "/api/v1/openapi.yaml"} {
+		for cred, want := range map[string]int{readCred: 200, sendCred: 403, "": 401} {
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+			if cred != "" {
+				req.Header.Set("X-API-Key", cred)
+			}
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("GET %s with %q: %d, want %d", path, cred, resp.StatusCode, want)
+			}
+			if want == 200 && !strings.Contains(string(body), map[string]string{"/metrics": "sealgate_up 1", "/api/v1/openapi.yaml": "openapi: 3.1"}[path]) {
+				t.Errorf("GET %s with a read key: %s", path, body)
+			}
 		}
 	}
 }
