@@ -22,13 +22,13 @@ import (
 // 403; a batch answers per message; the key's limit is 429; a key sees
 // only its own messages' status.
 func TestSendAPIEndToEnd(t *testing.T) {
-	e := newE2E(t, "api: {messages_per_minute: 9}\npolicy: {escalation_chain: [tls-verified, bounce]}\n")
+	e := newE2E(t, "api: {messages_per_minute: 8}\npolicy: {escalation_chain: [tls-verified, bounce]}\n")
 	sink := e.destination("dest.test", "127.0.0.2", testutil.SinkOptions{TLS: true, CA: e.ca})
-	_, cred, err := admin.CreateAPIKey(e.gw.Store(), "ehr", admin.ScopeSend, []string{"org.test"}, time.Now())
+	_, cred, err := admin.CreateAPIKey(e.gw.Store(), admin.NewAPIKey{Name: "ehr", Scope: admin.ScopeSend, Domains: []string{"org.test"}}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, other, _ := admin.CreateAPIKey(e.gw.Store(), "crm", admin.ScopeSend, []string{"else.test"}, time.Now())
+	_, other, _ := admin.CreateAPIKey(e.gw.Store(), admin.NewAPIKey{Name: "crm", Scope: admin.ScopeSend, Domains: []string{"else.test"}}, time.Now())
 	post := func(path, ct, body, key string, header ...string) (int, map[string]any, http.Header) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodPost, "http://"+e.gw.AdminAddr()+path, strings.NewReader(body))
@@ -128,8 +128,10 @@ func TestSendAPIEndToEnd(t *testing.T) {
 		}
 	}
 
-	// 7. Past the key's limit: 429 with Retry-After.
-	if code, _, h := post("/api/v1/messages", "application/json", body, cred); code != http.StatusTooManyRequests || h.Get("Retry-After") == "" {
+	// 7. Past the key's limit (8 messages: the repeated idempotency key
+	// queued nothing and does not count): 429 with Retry-After.
+	fresh := `{"from": "noreply@org.test", "to": ["erin@dest.test"], "subject": "one more", "text": "x"}`
+	if code, _, h := post("/api/v1/messages", "application/json", fresh, cred); code != http.StatusTooManyRequests || h.Get("Retry-After") == "" {
 		t.Errorf("past the limit: %d, Retry-After %q", code, h.Get("Retry-After"))
 	}
 
@@ -153,7 +155,7 @@ func TestSendAPIEndToEnd(t *testing.T) {
 func TestExplainAndDomainCheckThroughTheAPI(t *testing.T) {
 	e := newE2E(t, "policy: {escalation_chain: [tls-verified, bounce]}\n")
 	e.destination("dest.test", "127.0.0.2", testutil.SinkOptions{TLS: true, CA: e.ca})
-	_, cred, err := admin.CreateAPIKey(e.gw.Store(), "dashboards", admin.ScopeRead, nil, time.Now())
+	_, cred, err := admin.CreateAPIKey(e.gw.Store(), admin.NewAPIKey{Name: "dashboards", Scope: admin.ScopeRead}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +192,7 @@ func TestExplainAndDomainCheckThroughTheAPI(t *testing.T) {
 func TestSendAPIRefusesWhatAKeyMayNotSay(t *testing.T) {
 	e := newE2E(t, "api: {messages_per_minute: 4}\n")
 	e.destination("dest.test", "127.0.0.2", testutil.SinkOptions{TLS: true, CA: e.ca})
-	_, cred, err := admin.CreateAPIKey(e.gw.Store(), "ehr", admin.ScopeSend, []string{"org.test"}, time.Now())
+	_, cred, err := admin.CreateAPIKey(e.gw.Store(), admin.NewAPIKey{Name: "ehr", Scope: admin.ScopeSend, Domains: []string{"org.test"}}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +238,7 @@ func TestSendAPIRefusesWhatAKeyMayNotSay(t *testing.T) {
 // items are queued — and a batch of more than 500 messages is 400.
 func TestSendAPISizeAndBatchLimits(t *testing.T) {
 	e := newE2E(t, "inbound: {max_message_bytes: 4096}\n")
-	_, cred, err := admin.CreateAPIKey(e.gw.Store(), "ehr", admin.ScopeSend, []string{"org.test"}, time.Now())
+	_, cred, err := admin.CreateAPIKey(e.gw.Store(), admin.NewAPIKey{Name: "ehr", Scope: admin.ScopeSend, Domains: []string{"org.test"}}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,7 +88,7 @@ type Store interface {
 //	GET  /api/v1/audit/key              the checkpoints' public key
 //	GET  /api/v1/audit/anchor           this node's place in a fleet's trail (what it shipped and signed)
 //	GET  /metrics                       Prometheus metrics (gateway/metrics)
-//	GET  /api/v1/apikeys                API keys (apikeys.go); POST creates {"name","scope"}
+//	GET  /api/v1/apikeys                API keys (apikeys.go); POST creates {"name","scope","domains","rate_per_minute","max_message_bytes"}
 //	POST /api/v1/apikeys/{id}/revoke    end a key
 //	POST /api/v1/messages               the send API (messages.go); :batch for up to 500
 //	GET  /api/v1/messages/{id}          per-recipient status

@@ -24,8 +24,16 @@ import (
 // consistency when the test ends.
 func openStore(t *testing.T) *queue.Store {
 	t.Helper()
+	return openStoreWith(t, queue.Options{})
+}
+
+// openStoreWith is openStore with o's options (its path and key file
+// are the test's).
+func openStoreWith(t *testing.T, o queue.Options) *queue.Store {
+	t.Helper()
 	dir := t.TempDir()
-	s, err := queue.Open(queue.Options{Path: filepath.Join(dir, "s.db"), KeyFile: filepath.Join(dir, "k")})
+	o.Path, o.KeyFile = filepath.Join(dir, "s.db"), filepath.Join(dir, "k")
+	s, err := queue.Open(o)
 	if err != nil {
 		t.Fatal(err)
 	}

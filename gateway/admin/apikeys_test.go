@@ -21,13 +21,13 @@ func TestAPIKeysEveryWayAndEveryRefusal(t *testing.T) {
 	trail := audit.New(s, nil, nil)
 	srv := serve(t, Options{Store: s, APIKeys: s, Audit: trail}, false)
 	base := "http://" + srv.Listener.Addr().String()
-	reader, readCred, err := CreateAPIKey(s, "dashboards", ScopeRead, nil, time.Now())
+	reader, readCred, err := CreateAPIKey(s, NewAPIKey{Name: "dashboards", Scope: ScopeRead}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, adminCred, _ := CreateAPIKey(s, "ops scripts", ScopeAdmin, nil, time.Now())
-	_, sendCred, _ := CreateAPIKey(s, "ehr", ScopeSend, []string{"org.test"}, time.Now())
-	if _, _, err := CreateAPIKey(s, "x", "superuser", nil, time.Now()); err == nil {
+	_, adminCred, _ := CreateAPIKey(s, NewAPIKey{Name: "ops scripts", Scope: ScopeAdmin}, time.Now())
+	_, sendCred, _ := CreateAPIKey(s, NewAPIKey{Name: "ehr", Scope: ScopeSend, Domains: []string{"org.test"}}, time.Now())
+	if _, _, err := CreateAPIKey(s, NewAPIKey{Name: "x", Scope: "superuser"}, time.Now()); err == nil {
 		t.Error("a key with an unknown scope was made")
 	}
 	id := enqueue(t, s, "a@org.test", "b@dest.test")
@@ -118,7 +118,7 @@ func TestListsPageWithACursor(t *testing.T) {
 	s := openStore(t)
 	srv := serve(t, Options{Store: s, APIKeys: s}, false)
 	for _, n := range []string{"a", "b", "c"} {
-		if _, _, err := CreateAPIKey(s, n, ScopeRead, nil, time.Now()); err != nil {
+		if _, _, err := CreateAPIKey(s, NewAPIKey{Name: n, Scope: ScopeRead}, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -169,11 +169,11 @@ func TestMetricsAndDescriptionNeedARead(t *testing.T) {
 	s := openStore(t)
 	metrics := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("sealgate_up 1\n")) })
 	srv := serve(t, Options{Store: s, APIKeys: s, Metrics: metrics}, false)
-	_, readCred, err := CreateAPIKey(s, "prometheus", ScopeRead, nil, time.Now())
+	_, readCred, err := CreateAPIKey(s, NewAPIKey{Name: "prometheus", Scope: ScopeRead}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, sendCred, _ := CreateAPIKey(s, "ehr", ScopeSend, []string{"org.test"}, time.Now())
+	_, sendCred, _ := CreateAPIKey(s, NewAPIKey{Name: "ehr", Scope: ScopeSend, Domains: []string{"org.test"}}, time.Now())
 	for _, path := range []string{"/metrics", "/api/v1/openapi.yaml"} {
 		for cred, want := range map[string]int{readCred: 200, sendCred: 403, "": 401} {
 			req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,41 +14,23 @@ import (
 	"github.com/sealgate/sealgate/queue"
 )
 
-// openAuditedStore is openStore with the message records audited (an
-// accepted message's "received" entry).
-func openAuditedStore(t *testing.T) *queue.Store {
-	t.Helper()
-	dir := t.TempDir()
-	s, err := queue.Open(queue.Options{Path: filepath.Join(dir, "s.db"), KeyFile: filepath.Join(dir, "k"), Audit: audit.FromChange})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Check(); err != nil {
-			t.Errorf("spool check: %v", err)
-		}
-		s.Close()
-	})
-	return s
-}
-
 // TestEveryCallIsAudited: every call to the admin listener leaves a
 // record with its principal, method, path and status — a repeated
 // idempotency key, a batch's refusals, /metrics, /debug/pprof/, a
 // refused content type, a revoked token — except an accepted message,
 // which its "received" entry records with the principal.
 func TestEveryCallIsAudited(t *testing.T) {
-	s := openAuditedStore(t)
+	s := openStoreWith(t, queue.Options{Audit: audit.FromChange}) // with "received" entries
 	trail := audit.New(s, nil, nil)
 	metrics := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "sealgate_up 1\n") })
 	srv := serve(t, Options{Store: s, APIKeys: s, Audit: trail, Metrics: metrics, Submit: submit.New(submit.Options{Spool: s})}, true)
 	base := "http://" + srv.Listener.Addr().String()
-	_, sendCred, err := CreateAPIKey(s, "ehr", ScopeSend, []string{"org.test"}, time.Now())
+	_, sendCred, err := CreateAPIKey(s, NewAPIKey{Name: "ehr", Scope: ScopeSend, Domains: []string{"org.test"}}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	sendKey, _, _ := strings.Cut(sendCred, ":")
-	_, readCred, _ := CreateAPIKey(s, "dashboards", ScopeRead, nil, time.Now())
+	_, readCred, _ := CreateAPIKey(s, NewAPIKey{Name: "dashboards", Scope: ScopeRead}, time.Now())
 	call := func(method, path, ct, body, cred string) (int, string) {
 		t.Helper()
 		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))

@@ -21,6 +21,7 @@ import (
 
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/internal/mailtext"
+	"github.com/sealgate/sealgate/queue"
 )
 
 // OAuth 2.0 tokens and signed requests.
@@ -320,7 +321,13 @@ func (a *API) keyPrincipal(id, secret string) (Principal, bool) {
 	if err != nil || !hmac.Equal(sum[:], k.Hash) || !k.Revoked.IsZero() {
 		return Principal{}, false
 	}
-	return Principal{Name: "API key " + k.ID + " (" + k.Name + ")", Scope: k.Scope, KeyID: k.ID, Domains: k.Domains}, true
+	return keyHolder(k), true
+}
+
+// keyHolder is the principal of a request made with key k.
+func keyHolder(k *queue.APIKey) Principal {
+	return Principal{Name: "API key " + k.ID + " (" + k.Name + ")", Scope: k.Scope, KeyID: k.ID, Domains: k.Domains,
+		PerMinute: k.RatePerMinute, MaxBytes: k.MaxMessageBytes}
 }
 
 // userOK checks a user of inbound.auth.users and says the scope of the
@@ -405,7 +412,9 @@ func (a *API) signedPrincipal(r *http.Request, header string, now time.Time) (Pr
 	}
 	// The same name as the key's other ways in: what it sent stays its
 	// own whichever way it asks (the log and audit say "signed").
-	return Principal{Name: "API key " + k.ID + " (" + k.Name + ")", Scope: k.Scope, KeyID: k.ID, Domains: k.Domains, Signed: true}, true
+	p := keyHolder(k)
+	p.Signed = true
+	return p, true
 }
 
 func (a *API) maxBody() int64 {

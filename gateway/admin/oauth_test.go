@@ -32,7 +32,7 @@ func TestOAuthTokens(t *testing.T) {
 	}
 	srv := serve(t, Options{Store: s, APIKeys: s, Users: users}, false)
 	base := "http://" + srv.Listener.Addr().String()
-	key, cred, _ := CreateAPIKey(s, "dashboards", ScopeRead, nil, time.Now())
+	key, cred, _ := CreateAPIKey(s, NewAPIKey{Name: "dashboards", Scope: ScopeRead}, time.Now())
 	id, secret, _ := strings.Cut(cred, ":")
 
 	grant := func(form url.Values) (int, map[string]any) {
@@ -118,7 +118,7 @@ func TestSignedRequests(t *testing.T) {
 	s := openStore(t)
 	srv := serve(t, Options{Store: s, APIKeys: s}, false)
 	base := "http://" + srv.Listener.Addr().String()
-	_, cred, _ := CreateAPIKey(s, "strict", ScopeAdmin, nil, time.Now())
+	_, cred, _ := CreateAPIKey(s, NewAPIKey{Name: "strict", Scope: ScopeAdmin}, time.Now())
 	id, secret, _ := strings.Cut(cred, ":")
 	hkey := sha256.Sum256([]byte(secret))
 	sign := func(method, path, body string, ts time.Time, nonce string) string {

@@ -99,6 +99,9 @@ type Submission struct {
 	// Addresses, when set, the only senders (a user's own address).
 	Domains   []string
 	Addresses []string
+	// MaxBytes is the key's own limit of bytes a message (0: the
+	// node's); it can lower the node's limit, not raise it.
+	MaxBytes int64
 	// Secure asks for the escalation chain, as a [secure] tag does.
 	Secure bool
 	// IdempotencyKey queues the message once per key and credential.
@@ -146,8 +149,12 @@ func (in *Intake) Submit(ctx context.Context, sub Submission) (Result, error) {
 		}
 	}
 	msg := mailtext.NormalizeLineEndings(sub.Message)
-	if m := lim.maxBytes; m > 0 && int64(len(msg)) > m {
-		return Result{}, refuse(413, "message of %d octets exceeds the limit of %d", len(msg), m)
+	limit, whose := lim.maxBytes, "the limit"
+	if k := sub.MaxBytes; k > 0 && (limit <= 0 || k < limit) {
+		limit, whose = k, "this key's limit"
+	}
+	if limit > 0 && int64(len(msg)) > limit {
+		return Result{}, refuse(413, "message of %d octets exceeds %s of %d", len(msg), whose, limit)
 	}
 	if bytes.IndexByte(msg, 0) >= 0 {
 		return Result{}, refuse(400, "the message contains NUL")
