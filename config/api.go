@@ -3,7 +3,8 @@ package config
 // API configures the send API on the admin listener.
 type API struct {
 	// MessagesPerMinute bounds what one API key may send (429 with
-	// Retry-After beyond it); 0 means no limit.
+	// Retry-After beyond it) unless the key has its own rate; 0 means
+	// no limit.
 	MessagesPerMinute int `yaml:"messages_per_minute"`
 	// TokenLifetime is how long an OAuth 2.0 token from /oauth/token
 	// lives (15 minutes).

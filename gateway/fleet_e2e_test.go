@@ -84,7 +84,7 @@ func TestFleetSharesTLSHistory(t *testing.T) {
 // the CLI does) works on node B; revoked through B, A refuses it.
 func TestFleetSharesAPIKeys(t *testing.T) {
 	a, b := fleet(t)
-	info, key, err := a.admin().CreateAPIKey("dashboards", admin.ScopeRead, nil)
+	info, key, err := a.admin().CreateAPIKey(admin.NewAPIKey{Name: "dashboards", Scope: admin.ScopeRead})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,13 +22,13 @@ import (
 // 403; a batch answers per message; the key's limit is 429; a key sees
 // only its own messages' status.
 func TestSendAPIEndToEnd(t *testing.T) {
-	e := newE2E(t, "api: {messages_per_minute: 9}\npolicy: {escalation_chain: [tls-verified, bounce]}\n")
+	e := newE2E(t, "api: {messages_per_minute: 8}\npolicy: {escalation_chain: [tls-verified, bounce]}\n")
 	sink := e.destination("dest.test", "127.0.0.2", testutil.SinkOptions{TLS: true, CA: e.ca})
-	_, cred, err := admin.CreateAPIKey(e.gw.Store(), "ehr", admin.ScopeSend, []string{"org.test"}, time.Now())
+	_, cred, err := admin.CreateAPIKey(e.gw.Store(), admin.NewAPIKey{Name: "ehr", Scope: admin.ScopeSend, Domains: []string{"org.test"}}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, other, _ := admin.CreateAPIKey(e.gw.Store(), "crm", admin.ScopeSend, []string{"else.test"}, time.Now())
+	_, other, _ := admin.CreateAPIKey(e.gw.Store(), admin.NewAPIKey{Name: "crm", Scope: admin.ScopeSend, Domains: []string{"else.test"}}, time.Now())
 	post := func(path, ct, body, key string, header ...string) (int, map[string]any, http.Header) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodPost, "http://"+e.gw.AdminAddr()+path, strings.NewReader(body))
@@ -128,8 +128,10 @@ func TestSendAPIEndToEnd(t *testing.T) {
 		}
 	}
 
-	// 7. Past the key's limit: 429 with Retry-After.
-	if code, _, h := post("/api/v1/messages", "application/json", body, cred); code != http.StatusTooManyRequests || h.Get("Retry-After") == "" {
+	// 7. Past the key's limit (8 messages: the repeated idempotency key
+	// queued nothing and does not count): 429 with Retry-After.
+	fresh := `{"from": "noreply@org.test", "to": ["erin@dest.test"], "subject": "one more", "text": "x"}`
+	if code, _, h := post("/api/v1/messages", "application/json", fresh, cred); code != http.StatusTooManyRequests || h.Get("Retry-After") == "" {
 		t.Errorf("past the limit: %d, Retry-After %q", code, h.Get("Retry-After"))
 	}
 
@@ -153,7 +155,7 @@ func TestSendAPIEndToEnd(t *testing.T) {
 func TestExplainAndDomainCheckThroughTheAPI(t *testing.T) {
 	e := newE2E(t, "policy: {escalation_chain: [tls-verified, bounce]}\n")
 	e.destination("dest.test", "127.0.0.2", testutil.SinkOptions{TLS: true, CA: e.ca})
-	_, cred, err := admin.CreateAPIKey(e.gw.Store(), "dashboards", admin.ScopeRead, nil, time.Now())
+	_, cred, err := admin.CreateAPIKey(e.gw.Store(), admin.NewAPIKey{Name: "dashboards", Scope: admin.ScopeRead}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +192,7 @@ func TestExplainAndDomainCheckThroughTheAPI(t *testing.T) {
 func TestSendAPIRefusesWhatAKeyMayNotSay(t *testing.T) {
 	e := newE2E(t, "api: {messages_per_minute: 4}\n")
 	e.destination("dest.test", "127.0.0.2", testutil.SinkOptions{TLS: true, CA: e.ca})
-	_, cred, err := admin.CreateAPIKey(e.gw.Store(), "ehr", admin.ScopeSend, []string{"org.test"}, time.Now())
+	_, cred, err := admin.CreateAPIKey(e.gw.Store(), admin.NewAPIKey{Name: "ehr", Scope: admin.ScopeSend, Domains: []string{"org.test"}}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,5 +230,74 @@ func TestSendAPIRefusesWhatAKeyMayNotSay(t *testing.T) {
 	batch := `{"messages": [` + strings.Repeat(body+",", 4) + body + `]}`
 	if code, out := post("/api/v1/messages:batch", "application/json", batch); code != 400 || !strings.Contains(fmt.Sprint(out["error"]), "can never fit") {
 		t.Errorf("a batch over the limit: %d %v", code, out)
+	}
+}
+
+// TestSendAPISizeAndBatchLimits: a message over inbound.max_message_bytes
+// is 413 — alone (JSON or raw) and as one item of a batch, whose other
+// items are queued — and a batch of more than 500 messages is 400.
+func TestSendAPISizeAndBatchLimits(t *testing.T) {
+	e := newE2E(t, "inbound: {max_message_bytes: 4096}\n")
+	_, cred, err := admin.CreateAPIKey(e.gw.Store(), admin.NewAPIKey{Name: "ehr", Scope: admin.ScopeSend, Domains: []string{"org.test"}}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(path, ct, body string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, "http://"+e.gw.AdminAddr()+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", ct)
+		req.Header.Set("X-API-Key", cred)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	small := `{"from": "noreply@org.test", "to": ["bob@dest.test"], "subject": "s", "text": "x"}`
+	big := `{"from": "noreply@org.test", "to": ["bob@dest.test"], "subject": "s", "text": "` + strings.Repeat("y", 5000) + `"}`
+	if code, out := post("/api/v1/messages", "application/json", big); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("JSON over the limit: %d %v", code, out)
+	}
+	raw := "From: noreply@org.test\r\nTo: bob@dest.test\r\nSubject: s\r\n\r\n" + strings.Repeat("y", 70) + strings.Repeat("\r\n"+strings.Repeat("y", 70), 70) + "\r\n"
+	if code, out := post("/api/v1/messages", "message/rfc822", raw); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("raw over the limit: %d %v", code, out)
+	}
+	code, out := post("/api/v1/messages:batch", "application/json", `{"messages": [`+small+","+big+","+small+`]}`)
+	results, _ := out["results"].([]any)
+	if code != http.StatusOK || len(results) != 3 {
+		t.Fatalf("batch with one message over the limit: %d %v", code, out)
+	}
+	for i, want := range []float64{201, 413, 201} {
+		if r := results[i].(map[string]any); r["status"] != want {
+			t.Errorf("batch item %d: %v, want status %v", i, r, want)
+		}
+	}
+	sent := func() int { // the messages the key queued (not the DSNs of their bounces)
+		t.Helper()
+		msgs, err := e.gw.Store().List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, m := range msgs {
+			if m.Envelope.From == "noreply@org.test" {
+				n++
+			}
+		}
+		return n
+	}
+	if n := sent(); n != 2 {
+		t.Errorf("%d messages queued, want the batch's 2", n)
+	}
+
+	over := `{"messages": [` + strings.Repeat(small+",", 500) + small + `]}`
+	if code, out := post("/api/v1/messages:batch", "application/json", over); code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(out["error"]), "1 to 500") {
+		t.Errorf("a batch of 501: %d %v", code, out)
+	}
+	if n := sent(); n != 2 {
+		t.Errorf("after the batch of 501, %d messages queued, want 2", n)
 	}
 }

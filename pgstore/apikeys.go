@@ -24,8 +24,9 @@ func (s *Store) PutAPIKey(k queue.APIKey) error {
 	if !k.Revoked.IsZero() {
 		revoked = &k.Revoked
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO api_keys (id, name, scope, hash, domains, created, revoked)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`, k.ID, k.Name, k.Scope, s.seal("api-key-hash", k.ID, k.Hash), k.Domains, k.Created, revoked)
+	_, err := s.pool.Exec(ctx, `INSERT INTO api_keys (id, name, scope, hash, domains, created, revoked, rate_per_minute, max_message_bytes)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, k.ID, k.Name, k.Scope, s.seal("api-key-hash", k.ID, k.Hash), k.Domains, k.Created, revoked,
+		k.RatePerMinute, k.MaxMessageBytes)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
 		return errors.New("pgstore: API key ID in use")
@@ -33,7 +34,7 @@ func (s *Store) PutAPIKey(k queue.APIKey) error {
 	return err
 }
 
-const apiKeyColumns = "id, name, scope, hash, domains, created, revoked"
+const apiKeyColumns = "id, name, scope, hash, domains, created, revoked, rate_per_minute, max_message_bytes"
 
 // scanAPIKey reads a key; its hash is sealed under the fleet key (a
 // database dump signs no request).
@@ -41,7 +42,7 @@ func (s *Store) scanAPIKey(row pgx.Row) (*queue.APIKey, error) {
 	var k queue.APIKey
 	var revoked *time.Time
 	var sealed []byte
-	if err := row.Scan(&k.ID, &k.Name, &k.Scope, &sealed, &k.Domains, &k.Created, &revoked); err != nil {
+	if err := row.Scan(&k.ID, &k.Name, &k.Scope, &sealed, &k.Domains, &k.Created, &revoked, &k.RatePerMinute, &k.MaxMessageBytes); err != nil {
 		return nil, err
 	}
 	hash, err := s.open("api-key-hash", k.ID, sealed)

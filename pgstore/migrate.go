@@ -53,9 +53,10 @@ func (s *Store) MergeAPIKey(k queue.APIKey) (added bool, err error) {
 	ctx, cancel := ctxTimeout()
 	defer cancel()
 	// xmax is 0 on a row this statement inserted, not on one it updated.
-	err = s.pool.QueryRow(ctx, `INSERT INTO api_keys (id, name, scope, hash, domains, created, revoked)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO UPDATE SET revoked = coalesce(api_keys.revoked, excluded.revoked)
-		RETURNING (xmax = 0)`, k.ID, k.Name, k.Scope, s.seal("api-key-hash", k.ID, k.Hash), k.Domains, k.Created, nullTime(k.Revoked)).Scan(&added)
+	err = s.pool.QueryRow(ctx, `INSERT INTO api_keys (id, name, scope, hash, domains, created, revoked, rate_per_minute, max_message_bytes)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO UPDATE SET revoked = coalesce(api_keys.revoked, excluded.revoked)
+		RETURNING (xmax = 0)`, k.ID, k.Name, k.Scope, s.seal("api-key-hash", k.ID, k.Hash), k.Domains, k.Created, nullTime(k.Revoked),
+		k.RatePerMinute, k.MaxMessageBytes).Scan(&added)
 	return added, err
 }
 

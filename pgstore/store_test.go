@@ -165,12 +165,14 @@ func TestTLSRatchetUnderConcurrentWriters(t *testing.T) {
 }
 
 // TestAPIKeysShared: a key stored through one node is found, listed and
-// revoked through another; an ID in use is refused.
+// revoked through another, with its own send limits; an ID in use is
+// refused; a key copied from a node's spool keeps its limits.
 func TestAPIKeysShared(t *testing.T) {
 	dsn := testutil.PostgreSQL(t)
 	a, b := open(t, dsn, nil), open(t, dsn, nil)
 	created := time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)
-	k := queue.APIKey{ID: "k1", Name: "ehr", Scope: "send", Hash: []byte{1, 2, 3}, Domains: []string{"clinic.example"}, Created: created}
+	k := queue.APIKey{ID: "k1", Name: "ehr", Scope: "send", Hash: []byte{1, 2, 3}, Domains: []string{"clinic.example"},
+		RatePerMinute: 120, MaxMessageBytes: 1 << 20, Created: created}
 	if err := a.PutAPIKey(k); err != nil {
 		t.Fatal(err)
 	}
@@ -197,6 +199,14 @@ func TestAPIKeysShared(t *testing.T) {
 	}
 	if err := a.RevokeAPIKey("nope", revoked); !errors.Is(err, queue.ErrNotFound) {
 		t.Fatalf("revoking an unknown key: %v", err)
+	}
+	copied := queue.APIKey{ID: "k2", Name: "crm", Scope: "send", Hash: []byte{4, 5, 6}, Domains: []string{"clinic.example"},
+		RatePerMinute: 30, MaxMessageBytes: 4096, Created: created}
+	if added, err := a.MergeAPIKey(copied); err != nil || !added {
+		t.Fatalf("MergeAPIKey: %v, %v", added, err)
+	}
+	if got, err := b.APIKeyByID("k2"); err != nil || asJSON(t, got) != asJSON(t, copied) {
+		t.Fatalf("a key copied into the shared store: %+v, %v; want %+v", got, err, copied)
 	}
 
 	// The hash (the key of signed requests) is sealed: a dump of the

@@ -24,9 +24,14 @@ type APIKey struct {
 	Hash  []byte `json:"hash"`  // SHA-256 of the secret
 	// Domains are the sender domains a send key may use (and their
 	// subdomains); nil for keys that send for none or any (admin).
-	Domains []string  `json:"domains,omitempty"`
-	Created time.Time `json:"created"`
-	Revoked time.Time `json:"revoked,omitzero"`
+	Domains []string `json:"domains,omitempty"`
+	// RatePerMinute and MaxMessageBytes are the key's own send limits;
+	// 0 leaves them to the node's settings (api.messages_per_minute,
+	// inbound.max_message_bytes).
+	RatePerMinute   int       `json:"rate_per_minute,omitempty"`
+	MaxMessageBytes int64     `json:"max_message_bytes,omitempty"`
+	Created         time.Time `json:"created"`
+	Revoked         time.Time `json:"revoked,omitzero"`
 }
 
 // PutAPIKey stores a new key; an ID in use is refused.

@@ -135,10 +135,36 @@ func TestAPIKeyCommands(t *testing.T) {
 	if code, _, stderr := sealgate(t, "api", "key", "create", "--name", "x", "--scope", "root", "--config", cfg); code != 2 || !strings.Contains(stderr, "read, send or admin") {
 		t.Errorf("a bad scope: exit %d %s", code, stderr)
 	}
+	// A key with its own limits: list shows them, and the node's for a
+	// key without.
+	code, out, stderr = sealgate(t, "api", "key", "create", "--name", "reminders", "--scope", "send", "--domains", "clinic.test",
+		"--rate-per-minute", "120", "--max-message-bytes", "2000000", "--config", cfg)
+	limited, _, _ := strings.Cut(strings.TrimSpace(out), ":")
+	if code != 0 || !strings.Contains(stderr, "120 messages a minute, 2000000 bytes a message") {
+		t.Fatalf("api key create with limits: exit %d %s", code, stderr)
+	}
+	code, out, _ = sealgate(t, "api", "key", "list", "--config", cfg)
+	rows := map[string][]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			rows[f[0]] = f
+		}
+	}
+	if code != 0 || strings.Join(rows["ID"][:6], " ") != "ID NAME SCOPE RATE/MIN MAX BYTES" ||
+		strings.Join(rows[limited][2:5], " ") != "send 120 2000000" || strings.Join(rows[id][2:5], " ") != "send default default" {
+		t.Errorf("api key list with limits: exit %d\n%s", code, out)
+	}
+	code, out, _ = sealgate(t, "api", "key", "list", "--json", "--config", cfg)
+	if code != 0 || !strings.Contains(out, `"rate_per_minute": 120`) || !strings.Contains(out, `"max_message_bytes": 2000000`) {
+		t.Errorf("api key list --json with limits: %s", out)
+	}
+	if code, _, stderr := sealgate(t, "api", "key", "create", "--name", "x", "--scope", "send", "--domains", "clinic.test", "--rate-per-minute", "-1", "--config", cfg); code != 2 {
+		t.Errorf("a negative rate: exit %d %s", code, stderr)
+	}
 	if code, out, _ := sealgate(t, "api", "key", "revoke", id, "--config", cfg); code != 0 || !strings.Contains(out, id+" revoked") {
 		t.Errorf("api key revoke: exit %d %s", code, out)
 	}
-	if code, _, stderr := sealgate(t, "api", "key", "revoke", "sk-none", "--config", cfg); code != 1 || !strings.Contains(stderr, "no such") {
+	if code, _, stderr := sealgate(t, "api", "key", "revoke", "sk-none", "--config", cfg); code != 1 || !strings.Contains(stderr, "no such API key sk-none") {
 		t.Errorf("revoke of an unknown key: exit %d %s", code, stderr)
 	}
 	code, out, _ = sealgate(t, "api", "key", "list", "--json", "--config", cfg)

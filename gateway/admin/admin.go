@@ -88,7 +88,7 @@ type Store interface {
 //	GET  /api/v1/audit/key              the checkpoints' public key
 //	GET  /api/v1/audit/anchor           this node's place in a fleet's trail (what it shipped and signed)
 //	GET  /metrics                       Prometheus metrics (gateway/metrics)
-//	GET  /api/v1/apikeys                API keys (apikeys.go); POST creates {"name","scope"}
+//	GET  /api/v1/apikeys                API keys (apikeys.go); POST creates {"name","scope","domains","rate_per_minute","max_message_bytes"}
 //	POST /api/v1/apikeys/{id}/revoke    end a key
 //	POST /api/v1/messages               the send API (messages.go); :batch for up to 500
 //	GET  /api/v1/messages/{id}          per-recipient status
@@ -457,7 +457,10 @@ func (a *API) domains(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) resetDomain(w http.ResponseWriter, r *http.Request) {
 	d := r.PathValue("domain")
-	if err := a.store.ResetDomain(d); err != nil {
+	if err := a.store.ResetDomain(d); errors.Is(err, queue.ErrNotFound) {
+		apiError(w, http.StatusNotFound, "no TLS history for "+d)
+		return
+	} else if err != nil {
 		a.fail(w, err)
 		return
 	}
@@ -466,6 +469,8 @@ func (a *API) resetDomain(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"reset": d})
 }
 
+// fail answers err; a not-found is a message's (routes about anything
+// else answer their own not-found first).
 func (a *API) fail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, queue.ErrNotFound):

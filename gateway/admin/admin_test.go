@@ -24,8 +24,16 @@ import (
 // consistency when the test ends.
 func openStore(t *testing.T) *queue.Store {
 	t.Helper()
+	return openStoreWith(t, queue.Options{})
+}
+
+// openStoreWith is openStore with o's options (its path and key file
+// are the test's).
+func openStoreWith(t *testing.T, o queue.Options) *queue.Store {
+	t.Helper()
 	dir := t.TempDir()
-	s, err := queue.Open(queue.Options{Path: filepath.Join(dir, "s.db"), KeyFile: filepath.Join(dir, "k")})
+	o.Path, o.KeyFile = filepath.Join(dir, "s.db"), filepath.Join(dir, "k")
+	s, err := queue.Open(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -551,5 +559,71 @@ func TestQueueListByStateThroughTheAPI(t *testing.T) {
 	}
 	if code, _ := do(t, srv, "GET", "/api/v1/queue?state=stuck"); code != 400 {
 		t.Errorf("unknown state: %d", code)
+	}
+}
+
+// TestQueueWalkThroughEveryPage: following Next-After from the first
+// page of GET /api/v1/queue?limit=2 to the end sees every message once,
+// with a state filter too.
+func TestQueueWalkThroughEveryPage(t *testing.T) {
+	s := openStore(t)
+	srv := serve(t, Options{Store: s}, false)
+	all, held := map[string]bool{}, map[string]bool{}
+	for i := range 7 {
+		id := enqueue(t, s, "a@org.test", "b@dest.test")
+		all[id] = true
+		if i%2 == 1 {
+			if err := s.Hold(id); err != nil {
+				t.Fatal(err)
+			}
+			held[id] = true
+		}
+	}
+	page := func(query string) ([]queue.Message, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/api/v1/queue?"+query, nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var msgs []queue.Message
+		if err := json.NewDecoder(resp.Body).Decode(&msgs); resp.StatusCode != http.StatusOK || err != nil {
+			t.Fatalf("GET /api/v1/queue?%s: %d %v", query, resp.StatusCode, err)
+		}
+		if _, ok := resp.Header["Next-After"]; !ok {
+			t.Fatalf("GET /api/v1/queue?%s: no Next-After header", query)
+		}
+		return msgs, resp.Header.Get("Next-After")
+	}
+	for filter, want := range map[string]map[string]bool{"": all, "&state=held": held} {
+		seen := map[string]int{}
+		after, ended := "", false
+		for range len(all) + 1 { // bounded: more pages than messages is a walk that does not end
+			msgs, next := page("limit=2" + filter + "&after=" + after)
+			if len(msgs) > 2 {
+				t.Errorf("filter %q: a page of %d", filter, len(msgs))
+			}
+			for _, m := range msgs {
+				seen[m.ID]++
+			}
+			if next == "" {
+				ended = true
+				break
+			}
+			after = next
+		}
+		if !ended {
+			t.Errorf("filter %q: Next-After still not empty after %d pages", filter, len(all)+1)
+		}
+		for id := range want {
+			if seen[id] != 1 {
+				t.Errorf("filter %q: message %s seen %d times", filter, id, seen[id])
+			}
+		}
+		if len(seen) != len(want) {
+			t.Errorf("filter %q: %d messages seen, want %d", filter, len(seen), len(want))
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -45,12 +46,16 @@ const (
 
 // Principal is who made a request: the name the audit trail records,
 // the scope the routes check, and for a send key the sender domains it
-// may use.
+// may use and its own send limits.
 type Principal struct {
 	Name    string
 	Scope   string
 	KeyID   string   // "" for the admin token
 	Domains []string // nil: any
+	// PerMinute and MaxBytes are the key's own send limits (0: the
+	// node's SendLimits.PerMinute and inbound.max_message_bytes).
+	PerMinute int
+	MaxBytes  int64
 	// Addresses, when set, are the only senders it may use (a user's
 	// token from the password grant).
 	Addresses []string
@@ -76,18 +81,35 @@ type APIKeyStore interface {
 
 // APIKeyInfo is what a listing shows of a key (never its hash).
 type APIKeyInfo struct {
-	ID      string    `json:"id"`
-	Name    string    `json:"name"`
-	Scope   string    `json:"scope"`
-	Domains []string  `json:"domains,omitempty"`
-	Created time.Time `json:"created"`
-	Revoked time.Time `json:"revoked,omitzero"`
+	ID      string   `json:"id"`
+	Name    string   `json:"name"`
+	Scope   string   `json:"scope"`
+	Domains []string `json:"domains,omitempty"`
+	// The key's own send limits; absent: the node's.
+	RatePerMinute   int       `json:"rate_per_minute,omitempty"`
+	MaxMessageBytes int64     `json:"max_message_bytes,omitempty"`
+	Created         time.Time `json:"created"`
+	Revoked         time.Time `json:"revoked,omitzero"`
+}
+
+// NewAPIKey is what a key is made with: what uses it, its scope, the
+// sender domains a send key may use, and its own send limits — messages
+// a minute and bytes a message — where the node's
+// (api.messages_per_minute, inbound.max_message_bytes) should not apply.
+// A key's bytes a message can lower the node's limit, not raise it: the
+// node bounds what it holds.
+type NewAPIKey struct {
+	Name            string   `json:"name"`
+	Scope           string   `json:"scope"`
+	Domains         []string `json:"domains,omitempty"`
+	RatePerMinute   int      `json:"rate_per_minute,omitempty"`
+	MaxMessageBytes int64    `json:"max_message_bytes,omitempty"`
 }
 
 // APIKeyOps are the key commands: on the spool file, or the running
 // server's API.
 type APIKeyOps interface {
-	CreateAPIKey(name, scope string, domains []string) (APIKeyInfo, string, error)
+	CreateAPIKey(k NewAPIKey) (APIKeyInfo, string, error)
 	ListAPIKeys() ([]APIKeyInfo, error)
 	RevokeAPIKey(id string) error
 }
@@ -97,12 +119,19 @@ var ErrBadScope = errors.New("scope must be read, send or admin")
 
 // CreateAPIKey makes a key in store and returns it with its credential
 // "id:secret", which is shown once.
-func CreateAPIKey(store APIKeyStore, name, scope string, domains []string, now time.Time) (APIKeyInfo, string, error) {
+func CreateAPIKey(store APIKeyStore, nk NewAPIKey, now time.Time) (APIKeyInfo, string, error) {
+	name, scope, domains := nk.Name, nk.Scope, slices.Clone(nk.Domains)
 	if scope != ScopeRead && scope != ScopeSend && scope != ScopeAdmin {
 		return APIKeyInfo{}, "", fmt.Errorf("%w, got %q", ErrBadScope, scope)
 	}
 	if scope == ScopeSend && len(domains) == 0 {
 		return APIKeyInfo{}, "", errors.New("a send key needs the sender domains it may use (--domains example.org)")
+	}
+	if nk.RatePerMinute < 0 || nk.MaxMessageBytes < 0 {
+		return APIKeyInfo{}, "", errors.New("a key's rate per minute and bytes per message must not be negative (0: the node's limits)")
+	}
+	if scope == ScopeRead && (nk.RatePerMinute > 0 || nk.MaxMessageBytes > 0) {
+		return APIKeyInfo{}, "", errors.New("a read key sends nothing: send limits are for send and admin keys")
 	}
 	for i, d := range domains {
 		c, err := mailtext.CanonicalDomain(strings.TrimSpace(d))
@@ -120,22 +149,37 @@ func CreateAPIKey(store APIKeyStore, name, scope string, domains []string, now t
 	id := "sk" + hex.EncodeToString(idb)
 	sec := base64.RawURLEncoding.EncodeToString(secret)
 	sum := sha256.Sum256([]byte(sec))
-	k := queue.APIKey{ID: id, Name: name, Scope: scope, Hash: sum[:], Domains: domains, Created: now.UTC()}
+	k := queue.APIKey{ID: id, Name: name, Scope: scope, Hash: sum[:], Domains: domains,
+		RatePerMinute: nk.RatePerMinute, MaxMessageBytes: nk.MaxMessageBytes, Created: now.UTC()}
 	if err := store.PutAPIKey(k); err != nil {
 		return APIKeyInfo{}, "", err
 	}
 	return infoOf(k), id + ":" + sec, nil
 }
 
+// Describe names the key for the audit trail and the CLI: ID, name,
+// scope and its own limits.
+func (k APIKeyInfo) Describe() string {
+	d := fmt.Sprintf("API key %s (%s, scope %s", k.ID, k.Name, k.Scope)
+	if k.RatePerMinute > 0 {
+		d += fmt.Sprintf(", %d messages a minute", k.RatePerMinute)
+	}
+	if k.MaxMessageBytes > 0 {
+		d += fmt.Sprintf(", %d bytes a message", k.MaxMessageBytes)
+	}
+	return d + ")"
+}
+
 func infoOf(k queue.APIKey) APIKeyInfo {
-	return APIKeyInfo{ID: k.ID, Name: k.Name, Scope: k.Scope, Domains: k.Domains, Created: k.Created, Revoked: k.Revoked}
+	return APIKeyInfo{ID: k.ID, Name: k.Name, Scope: k.Scope, Domains: k.Domains,
+		RatePerMinute: k.RatePerMinute, MaxMessageBytes: k.MaxMessageBytes, Created: k.Created, Revoked: k.Revoked}
 }
 
 // LocalAPIKeys are the key commands on a stopped server's spool file.
 type LocalAPIKeys struct{ Store APIKeyStore }
 
-func (l LocalAPIKeys) CreateAPIKey(name, scope string, domains []string) (APIKeyInfo, string, error) {
-	return CreateAPIKey(l.Store, name, scope, domains, time.Now())
+func (l LocalAPIKeys) CreateAPIKey(k NewAPIKey) (APIKeyInfo, string, error) {
+	return CreateAPIKey(l.Store, k, time.Now())
 }
 
 func (l LocalAPIKeys) ListAPIKeys() ([]APIKeyInfo, error) {
@@ -162,12 +206,12 @@ func APIKeyOpsFor(q QueueOps) (APIKeyOps, error) {
 
 // The client side.
 
-func (c *AdminClient) CreateAPIKey(name, scope string, domains []string) (APIKeyInfo, string, error) {
+func (c *AdminClient) CreateAPIKey(k NewAPIKey) (APIKeyInfo, string, error) {
 	var res struct {
 		APIKeyInfo
 		Key string `json:"key"`
 	}
-	err := c.send(http.MethodPost, "/api/v1/apikeys", map[string]any{"name": name, "scope": scope, "domains": domains}, &res)
+	err := c.send(http.MethodPost, "/api/v1/apikeys", k, &res)
 	var refused *refusedError
 	if errors.As(err, &refused) {
 		return APIKeyInfo{}, "", errors.New(refused.msg)
@@ -205,20 +249,17 @@ func (a *API) apiKeyRoutes(mux *routeMux) {
 		}
 	})
 	mux.HandleFunc("POST /api/v1/apikeys", func(w http.ResponseWriter, r *http.Request) {
-		var in struct {
-			Name, Scope string
-			Domains     []string
-		}
+		var in NewAPIKey
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10)).Decode(&in); err != nil {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "want {\"name\": …, \"scope\": …}"})
 			return
 		}
-		info, key, err := CreateAPIKey(a.apiKeys, in.Name, in.Scope, in.Domains, time.Now())
+		info, key, err := CreateAPIKey(a.apiKeys, in, time.Now())
 		if err != nil {
 			writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error()})
 			return
 		}
-		a.audited(r, "apikey-create", "", fmt.Sprintf("API key %s (%s, scope %s)", info.ID, info.Name, info.Scope))
+		a.audited(r, "apikey-create", "", info.Describe())
 		writeJSON(w, http.StatusOK, struct {
 			APIKeyInfo
 			Key string `json:"key"`
@@ -226,7 +267,10 @@ func (a *API) apiKeyRoutes(mux *routeMux) {
 	})
 	mux.HandleFunc("POST /api/v1/apikeys/{id}/revoke", func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
-		if err := a.apiKeys.RevokeAPIKey(id, time.Now()); err != nil {
+		if err := a.apiKeys.RevokeAPIKey(id, time.Now()); errors.Is(err, queue.ErrNotFound) {
+			apiError(w, http.StatusNotFound, "no such API key "+id)
+			return
+		} else if err != nil {
 			a.fail(w, err)
 			return
 		}

@@ -3,6 +3,7 @@ package admin
 import (
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -20,13 +21,13 @@ func TestAPIKeysEveryWayAndEveryRefusal(t *testing.T) {
 	trail := audit.New(s, nil, nil)
 	srv := serve(t, Options{Store: s, APIKeys: s, Audit: trail}, false)
 	base := "http://" + srv.Listener.Addr().String()
-	reader, readCred, err := CreateAPIKey(s, "dashboards", ScopeRead, nil, time.Now())
+	reader, readCred, err := CreateAPIKey(s, NewAPIKey{Name: "dashboards", Scope: ScopeRead}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, adminCred, _ := CreateAPIKey(s, "ops scripts", ScopeAdmin, nil, time.Now())
-	_, sendCred, _ := CreateAPIKey(s, "ehr", ScopeSend, []string{"org.test"}, time.Now())
-	if _, _, err := CreateAPIKey(s, "x", "superuser", nil, time.Now()); err == nil {
+	_, adminCred, _ := CreateAPIKey(s, NewAPIKey{Name: "ops scripts", Scope: ScopeAdmin}, time.Now())
+	_, sendCred, _ := CreateAPIKey(s, NewAPIKey{Name: "ehr", Scope: ScopeSend, Domains: []string{"org.test"}}, time.Now())
+	if _, _, err := CreateAPIKey(s, NewAPIKey{Name: "x", Scope: "superuser"}, time.Now()); err == nil {
 		t.Error("a key with an unknown scope was made")
 	}
 	id := enqueue(t, s, "a@org.test", "b@dest.test")
@@ -117,7 +118,7 @@ func TestListsPageWithACursor(t *testing.T) {
 	s := openStore(t)
 	srv := serve(t, Options{Store: s, APIKeys: s}, false)
 	for _, n := range []string{"a", "b", "c"} {
-		if _, _, err := CreateAPIKey(s, n, ScopeRead, nil, time.Now()); err != nil {
+		if _, _, err := CreateAPIKey(s, NewAPIKey{Name: n, Scope: ScopeRead}, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -139,5 +140,58 @@ func TestListsPageWithACursor(t *testing.T) {
 	rest, end := page("?limit=2&after=" + next)
 	if len(all) != 3 || len(first) != 2 || next != first[1].ID || len(rest) != 1 || end != "" || rest[0].ID == first[0].ID || rest[0].ID == first[1].ID {
 		t.Errorf("pages %v / %v (next %q) / %v (next %q)", all, first, next, rest, end)
+	}
+}
+
+// TestNotFoundSaysWhatIsMissing: each route's 404 names what it did not
+// find — a domain's TLS history, an API key, a message.
+func TestNotFoundSaysWhatIsMissing(t *testing.T) {
+	s := openStore(t)
+	srv := serve(t, Options{Store: s, APIKeys: s}, false)
+	for path, want := range map[string]string{
+		"/api/v1/domains/nowhere.test/reset": "no TLS history for nowhere.test",
+		"/api/v1/apikeys/sk00/revoke":        "no such API key sk00",
+		"/api/v1/queue/00ff/hold":            "no such message",
+	} {
+		code, body := do(t, srv, http.MethodPost, path)
+		var e struct{ Error string }
+		json.Unmarshal([]byte(body), &e)
+		if code != http.StatusNotFound || e.Error != want {
+			t.Errorf("POST %s: %d %q, want 404 %q", path, code, e.Error, want)
+		}
+	}
+}
+
+// TestMetricsAndDescriptionNeedARead: GET /metrics and GET
+// /api/v1/openapi.yaml answer a read key, refuse a send key (403) and a
+// request without credentials (401).
+func TestMetricsAndDescriptionNeedARead(t *testing.T) {
+	s := openStore(t)
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("sealgate_up 1\n")) })
+	srv := serve(t, Options{Store: s, APIKeys: s, Metrics: metrics}, false)
+	_, readCred, err := CreateAPIKey(s, NewAPIKey{Name: "prometheus", Scope: ScopeRead}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sendCred, _ := CreateAPIKey(s, NewAPIKey{Name: "ehr", Scope: ScopeSend, Domains: []string{"org.test"}}, time.Now())
+	for _, path := range []string{"/metrics", "/api/v1/openapi.yaml"} {
+		for cred, want := range map[string]int{readCred: 200, sendCred: 403, "": 401} {
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+			if cred != "" {
+				req.Header.Set("X-API-Key", cred)
+			}
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("GET %s with %q: %d, want %d", path, cred, resp.StatusCode, want)
+			}
+			if want == 200 && !strings.Contains(string(body), map[string]string{"/metrics": "sealgate_up 1", "/api/v1/openapi.yaml": "openapi: 3.1"}[path]) {
+				t.Errorf("GET %s with a read key: %s", path, body)
+			}
+		}
 	}
 }

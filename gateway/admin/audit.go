@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
@@ -261,26 +262,59 @@ func actorOf(r *http.Request) string {
 	return name + ", from " + r.RemoteAddr
 }
 
-// auditCall records one API call with its principal and result: every
-// call, reads too — who looked at what is part of the story.
-func (a *API) auditCall(r *http.Request, p Principal, status int) {
+// auditCall records one call to the admin listener with its principal,
+// method, path and result: every call, reads too — who looked at what
+// is part of the story. The one exception is a call its own records
+// already tell: an accepted message's "received" entry names the
+// principal and the client, in the transaction that spooled it, so a
+// second record (and a second commit) per message would say nothing
+// more.
+func (a *API) auditCall(r *http.Request, status int) {
 	if a.audit == nil {
 		return
 	}
-	if r.Method == http.MethodPost && (r.URL.Path == "/api/v1/messages" || r.URL.Path == "/api/v1/messages:batch") && status < 300 {
-		// Each accepted message's "received" record names the principal
-		// and the client, in the transaction that spooled it: a second
-		// record (and a second commit) per message would say nothing more.
+	note := noteOf(r)
+	if note.covered {
 		return
 	}
 	detail := r.Method + " " + r.URL.Path
 	if r.URL.RawQuery != "" {
 		detail += "?" + r.URL.RawQuery
 	}
-	rec := audit.Admin(time.Now(), "api-call", actorOf(r), "", detail+" → "+strconv.Itoa(status))
+	detail += " → " + strconv.Itoa(status)
+	if note.detail != "" {
+		detail += " (" + note.detail + ")"
+	}
+	rec := audit.Admin(time.Now(), "api-call", actorOf(r), note.queueID, detail)
 	if err := a.audit.Record(rec); err != nil {
 		a.logger.Error("audit record of an API call", "err", err)
 	}
+}
+
+// callNote is what a handler adds to the audit record of its call.
+type callNote struct {
+	queueID string // the message the call was about
+	detail  string // what the status alone does not say
+	// covered: the records the call made already tell it (every message
+	// it took has its "received" entry).
+	covered bool
+}
+
+type callNoteKey struct{}
+
+// noteOf is the note of r's call (one that nothing reads when the call
+// is not audited).
+func noteOf(r *http.Request) *callNote {
+	if n, ok := r.Context().Value(callNoteKey{}).(*callNote); ok {
+		return n
+	}
+	return &callNote{}
+}
+
+// withCall is r carrying p and a note for its call's audit record.
+func withCall(r *http.Request, p Principal) *http.Request {
+	ctx := context.WithValue(r.Context(), principalKey{}, p)
+	return r.WithContext(context.WithValue(ctx, callNoteKey{}, &callNote{}))
 }
 
 // LocalActor names who acts on a stopped server's spool file: the CLI,

@@ -124,26 +124,21 @@ func (a *API) guard(next http.Handler) http.Handler {
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong credentials (an API key, or the data dir's admin.token)"})
 			return
 		}
+		r = withCall(r, p)
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		defer func() { a.auditCall(r, sw.status) }()
 		if need := scopeNeeded(r); !allows(p.Scope, need, r) {
 			a.logger.Warn("admin API: request outside the key's scope refused", "path", r.URL.Path, "principal", p.Name, "scope", p.Scope, "needs", need)
-			writeJSON(w, http.StatusForbidden, map[string]string{"error": "this credential's scope (" + p.Scope + ") does not allow it; it needs " + need})
-			a.auditCall(withPrincipal(r, p), p, http.StatusForbidden)
+			writeJSON(sw, http.StatusForbidden, map[string]string{"error": "this credential's scope (" + p.Scope + ") does not allow it; it needs " + need})
 			return
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" && !a.rawAllowed(r, ct) {
-				writeJSON(w, http.StatusUnsupportedMediaType, map[string]string{"error": "requests that change something must be Content-Type: application/json"})
+				writeJSON(sw, http.StatusUnsupportedMediaType, map[string]string{"error": "requests that change something must be Content-Type: application/json"})
 				return
 			}
 		}
-		r = withPrincipal(r, p)
-		if !strings.HasPrefix(r.URL.Path, "/api/") {
-			next.ServeHTTP(w, r)
-			return
-		}
-		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(sw, r)
-		a.auditCall(r, p, sw.status)
 	})
 }
 
@@ -169,6 +164,9 @@ func (s *statusWriter) WriteHeader(code int) {
 	s.status = code
 	s.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap gives http.ResponseController the connection's own writer.
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // Flush passes through (the export streams).
 func (s *statusWriter) Flush() {

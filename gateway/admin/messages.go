@@ -4,10 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,7 +36,7 @@ type Submitter interface {
 
 // SendLimits bound what one key may send.
 type SendLimits struct {
-	PerMinute int   // messages per minute per key (0: no limit)
+	PerMinute int   // messages per minute per key without its own limit (0: no limit)
 	MaxBytes  int64 // bytes per request body
 }
 
@@ -73,6 +77,22 @@ func (l *rateLimiter) take(key string, n, limit int, now time.Time) (bool, time.
 	return true, 0
 }
 
+// give hands back n messages key reserved at at, which queued nothing.
+func (l *rateLimiter) give(key string, n int, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ts := l.sent[key]
+	for i := len(ts) - 1; i >= 0 && n > 0; i-- {
+		if ts[i].Equal(at) {
+			ts = slices.Delete(ts, i, i+1)
+			n--
+		}
+	}
+	if l.sent != nil {
+		l.sent[key] = ts
+	}
+}
+
 // apiError is the one error shape of the API.
 func apiError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"error": msg})
@@ -100,23 +120,39 @@ func (a *API) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	return body, true
 }
 
-func (a *API) limited(w http.ResponseWriter, p Principal, n int) bool {
-	key := p.KeyID
-	if key == "" {
-		key = p.Name
+// perMinute is how many messages a minute p may send: its key's own
+// limit, else the node's.
+func (a *API) perMinute(p Principal) int {
+	if p.PerMinute > 0 {
+		return p.PerMinute
 	}
-	ok, wait := a.sendRate.take(key, n, a.sendLimits.PerMinute, time.Now())
+	return a.sendLimits.PerMinute
+}
+
+// rateKey is whose quota p's messages count against.
+func rateKey(p Principal) string {
+	if p.KeyID != "" {
+		return p.KeyID
+	}
+	return p.Name
+}
+
+// limited reserves n messages of p's quota at now, or answers 429 and
+// reports true.
+func (a *API) limited(w http.ResponseWriter, p Principal, n int, now time.Time) bool {
+	limit := a.perMinute(p)
+	ok, wait := a.sendRate.take(rateKey(p), n, limit, now)
 	if !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
-		apiError(w, http.StatusTooManyRequests, "this key's limit of "+strconv.Itoa(a.sendLimits.PerMinute)+" messages a minute is reached")
+		apiError(w, http.StatusTooManyRequests, "this key's limit of "+strconv.Itoa(limit)+" messages a minute is reached")
 	}
 	return !ok
 }
 
 func (a *API) sendMessage(w http.ResponseWriter, r *http.Request) {
-	p := principalOf(r)
+	p, now := principalOf(r), time.Now()
 	body, ok := a.readBody(w, r)
-	if !ok || a.limited(w, p, 1) {
+	if !ok || a.limited(w, p, 1, now) {
 		return
 	}
 	var sub submit.Submission
@@ -145,11 +181,18 @@ func (a *API) sendMessage(w http.ResponseWriter, r *http.Request) {
 		a.refused(w, err)
 		return
 	}
+	if note := noteOf(r); res.Duplicate {
+		a.sendRate.give(rateKey(p), 1, now) // it queued nothing
+		note.queueID, note.detail = res.ID, "a repeated idempotency key: nothing queued"
+	} else {
+		note.covered = true // by the message's "received" entry
+	}
 	writeJSON(w, status, res)
 }
 
 func (a *API) submitOne(r *http.Request, p Principal, sub submit.Submission) (submit.Result, int, error) {
 	sub.Principal, sub.KeyID, sub.Domains, sub.Addresses, sub.ClientAddr = p.Name, p.KeyID, p.Domains, p.Addresses, r.RemoteAddr
+	sub.MaxBytes = p.MaxBytes
 	if sub.KeyID == "" {
 		sub.KeyID = p.Name
 	}
@@ -184,7 +227,7 @@ type batchResult struct {
 }
 
 func (a *API) sendBatch(w http.ResponseWriter, r *http.Request) {
-	p := principalOf(r)
+	p, now := principalOf(r), time.Now()
 	body, ok := a.readBody(w, r)
 	if !ok {
 		return
@@ -200,11 +243,11 @@ func (a *API) sendBatch(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, "a batch holds 1 to "+strconv.Itoa(maxBatch)+" messages")
 		return
 	}
-	if m := a.sendLimits.PerMinute; m > 0 && len(in.Messages) > m {
+	if m := a.perMinute(p); m > 0 && len(in.Messages) > m {
 		apiError(w, http.StatusBadRequest, "a batch of "+strconv.Itoa(len(in.Messages))+" can never fit this key's limit of "+strconv.Itoa(m)+" messages a minute; split it")
 		return
 	}
-	if a.limited(w, p, len(in.Messages)) {
+	if a.limited(w, p, len(in.Messages), now) {
 		return
 	}
 	out := make([]batchResult, len(in.Messages))
@@ -226,7 +269,47 @@ func (a *API) sendBatch(w http.ResponseWriter, r *http.Request) {
 		}
 		out[i].ID = res.ID
 	}
+	repeated := 0
+	for _, res := range out {
+		if res.Status == http.StatusOK {
+			repeated++
+		}
+	}
+	a.sendRate.give(rateKey(p), repeated, now) // they queued nothing
+	note := noteOf(r)
+	note.detail, note.covered = batchSummary(out)
 	writeJSON(w, http.StatusOK, map[string]any{"results": out})
+}
+
+// batchSummary is what a batch's audit record says of its messages:
+// how many were queued, repeated an idempotency key or were refused
+// (by status). covered: every message was queued, so each has its
+// "received" entry and the call needs no record of its own.
+func batchSummary(results []batchResult) (detail string, covered bool) {
+	var queued, repeated int
+	refused := map[int]int{}
+	for _, res := range results {
+		switch res.Status {
+		case http.StatusCreated:
+			queued++
+		case http.StatusOK:
+			repeated++
+		default:
+			refused[res.Status]++
+		}
+	}
+	if queued == len(results) {
+		return "", true
+	}
+	detail = fmt.Sprintf("%d messages: %d queued, %d repeated idempotency keys, %d refused", len(results), queued, repeated, len(results)-queued-repeated)
+	if len(refused) > 0 {
+		var by []string
+		for _, status := range slices.Sorted(maps.Keys(refused)) {
+			by = append(by, fmt.Sprintf("%d×%d", refused[status], status))
+		}
+		detail += " (" + strings.Join(by, ", ") + ")"
+	}
+	return detail, false
 }
 
 // MessageStatus is GET /api/v1/messages/{id}: where each recipient

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/internal/mailtext"
+	"github.com/sealgate/sealgate/queue"
 )
 
 // OAuth 2.0 tokens and signed requests.
@@ -242,7 +244,13 @@ func (a *API) oauthToken(w http.ResponseWriter, r *http.Request) {
 		}
 		p = Principal{Name: "user " + user, Scope: scope, User: user}
 		if scope == ScopeSend {
-			p.Addresses = []string{strings.ToLower(user)}
+			// The user's own address, in the form the intake compares
+			// with; a user name that is no address sends as nobody.
+			addr, _, err := mailtext.CanonicalAddress(user)
+			if err != nil || addr == "" {
+				addr = user
+			}
+			p.Addresses = []string{addr}
 		}
 	default:
 		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be client_credentials or password")
@@ -269,10 +277,15 @@ func (a *API) oauthRevoke(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
-	if err := a.tokens.revoke(form.Get("token")); err != nil {
+	tok := form.Get("token")
+	p, known := a.tokens.lookup(tok, time.Now()) // whose it was, for the record
+	if err := a.tokens.revoke(tok); err != nil {
 		a.logger.Error("oauth: cannot revoke the token", "err", err)
 		oauthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the token could not be revoked; try again")
 		return
+	}
+	if known {
+		a.audited(withPrincipal(r, p), "oauth-revoke", "", "token revoked")
 	}
 	w.WriteHeader(http.StatusOK)
 }
@@ -308,7 +321,13 @@ func (a *API) keyPrincipal(id, secret string) (Principal, bool) {
 	if err != nil || !hmac.Equal(sum[:], k.Hash) || !k.Revoked.IsZero() {
 		return Principal{}, false
 	}
-	return Principal{Name: "API key " + k.ID + " (" + k.Name + ")", Scope: k.Scope, KeyID: k.ID, Domains: k.Domains}, true
+	return keyHolder(k), true
+}
+
+// keyHolder is the principal of a request made with key k.
+func keyHolder(k *queue.APIKey) Principal {
+	return Principal{Name: "API key " + k.ID + " (" + k.Name + ")", Scope: k.Scope, KeyID: k.ID, Domains: k.Domains,
+		PerMinute: k.RatePerMinute, MaxBytes: k.MaxMessageBytes}
 }
 
 // userOK checks a user of inbound.auth.users and says the scope of the
@@ -393,7 +412,9 @@ func (a *API) signedPrincipal(r *http.Request, header string, now time.Time) (Pr
 	}
 	// The same name as the key's other ways in: what it sent stays its
 	// own whichever way it asks (the log and audit say "signed").
-	return Principal{Name: "API key " + k.ID + " (" + k.Name + ")", Scope: k.Scope, KeyID: k.ID, Domains: k.Domains, Signed: true}, true
+	p := keyHolder(k)
+	p.Signed = true
+	return p, true
 }
 
 func (a *API) maxBody() int64 {

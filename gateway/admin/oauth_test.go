@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/gateway/submit"
 )
 
 // TestOAuthTokens: client credentials give a token with the key's scope;
@@ -31,7 +32,7 @@ func TestOAuthTokens(t *testing.T) {
 	}
 	srv := serve(t, Options{Store: s, APIKeys: s, Users: users}, false)
 	base := "http://" + srv.Listener.Addr().String()
-	key, cred, _ := CreateAPIKey(s, "dashboards", ScopeRead, nil, time.Now())
+	key, cred, _ := CreateAPIKey(s, NewAPIKey{Name: "dashboards", Scope: ScopeRead}, time.Now())
 	id, secret, _ := strings.Cut(cred, ":")
 
 	grant := func(form url.Values) (int, map[string]any) {
@@ -117,7 +118,7 @@ func TestSignedRequests(t *testing.T) {
 	s := openStore(t)
 	srv := serve(t, Options{Store: s, APIKeys: s}, false)
 	base := "http://" + srv.Listener.Addr().String()
-	_, cred, _ := CreateAPIKey(s, "strict", ScopeAdmin, nil, time.Now())
+	_, cred, _ := CreateAPIKey(s, NewAPIKey{Name: "strict", Scope: ScopeAdmin}, time.Now())
 	id, secret, _ := strings.Cut(cred, ":")
 	hkey := sha256.Sum256([]byte(secret))
 	sign := func(method, path, body string, ts time.Time, nonce string) string {
@@ -178,5 +179,68 @@ func TestTokensExpire(t *testing.T) {
 	}
 	if d, _, _ := (&tokens{}).issue(Principal{}, now); d == "" {
 		t.Error("no token")
+	}
+}
+
+// TestPasswordGrantSendsOnlyAsTheUser: a user's send token sends as the
+// user's own address — whatever the case of its local part or domain,
+// on either side — and as no other (403).
+func TestPasswordGrantSendsOnlyAsTheUser(t *testing.T) {
+	s := openStore(t)
+	hash, err := config.HashPassword("pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := func() []config.User {
+		return []config.User{{Username: "Alice@Org.TEST", PasswordHash: hash}, {Username: "ops", PasswordHash: hash}}
+	}
+	srv := serve(t, Options{Store: s, Users: users, Submit: submit.New(submit.Options{Spool: s})}, false)
+	base := "http://" + srv.Listener.Addr().String()
+	token := func(user string) string {
+		t.Helper()
+		resp, err := http.PostForm(base+"/oauth/token", url.Values{"grant_type": {"password"}, "username": {user}, "password": {"pw"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct {
+			AccessToken string `json:"access_token"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.AccessToken == "" {
+			t.Fatalf("password grant for %s: %d, %v", user, resp.StatusCode, err)
+		}
+		return out.AccessToken
+	}
+	send := func(tok, from string) (int, string) {
+		t.Helper()
+		body := `{"from": "` + from + `", "to": ["bob@dest.test"], "subject": "s", "text": "x"}`
+		req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/messages", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(data)
+	}
+	alice := token("Alice@Org.TEST")
+	for from, want := range map[string]int{
+		"alice@org.test":           201,
+		"Alice <ALICE@org.TEST>":   201,
+		"aLiCe@ORG.test":           201,
+		"bob@org.test":             403,
+		"alice@org.test.evil.test": 403,
+		"alice@sub.org.test":       403,
+		"alice2@org.test":          403,
+	} {
+		if code, body := send(alice, from); code != want {
+			t.Errorf("Alice@Org.TEST's token sending as %s: %d %s, want %d", from, code, body, want)
+		}
+	}
+	// A user whose name is no address sends as nobody.
+	if code, body := send(token("ops"), "ops@org.test"); code != 403 {
+		t.Errorf("a token of user ops: %d %s, want 403", code, body)
 	}
 }

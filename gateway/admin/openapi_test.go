@@ -2,13 +2,19 @@ package admin
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"net/http/httptest"
+	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"go.yaml.in/yaml/v3"
@@ -18,6 +24,7 @@ import (
 	"github.com/sealgate/sealgate/gateway/audit"
 	"github.com/sealgate/sealgate/gateway/submit"
 	"github.com/sealgate/sealgate/policy"
+	"github.com/sealgate/sealgate/queue"
 )
 
 // TestOpenAPIDescribesEveryRouteAndNoOther: every route the API
@@ -68,6 +75,94 @@ func TestOpenAPIDescribesEveryRouteAndNoOther(t *testing.T) {
 	}
 	if len(stale) > 0 {
 		t.Errorf("described but not served: %v", stale)
+	}
+}
+
+// TestOpenAPIDescribesEveryWayIn: the security schemes are the ways in
+// that authenticate takes — X-API-Key, Bearer, Basic, OAuth 2.0 tokens
+// (client credentials and password, from /oauth/token, with the scopes
+// the API has) and signed requests — each is offered on every route, and
+// the signed request the description gives as its example is one the
+// server accepts.
+func TestOpenAPIDescribesEveryWayIn(t *testing.T) {
+	type flow struct {
+		TokenURL string            `yaml:"tokenUrl"`
+		Scopes   map[string]string `yaml:"scopes"`
+	}
+	type scheme struct {
+		Type, In, Name, Scheme, Description string
+		Flows                               map[string]flow
+	}
+	var doc struct {
+		Security   []map[string][]string `yaml:"security"`
+		Components struct {
+			SecuritySchemes map[string]scheme `yaml:"securitySchemes"`
+		}
+		Paths map[string]map[string]any `yaml:"paths"`
+	}
+	if err := yaml.Unmarshal(openAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	schemes := doc.Components.SecuritySchemes
+	var got []string
+	for name, sc := range schemes {
+		switch {
+		case sc.Type == "apiKey":
+			got = append(got, name+": "+sc.In+" "+sc.Name)
+		case sc.Type == "http":
+			got = append(got, name+": "+sc.Scheme)
+		case sc.Type == "oauth2":
+			for fname, f := range sc.Flows {
+				got = append(got, fmt.Sprintf("%s: %s at %s, scopes %v", name, fname, f.TokenURL, slices.Sorted(maps.Keys(f.Scopes))))
+			}
+		default:
+			got = append(got, name+": "+sc.Type)
+		}
+	}
+	slices.Sort(got)
+	want := []string{
+		"apiKey: header X-API-Key",
+		"basic: basic",
+		"bearer: bearer",
+		"oauth2: clientCredentials at /oauth/token, scopes [admin read send]",
+		"oauth2: password at /oauth/token, scopes [admin read send]",
+		"signedRequest: header Sealgate-Signature",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("security schemes:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	offered := map[string]bool{}
+	for _, req := range doc.Security {
+		for name := range req {
+			offered[name] = true
+		}
+	}
+	for name := range schemes {
+		if !offered[name] {
+			t.Errorf("scheme %s is not offered by the description's security", name)
+		}
+	}
+	if _, ok := doc.Paths["/oauth/token"]["post"]; !ok {
+		t.Error("the token URL /oauth/token is not described")
+	}
+
+	// The example signature is one the server takes.
+	desc := schemes["signedRequest"].Description
+	ex := regexp.MustCompile(`key (\S+) with the secret (\S+) signs\s+([A-Z]+) (\S+), empty body, at (\d+)`).FindStringSubmatch(desc)
+	headers := regexp.MustCompile(`(?m)^\s*Sealgate-Signature: (key=\S+)$`).FindAllStringSubmatch(desc, -1) // the format, then the example
+	if ex == nil || len(headers) != 2 {
+		t.Fatalf("no worked example in the signed request's description:\n%s", desc)
+	}
+	s := openStore(t)
+	hash := sha256.Sum256([]byte(ex[2]))
+	if err := s.PutAPIKey(queue.APIKey{ID: ex[1], Name: "example", Scope: ScopeRead, Hash: hash[:], Created: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	a := New(Options{Store: s, APIKeys: s})
+	unix, _ := strconv.ParseInt(ex[5], 10, 64)
+	p, ok := a.signedPrincipal(httptest.NewRequest(ex[3], ex[4], nil), headers[1][1], time.Unix(unix, 0))
+	if !ok || p.KeyID != ex[1] || !p.Signed {
+		t.Errorf("the described example %s %s with %q is refused", ex[3], ex[4], headers[1][1])
 	}
 }
 

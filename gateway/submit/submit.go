@@ -99,6 +99,9 @@ type Submission struct {
 	// Addresses, when set, the only senders (a user's own address).
 	Domains   []string
 	Addresses []string
+	// MaxBytes is the key's own limit of bytes a message (0: the
+	// node's); it can lower the node's limit, not raise it.
+	MaxBytes int64
 	// Secure asks for the escalation chain, as a [secure] tag does.
 	Secure bool
 	// IdempotencyKey queues the message once per key and credential.
@@ -123,7 +126,7 @@ func (in *Intake) Submit(ctx context.Context, sub Submission) (Result, error) {
 	if !domainAllowed(fromDomain, sub.Domains) {
 		return Result{}, refuse(403, "this key may not send for %s (it may for %s)", fromDomain, strings.Join(sub.Domains, ", "))
 	}
-	if sub.Addresses != nil && !slices.Contains(sub.Addresses, from) {
+	if sub.Addresses != nil && !slices.ContainsFunc(sub.Addresses, func(a string) bool { return sameUser(from, a) }) {
 		return Result{}, refuse(403, "this token may send only as %s", strings.Join(sub.Addresses, ", "))
 	}
 	if len(sub.Recipients) == 0 {
@@ -146,8 +149,12 @@ func (in *Intake) Submit(ctx context.Context, sub Submission) (Result, error) {
 		}
 	}
 	msg := mailtext.NormalizeLineEndings(sub.Message)
-	if m := lim.maxBytes; m > 0 && int64(len(msg)) > m {
-		return Result{}, refuse(413, "message of %d octets exceeds the limit of %d", len(msg), m)
+	limit, whose := lim.maxBytes, "the limit"
+	if k := sub.MaxBytes; k > 0 && (limit <= 0 || k < limit) {
+		limit, whose = k, "this key's limit"
+	}
+	if limit > 0 && int64(len(msg)) > limit {
+		return Result{}, refuse(413, "message of %d octets exceeds %s of %d", len(msg), whose, limit)
 	}
 	if bytes.IndexByte(msg, 0) >= 0 {
 		return Result{}, refuse(400, "the message contains NUL")
@@ -194,6 +201,15 @@ func (in *Intake) Submit(ctx context.Context, sub Submission) (Result, error) {
 		in.o.OnAccepted(env)
 	}
 	return Result{ID: got, Held: env.Hold}, nil
+}
+
+// sameUser says whether the canonical sender from is the address of
+// one of our own users, written as the user's name is: both in canonical
+// form, the local part without regard to case (Alice@Org.TEST sending as
+// alice@org.test is the same user).
+func sameUser(from, user string) bool {
+	u, _, err := mailtext.CanonicalAddress(user)
+	return err == nil && u != "" && strings.EqualFold(from, u)
 }
 
 func domainAllowed(domain string, allowed []string) bool {
