@@ -485,7 +485,11 @@ func printAttemptTransport(out io.Writer, a *queue.Attempt) {
 		if why == "" { // recorded before the reason was kept
 			why = "reason not recorded"
 		}
-		fmt.Fprintf(out, "      to %s: no connection made (%s)\n", dash(a.Destination), why)
+		what := "no connection made"
+		if strings.HasPrefix(why, "no mail host took a session") {
+			what = "no session opened" // a host may have answered and refused
+		}
+		fmt.Fprintf(out, "      to %s: %s (%s)\n", dash(a.Destination), what, why)
 		return
 	}
 	tls := "plaintext"

@@ -48,6 +48,8 @@ func TestQueueShowAttemptWithoutConnection(t *testing.T) {
 		queue.Attempt{Destination: "dest.test", TLSLevel: "dane-only", TLSRequiredBy: "tls_policy dane-only (dest.test)",
 			NoConnection: "TLS requirement not met", Reply: "TLS level dane-only required … not met"},
 		queue.Attempt{Destination: "dest.test", TLSLevel: "may", Reply: "no mail host of dest.test accepted a connection"}, // before no_connection existed
+		queue.Attempt{Destination: "dest.test", NoConnection: "no mail host took a session: refused the session",
+			Reply: "no mail host of dest.test took a session (refused the session): mx.dest.test[127.0.0.2]: 554 5.3.2 go away"},
 		queue.Attempt{Destination: "dest.test", MXHost: "mx.dest.test", IP: "127.0.0.2", TLSLevel: "may", Reply: "451 4.3.0 try later"})
 
 	code, stdout, stderr := sealgate(t, "queue", "show", id, "--config", cfg)
@@ -58,6 +60,7 @@ func TestQueueShowAttemptWithoutConnection(t *testing.T) {
 		"to dest.test: no connection made (held by policy (method escrow))\n",
 		"to dest.test: no connection made (TLS requirement not met)\n      TLS level dane-only, required by tls_policy dane-only (dest.test)\n",
 		"to dest.test: no connection made (reason not recorded)\n",
+		"to dest.test: no session opened (no mail host took a session: refused the session)\n", // it answered
 		"to dest.test via mx.dest.test [127.0.0.2], plaintext\n",
 	} {
 		if !strings.Contains(stdout, want) {
@@ -86,8 +89,8 @@ func TestQueueShowAttemptWithoutConnection(t *testing.T) {
 			atts = append(atts, e.Attempt)
 		}
 	}
-	if len(atts) != 4 {
-		t.Fatalf("%d attempts in JSON, want 4:\n%s", len(atts), stdout)
+	if len(atts) != 5 {
+		t.Fatalf("%d attempts in JSON, want 5:\n%s", len(atts), stdout)
 	}
 	for i, a := range atts[:2] {
 		for _, k := range []string{"tls_version", "cipher", "cert_verified", "mx_host", "ip"} {
