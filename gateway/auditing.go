@@ -2,9 +2,11 @@ package gateway
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/sealgate/sealgate/gateway/audit"
+	"github.com/sealgate/sealgate/gateway/report"
 	"github.com/sealgate/sealgate/queue"
 )
 
@@ -42,7 +44,7 @@ func (g *Gateway) sendReceipt(m *queue.Message) {
 	if m.DoneAt.IsZero() || m.Envelope.Receipt == "" || m.ReceiptID != "" {
 		return
 	}
-	id, err := g.store.SendReceipt(m.ID, g.receipt)
+	id, err := g.store.SendReceipt(m.ID, g.receiptFor(m))
 	switch {
 	case err != nil:
 		g.logger.Error("security receipt not spooled; the spool sweep tries again", "queue_id", m.ID, "err", err)
@@ -50,6 +52,26 @@ func (g *Gateway) sendReceipt(m *queue.Message) {
 		g.logger.Info("security receipt queued", "queue_id", m.ID, "receipt_id", id, "rule", m.Envelope.Receipt)
 		g.wake(id)
 	}
+}
+
+// receiptFor is the receipt builder for m: with what the escrow store
+// says of its escrowed recipients, read now, outside the spool's
+// transaction the receipt is built in.
+func (g *Gateway) receiptFor(m *queue.Message) queue.ReceiptFunc {
+	if g.escrow == nil || !slices.ContainsFunc(m.Recipients, func(r queue.Recipient) bool { return r.Method() == "escrow" }) {
+		return g.receipt
+	}
+	entries, err := g.escrow.ForQueueID(m.ID)
+	if err != nil {
+		g.logger.Warn("security receipt: the escrow store cannot say who opened the message", "queue_id", m.ID, "err", err)
+		return g.receipt
+	}
+	opened := report.EscrowOpened{}
+	for _, e := range entries {
+		opened[e.Recipient.Address] = e.Recipient.Opened
+	}
+	b := report.ReceiptBuilder{Hostname: g.cfg.ServerHostname()}
+	return func(m *queue.Message) (queue.Envelope, []byte, error) { return b.BuildWithEscrow(m, opened) }
 }
 
 // sendPendingReceipts sends the receipts a crash or an admin's action

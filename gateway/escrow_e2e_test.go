@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"mime"
@@ -394,5 +395,51 @@ func TestSenderRevokesThroughTheReceipt(t *testing.T) {
 		if last.Kind != queue.EscrowRevoked || last.Detail != "message revoked by sender alice@org.test" || last.Client != "127.0.0.1" {
 			t.Errorf("%s: last event %+v", en.Recipient.Address, last)
 		}
+	}
+}
+
+// TestSecurityReceiptSaysWhetherEscrowWasOpened: a security receipt for
+// escrowed mail says, per recipient, whether the message had been opened
+// in the portal when it was written (here: not yet), from the escrow
+// store, in its JSON facts and in words.
+func TestSecurityReceiptSaysWhetherEscrowWasOpened(t *testing.T) {
+	x := newEscrowE2E(t, "policy:\n  rules:\n    - name: receipts\n      match: {from: [alice@org.test]}\n      receipt: true\n      continue: true\n")
+	id := x.send("alice@org.test", []string{"bob@dest.test"}, labMessage(pdfBytes()))
+	x.waitState(id, "bob@dest.test", queue.StateDelivered)
+	var receipt []byte
+	deadline := time.Now().Add(20 * time.Second)
+	for receipt == nil {
+		for _, m := range x.org.Messages() {
+			if bytes.Contains(m.Data, []byte("Subject: Security receipt")) {
+				receipt = m.Data
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no security receipt; the sender got %d mails", len(x.org.Messages()))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	msg, err := mail.ReadMessage(bytes.NewReader(receipt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, params, _ := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	mr := multipart.NewReader(msg.Body, params["boundary"])
+	var text, facts string
+	for {
+		p, err := mr.NextPart()
+		if err != nil {
+			break
+		}
+		data, _ := io.ReadAll(p)
+		if strings.HasPrefix(p.Header.Get("Content-Type"), "application/json") {
+			plain, _ := base64.StdEncoding.DecodeString(strings.ReplaceAll(string(data), "\r\n", ""))
+			facts = string(plain)
+		} else {
+			text += string(data)
+		}
+	}
+	if !strings.Contains(facts, `"escrow_opened": false`) || !strings.Contains(text, "had not opened it yet") {
+		t.Errorf("receipt of an escrowed message not yet opened:\n%s\n%s", text, facts)
 	}
 }

@@ -49,10 +49,20 @@ type ReceiptRecipient struct {
 	DANE          string `json:"dane,omitempty"`
 	Protection    string `json:"protection,omitempty"`
 	Reply         string `json:"reply,omitempty"`
+	// EscrowOpened, for a recipient served through the portal: whether
+	// the recipient had opened the message when the receipt was written
+	// (absent when the escrow store could not say).
+	EscrowOpened   *bool     `json:"escrow_opened,omitempty"`
+	EscrowOpenedAt time.Time `json:"escrow_opened_at,omitzero"`
 }
 
-// ReceiptOf gathers the facts of a finished message's receipt.
-func ReceiptOf(m *queue.Message) Receipt {
+// EscrowOpened is when each escrowed recipient (by address) opened the
+// message in the portal; the zero time for one who has not yet.
+type EscrowOpened map[string]time.Time
+
+// ReceiptOf gathers the facts of a finished message's receipt; opened,
+// when known, says which escrowed recipients opened it (nil: unknown).
+func ReceiptOf(m *queue.Message, opened EscrowOpened) Receipt {
 	r := Receipt{QueueID: m.ID, MessageID: m.Envelope.MessageID, Sender: m.Envelope.From, Received: m.Received.UTC(), Finished: m.DoneAt.UTC()}
 	for _, rc := range m.Recipients {
 		rr := ReceiptRecipient{Recipient: rc.Address, State: string(rc.State), Method: rc.Method(), Status: rc.Status, At: rc.DoneAt.UTC()}
@@ -66,6 +76,10 @@ func ReceiptOf(m *queue.Message) Receipt {
 			if a.Connected() {
 				rr.TLSVersion, rr.Cipher, rr.CertVerified = a.TLSVersion, a.Cipher, a.CertVerified
 			}
+		}
+		if at, ok := opened[rc.Address]; ok && rr.Method == "escrow" {
+			yes := !at.IsZero()
+			rr.EscrowOpened, rr.EscrowOpenedAt = &yes, at.UTC()
 		}
 		r.Recipients = append(r.Recipients, rr)
 	}
@@ -93,7 +107,13 @@ type ReceiptBuilder struct {
 
 // Build is queue.ReceiptFunc.
 func (b ReceiptBuilder) Build(m *queue.Message) (queue.Envelope, []byte, error) {
-	rec := ReceiptOf(m)
+	return b.BuildWithEscrow(m, nil)
+}
+
+// BuildWithEscrow is Build, saying of each escrowed recipient whether
+// they had opened the message (opened, read from the escrow store).
+func (b ReceiptBuilder) BuildWithEscrow(m *queue.Message, opened EscrowOpened) (queue.Envelope, []byte, error) {
+	rec := ReceiptOf(m, opened)
 	data, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
 		return queue.Envelope{}, nil, err
@@ -151,7 +171,14 @@ func describe(r ReceiptRecipient) string {
 		parts = append(parts, r.State)
 	}
 	if r.Method == "escrow" && r.State == string(queue.StateDelivered) {
-		parts = append(parts, "held in the secure portal: the recipient got a notice with a link (the access log records when it is opened)")
+		switch {
+		case r.EscrowOpened == nil:
+			parts = append(parts, "held in the secure portal: the recipient got a notice with a link (the access log records when it is opened)")
+		case *r.EscrowOpened:
+			parts = append(parts, "held in the secure portal: opened by the recipient "+r.EscrowOpenedAt.Format(time.RFC1123Z))
+		default:
+			parts = append(parts, "held in the secure portal: the recipient got a notice with a link and had not opened it yet (the access log records when it is)")
+		}
 	}
 	if r.Protection != "" {
 		parts = append(parts, "encrypted: "+r.Protection)
