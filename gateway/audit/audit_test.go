@@ -357,3 +357,47 @@ func TestVerifyCatchesAForgerWithTheSpoolKey(t *testing.T) {
 		t.Errorf("a fully pruned trail: %+v", rep)
 	}
 }
+
+// TestPruningTheSpoolsTrail: on the bbolt spool, records past retention
+// go up to a signed checkpoint, the rest still verifies from it (the
+// prune itself on record), and a deletion after it is still named.
+func TestPruningTheSpoolsTrail(t *testing.T) {
+	f := newFixture(t)
+	f.message() // entries 1-5
+	if _, err := f.trail.Checkpoint(f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Add(24 * time.Hour)
+	cutoff := f.clock.Now()
+	f.message() // entries 6-10, a day later
+	if _, err := f.trail.Checkpoint(f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	n, err := f.trail.Prune(cutoff)
+	if err != nil || n != 5 {
+		t.Fatalf("Prune = %d, %v; want the first message's 5 entries", n, err)
+	}
+	rep, err := f.trail.Verify()
+	if err != nil || !rep.OK() || rep.First != 6 || rep.Entries != 6 { // 6-10 and the prune's own record
+		t.Fatalf("after pruning: %+v, %v", rep, err)
+	}
+	if got, _ := f.trail.Search(audit.Filter{Type: "admin"}, 0); len(got) != 1 || !strings.Contains(got[0].Detail, "entries up to 5") {
+		t.Errorf("the prune on record: %+v", got)
+	}
+
+	f.store.Close()
+	db, err := bolt.Open(filepath.Join(f.dir, "spool.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bolt.Tx) error {
+		k := make([]byte, 8)
+		binary.BigEndian.PutUint64(k, 7)
+		return tx.Bucket([]byte("audit")).Delete(k)
+	})
+	db.Close()
+	f.open()
+	if rep, _ := f.trail.Verify(); !strings.Contains(rep.Problem, "entry 7 is missing (deleted)") {
+		t.Errorf("a deletion after pruning: %+v", rep)
+	}
+}
