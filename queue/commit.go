@@ -120,16 +120,20 @@ func (s *Store) commitLoop() {
 			waitC = wait.C
 			s.lazyWaiting.Store(1)
 		}
+		take := func(r *commitReq) {
+			batch = append(batch, r)
+			size += r.size
+			if !r.lazy {
+				lastUrgent = time.Now()
+				waitC = nil // an urgent request: commit what is here
+			}
+		}
 	gather:
 		for len(batch) < maxBatchRequests && size < maxBatchBytes {
 			if waitC == nil {
 				select {
 				case r := <-s.reqs:
-					batch = append(batch, r)
-					size += r.size
-					if !r.lazy {
-						lastUrgent = time.Now()
-					}
+					take(r)
 				default:
 					break gather
 				}
@@ -137,12 +141,7 @@ func (s *Store) commitLoop() {
 			}
 			select {
 			case r := <-s.reqs:
-				batch = append(batch, r)
-				size += r.size
-				if !r.lazy {
-					lastUrgent = time.Now()
-					waitC = nil // an urgent request: commit what is here
-				}
+				take(r)
 			case <-waitC:
 				waitC = nil
 			case <-s.stop:

@@ -111,12 +111,7 @@ func TestOperationsAfterClose(t *testing.T) {
 // channel its error arrives on.
 func lazyAttempt(t *testing.T, s *Store, id string) chan error {
 	t.Helper()
-	s.lazyWait = time.Hour
-	done := make(chan error, 1)
-	go func() {
-		_, _, err := s.RecordAttempt(id, Attempt{Destination: "d.test"}, []RcptOutcome{{Address: "x@d.test", Delivered: true, Code: 250}}, nil)
-		done <- err
-	}()
+	done := recordDelivered(s, id)
 	for i := 0; s.lazyWaiting.Load() == 0; i++ {
 		if i == 1000 {
 			t.Fatal("the attempt's record never reached the committer")
@@ -209,12 +204,7 @@ func TestAttemptRecordWithoutIntakeDoesNotWait(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	s.lazyWait = time.Hour
-	done := make(chan error, 1)
-	go func() {
-		_, _, err := s.RecordAttempt(id, Attempt{Destination: "d.test"}, []RcptOutcome{{Address: "x@d.test", Delivered: true, Code: 250}}, nil)
-		done <- err
-	}()
+	done := recordDelivered(s, id)
 	select {
 	case err := <-done:
 		if err != nil {
@@ -223,4 +213,17 @@ func TestAttemptRecordWithoutIntakeDoesNotWait(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("a record waited for an intake although none had come")
 	}
+}
+
+// recordDelivered records, in a goroutine, that x@d.test of id was
+// delivered, with records made to wait long for company; the returned
+// channel gets its error.
+func recordDelivered(s *Store, id string) chan error {
+	s.lazyWait = time.Hour
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := s.RecordAttempt(id, Attempt{Destination: "d.test"}, []RcptOutcome{{Address: "x@d.test", Delivered: true, Code: 250}}, nil)
+		done <- err
+	}()
+	return done
 }
