@@ -350,6 +350,14 @@ func (g *Gateway) Start() error {
 		}
 	}
 
+	// A tail a crash left unsigned is signed now, before anything else
+	// writes, so that a long unsigned tail always means deleted
+	// checkpoints (audit verify).
+	if _, problem, err := g.audit.SignHead(time.Now(), 0); err != nil {
+		g.logger.Error("audit checkpoint", "err", err)
+	} else if problem != "" {
+		g.logger.Error("audit trail: "+problem+"; put on record in the trail", "component", "audit")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
 	g.goServe("scheduler", func() error { return g.sched.Run(ctx) })
@@ -357,13 +365,6 @@ func (g *Gateway) Start() error {
 	g.goServe("spool gc", func() error { every(ctx, gcInterval, g.gcOnce); return nil })
 	if g.webhooks != nil {
 		g.goServe("webhooks", func() error { g.webhooks.Run(ctx); return nil })
-	}
-	// A tail a crash left unsigned is signed now, so that a long unsigned
-	// tail always means deleted checkpoints (audit verify).
-	if _, problem, err := g.audit.SignHead(time.Now()); err != nil {
-		g.logger.Error("audit checkpoint", "err", err)
-	} else if problem != "" {
-		g.logger.Error("audit trail: "+problem+"; put on record in the trail", "component", "audit")
 	}
 	g.goServe("audit checkpoints", func() error { every(ctx, g.cfg.Audit.CheckpointInterval.D(), g.auditCheckpoint); return nil })
 	g.goServe("audit retention", func() error { every(ctx, auditPruneInterval, g.auditPrune); return nil })

@@ -262,6 +262,21 @@ func (s *Store) ForEachAuditCheckpoint(fn func(seq uint64, checkpoint []byte) er
 	})
 }
 
+// AuditCheckpoint is the checkpoint stored at seq (nil: none).
+func (s *Store) AuditCheckpoint(seq uint64) ([]byte, error) {
+	var out []byte
+	err := s.view(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketAuditCheckpoints); b != nil {
+			out = append([]byte(nil), b.Get(auditKey(seq))...)
+		}
+		return nil
+	})
+	if len(out) == 0 {
+		out = nil
+	}
+	return out, err
+}
+
 // PruneAudit removes the entries up to and including seq (a checkpoint
 // the caller keeps, which anchors the chain from there on) and the
 // checkpoints before it, records seq and its hash as the trail's base,

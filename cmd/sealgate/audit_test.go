@@ -302,6 +302,11 @@ func TestAuditVerifyFindsDeletedCheckpoints(t *testing.T) {
 	if code, _, stderr := sealgate(t, "queue", "hold", id, "--config", cfg); code != 0 {
 		t.Fatalf("queue hold: %s", stderr)
 	}
+	// The change itself is on the trail at once, under its own time (not
+	// chained later by the server, under a time days old).
+	if code, out, _ := sealgate(t, "audit", "search", "--type", "held", "--queue-id", id, "--config", cfg); code != 0 || !strings.Contains(out, "held") || !strings.Contains(out, "1 records") {
+		t.Errorf("the hold on the stopped spool in the trail: exit %d\n%s", code, out)
+	}
 	code, out, _ := sealgate(t, "audit", "verify", "--config", cfg)
 	if code != 1 || !strings.Contains(out, "on signing, sealgate found that entries 1 to") {
 		t.Errorf("audit verify after a signer found the unsigned tail: exit %d\n%s", code, out)

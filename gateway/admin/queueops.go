@@ -31,6 +31,10 @@ func OpenQueueOps(cfg *config.Config) (ops QueueOps, where string, close func() 
 		Expiry:       cfg.Queue.Expiry.D(),
 		Retention:    cfg.Queue.Retention.D(),
 		LockTimeout:  300 * time.Millisecond,
+		// A change made here is on the trail at once, as the server
+		// would write it (not later, under its old time).
+		Audit:       audit.FromChange,
+		AuditEscrow: audit.FromEscrow,
 	})
 	switch {
 	case err == nil && cfg.Shared():
@@ -138,8 +142,10 @@ func EscrowOpsFor(q QueueOps, cfg *config.Config) (EscrowOps, error) {
 
 // signOffline signs the audit chain's head when a command changed a
 // stopped server's spool (an admin action is an entry; head is where the
-// chain stood at open), as the server does at every stop, so that a
-// trail's unsigned tail stays short. A command that wrote nothing signs
+// chain stood at open, and only the tail up to it is judged: the
+// command's own entries are not part of what an earlier crash left), as
+// the server does at every stop, so that a trail's unsigned tail stays
+// short. A command that wrote nothing signs
 // nothing: audit verify must not cover up what it found. Without a
 // signing key (a server that never started) there is nothing to sign with.
 func signOffline(cfg *config.Config, store *queue.Store, head uint64) {
@@ -152,7 +158,7 @@ func signOffline(cfg *config.Config, store *queue.Store, head uint64) {
 	}
 	t := audit.New(store, key, nil)
 	t.SetCheckpointInterval(cfg.Audit.CheckpointInterval.D())
-	_, problem, err := t.SignHead(time.Now())
+	_, problem, err := t.SignHead(time.Now(), head)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "sealgate: audit checkpoint: %v\n", err)
 	} else if problem != "" {

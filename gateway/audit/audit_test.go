@@ -401,3 +401,62 @@ func TestPruningTheSpoolsTrail(t *testing.T) {
 		t.Errorf("a deletion after pruning: %+v", rep)
 	}
 }
+
+// A genuine trail is never put on record as tampered with: a node killed
+// before its next checkpoint, and days later a command on its stopped
+// spool writes and signs (judging only what it found, not its own entry);
+// or the interval lowered after such a crash (the tail is judged by the
+// interval its checkpoint was signed under).
+func TestACrashTailIsNoTampering(t *testing.T) {
+	f := newFixture(t)
+	f.message()
+	if _, err := f.trail.Checkpoint(f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Add(time.Minute)
+	f.message() // entries 6-10, then kill -9 before the next checkpoint
+	f.clock.Add(72 * time.Hour)
+	head, _, err := f.store.AuditHead()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.store.Audit(audit.Admin(f.clock.Now(), "hold", "cli", "", "held")); err != nil {
+		t.Fatal(err)
+	}
+	if _, problem, err := f.trail.SignHead(f.clock.Now(), head); err != nil || problem != "" {
+		t.Errorf("a command's signing after a crash: %q, %v", problem, err)
+	}
+	if rep, _ := f.trail.Verify(); !rep.OK() {
+		t.Errorf("verify: %s", rep.Problem)
+	}
+
+	f = newFixture(t)
+	f.trail.SetCheckpointInterval(time.Hour)
+	f.message()
+	if _, err := f.trail.Checkpoint(f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	f.message()
+	f.clock.Add(40 * time.Minute) // within the hour between checkpoints
+	f.message()
+	f.trail.SetCheckpointInterval(5 * time.Minute) // kill -9; lowered; started
+	if rep, _ := f.trail.Verify(); !rep.OK() {
+		t.Errorf("verify after the interval was lowered: %s", rep.Problem)
+	}
+	if _, problem, err := f.trail.SignHead(f.clock.Now(), 0); err != nil || problem != "" {
+		t.Errorf("signing at start after the interval was lowered: %q, %v", problem, err)
+	}
+
+	// But a tail longer than the interval it was signed under is named.
+	f = newFixture(t)
+	f.message()
+	if _, err := f.trail.Checkpoint(f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	f.message()
+	f.clock.Add(time.Hour)
+	f.message()
+	if rep, _ := f.trail.Verify(); !strings.Contains(rep.Problem, "entries 6 to 15") || !strings.Contains(rep.Problem, "covered by no signed checkpoint") {
+		t.Errorf("an hour unsigned under a 5m interval: %+v", rep)
+	}
+}

@@ -43,15 +43,24 @@ type Checkpoint struct {
 	// Prev is the entry of the checkpoint before this one (0 for the
 	// first): checkpoints form a signed chain of their own, so that one
 	// deleted is missed.
-	Prev      uint64    `json:"prev"`
-	Time      time.Time `json:"time"`
-	Key       string    `json:"key"`
-	Signature string    `json:"signature"` // base64 Ed25519 over signedBytes
+	Prev uint64    `json:"prev"`
+	Time time.Time `json:"time"`
+	// Interval is the signer's audit.checkpoint_interval in seconds (0
+	// in checkpoints signed before it was kept): the entries after the
+	// newest checkpoint are judged by the interval they were written
+	// under, though the setting has changed since.
+	Interval  int64  `json:"interval_s,omitempty"`
+	Key       string `json:"key"`
+	Signature string `json:"signature"` // base64 Ed25519 over signedBytes
 }
 
 func (c Checkpoint) signedBytes() []byte {
-	return []byte("sealgate audit checkpoint v2\n" + strconv.FormatUint(c.Seq, 10) + "\n" + c.Hash + "\n" +
-		strconv.FormatUint(c.Prev, 10) + "\n" + c.Time.UTC().Format(time.RFC3339Nano) + "\n")
+	fields := strconv.FormatUint(c.Seq, 10) + "\n" + c.Hash + "\n" +
+		strconv.FormatUint(c.Prev, 10) + "\n" + c.Time.UTC().Format(time.RFC3339Nano) + "\n"
+	if c.Interval == 0 {
+		return []byte("sealgate audit checkpoint v2\n" + fields)
+	}
+	return []byte("sealgate audit checkpoint v3\n" + fields + strconv.FormatInt(c.Interval, 10) + "\n")
 }
 
 // Trail signs checkpoints and reads the chain of a Storage.
@@ -74,12 +83,41 @@ func (t *Trail) SetCheckpointInterval(d time.Duration) { t.interval = d }
 // after its newest checkpoint: the gateway signs at every start and
 // stop, and at every interval while the head moves; twice that, and a
 // minute for a slow disk, before Verify calls it deleted checkpoints.
-func (t *Trail) maxUnsigned() time.Duration {
-	d := t.interval
-	if d <= 0 {
-		d = DefaultCheckpointInterval
+//
+// signed is the interval the newest checkpoint was signed under (0:
+// unknown): the longer of it and the setting now counts.
+func (t *Trail) maxUnsigned(signed time.Duration) time.Duration {
+	return 2*max(t.checkpointInterval(), signed) + time.Minute
+}
+
+func (t *Trail) checkpointInterval() time.Duration {
+	if t.interval <= 0 {
+		return DefaultCheckpointInterval
 	}
-	return 2*d + time.Minute
+	return t.interval
+}
+
+// newestInterval is the interval the genuine checkpoint at seq was
+// signed under (0 when there is none, or it does not verify).
+func (t *Trail) newestInterval(seq uint64) (time.Duration, error) {
+	if seq == 0 {
+		return 0, nil
+	}
+	a, ok := t.store.(interface {
+		AuditCheckpoint(seq uint64) ([]byte, error)
+	})
+	if !ok {
+		return 0, nil
+	}
+	data, err := a.AuditCheckpoint(seq)
+	if err != nil || data == nil {
+		return 0, err
+	}
+	cp, problem := t.verifyCheckpoint(seq, data)
+	if problem != "" {
+		return 0, nil
+	}
+	return time.Duration(cp.Interval) * time.Second, nil
 }
 
 // New is the trail over store, signing with key (nil to verify only,
@@ -156,7 +194,7 @@ func (t *Trail) Checkpoint(now time.Time) (*Checkpoint, error) {
 	if last >= seq {
 		return nil, nil
 	}
-	cp := Checkpoint{Seq: seq, Hash: hash, Prev: last, Time: now.UTC(), Key: hex.EncodeToString(t.pub)}
+	cp := Checkpoint{Seq: seq, Hash: hash, Prev: last, Time: now.UTC(), Interval: int64(t.checkpointInterval() / time.Second), Key: hex.EncodeToString(t.pub)}
 	cp.Signature = base64.StdEncoding.EncodeToString(ed25519.Sign(t.key, cp.signedBytes()))
 	data, err := json.Marshal(cp)
 	if err != nil {
@@ -175,7 +213,10 @@ const unsignedTailType = "audit.unsigned-tail"
 // stopped server's spool: a tail no checkpoint covers that is longer
 // than a genuine trail leaves is first put on record in the chain (and
 // returned, for the log), then the head is signed.
-func (t *Trail) SignHead(now time.Time) (*Checkpoint, string, error) {
+//
+// upTo bounds the tail judged (0: the head): a command signing after it
+// wrote judges only what it found.
+func (t *Trail) SignHead(now time.Time, upTo uint64) (*Checkpoint, string, error) {
 	last, err := t.store.AuditLastCheckpoint()
 	if err != nil {
 		return nil, "", err
@@ -187,15 +228,22 @@ func (t *Trail) SignHead(now time.Time) (*Checkpoint, string, error) {
 	signed := max(last, base)
 	var tail tailSpan
 	err = t.store.ForEachAudit(signed+1, func(seq uint64, e *queue.AuditEntry, openErr error) error {
+		if upTo > 0 && seq > upTo {
+			return errStop
+		}
 		if openErr == nil && seq > signed {
 			tail.add(seq, e.Record)
 		}
 		return nil
 	})
+	if err != nil && !errors.Is(err, errStop) {
+		return nil, "", err
+	}
+	newest, err := t.newestInterval(last)
 	if err != nil {
 		return nil, "", err
 	}
-	problem := tail.problem(t.maxUnsigned())
+	problem := tail.problem(t.maxUnsigned(newest))
 	if problem != "" {
 		rec := mustJSON(Record{Time: now.UTC(), Type: unsignedTailType, Actor: "sealgate", Detail: problem})
 		if err := t.store.Audit(rec); err != nil {
@@ -231,7 +279,7 @@ func (s tailSpan) problem(maxUnsigned time.Duration) string {
 		return ""
 	}
 	return fmt.Sprintf("entries %d to %d (%s to %s) are covered by no signed checkpoint, though sealgate signs one at every start and stop and every %s while it runs (checkpoints deleted, or entries written by a sealgate that did not sign them)",
-		s.first, s.last, s.from.UTC().Format(time.RFC3339), s.to.UTC().Format(time.RFC3339), (maxUnsigned-time.Minute)/2)
+		s.first, s.last, s.from.UTC().Format(time.RFC3339), s.to.UTC().Format(time.RFC3339), ((maxUnsigned - time.Minute) / 2).String())
 }
 
 // verifyCheckpoint says what is wrong with a stored checkpoint, "" when

@@ -169,7 +169,11 @@ func (t *Trail) Verify() (Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	if p := tail.problem(t.maxUnsigned()); p != "" {
+	var signedUnder time.Duration
+	if rep.LastCheckpoint != nil {
+		signedUnder = time.Duration(rep.LastCheckpoint.Interval) * time.Second
+	}
+	if p := tail.problem(t.maxUnsigned(signedUnder)); p != "" {
 		rep.bad("%s", p)
 	}
 	if rep.Entries == 0 {
