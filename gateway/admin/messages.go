@@ -150,8 +150,9 @@ func (a *API) limited(w http.ResponseWriter, p Principal, n int, now time.Time) 
 }
 
 func (a *API) sendMessage(w http.ResponseWriter, r *http.Request) {
-	p, now := principalOf(r), time.Now()
+	p := principalOf(r)
 	body, ok := a.readBody(w, r)
+	now := time.Now() // after the body: a slow upload is not counted in an older minute
 	if !ok || a.limited(w, p, 1, now) {
 		return
 	}
@@ -227,8 +228,9 @@ type batchResult struct {
 }
 
 func (a *API) sendBatch(w http.ResponseWriter, r *http.Request) {
-	p, now := principalOf(r), time.Now()
+	p := principalOf(r)
 	body, ok := a.readBody(w, r)
+	now := time.Now() // after the body: a slow upload is not counted in an older minute
 	if !ok {
 		return
 	}

@@ -44,3 +44,23 @@ func TestParseRawTakesEveryRecipientFieldAndHidesBcc(t *testing.T) {
 		t.Errorf("message:\n%s", sub.Message)
 	}
 }
+
+// A user's own address is compared with only ASCII letters folded:
+// Unicode folding took a KELVIN SIGN for a K and a long s for an s,
+// other mailboxes that look alike.
+func TestSameUserFoldsOnlyASCII(t *testing.T) {
+	for _, c := range []struct {
+		from, user string
+		want       bool
+	}{
+		{"alice@org.test", "Alice@Org.TEST", true},
+		{"ALICE@org.test", "alice@org.test", true},
+		{"\u212Aim@org.test", "kim@org.test", false},
+		{"\u017Fam@org.test", "sam@org.test", false},
+		{"bob@org.test", "alice@org.test", false},
+	} {
+		if got := sameUser(c.from, c.user); got != c.want {
+			t.Errorf("sameUser(%q, %q) = %v, want %v", c.from, c.user, got, c.want)
+		}
+	}
+}

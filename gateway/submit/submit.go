@@ -207,9 +207,23 @@ func (in *Intake) Submit(ctx context.Context, sub Submission) (Result, error) {
 // one of our own users, written as the user's name is: both in canonical
 // form, the local part without regard to case (Alice@Org.TEST sending as
 // alice@org.test is the same user).
+//
+// Only ASCII letters are folded: Unicode folding would take a KELVIN
+// SIGN for a K or a long s for an s, other mailboxes that look alike.
 func sameUser(from, user string) bool {
 	u, _, err := mailtext.CanonicalAddress(user)
-	return err == nil && u != "" && strings.EqualFold(from, u)
+	return err == nil && u != "" && len(from) == len(u) && asciiLower(from) == asciiLower(u)
+}
+
+// asciiLower lowers the ASCII letters of s and leaves every other byte.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 func domainAllowed(domain string, allowed []string) bool {
