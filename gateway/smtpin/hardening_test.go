@@ -517,3 +517,35 @@ func TestDeclaredSizeIsReservedBeforeTheBody(t *testing.T) {
 	b.send("Subject: b\r\n\r\nsmall\r\n.\r\n")
 	b.expect("250 ")
 }
+
+// TestServeAfterShutdownAcceptsNothing: a stop that comes before the
+// accept loop has started (a node stopped during its start) closes the
+// listener that loop is given, so the port is not left open and Serve
+// returns.
+func TestServeAfterShutdownAcceptsNothing(t *testing.T) {
+	s, err := New(Options{Config: testInboundConfig(t), Spool: &fakeSpool{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	select {
+	case <-served:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve after Shutdown is still accepting")
+	}
+	if c, err := net.DialTimeout("tcp", ln.Addr().String(), 2*time.Second); err == nil {
+		c.Close()
+		t.Error("the port still takes connections after the stop")
+	}
+}

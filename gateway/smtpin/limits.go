@@ -14,13 +14,14 @@ import (
 // everyone else; a tenth of the slots is kept for trusted networks, so a
 // flood from outside cannot lock the tenant out either.
 type connLimiter struct {
-	total, perIP int
-	trusted      func(netip.Addr) bool
-	mu           sync.Mutex
-	count        int
-	byIP         map[netip.Addr]int
-	listeners    []net.Listener
-	open         map[*limitedConn]struct{} // for a forced stop
+	total, perIP    int
+	trusted         func(netip.Addr) bool
+	mu              sync.Mutex
+	count           int
+	byIP            map[netip.Addr]int
+	listeners       []net.Listener
+	listenersClosed bool                      // a stop began: a listener wrapped now is closed
+	open            map[*limitedConn]struct{} // for a forced stop
 }
 
 func newConnLimiter(total, perIP int, trusted func(netip.Addr) bool) *connLimiter {
@@ -65,9 +66,15 @@ func (cl *connLimiter) underPressure() bool {
 // wrap returns l with the limits applied. plain says whether a refusal
 // can be written as an SMTP reply (not on an implicit-TLS port, where
 // the client expects a TLS handshake first).
+//
+// A listener wrapped after closeListeners is closed at once: a Serve
+// that starts after the stop began accepts nothing.
 func (cl *connLimiter) wrap(l net.Listener, plain bool) net.Listener {
 	cl.mu.Lock()
 	cl.listeners = append(cl.listeners, l)
+	if cl.listenersClosed {
+		l.Close()
+	}
 	cl.mu.Unlock()
 	return &limitedListener{Listener: l, cl: cl, plain: plain}
 }
@@ -91,6 +98,7 @@ func (cl *connLimiter) forceClose() int {
 func (cl *connLimiter) closeListeners() {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
+	cl.listenersClosed = true
 	for _, l := range cl.listeners {
 		l.Close()
 	}
