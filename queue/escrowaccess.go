@@ -216,8 +216,13 @@ func (e *Escrow) destroy(tx escrowTx, m *EscrowMessage, ev EscrowEvent) error {
 }
 
 // Sweep destroys the content of every message past its expiry and
-// returns how many it destroyed. The records stay, for the audit.
+// returns how many it destroyed. The records stay, for the audit. It
+// also audits the access events a fleet's node left unaudited when it
+// stopped between the shared commit and its spool's (auditAccess).
 func (e *Escrow) Sweep() (int, error) {
+	if err := e.auditLeftovers(); err != nil {
+		return 0, err
+	}
 	now := e.now()
 	var due []string
 	err := e.view(func(tx escrowTx) error {
@@ -333,4 +338,51 @@ func (s *Store) EscrowInUse() (bool, error) {
 		return nil
 	})
 	return inUse, err
+}
+
+// unauditedGrace is how old a recipient's newest event must be before
+// the sweep audits what it lacks: a younger one may belong to a node
+// that is about to mark it.
+const unauditedGrace = time.Minute
+
+// auditLeftovers audits the events of the recipients whose records say
+// they were not all audited (only a fleet's node can leave them so).
+func (e *Escrow) auditLeftovers() error {
+	if e.shared == nil {
+		return nil // one transaction holds the events and their audit
+	}
+	now := e.now()
+	var pending []string
+	err := e.view(func(tx escrowTx) error {
+		return tx.Bucket(bucketEscrowRcpts).ForEach(func(k, _ []byte) error {
+			r, err := e.getRecipient(tx, string(k))
+			if err != nil {
+				return nil // a damaged record is another matter; keep sweeping
+			}
+			if r.AuditedEvents < len(r.Events) && now.Sub(r.Events[len(r.Events)-1].Time) >= unauditedGrace {
+				pending = append(pending, r.ID)
+			}
+			return nil
+		})
+	})
+	if err != nil || len(pending) == 0 {
+		return err
+	}
+	return e.update(0, func(tx escrowTx) error {
+		for _, id := range pending {
+			r, err := e.getRecipient(tx, id)
+			if errors.Is(err, ErrEscrowGone) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if r.AuditedEvents < len(r.Events) {
+				if err := e.putRecipient(tx, r); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
 }

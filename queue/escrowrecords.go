@@ -48,6 +48,11 @@ func (e *Escrow) putRecipient(tx escrowTx, r *EscrowRecipient) error {
 	if err := e.auditAccess(tx, r); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
+	return e.writeRecipient(tx, r)
+}
+
+// writeRecipient stores r as it is (putRecipient audits first).
+func (e *Escrow) writeRecipient(tx escrowTx, r *EscrowRecipient) error {
 	data, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -92,7 +97,11 @@ func (e *Escrow) byToken(tx escrowTx, token string) (*EscrowRecipient, *EscrowMe
 // auditAccess chains the access events r gained since the last write
 // into the audit log and the webhook outbox, in the same transaction
 // (Options.AuditEscrow, Options.WebhooksEscrow); with a shared escrow
-// store, in this node's spool right after the shared commit.
+// store, in this node's spool right after the shared commit, and only
+// once they are there is r marked as audited (tx.ack, in a shared
+// transaction of its own): a node that stops in between leaves them
+// unmarked, and the leader's sweep audits them (at least once, never
+// lost).
 func (e *Escrow) auditAccess(tx escrowTx, r *EscrowRecipient) error {
 	o := e.s.opts
 	if (o.AuditEscrow == nil && o.WebhooksEscrow == nil) || r.AuditedEvents >= len(r.Events) {
@@ -116,6 +125,10 @@ func (e *Escrow) auditAccess(tx escrowTx, r *EscrowRecipient) error {
 	})
 	if err != nil {
 		return err
+	}
+	if tx.ack != nil {
+		tx.ack(r.ID, len(r.Events))
+		return nil
 	}
 	r.AuditedEvents = len(r.Events)
 	return nil

@@ -75,6 +75,10 @@ type escrowTx struct {
 	// after runs fn once the transaction has committed (an object store
 	// deletion: never while a transaction waits for it).
 	after func(fn func())
+	// ack, on a fleet's node, marks recipient id's first n events as
+	// audited once this node's spool has them (nil on a single node: the
+	// same transaction holds both).
+	ack func(id string, n int)
 }
 
 type boltKV struct{ tx *bolt.Tx }
@@ -112,12 +116,13 @@ func (e *Escrow) update(size int, fn func(tx escrowTx) error) error {
 		return err
 	}
 	var later []func(*bolt.Tx) error
+	var acks map[string]int
 	err := e.shared.KVUpdate(func(tx KVTx) error {
-		later, afters = later[:0], afters[:0] // the function may run again
+		later, afters, acks = later[:0], afters[:0], map[string]int{} // the function may run again
 		return fn(escrowTx{KVTx: tx, spool: func(f func(*bolt.Tx) error) error {
 			later = append(later, f)
 			return nil
-		}, after: after})
+		}, after: after, ack: func(id string, n int) { acks[id] = n }})
 	})
 	if err != nil {
 		afters = nil
@@ -139,7 +144,39 @@ func (e *Escrow) update(size int, fn func(tx escrowTx) error) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", errSharedCommitted, err)
 	}
+	if err := e.markAudited(acks); err != nil {
+		// The entries are in the spool; unmarked, the sweep writes them
+		// again (at least once).
+		e.s.logger.Warn("escrow: audited events not marked in the shared store", "err", err)
+	}
 	return nil
+}
+
+// markAudited raises the recipients' count of audited events (a fleet's
+// node, once its spool holds them).
+func (e *Escrow) markAudited(acks map[string]int) error {
+	if len(acks) == 0 {
+		return nil
+	}
+	return e.shared.KVUpdate(func(tx KVTx) error {
+		etx := escrowTx{KVTx: tx}
+		for id, n := range acks {
+			r, err := e.getRecipient(etx, id)
+			if errors.Is(err, ErrEscrowGone) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if r.AuditedEvents < n {
+				r.AuditedEvents = n
+				if err := e.writeRecipient(etx, r); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
 }
 
 // view runs fn in a read transaction of the escrow's store.
