@@ -356,11 +356,22 @@ func TestTLSRPTAggregatesOfTheFleet(t *testing.T) {
 	if got[0].Successes+got[0].Failures != 2*each || got[0].Details[0].Count != got[0].Failures {
 		t.Errorf("counts lost between nodes: %+v", got[0])
 	}
+	// A node counts a late session into 11-28 while its report is out:
+	// the sent counts go, the late one stays for the next report.
+	a.RecordTLSSession(sess(0))
 	if err := b.DeleteTLSRPT(got[0]); err != nil {
 		t.Fatal(err)
 	}
+	left, _ := a.TLSRPTBefore("2026-11-30")
+	if len(left) != 2 || left[0].Day != "2026-11-28" || left[0].Successes != 0 || left[0].Failures != 1 ||
+		len(left[0].Details) != 1 || left[0].Details[0].Count != 1 || left[1].Day != "2026-11-29" {
+		t.Errorf("after sending 11-28 with a late session: %+v", left)
+	}
+	if err := b.DeleteTLSRPT(left[0]); err != nil {
+		t.Fatal(err)
+	}
 	if left, _ := a.TLSRPTBefore("2026-11-30"); len(left) != 1 || left[0].Day != "2026-11-29" {
-		t.Errorf("after sending 11-28: %+v", left)
+		t.Errorf("after sending the late session: %+v", left)
 	}
 }
 

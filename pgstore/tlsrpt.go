@@ -77,11 +77,33 @@ func (s *Store) TLSRPTBefore(day string) ([]queue.TLSRPTRecord, error) {
 	return out, rows.Err()
 }
 
-// DeleteTLSRPT removes one aggregate once its report is sent.
+// DeleteTLSRPT removes what r counted from its aggregate once its report
+// is sent: the row goes, unless a node counted sessions into it since
+// it was read, which stay (row locked) for the next report.
 func (s *Store) DeleteTLSRPT(r queue.TLSRPTRecord) error {
 	ctx, cancel := ctxTimeout()
 	defer cancel()
-	_, err := s.pool.Exec(ctx, "DELETE FROM tlsrpt WHERE day = $1 AND domain = $2 AND policy_type = $3",
-		r.Day, strings.ToLower(r.Domain), r.PolicyType)
-	return err
+	day, domain, policyType := r.Day, strings.ToLower(r.Domain), r.PolicyType
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var data []byte
+		err := tx.QueryRow(ctx, `SELECT record FROM tlsrpt WHERE day = $1 AND domain = $2 AND policy_type = $3 FOR UPDATE`,
+			day, domain, policyType).Scan(&data)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var now queue.TLSRPTRecord
+		if json.Unmarshal(data, &now) != nil || !now.Subtract(r) {
+			_, err = tx.Exec(ctx, "DELETE FROM tlsrpt WHERE day = $1 AND domain = $2 AND policy_type = $3", day, domain, policyType)
+			return err
+		}
+		if data, err = json.Marshal(now); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, "UPDATE tlsrpt SET record = $4 WHERE day = $1 AND domain = $2 AND policy_type = $3",
+			day, domain, policyType, data)
+		return err
+	})
 }

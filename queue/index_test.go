@@ -115,3 +115,35 @@ func TestClearDomainKeysAreMigrated(t *testing.T) {
 		t.Errorf("migrated TLSRPT aggregate: %+v", recs)
 	}
 }
+
+// A session counted into a day while its report is out is not lost with
+// the sent aggregate: it stays for the next report, and only it.
+func TestTLSRPTLateSessionStaysForTheNextReport(t *testing.T) {
+	s := openTest(t, Options{})
+	fail := TLSSession{Day: "2026-01-02", Domain: "p.example", PolicyType: "sts",
+		Failure: TLSRPTFailure{ResultType: "certificate-expired", ReceivingMX: "mx.p.example"}}
+	ok := TLSSession{Day: "2026-01-02", Domain: "p.example", PolicyType: "sts", OK: true}
+	for _, sess := range []TLSSession{ok, ok, fail} {
+		if err := s.RecordTLSSession(sess); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sent, err := s.TLSRPTBefore("2026-01-03")
+	if err != nil || len(sent) != 1 {
+		t.Fatalf("due: %+v %v", sent, err)
+	}
+	s.RecordTLSSession(fail) // late, while the report is out
+	if err := s.DeleteTLSRPT(sent[0]); err != nil {
+		t.Fatal(err)
+	}
+	left, _ := s.TLSRPTBefore("2026-01-03")
+	if len(left) != 1 || left[0].Successes != 0 || left[0].Failures != 1 || len(left[0].Details) != 1 || left[0].Details[0].Count != 1 {
+		t.Fatalf("after the report: %+v, want the late failure alone", left)
+	}
+	if err := s.DeleteTLSRPT(left[0]); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := s.TLSRPTBefore("2026-01-03"); len(left) != 0 {
+		t.Errorf("after the second report: %+v", left)
+	}
+}

@@ -110,6 +110,24 @@ func (r *TLSRPTRecord) Merge(o TLSRPTRecord) {
 	}
 }
 
+// Subtract takes the counts of sent (what a report carried, read from r
+// earlier) out of r, and reports whether sessions counted since remain:
+// they go into the next report, neither lost nor sent twice.
+func (r *TLSRPTRecord) Subtract(sent TLSRPTRecord) bool {
+	r.Successes = max(r.Successes-sent.Successes, 0)
+	r.Failures = max(r.Failures-sent.Failures, 0)
+	for _, f := range sent.Details {
+		for i := range r.Details {
+			d := &r.Details[i]
+			if d.ResultType == f.ResultType && d.ReceivingMX == f.ReceivingMX && d.ReceivingIP == f.ReceivingIP {
+				d.Count -= f.Count
+			}
+		}
+	}
+	r.Details = slices.DeleteFunc(r.Details, func(d TLSRPTFailure) bool { return d.Count <= 0 })
+	return r.Successes > 0 || r.Failures > 0
+}
+
 // SharedTLSRPT is a fleet's TLS report aggregates (pgstore implements
 // it): every node counts its sessions into the same day's report, which
 // the leader sends once.
@@ -174,13 +192,33 @@ func (s *Store) TLSRPTBefore(day string) ([]TLSRPTRecord, error) {
 	return out, err
 }
 
-// DeleteTLSRPT removes one aggregate once its report is sent (or known
-// to be unwanted).
+// DeleteTLSRPT removes what r counted (read by TLSRPTBefore) from its
+// aggregate once its report is sent (or known to be unwanted): the
+// aggregate goes, unless sessions were counted into it since, which stay
+// for the next report.
 func (s *Store) DeleteTLSRPT(r TLSRPTRecord) error {
 	if sh, ok := s.shared.(SharedTLSRPT); ok {
 		return sh.DeleteTLSRPT(r)
 	}
+	key := tlsrptKey(s.seal, r.Day, r.Domain, r.PolicyType)
 	return s.commit(context.Background(), 0, func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketTLSRPT).Delete(tlsrptKey(s.seal, r.Day, r.Domain, r.PolicyType))
+		b := tx.Bucket(bucketTLSRPT)
+		v := b.Get(key)
+		if v == nil {
+			return nil
+		}
+		var now TLSRPTRecord
+		plain, err := s.seal.open(kindTLSRPT, string(key), v)
+		if err == nil {
+			err = json.Unmarshal(plain, &now)
+		}
+		if err != nil || !now.Subtract(r) {
+			return b.Delete(key) // sent, or unreadable (TLSRPTBefore skips it)
+		}
+		data, err := json.Marshal(now)
+		if err != nil {
+			return err
+		}
+		return b.Put(key, s.seal.seal(kindTLSRPT, string(key), data))
 	})
 }
