@@ -98,26 +98,30 @@ func (t *Trail) checkpointInterval() time.Duration {
 }
 
 // newestInterval is the interval the genuine checkpoint at seq was
-// signed under (0 when there is none, or it does not verify).
-func (t *Trail) newestInterval(seq uint64) (time.Duration, error) {
+// signed under, and whether the tail after it is to be judged: not after
+// a checkpoint signed before intervals were kept (v2), since the sealgate
+// that made it signed neither at start nor after a command on a stopped
+// spool, so a long tail is no sign of deletion there; a trail with no
+// checkpoint at all, or a missing one, is judged.
+func (t *Trail) newestInterval(seq uint64) (time.Duration, bool, error) {
 	if seq == 0 {
-		return 0, nil
+		return 0, true, nil
 	}
 	a, ok := t.store.(interface {
 		AuditCheckpoint(seq uint64) ([]byte, error)
 	})
 	if !ok {
-		return 0, nil
+		return 0, true, nil
 	}
 	data, err := a.AuditCheckpoint(seq)
 	if err != nil || data == nil {
-		return 0, err
+		return 0, true, err
 	}
 	cp, problem := t.verifyCheckpoint(seq, data)
 	if problem != "" {
-		return 0, nil
+		return 0, true, nil
 	}
-	return time.Duration(cp.Interval) * time.Second, nil
+	return time.Duration(cp.Interval) * time.Second, cp.Interval > 0, nil
 }
 
 // New is the trail over store, signing with key (nil to verify only,
@@ -239,11 +243,14 @@ func (t *Trail) SignHead(now time.Time, upTo uint64) (*Checkpoint, string, error
 	if err != nil && !errors.Is(err, errStop) {
 		return nil, "", err
 	}
-	newest, err := t.newestInterval(last)
+	newest, judge, err := t.newestInterval(last)
 	if err != nil {
 		return nil, "", err
 	}
-	problem := tail.problem(t.maxUnsigned(newest))
+	problem := ""
+	if judge {
+		problem = tail.problem(t.maxUnsigned(newest))
+	}
 	if problem != "" {
 		rec := mustJSON(Record{Time: now.UTC(), Type: unsignedTailType, Actor: "sealgate", Detail: problem})
 		if err := t.store.Audit(rec); err != nil {

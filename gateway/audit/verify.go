@@ -169,11 +169,14 @@ func (t *Trail) Verify() (Report, error) {
 	if err != nil {
 		return rep, err
 	}
+	// Judged after a checkpoint that names its interval, or when there is
+	// none (newestInterval says why).
 	var signedUnder time.Duration
-	if rep.LastCheckpoint != nil {
-		signedUnder = time.Duration(rep.LastCheckpoint.Interval) * time.Second
+	judge := true
+	if cp := rep.LastCheckpoint; cp != nil {
+		signedUnder, judge = time.Duration(cp.Interval)*time.Second, cp.Interval > 0
 	}
-	if p := tail.problem(t.maxUnsigned(signedUnder)); p != "" {
+	if p := tail.problem(t.maxUnsigned(signedUnder)); judge && p != "" {
 		rep.bad("%s", p)
 	}
 	if rep.Entries == 0 {
