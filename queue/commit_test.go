@@ -147,25 +147,13 @@ func TestAttemptRecordSharesTheNextIntakesCommit(t *testing.T) {
 	if got := s.batches.Load() - before; got != 1 {
 		t.Errorf("%d transactions for an attempt record and an intake, want 1", got)
 	}
-	m, err := s.Get(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.Recipients[0].State != StateDelivered {
-		t.Errorf("recipient is %s after the commit, want delivered", m.Recipients[0].State)
-	}
+	wantDelivered(t, s, id)
 }
 
 // Close while a record waits for company commits it: the attempt is on
 // record when the spool is opened again.
 func TestCloseCommitsAWaitingAttemptRecord(t *testing.T) {
-	dir := t.TempDir()
-	opts := Options{Path: filepath.Join(dir, "spool.db"), KeyFile: filepath.Join(dir, "spool.key")}
-	s, err := Open(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := enqueue(t, s, "a@o.test", "Subject: s\r\n\r\nb\r\n", "x@d.test")
+	s, id, reopen := spoolWithOneMessage(t)
 	done := lazyAttempt(t, s, id)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -173,36 +161,18 @@ func TestCloseCommitsAWaitingAttemptRecord(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("the waiting record: %v", err)
 	}
-	s, err = Open(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = reopen()
 	defer s.Close()
-	m, err := s.Get(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.Recipients[0].State != StateDelivered {
-		t.Errorf("after Close and reopen the recipient is %s, want delivered", m.Recipients[0].State)
-	}
+	wantDelivered(t, s, id)
 }
 
 // With no mail coming in (a backlog draining after a restart), a record
 // does not wait for company that is not coming: it would hold the
 // delivery's slot for nothing.
 func TestAttemptRecordWithoutIntakeDoesNotWait(t *testing.T) {
-	dir := t.TempDir()
-	opts := Options{Path: filepath.Join(dir, "spool.db"), KeyFile: filepath.Join(dir, "spool.key")}
-	s, err := Open(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := enqueue(t, s, "a@o.test", "Subject: s\r\n\r\nb\r\n", "x@d.test")
+	s, id, reopen := spoolWithOneMessage(t)
 	s.Close()
-	s, err = Open(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = reopen()
 	defer s.Close()
 	done := recordDelivered(s, id)
 	select {
@@ -226,4 +196,32 @@ func recordDelivered(s *Store, id string) chan error {
 		done <- err
 	}()
 	return done
+}
+
+// spoolWithOneMessage is a spool holding one message to x@d.test, and a
+// function that opens it again once closed.
+func spoolWithOneMessage(t *testing.T) (*Store, string, func() *Store) {
+	t.Helper()
+	dir := t.TempDir()
+	opts := Options{Path: filepath.Join(dir, "spool.db"), KeyFile: filepath.Join(dir, "spool.key")}
+	reopen := func() *Store {
+		s, err := Open(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := reopen()
+	return s, enqueue(t, s, "a@o.test", "Subject: s\r\n\r\nb\r\n", "x@d.test"), reopen
+}
+
+func wantDelivered(t *testing.T, s *Store, id string) {
+	t.Helper()
+	m, err := s.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Recipients[0].State != StateDelivered {
+		t.Errorf("recipient is %s, want delivered", m.Recipients[0].State)
+	}
 }
