@@ -91,6 +91,15 @@ func (g *Gateway) nonceStore() admin.NonceStore {
 	return nil
 }
 
+// rateStore counts the send API's messages per key across a fleet (nil:
+// the node's memory, on a single node).
+func (g *Gateway) rateStore() admin.RateStore {
+	if g.shared != nil {
+		return g.shared
+	}
+	return nil
+}
+
 // tokenStore is where OAuth tokens live in a fleet (nil: the node's
 // memory, on a single node).
 func (g *Gateway) tokenStore() admin.TokenStore {

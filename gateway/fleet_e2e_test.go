@@ -128,6 +128,40 @@ func TestFleetSharesAPIKeys(t *testing.T) {
 	}
 }
 
+// TestFleetCountsAKeysSendRate: a key's messages per minute are counted
+// across the fleet — two sends through node A and one through node B
+// reach a limit of three, and the fourth is refused on either node.
+func TestFleetCountsAKeysSendRate(t *testing.T) {
+	a, b := fleet(t)
+	_, key, err := a.admin().CreateAPIKey(admin.NewAPIKey{Name: "reminders", Scope: admin.ScopeSend, Domains: []string{"org.test"}, RatePerMinute: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(e *e2e) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, "http://"+e.gw.AdminAddr()+"/api/v1/messages",
+			strings.NewReader("From: noreply@org.test\r\nTo: bob@dest.test\r\nSubject: reminder\r\n\r\nx\r\n"))
+		req.Header.Set("Content-Type", "message/rfc822")
+		req.Header.Set("X-API-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Retry-After")
+	}
+	for i, e := range []*e2e{a, b, a} {
+		if code, _ := send(e); code != http.StatusCreated {
+			t.Fatalf("send %d of 3: %d", i+1, code)
+		}
+	}
+	for name, e := range map[string]*e2e{"A": a, "B": b} {
+		if code, retry := send(e); code != http.StatusTooManyRequests || retry == "" {
+			t.Errorf("a fourth send through node %s: %d (Retry-After %q), want 429: the nodes count apart", name, code, retry)
+		}
+	}
+}
+
 // getWith is GET /api/v1/queue on the node with one header set.
 func getWith(t *testing.T, e *e2e, header, value string) int {
 	t.Helper()

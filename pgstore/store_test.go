@@ -447,3 +447,42 @@ func TestFleetKeyFirstNodesAtOnce(t *testing.T) {
 		t.Error("the old key's hash is still in clear")
 	}
 }
+
+// TestSendRateAcrossNodes: a key's messages per minute are counted by the
+// fleet, so two nodes together take no more than the limit; a message
+// handed back frees its place on either node; another key has its own.
+func TestSendRateAcrossNodes(t *testing.T) {
+	dsn := testutil.PostgreSQL(t)
+	a, b := open(t, dsn, nil), open(t, dsn, nil)
+	take := func(s *Store, key string, n int) bool {
+		t.Helper()
+		ok, wait, err := s.TakeRate(key, n, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok && (wait <= 0 || wait > time.Minute) {
+			t.Errorf("refused with a wait of %s", wait)
+		}
+		return ok
+	}
+	for i, s := range []*Store{a, a, b, a, b} {
+		if !take(s, "sk1", 1) {
+			t.Fatalf("message %d of 5 refused", i+1)
+		}
+	}
+	if take(a, "sk1", 1) || take(b, "sk1", 1) {
+		t.Error("a sixth message taken: the nodes count apart")
+	}
+	if take(b, "sk2", 5) != true || take(a, "sk2", 1) {
+		t.Error("another key's count: want 5 taken, the sixth refused")
+	}
+	if err := a.GiveRate("sk1", 1); err != nil {
+		t.Fatal(err)
+	}
+	if !take(b, "sk1", 1) {
+		t.Error("a message handed back on one node is not free on the other")
+	}
+	if take(a, "sk3", 6) {
+		t.Error("a batch over the limit taken at once")
+	}
+}

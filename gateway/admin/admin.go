@@ -151,6 +151,9 @@ type Options struct {
 	// signed requests.
 	Tokens TokenStore
 	Nonces NonceStore
+	// Rates, when set, counts each key's messages per minute across a
+	// fleet (nil: this node's memory).
+	Rates RateStore
 	// Engine is the live policy, for GET /api/v1/policy/explain;
 	// CheckDomain probes a domain (checks.go). nil leaves them out.
 	Engine      func() *policy.Engine
@@ -187,7 +190,8 @@ func New(o Options) *API {
 	a := &API{sharedStore: o.SharedStore, reloadPolicy: o.ReloadPolicy, store: o.Store, keys: o.Keys, wake: o.Wake, ready: o.Ready, logger: o.Logger,
 		token: o.Token, hosts: o.Hosts, requeue: o.Requeue, audit: o.Audit, metrics: o.Metrics, apiKeys: o.APIKeys,
 		submit: o.Submit, sendLimits: o.SendLimits, hostname: o.Hostname, users: o.Users,
-		engine: o.Engine, checkDomain: o.CheckDomain, tokens: tokens{lifetime: o.TokenLifetime, shared: o.Tokens, logger: o.Logger}, nonces: nonces{shared: o.Nonces, logger: o.Logger}, signedReads: make(chan struct{}, 4)}
+		engine: o.Engine, checkDomain: o.CheckDomain, tokens: tokens{lifetime: o.TokenLifetime, shared: o.Tokens, logger: o.Logger}, nonces: nonces{shared: o.Nonces, logger: o.Logger}, signedReads: make(chan struct{}, 4),
+		sendRate: rateLimiter{shared: o.Rates, logger: o.Logger}}
 	if o.Escrow != nil {
 		a.escrow = EscrowOf(o.Escrow)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"mime"
 	"net/http"
@@ -40,10 +41,21 @@ type SendLimits struct {
 	MaxBytes  int64 // bytes per request body
 }
 
-// rateLimiter counts each key's messages in the last minute.
+// RateStore is a fleet's count of the messages each key sent
+// (pgstore), so that a key's limit per minute holds across its nodes.
+type RateStore interface {
+	TakeRate(key string, n, limit int) (bool, time.Duration, error)
+	GiveRate(key string, n int) error
+}
+
+// rateLimiter counts each key's messages in the last minute: in this
+// node's memory, or in a fleet's shared store when one is set (this
+// node's memory again while that does not answer).
 type rateLimiter struct {
-	mu   sync.Mutex
-	sent map[string][]time.Time
+	mu     sync.Mutex
+	sent   map[string][]time.Time
+	shared RateStore
+	logger *slog.Logger
 }
 
 // take reserves n messages for key at now under limit per minute; when
@@ -51,6 +63,13 @@ type rateLimiter struct {
 func (l *rateLimiter) take(key string, n, limit int, now time.Time) (bool, time.Duration) {
 	if limit <= 0 {
 		return true, 0
+	}
+	if l.shared != nil {
+		ok, wait, err := l.shared.TakeRate(key, n, limit)
+		if err == nil {
+			return ok, wait
+		}
+		l.logger.Warn("the fleet's send counts do not answer; this node counts alone", "err", err)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -79,6 +98,11 @@ func (l *rateLimiter) take(key string, n, limit int, now time.Time) (bool, time.
 
 // give hands back n messages key reserved at at, which queued nothing.
 func (l *rateLimiter) give(key string, n int, at time.Time) {
+	if l.shared != nil && n > 0 {
+		if err := l.shared.GiveRate(key, n); err == nil {
+			return
+		}
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ts := l.sent[key]
