@@ -39,18 +39,8 @@ go build -o "$work/sealgate" ./cmd/sealgate
 go build -o "$work/sealgate-load" ./cmd/sealgate-load
 
 if [ "${SHARED:-}" = 1 ]; then
-	pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-	pgdir=$(mktemp -d /tmp/sealgate-bench-pg-XXXXXX)
-	as=()
-	if [ "$(id -u)" = 0 ]; then
-		chown postgres "$pgdir"
-		as=(runuser -u postgres --)
-	fi
-	"${as[@]}" "$pgbin/initdb" -D "$pgdir/data" -A trust -U postgres >/dev/null
-	# The database's own durability as a production one would have it.
-	"${as[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w \
-		-o "-c listen_addresses='' -c unix_socket_directories=$pgdir" start >/dev/null
-	trap 'kill $(jobs -p) 2>/dev/null || true; "${as[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -m fast stop >/dev/null 2>&1 || true; rm -rf "$work" "$pgdir"' EXIT
+	. bench/pg.sh
+	pg_start
 fi
 
 for c in $CS; do
@@ -69,8 +59,7 @@ admin:
   listen: 127.0.0.1:$admin_port
 YAML
 	if [ "${SHARED:-}" = 1 ]; then
-		"${as[@]}" "$pgbin/psql" -h "$pgdir" -U postgres -q -c "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench" postgres
-		printf 'store:\n  postgres:\n    dsn: "host=%s user=postgres dbname=bench"\n' "$pgdir" >>"$work/bench.yaml"
+		pg_fresh_db "$work/bench.yaml"
 	fi
 	sinkflags=()
 	if [ "${DKIM_TLS:-}" = 1 ]; then

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"time"
@@ -91,7 +93,16 @@ func (g *Gateway) nonceStore() admin.NonceStore {
 	return nil
 }
 
-// rateStore counts the send API's messages per key across a fleet (nil:
+// rateNode names this process among the nodes sharing send counts: its
+// host name and a random suffix (a restarted node's earlier count stays
+// counted until it ages out, as its messages do).
+func (g *Gateway) rateNode() string {
+	var b [4]byte
+	rand.Read(b[:])
+	return g.cfg.ServerHostname() + "/" + hex.EncodeToString(b[:])
+}
+
+// rateStore is where a fleet's nodes share their send counts per key (nil:
 // the node's memory, on a single node).
 func (g *Gateway) rateStore() admin.RateStore {
 	if g.shared != nil {

@@ -411,7 +411,7 @@ func (g *Gateway) Start() error {
 			OnQueued: g.sched.Wake, OnAccepted: g.metrics.Accepted})
 		api := admin.New(admin.Options{Store: g.store, Keys: g.keys, Escrow: escrow, Requeue: requeue, Audit: g.audit, Metrics: g.metrics.Handler(), APIKeys: g.store,
 			Submit: g.intake, SendLimits: admin.SendLimits{PerMinute: g.cfg.API.MessagesPerMinute, MaxBytes: 2*g.cfg.Inbound.MaxMessageBytes + 1<<20},
-			Hostname: g.cfg.ServerHostname(), Users: g.inbound.Users, TokenLifetime: g.cfg.API.TokenLifetime.D(), Tokens: g.tokenStore(), Nonces: g.nonceStore(), Rates: g.rateStore(), SharedStore: g.sharedStoreState(), Engine: g.policy.Load, CheckDomain: g.checkDomain, Wake: g.sched.Wake, Ready: ready,
+			Hostname: g.cfg.ServerHostname(), Users: g.inbound.Users, TokenLifetime: g.cfg.API.TokenLifetime.D(), Tokens: g.tokenStore(), Nonces: g.nonceStore(), Rates: g.rateStore(), Node: g.rateNode(), SharedStore: g.sharedStoreState(), Engine: g.policy.Load, CheckDomain: g.checkDomain, Wake: g.sched.Wake, Ready: ready,
 			ReloadPolicy: g.reloadPolicyFromFile, Logger: g.logger.With("component", "admin"),
 			Token: g.adminToken, Hosts: append(admin.AllowedHosts(g.adminLn.Addr().String()), g.cfg.Admin.Hosts...)})
 		g.admin = &http.Server{
@@ -419,6 +419,16 @@ func (g *Gateway) Start() error {
 			ReadHeaderTimeout: 10 * time.Second,
 		}
 		g.goServe("admin", func() error { return g.admin.Serve(g.adminLn) })
+		if g.shared != nil {
+			g.goServe("send counts", func() error {
+				every(ctx, time.Second, func(context.Context) {
+					if err := api.SyncRates(time.Now()); err != nil {
+						g.logger.Debug("send counts not shared with the fleet this second", "err", err)
+					}
+				})
+				return nil
+			})
+		}
 	}
 	if g.portalLn != nil {
 		g.startPortal(ctx)

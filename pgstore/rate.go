@@ -1,61 +1,53 @@
 package pgstore
 
 import (
-	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 )
 
-// The current minute of the database's clock: every node counts in the
-// same windows, whatever its own clock says.
-const sqlMinute = "floor(extract(epoch from now()) / 60)::bigint"
+// rateFresh is how recent a node's published count must be to count: a
+// node that stopped publishing (stopped, or cut off) no longer holds
+// back the others after a minute and a little.
+const rateFresh = 70 * time.Second
 
-// TakeRate reserves n messages of key's limit per minute across the
-// fleet, or says how long to wait. The window slides: this minute's
-// count plus the last minute's, weighted by the part of it still within
-// the last 60 seconds. One round trip; the row is locked only while it
-// is checked and raised.
-func (s *Store) TakeRate(key string, n, limit int) (bool, time.Duration, error) {
+// SyncRates publishes node's count of messages per key in the last
+// minute (mine; a key at 0 is withdrawn) and returns what the other
+// nodes last published, summed per key. One round trip.
+func (s *Store) SyncRates(node string, mine map[string]int) (map[string]int, error) {
 	ctx, cancel := ctxTimeout()
 	defer cancel()
 	b := &pgx.Batch{}
-	b.Queue("INSERT INTO api_rate (key_id, minute, count) VALUES ($1, "+sqlMinute+", 0) ON CONFLICT DO NOTHING", key)
-	b.Queue("DELETE FROM api_rate WHERE key_id = $1 AND minute < "+sqlMinute+" - 1", key)
-	b.Queue(`UPDATE api_rate AS r SET count = r.count + $2
-		WHERE r.key_id = $1 AND r.minute = `+sqlMinute+`
-		AND r.count + $2 + coalesce((SELECT p.count FROM api_rate p WHERE p.key_id = $1 AND p.minute = r.minute - 1), 0)
-			* (1 - mod(extract(epoch from now())::numeric, 60) / 60) <= $3
-		RETURNING count`, key, n, limit)
+	for key, n := range mine {
+		if n <= 0 {
+			b.Queue("DELETE FROM api_rate WHERE key_id = $1 AND node = $2", key, node)
+			continue
+		}
+		b.Queue(`INSERT INTO api_rate (key_id, node, count, updated) VALUES ($1, $2, $3, now())
+			ON CONFLICT (key_id, node) DO UPDATE SET count = excluded.count, updated = excluded.updated`, key, node, n)
+	}
+	b.Queue("DELETE FROM api_rate WHERE updated < now() - make_interval(secs => $1)", rateFresh.Seconds())
+	b.Queue("SELECT key_id, sum(count)::int FROM api_rate WHERE node <> $1 GROUP BY key_id", node)
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()
-	for range 2 {
+	for range b.Len() - 1 {
 		if _, err := br.Exec(); err != nil {
-			return false, 0, err
+			return nil, err
 		}
 	}
-	var count int
-	err := br.QueryRow().Scan(&count)
-	if errors.Is(err, pgx.ErrNoRows) {
-		// Refused: the window has moved on by the next minute.
-		return false, time.Duration(60-time.Now().Second()) * time.Second, nil
-	}
+	rows, err := br.Query()
 	if err != nil {
-		return false, 0, err
+		return nil, err
 	}
-	return true, 0, nil
-}
-
-// GiveRate hands back n messages key reserved moments ago, which queued
-// nothing (a repeated idempotent send).
-func (s *Store) GiveRate(key string, n int) error {
-	ctx, cancel := ctxTimeout()
-	defer cancel()
-	// From this minute's count, or the last one's when a minute began
-	// since they were taken.
-	_, err := s.pool.Exec(ctx, `WITH cur AS (
-			UPDATE api_rate SET count = count - $2 WHERE key_id = $1 AND minute = `+sqlMinute+` AND count >= $2 RETURNING 1)
-		UPDATE api_rate SET count = greatest(count - $2, 0)
-		WHERE key_id = $1 AND minute = `+sqlMinute+` - 1 AND NOT EXISTS (SELECT 1 FROM cur)`, key, n)
-	return err
+	defer rows.Close()
+	others := map[string]int{}
+	for rows.Next() {
+		var key string
+		var n int
+		if err := rows.Scan(&key, &n); err != nil {
+			return nil, err
+		}
+		others[key] = n
+	}
+	return others, rows.Err()
 }

@@ -448,41 +448,36 @@ func TestFleetKeyFirstNodesAtOnce(t *testing.T) {
 	}
 }
 
-// TestSendRateAcrossNodes: a key's messages per minute are counted by the
-// fleet, so two nodes together take no more than the limit; a message
-// handed back frees its place on either node; another key has its own.
-func TestSendRateAcrossNodes(t *testing.T) {
+// TestSendRatesAcrossNodes: each node publishes its counts per key and
+// sees the others' summed; a count at 0 withdraws the node's; a node
+// that stopped publishing ages out.
+func TestSendRatesAcrossNodes(t *testing.T) {
 	dsn := testutil.PostgreSQL(t)
 	a, b := open(t, dsn, nil), open(t, dsn, nil)
-	take := func(s *Store, key string, n int) bool {
+	sync := func(s *Store, node string, mine map[string]int) map[string]int {
 		t.Helper()
-		ok, wait, err := s.TakeRate(key, n, 5)
+		others, err := s.SyncRates(node, mine)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !ok && (wait <= 0 || wait > time.Minute) {
-			t.Errorf("refused with a wait of %s", wait)
-		}
-		return ok
+		return others
 	}
-	for i, s := range []*Store{a, a, b, a, b} {
-		if !take(s, "sk1", 1) {
-			t.Fatalf("message %d of 5 refused", i+1)
-		}
+	sync(a, "a", map[string]int{"sk1": 3, "sk2": 1})
+	sync(b, "b", map[string]int{"sk1": 2})
+	sync(b, "c", map[string]int{"sk1": 4})
+	if got := sync(a, "a", map[string]int{"sk1": 3, "sk2": 1}); got["sk1"] != 6 || got["sk2"] != 0 {
+		t.Errorf("node a sees %v, want sk1 6 (b's 2 and c's 4), sk2 none", got)
 	}
-	if take(a, "sk1", 1) || take(b, "sk1", 1) {
-		t.Error("a sixth message taken: the nodes count apart")
+	if got := sync(b, "b", map[string]int{"sk1": 0}); got["sk1"] != 7 || got["sk2"] != 1 {
+		t.Errorf("node b sees %v, want sk1 7, sk2 1", got)
 	}
-	if take(b, "sk2", 5) != true || take(a, "sk2", 1) {
-		t.Error("another key's count: want 5 taken, the sixth refused")
+	if got := sync(a, "a", nil); got["sk1"] != 4 {
+		t.Errorf("after b withdrew its count, a sees %v, want sk1 4 (c's)", got)
 	}
-	if err := a.GiveRate("sk1", 1); err != nil {
+	if _, err := b.pool.Exec(context.Background(), "UPDATE api_rate SET updated = now() - interval '2 minutes' WHERE node = 'c'"); err != nil {
 		t.Fatal(err)
 	}
-	if !take(b, "sk1", 1) {
-		t.Error("a message handed back on one node is not free on the other")
-	}
-	if take(a, "sk3", 6) {
-		t.Error("a batch over the limit taken at once")
+	if got := sync(a, "a", nil); got["sk1"] != 0 {
+		t.Errorf("a node silent for two minutes still counts: %v", got)
 	}
 }

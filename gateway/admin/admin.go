@@ -107,20 +107,25 @@ type API struct {
 	submit       Submitter // nil: no send API
 	sendLimits   SendLimits
 	sendRate     rateLimiter
-	hostname     string
-	routes       []string // the patterns Handler registered (openapi_test.go)
-	tokens       tokens
-	sharedStore  func() string
-	nonces       nonces
-	signedReads  chan struct{} // bounds the bodies read to check a signature
-	users        Users         // the password grant's users; nil: no password grant
-	engine       func() *policy.Engine
-	checkDomain  DomainChecker
-	wake         func(id string)
-	ready        func() bool
-	logger       *slog.Logger
-	token        string
-	hosts        []string
+	rates        RateStore // a fleet's (SyncRates); nil on a single node
+	node         string
+	// ratesPublished are the keys this node last published a count for
+	// (only SyncRates' caller, one goroutine, touches it).
+	ratesPublished map[string]bool
+	hostname       string
+	routes         []string // the patterns Handler registered (openapi_test.go)
+	tokens         tokens
+	sharedStore    func() string
+	nonces         nonces
+	signedReads    chan struct{} // bounds the bodies read to check a signature
+	users          Users         // the password grant's users; nil: no password grant
+	engine         func() *policy.Engine
+	checkDomain    DomainChecker
+	wake           func(id string)
+	ready          func() bool
+	logger         *slog.Logger
+	token          string
+	hosts          []string
 }
 
 // Options are what the admin API serves from.
@@ -151,9 +156,11 @@ type Options struct {
 	// signed requests.
 	Tokens TokenStore
 	Nonces NonceStore
-	// Rates, when set, counts each key's messages per minute across a
-	// fleet (nil: this node's memory).
+	// Rates, when set, is where the fleet's nodes share their counts of
+	// each key's messages per minute (SyncRates); Node names this node
+	// there.
 	Rates RateStore
+	Node  string
 	// Engine is the live policy, for GET /api/v1/policy/explain;
 	// CheckDomain probes a domain (checks.go). nil leaves them out.
 	Engine      func() *policy.Engine
@@ -191,7 +198,7 @@ func New(o Options) *API {
 		token: o.Token, hosts: o.Hosts, requeue: o.Requeue, audit: o.Audit, metrics: o.Metrics, apiKeys: o.APIKeys,
 		submit: o.Submit, sendLimits: o.SendLimits, hostname: o.Hostname, users: o.Users,
 		engine: o.Engine, checkDomain: o.CheckDomain, tokens: tokens{lifetime: o.TokenLifetime, shared: o.Tokens, logger: o.Logger}, nonces: nonces{shared: o.Nonces, logger: o.Logger}, signedReads: make(chan struct{}, 4),
-		sendRate: rateLimiter{shared: o.Rates, logger: o.Logger}}
+		rates: o.Rates, node: o.Node}
 	if o.Escrow != nil {
 		a.escrow = EscrowOf(o.Escrow)
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"maps"
 	"mime"
 	"net/http"
@@ -41,21 +40,39 @@ type SendLimits struct {
 	MaxBytes  int64 // bytes per request body
 }
 
-// RateStore is a fleet's count of the messages each key sent
-// (pgstore), so that a key's limit per minute holds across its nodes.
+// RateStore is where a fleet's nodes publish their counts of the
+// messages each key sent in the last minute (pgstore), so that a key's
+// limit per minute holds across them.
 type RateStore interface {
-	TakeRate(key string, n, limit int) (bool, time.Duration, error)
-	GiveRate(key string, n int) error
+	// SyncRates publishes node's counts (a key at 0 is withdrawn) and
+	// returns the other nodes' latest, summed per key.
+	SyncRates(node string, mine map[string]int) (map[string]int, error)
 }
 
-// rateLimiter counts each key's messages in the last minute: in this
-// node's memory, or in a fleet's shared store when one is set (this
-// node's memory again while that does not answer).
+// rateLimiter counts each key's messages in the last minute, exactly for
+// this node; in a fleet it adds what the other nodes last published
+// (SyncRates, every second), so the limit holds across them within a
+// second's traffic, with no database round trip per message.
 type rateLimiter struct {
 	mu     sync.Mutex
 	sent   map[string][]time.Time
-	shared RateStore
-	logger *slog.Logger
+	others map[string]int // the other nodes' counts, as of the last sync
+}
+
+// inWindow drops key's stamps older than a minute at now; l.mu held.
+func (l *rateLimiter) inWindow(key string, now time.Time) []time.Time {
+	ts := l.sent[key]
+	i := 0
+	for i < len(ts) && now.Sub(ts[i]) >= time.Minute {
+		i++
+	}
+	ts = ts[i:]
+	if len(ts) == 0 {
+		delete(l.sent, key)
+	} else {
+		l.sent[key] = ts
+	}
+	return ts
 }
 
 // take reserves n messages for key at now under limit per minute; when
@@ -64,30 +81,18 @@ func (l *rateLimiter) take(key string, n, limit int, now time.Time) (bool, time.
 	if limit <= 0 {
 		return true, 0
 	}
-	if l.shared != nil {
-		ok, wait, err := l.shared.TakeRate(key, n, limit)
-		if err == nil {
-			return ok, wait
-		}
-		l.logger.Warn("the fleet's send counts do not answer; this node counts alone", "err", err)
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.sent == nil {
 		l.sent = map[string][]time.Time{}
 	}
-	ts := l.sent[key]
-	i := 0
-	for i < len(ts) && now.Sub(ts[i]) >= time.Minute {
-		i++
-	}
-	ts = ts[i:]
-	if len(ts)+n > limit {
-		l.sent[key] = ts
-		if len(ts) == 0 {
-			return false, time.Minute
+	ts := l.inWindow(key, now)
+	others := l.others[key]
+	if others+len(ts)+n > limit {
+		if over := others + len(ts) + n - limit; len(ts) > 0 && over <= len(ts) {
+			return false, ts[over-1].Add(time.Minute).Sub(now) // when enough of ours leave the window
 		}
-		return false, ts[min(len(ts)-1, len(ts)+n-limit-1)].Add(time.Minute).Sub(now)
+		return false, time.Minute
 	}
 	for range n {
 		ts = append(ts, now)
@@ -98,11 +103,6 @@ func (l *rateLimiter) take(key string, n, limit int, now time.Time) (bool, time.
 
 // give hands back n messages key reserved at at, which queued nothing.
 func (l *rateLimiter) give(key string, n int, at time.Time) {
-	if l.shared != nil && n > 0 {
-		if err := l.shared.GiveRate(key, n); err == nil {
-			return
-		}
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ts := l.sent[key]
@@ -115,6 +115,52 @@ func (l *rateLimiter) give(key string, n int, at time.Time) {
 	if l.sent != nil {
 		l.sent[key] = ts
 	}
+}
+
+// counts is this node's count per key in the minute before now, keys
+// that fell to 0 since the last call included (so that they are
+// withdrawn), for SyncRates.
+func (l *rateLimiter) counts(now time.Time, published map[string]bool) map[string]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	mine := map[string]int{}
+	for key := range published {
+		mine[key] = 0
+	}
+	for key := range l.sent {
+		if n := len(l.inWindow(key, now)); n > 0 {
+			mine[key] = n
+		}
+	}
+	return mine
+}
+
+func (l *rateLimiter) setOthers(others map[string]int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.others = others
+}
+
+// SyncRates publishes this node's send counts to the fleet's store and
+// takes the other nodes' (the gateway calls it every second on a
+// fleet's node). While the store does not answer, the last counts stay.
+func (a *API) SyncRates(now time.Time) error {
+	if a.rates == nil {
+		return nil
+	}
+	mine := a.sendRate.counts(now, a.ratesPublished)
+	others, err := a.rates.SyncRates(a.node, mine)
+	if err != nil {
+		return err
+	}
+	a.sendRate.setOthers(others)
+	a.ratesPublished = map[string]bool{}
+	for key, n := range mine {
+		if n > 0 {
+			a.ratesPublished[key] = true
+		}
+	}
+	return nil
 }
 
 // apiError is the one error shape of the API.

@@ -1,11 +1,12 @@
--- What each API key sent, per minute of the database's clock, so that a
--- key's messages-per-minute limit holds across the fleet's nodes (a
--- sliding window: this minute's count and the last one's, weighted by
--- what is left of it).
+-- How many messages each node's send API took for each API key in the
+-- last minute, published by the node every second, so that a key's
+-- messages-per-minute limit holds across the fleet: a node counts its
+-- own exactly and adds what the others last published.
 
 CREATE TABLE api_rate (
-	key_id text    NOT NULL,
-	minute bigint  NOT NULL,
-	count  integer NOT NULL CHECK (count >= 0),
-	PRIMARY KEY (key_id, minute)
+	key_id  text        NOT NULL,
+	node    text        NOT NULL,
+	count   integer     NOT NULL CHECK (count >= 0),
+	updated timestamptz NOT NULL,
+	PRIMARY KEY (key_id, node)
 );
