@@ -421,10 +421,16 @@ func (g *Gateway) Start() error {
 		g.goServe("admin", func() error { return g.admin.Serve(g.adminLn) })
 		if g.shared != nil {
 			g.goServe("send counts", func() error {
+				failing := false
 				every(ctx, time.Second, func(context.Context) {
-					if err := api.SyncRates(time.Now()); err != nil {
-						g.logger.Debug("send counts not shared with the fleet this second", "err", err)
+					err := api.SyncRates(time.Now())
+					switch {
+					case err != nil && !failing:
+						g.logger.Warn("the send API's counts cannot be shared with the fleet; after a minute this node counts alone", "err", err)
+					case err == nil && failing:
+						g.logger.Info("the send API's counts are shared with the fleet again")
 					}
+					failing = err != nil
 				})
 				return nil
 			})

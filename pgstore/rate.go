@@ -1,6 +1,8 @@
 package pgstore
 
 import (
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -18,7 +20,9 @@ func (s *Store) SyncRates(node string, mine map[string]int) (map[string]int, err
 	ctx, cancel := ctxTimeout()
 	defer cancel()
 	b := &pgx.Batch{}
-	for key, n := range mine {
+	keys := slices.Sorted(maps.Keys(mine)) // rows locked in one order
+	for _, key := range keys {
+		n := mine[key]
 		if n <= 0 {
 			b.Queue("DELETE FROM api_rate WHERE key_id = $1 AND node = $2", key, node)
 			continue
@@ -26,8 +30,13 @@ func (s *Store) SyncRates(node string, mine map[string]int) (map[string]int, err
 		b.Queue(`INSERT INTO api_rate (key_id, node, count, updated) VALUES ($1, $2, $3, now())
 			ON CONFLICT (key_id, node) DO UPDATE SET count = excluded.count, updated = excluded.updated`, key, node, n)
 	}
-	b.Queue("DELETE FROM api_rate WHERE updated < now() - make_interval(secs => $1)", rateFresh.Seconds())
-	b.Queue("SELECT key_id, sum(count)::int FROM api_rate WHERE node <> $1 GROUP BY key_id", node)
+	// Stale rows go, but only those no other node holds locked at this
+	// moment (its own sync): waiting for them deadlocked two nodes that
+	// each held their own rows. Stale ones not removed are not counted.
+	b.Queue(`DELETE FROM api_rate WHERE ctid IN (SELECT ctid FROM api_rate
+		WHERE updated < now() - make_interval(secs => $1) FOR UPDATE SKIP LOCKED)`, rateFresh.Seconds())
+	b.Queue(`SELECT key_id, sum(count)::int FROM api_rate
+		WHERE node <> $1 AND updated >= now() - make_interval(secs => $2) GROUP BY key_id`, node, rateFresh.Seconds())
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()
 	for range b.Len() - 1 {

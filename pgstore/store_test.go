@@ -481,3 +481,46 @@ func TestSendRatesAcrossNodes(t *testing.T) {
 		t.Errorf("a node silent for two minutes still counts: %v", got)
 	}
 }
+
+// TestSyncRatesAfterAnOutage: after the database was away for more than
+// rateFresh every node's rows are stale, and two nodes' first syncs at
+// once each upsert their own rows and remove stale ones: neither may wait
+// for the other's (PostgreSQL found deadlocks when they did).
+func TestSyncRatesAfterAnOutage(t *testing.T) {
+	dsn := testutil.PostgreSQL(t)
+	a, b := open(t, dsn, nil), open(t, dsn, nil)
+	mine := map[string]int{}
+	for i := range 50 {
+		mine[fmt.Sprintf("sk%d", i)] = 1
+	}
+	fails := 0
+	for round := range 20 {
+		for _, n := range []string{"a", "b"} {
+			if _, err := a.SyncRates(n, mine); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := a.pool.Exec(context.Background(), "UPDATE api_rate SET updated = now() - interval '2 minutes'"); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i, s := range []*Store{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = s.SyncRates([]string{"a", "b"}[i], mine)
+			}()
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				fails++
+				t.Errorf("round %d: %v", round, err)
+			}
+		}
+	}
+	if fails > 0 {
+		t.Logf("%d of 40 syncs failed", fails)
+	}
+}

@@ -104,14 +104,18 @@ func (e *Escrow) byToken(tx escrowTx, token string) (*EscrowRecipient, *EscrowMe
 // lost).
 func (e *Escrow) auditAccess(tx escrowTx, r *EscrowRecipient) error {
 	o := e.s.opts
-	if (o.AuditEscrow == nil && o.WebhooksEscrow == nil) || r.AuditedEvents >= len(r.Events) {
+	from := r.AuditedEvents
+	if tx.acked != nil {
+		from = max(from, tx.acked(r.ID))
+	}
+	if (o.AuditEscrow == nil && o.WebhooksEscrow == nil) || from >= len(r.Events) {
 		return nil
 	}
 	queueID := ""
 	if m, err := e.getMessage(tx, r.MessageID); err == nil {
 		queueID = m.QueueID
 	}
-	events := slices.Clone(r.Events[r.AuditedEvents:])
+	events := slices.Clone(r.Events[from:])
 	err := tx.spool(func(btx *bolt.Tx) error {
 		if o.AuditEscrow != nil {
 			if err := e.s.appendAudit(btx, o.AuditEscrow(queueID, r.MessageID, r.Address, events)); err != nil {

@@ -79,6 +79,10 @@ type escrowTx struct {
 	// audited once this node's spool has them (nil on a single node: the
 	// same transaction holds both).
 	ack func(id string, n int)
+	// acked is how many of id's events this transaction has already
+	// audited (ack), so that a second write of id in it audits only what
+	// is new.
+	acked func(id string) int
 }
 
 type boltKV struct{ tx *bolt.Tx }
@@ -122,7 +126,7 @@ func (e *Escrow) update(size int, fn func(tx escrowTx) error) error {
 		return fn(escrowTx{KVTx: tx, spool: func(f func(*bolt.Tx) error) error {
 			later = append(later, f)
 			return nil
-		}, after: after, ack: func(id string, n int) { acks[id] = n }})
+		}, after: after, ack: func(id string, n int) { acks[id] = n }, acked: func(id string) int { return acks[id] }})
 	})
 	if err != nil {
 		afters = nil

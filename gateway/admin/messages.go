@@ -54,10 +54,16 @@ type RateStore interface {
 // (SyncRates, every second), so the limit holds across them within a
 // second's traffic, with no database round trip per message.
 type rateLimiter struct {
-	mu     sync.Mutex
-	sent   map[string][]time.Time
-	others map[string]int // the other nodes' counts, as of the last sync
+	mu       sync.Mutex
+	sent     map[string][]time.Time
+	others   map[string]int // the other nodes' counts, as of the last sync
+	othersAt time.Time      // when they were read
 }
+
+// othersFresh is how long the other nodes' counts are used after the
+// last sync: they speak of the minute before it; a node that cannot
+// reach the fleet's store then counts alone.
+const othersFresh = time.Minute
 
 // inWindow drops key's stamps older than a minute at now; l.mu held.
 func (l *rateLimiter) inWindow(key string, now time.Time) []time.Time {
@@ -87,7 +93,10 @@ func (l *rateLimiter) take(key string, n, limit int, now time.Time) (bool, time.
 		l.sent = map[string][]time.Time{}
 	}
 	ts := l.inWindow(key, now)
-	others := l.others[key]
+	others := 0
+	if now.Sub(l.othersAt) < othersFresh {
+		others = l.others[key]
+	}
 	if others+len(ts)+n > limit {
 		if over := others + len(ts) + n - limit; len(ts) > 0 && over <= len(ts) {
 			return false, ts[over-1].Add(time.Minute).Sub(now) // when enough of ours leave the window
@@ -135,15 +144,16 @@ func (l *rateLimiter) counts(now time.Time, published map[string]bool) map[strin
 	return mine
 }
 
-func (l *rateLimiter) setOthers(others map[string]int) {
+func (l *rateLimiter) setOthers(others map[string]int, at time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.others = others
+	l.others, l.othersAt = others, at
 }
 
 // SyncRates publishes this node's send counts to the fleet's store and
 // takes the other nodes' (the gateway calls it every second on a
-// fleet's node). While the store does not answer, the last counts stay.
+// fleet's node). While the store does not answer, the last counts are
+// used for a minute, and then this node counts alone.
 func (a *API) SyncRates(now time.Time) error {
 	if a.rates == nil {
 		return nil
@@ -153,7 +163,7 @@ func (a *API) SyncRates(now time.Time) error {
 	if err != nil {
 		return err
 	}
-	a.sendRate.setOthers(others)
+	a.sendRate.setOthers(others, now)
 	a.ratesPublished = map[string]bool{}
 	for key, n := range mine {
 		if n > 0 {

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -57,5 +58,39 @@ func TestSendLimitHoldsAcrossSyncedNodes(t *testing.T) {
 	sync()
 	if !take(b) || !take(a) {
 		t.Error("refused after the window moved on")
+	}
+}
+
+type flakyRates struct {
+	others map[string]int
+	down   bool
+}
+
+func (f *flakyRates) SyncRates(node string, mine map[string]int) (map[string]int, error) {
+	if f.down {
+		return nil, errors.New("database unreachable")
+	}
+	return f.others, nil
+}
+
+// The other nodes' counts are of the last minute: while the store does
+// not answer they hold for a minute, and then this node counts alone.
+func TestOthersCountsAgeOutWhileTheStoreIsDown(t *testing.T) {
+	st := &flakyRates{others: map[string]int{"sk1": 3}}
+	a := New(Options{Rates: st, Node: "a"})
+	now := time.Now()
+	if err := a.SyncRates(now); err != nil {
+		t.Fatal(err)
+	}
+	st.down = true
+	if ok, _ := a.sendRate.take("sk1", 1, 3, now.Add(30*time.Second)); ok {
+		t.Error("half a minute into an outage the others' last counts no longer hold")
+	}
+	for i := range 600 { // ten minutes of failed syncs
+		a.SyncRates(now.Add(time.Duration(i) * time.Second))
+	}
+	later := now.Add(10 * time.Minute)
+	if ok, wait := a.sendRate.take("sk1", 1, 3, later); !ok {
+		t.Errorf("ten minutes into an outage key sk1 is still refused (Retry-After %s) on counts from before it", wait)
 	}
 }

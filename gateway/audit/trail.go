@@ -198,6 +198,20 @@ func (t *Trail) Checkpoint(now time.Time) (*Checkpoint, error) {
 	if last >= seq {
 		return nil, nil
 	}
+	if _, judge, err := t.newestInterval(last); err == nil && !judge {
+		// The first checkpoint after an older sealgate's (v2): the chain
+		// says from here on that checkpoints name their interval, so that
+		// deleting every one after the old checkpoint cannot make the
+		// tail unjudged (newestInterval).
+		rec := mustJSON(Record{Time: now.UTC(), Type: signerV3Type, Actor: "sealgate",
+			Detail: "checkpoints from here on name their interval; a long unsigned tail after this entry means deleted checkpoints"})
+		if err := t.store.Audit(rec); err != nil {
+			return nil, err
+		}
+		if seq, hash, err = t.store.AuditHead(); err != nil {
+			return nil, err
+		}
+	}
 	cp := Checkpoint{Seq: seq, Hash: hash, Prev: last, Time: now.UTC(), Interval: int64(t.checkpointInterval() / time.Second), Key: hex.EncodeToString(t.pub)}
 	cp.Signature = base64.StdEncoding.EncodeToString(ed25519.Sign(t.key, cp.signedBytes()))
 	data, err := json.Marshal(cp)
@@ -212,6 +226,10 @@ func (t *Trail) Checkpoint(now time.Time) (*Checkpoint, error) {
 // genuine trail leaves: signing over them must not hide that the
 // checkpoints which covered them were deleted.
 const unsignedTailType = "audit.unsigned-tail"
+
+// signerV3Type is the record chained before the first checkpoint that
+// names its interval, after checkpoints that did not.
+const signerV3Type = "audit.signer-v3"
 
 // SignHead is Checkpoint for a start, or for a command that changed a
 // stopped server's spool: a tail no checkpoint covers that is longer
@@ -248,7 +266,7 @@ func (t *Trail) SignHead(now time.Time, upTo uint64) (*Checkpoint, string, error
 		return nil, "", err
 	}
 	problem := ""
-	if judge {
+	if judge || tail.v3 {
 		problem = tail.problem(t.maxUnsigned(newest))
 	}
 	if problem != "" {
@@ -265,14 +283,19 @@ func (t *Trail) SignHead(now time.Time, upTo uint64) (*Checkpoint, string, error
 type tailSpan struct {
 	first, last uint64
 	from, to    time.Time
+	v3          bool // the tail holds the entry after which checkpoints name their interval
 }
 
 func (s *tailSpan) add(seq uint64, record []byte) {
 	var r struct {
 		Time time.Time `json:"time"`
+		Type string    `json:"type"`
 	}
 	if json.Unmarshal(record, &r) != nil || r.Time.IsZero() {
 		return
+	}
+	if r.Type == signerV3Type {
+		s.v3 = true
 	}
 	if s.first == 0 {
 		s.first, s.from = seq, r.Time

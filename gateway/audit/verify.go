@@ -176,7 +176,7 @@ func (t *Trail) Verify() (Report, error) {
 	if cp := rep.LastCheckpoint; cp != nil {
 		signedUnder, judge = time.Duration(cp.Interval)*time.Second, cp.Interval > 0
 	}
-	if p := tail.problem(t.maxUnsigned(signedUnder)); judge && p != "" {
+	if p := tail.problem(t.maxUnsigned(signedUnder)); (judge || tail.v3) && p != "" {
 		rep.bad("%s", p)
 	}
 	if rep.Entries == 0 {
