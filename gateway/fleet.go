@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/config"
-	"github.com/sealgate/sealgate/gateway/admin"
 	"github.com/sealgate/sealgate/pgstore"
 	"github.com/sealgate/sealgate/queue"
 )
@@ -84,13 +83,15 @@ func closeStores(spool *queue.Store, shared *pgstore.Store) {
 	}
 }
 
-// nonceStore is where signed requests' nonces live in a fleet (nil:
-// the node's memory).
-func (g *Gateway) nonceStore() admin.NonceStore {
-	if g.shared != nil {
-		return g.shared
+// sharedAs is the fleet's shared store as what T asks of it (the OAuth
+// tokens, signed requests' nonces, send counts), or T's nil on a single
+// node, where they stay in the node's memory (never a typed nil).
+func sharedAs[T any](g *Gateway) T {
+	var none T
+	if g.shared == nil {
+		return none
 	}
-	return nil
+	return any(g.shared).(T)
 }
 
 // rateNode names this process among the nodes sharing send counts: its
@@ -100,24 +101,6 @@ func (g *Gateway) rateNode() string {
 	var b [4]byte
 	rand.Read(b[:])
 	return g.cfg.ServerHostname() + "/" + hex.EncodeToString(b[:])
-}
-
-// rateStore is where a fleet's nodes share their send counts per key (nil:
-// the node's memory, on a single node).
-func (g *Gateway) rateStore() admin.RateStore {
-	if g.shared != nil {
-		return g.shared
-	}
-	return nil
-}
-
-// tokenStore is where OAuth tokens live in a fleet (nil: the node's
-// memory, on a single node).
-func (g *Gateway) tokenStore() admin.TokenStore {
-	if g.shared != nil {
-		return g.shared
-	}
-	return nil
 }
 
 // sharedStoreState is the shared store's state for /readyz, asked at
