@@ -6,9 +6,6 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
-	"github.com/jackc/pgx/v5"
-	"github.com/sealgate/sealgate/gateway/audit"
-	"github.com/sealgate/sealgate/pgstore"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,6 +13,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/sealgate/sealgate/gateway/audit"
+	"github.com/sealgate/sealgate/pgstore"
 
 	"github.com/sealgate/sealgate/gateway/admin"
 	"github.com/sealgate/sealgate/internal/testutil"
@@ -141,16 +142,8 @@ func TestFleetCountsAKeysSendRate(t *testing.T) {
 	}
 	send := func(e *e2e) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, "http://"+e.gw.AdminAddr()+"/api/v1/messages",
-			strings.NewReader("From: noreply@org.test\r\nTo: bob@dest.test\r\nSubject: reminder\r\n\r\nx\r\n"))
-		req.Header.Set("Content-Type", "message/rfc822")
-		req.Header.Set("X-API-Key", key)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		return resp.StatusCode, resp.Header.Get("Retry-After")
+		code, _, h := e.postAPI("/api/v1/messages", "message/rfc822", "From: noreply@org.test\r\nTo: bob@dest.test\r\nSubject: reminder\r\n\r\nx\r\n", key)
+		return code, h.Get("Retry-After")
 	}
 	for i := range limit {
 		if code, _ := send(a); code != http.StatusCreated {

@@ -31,21 +31,7 @@ func TestSendAPIEndToEnd(t *testing.T) {
 	_, other, _ := admin.CreateAPIKey(e.gw.Store(), admin.NewAPIKey{Name: "crm", Scope: admin.ScopeSend, Domains: []string{"else.test"}}, time.Now())
 	post := func(path, ct, body, key string, header ...string) (int, map[string]any, http.Header) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, "http://"+e.gw.AdminAddr()+path, strings.NewReader(body))
-		req.Header.Set("Content-Type", ct)
-		req.Header.Set("X-API-Key", key)
-		for i := 0; i+1 < len(header); i += 2 {
-			req.Header.Set(header[i], header[i+1])
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		data, _ := io.ReadAll(resp.Body)
-		var out map[string]any
-		json.Unmarshal(data, &out)
-		return resp.StatusCode, out, resp.Header
+		return e.postAPI(path, ct, body, key, header...)
 	}
 	get := func(path, key string) (int, []byte) {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+e.gw.AdminAddr()+path, nil)
@@ -198,20 +184,8 @@ func TestSendAPIRefusesWhatAKeyMayNotSay(t *testing.T) {
 	}
 	post := func(path, ct, body string, header ...string) (int, map[string]any) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, "http://"+e.gw.AdminAddr()+path, strings.NewReader(body))
-		req.Header.Set("Content-Type", ct)
-		req.Header.Set("X-API-Key", cred)
-		for i := 0; i+1 < len(header); i += 2 {
-			req.Header.Set(header[i], header[i+1])
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out map[string]any
-		json.NewDecoder(resp.Body).Decode(&out)
-		return resp.StatusCode, out
+		code, out, _ := e.postAPI(path, ct, body, cred, header...)
+		return code, out
 	}
 	body := `{"from": "noreply@org.test", "to": ["bob@dest.test"], "subject": "s", "text": "x"}`
 	c1, o1 := post("/api/v1/messages", "application/json", body, "Idempotency-Key", "k-1")
@@ -244,17 +218,8 @@ func TestSendAPISizeAndBatchLimits(t *testing.T) {
 	}
 	post := func(path, ct, body string) (int, map[string]any) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, "http://"+e.gw.AdminAddr()+path, strings.NewReader(body))
-		req.Header.Set("Content-Type", ct)
-		req.Header.Set("X-API-Key", cred)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out map[string]any
-		json.NewDecoder(resp.Body).Decode(&out)
-		return resp.StatusCode, out
+		code, out, _ := e.postAPI(path, ct, body, cred)
+		return code, out
 	}
 	small := `{"from": "noreply@org.test", "to": ["bob@dest.test"], "subject": "s", "text": "x"}`
 	big := `{"from": "noreply@org.test", "to": ["bob@dest.test"], "subject": "s", "text": "` + strings.Repeat("y", 5000) + `"}`
@@ -300,4 +265,25 @@ func TestSendAPISizeAndBatchLimits(t *testing.T) {
 	if n := sent(); n != 2 {
 		t.Errorf("after the batch of 501, %d messages queued, want 2", n)
 	}
+}
+
+// postAPI POSTs body to the node's admin listener with the API key and
+// extra header pairs, and returns the status, the JSON answer and the
+// response's header.
+func (e *e2e) postAPI(path, ct, body, key string, header ...string) (int, map[string]any, http.Header) {
+	e.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+e.gw.AdminAddr()+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", ct)
+	req.Header.Set("X-API-Key", key)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out, resp.Header
 }
