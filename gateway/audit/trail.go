@@ -97,31 +97,41 @@ func (t *Trail) checkpointInterval() time.Duration {
 	return t.interval
 }
 
-// newestInterval is the interval the genuine checkpoint at seq was
-// signed under, and whether the tail after it is to be judged: not after
-// a checkpoint signed before intervals were kept (v2), since the sealgate
-// that made it signed neither at start nor after a command on a stopped
-// spool, so a long tail is no sign of deletion there; a trail with no
-// checkpoint at all, or a missing one, is judged.
-func (t *Trail) newestInterval(seq uint64) (time.Duration, bool, error) {
-	if seq == 0 {
-		return 0, true, nil
-	}
+// newestCheckpoint is the genuine checkpoint at seq (nil when there is
+// none, the store cannot say, or it does not verify).
+func (t *Trail) newestCheckpoint(seq uint64) (*Checkpoint, error) {
 	a, ok := t.store.(interface {
 		AuditCheckpoint(seq uint64) ([]byte, error)
 	})
-	if !ok {
-		return 0, true, nil
+	if seq == 0 || !ok {
+		return nil, nil
 	}
 	data, err := a.AuditCheckpoint(seq)
 	if err != nil || data == nil {
-		return 0, true, err
+		return nil, err
 	}
 	cp, problem := t.verifyCheckpoint(seq, data)
 	if problem != "" {
-		return 0, true, nil
+		return nil, nil
 	}
-	return time.Duration(cp.Interval) * time.Second, cp.Interval > 0, nil
+	return &cp, nil
+}
+
+// tailProblem judges the unsigned tail after the newest genuine
+// checkpoint cp (nil: none), by the longer of the interval cp was signed
+// under and today's setting. Not after a checkpoint that names no
+// interval (v2) unless the tail says a later sealgate signed (tail.v3):
+// the sealgate that made it signed neither at start nor after a command
+// on a stopped spool, so a long tail is no sign of deletion there.
+func (t *Trail) tailProblem(tail tailSpan, cp *Checkpoint) string {
+	var signed time.Duration
+	if cp != nil {
+		if cp.Interval == 0 && !tail.v3 {
+			return ""
+		}
+		signed = time.Duration(cp.Interval) * time.Second
+	}
+	return tail.problem(t.maxUnsigned(signed))
 }
 
 // New is the trail over store, signing with key (nil to verify only,
@@ -198,11 +208,11 @@ func (t *Trail) Checkpoint(now time.Time) (*Checkpoint, error) {
 	if last >= seq {
 		return nil, nil
 	}
-	if _, judge, err := t.newestInterval(last); err == nil && !judge {
+	if cp, err := t.newestCheckpoint(last); err == nil && cp != nil && cp.Interval == 0 {
 		// The first checkpoint after an older sealgate's (v2): the chain
 		// says from here on that checkpoints name their interval, so that
 		// deleting every one after the old checkpoint cannot make the
-		// tail unjudged (newestInterval).
+		// tail unjudged (tailProblem).
 		rec := mustJSON(Record{Time: now.UTC(), Type: signerV3Type, Actor: "sealgate",
 			Detail: "checkpoints from here on name their interval; a long unsigned tail after this entry means deleted checkpoints"})
 		if err := t.store.Audit(rec); err != nil {
@@ -261,14 +271,11 @@ func (t *Trail) SignHead(now time.Time, upTo uint64) (*Checkpoint, string, error
 	if err != nil && !errors.Is(err, errStop) {
 		return nil, "", err
 	}
-	newest, judge, err := t.newestInterval(last)
+	newest, err := t.newestCheckpoint(last)
 	if err != nil {
 		return nil, "", err
 	}
-	problem := ""
-	if judge || tail.v3 {
-		problem = tail.problem(t.maxUnsigned(newest))
-	}
+	problem := t.tailProblem(tail, newest)
 	if problem != "" {
 		rec := mustJSON(Record{Time: now.UTC(), Type: unsignedTailType, Actor: "sealgate", Detail: problem})
 		if err := t.store.Audit(rec); err != nil {

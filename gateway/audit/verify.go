@@ -169,14 +169,7 @@ func (t *Trail) Verify() (Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	// Judged after a checkpoint that names its interval, or when there is
-	// none (newestInterval says why).
-	var signedUnder time.Duration
-	judge := true
-	if cp := rep.LastCheckpoint; cp != nil {
-		signedUnder, judge = time.Duration(cp.Interval)*time.Second, cp.Interval > 0
-	}
-	if p := tail.problem(t.maxUnsigned(signedUnder)); (judge || tail.v3) && p != "" {
+	if p := t.tailProblem(tail, rep.LastCheckpoint); p != "" {
 		rep.bad("%s", p)
 	}
 	if rep.Entries == 0 {
