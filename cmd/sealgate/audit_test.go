@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -23,15 +24,7 @@ import (
 // the checkpoint; verify says intact, then names the entry edited in the
 // file (exit 1); the admin actions done here are on record with who.
 func TestAuditCommandsOnStoppedServer(t *testing.T) {
-	dir := t.TempDir()
-	data := filepath.Join(dir, "data")
-	cfg := filepath.Join(dir, "sealgate.yaml")
-	writeFile(t, cfg, "data_dir: "+data+"\n")
-	seedSpool(t, data)
-	key, err := audit.LoadOrCreateKey(filepath.Join(data, "audit-signing.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, data, cfg, key := stoppedNodeWithAuditKey(t)
 	store, err := queue.Open(queue.Options{Path: filepath.Join(data, "spool.db"), KeyFile: filepath.Join(data, "spool.key"), Audit: audit.FromChange})
 	if err != nil {
 		t.Fatal(err)
@@ -237,15 +230,7 @@ func TestAuditCommandsInAFleet(t *testing.T) {
 // and a later signer puts it on record in the chain. A checkpoint signed
 // by a replaced key fails against the public key kept elsewhere.
 func TestAuditVerifyFindsDeletedCheckpoints(t *testing.T) {
-	dir := t.TempDir()
-	data := filepath.Join(dir, "data")
-	cfg := filepath.Join(dir, "sealgate.yaml")
-	writeFile(t, cfg, "data_dir: "+data+"\n")
-	seedSpool(t, data)
-	key, err := audit.LoadOrCreateKey(filepath.Join(data, "audit-signing.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, data, cfg, key := stoppedNodeWithAuditKey(t)
 	now := time.Now().Add(-2 * time.Hour)
 	store, err := queue.Open(queue.Options{Path: filepath.Join(data, "spool.db"), KeyFile: filepath.Join(data, "spool.key"), Audit: audit.FromChange,
 		Now: func() time.Time { return now }})
@@ -344,4 +329,20 @@ func editSpool(t *testing.T, data string, fn func(tx *bolt.Tx) error) {
 	if err := db.Update(fn); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// stoppedNodeWithAuditKey is a stopped node's directory, its data dir and
+// config file, with a spool and the audit signing key it made.
+func stoppedNodeWithAuditKey(t *testing.T) (dir, data, cfg string, key ed25519.PrivateKey) {
+	t.Helper()
+	dir = t.TempDir()
+	data = filepath.Join(dir, "data")
+	cfg = filepath.Join(dir, "sealgate.yaml")
+	writeFile(t, cfg, "data_dir: "+data+"\n")
+	seedSpool(t, data)
+	key, err := audit.LoadOrCreateKey(filepath.Join(data, "audit-signing.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, data, cfg, key
 }
